@@ -1,0 +1,37 @@
+// swift-tools-version:6.1
+// tfq: train small transformers on a CPU, quantize them to int8, run them on small boards.
+//
+// Targets, with one-way dependencies:
+//   tfq (CLI) → TFQTrain / TFQRuntime → TFQModel / TFQFormat → TFQKernels, CZstd
+// Library targets carry no unsafeFlags so the package stays consumable as a dependency;
+// the fast build passes CPU flags on the command line (see tools/build.sh).
+import PackageDescription
+
+let package = Package(
+    name: "tfq",
+    products: [
+        .executable(name: "tfq", targets: ["tfq"]),
+        .library(name: "TFQFormat", targets: ["TFQFormat"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]
+        ),
+        .target(name: "TFQFormat", dependencies: ["CZstd"]),
+        .executableTarget(
+            name: "tfq",
+            dependencies: [
+                "TFQFormat",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "TFQFormatTests", dependencies: ["TFQFormat"]),
+        .testTarget(name: "tfqCLITests", dependencies: ["tfq"]),
+    ],
+    swiftLanguageModes: [.v5]
+)
