@@ -1,0 +1,82 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A file written under a temporary name in its target's directory and renamed into place
+/// only once it is complete and synced: a crash or kill at any point leaves either the old
+/// file or the complete new one at the target path, never a half-written one.
+final class AtomicFile {
+    let path: String
+    let temporaryPath: String
+    private var descriptor: Int32
+    private(set) var bytesWritten = 0
+    private var committed = false
+
+    init(path: String) throws {
+        self.path = path
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[...$0]) } ?? ""
+        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        guard !base.isEmpty else { throw TFQFormatError(file: path, .io("is a directory, not a file name")) }
+        temporaryPath = "\(directory).\(base).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        descriptor = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw TFQFormatError(file: path, .io("cannot create: \(errnoText())")) }
+    }
+
+    deinit {
+        if !committed { discard() }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let result = Glibc.write(descriptor, bytes.baseAddress! + done, bytes.count - done)
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw TFQFormatError(file: path, .io("write failed: \(errnoText())"))
+            }
+            done += result
+        }
+        bytesWritten += bytes.count
+    }
+
+    func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+
+    func writeZeros(_ count: Int) throws {
+        if count > 0 { try write([UInt8](repeating: 0, count: count)) }
+    }
+
+    /// Overwrites bytes already written, at `offset`.
+    func overwrite(_ bytes: [UInt8], at offset: Int) throws {
+        let result = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(offset)) }
+        guard result == bytes.count else { throw TFQFormatError(file: path, .io("write failed: \(errnoText())")) }
+    }
+
+    /// fsync, rename over the target, fsync the directory so the rename itself is durable.
+    func commit() throws {
+        guard fsync(descriptor) == 0 else { throw TFQFormatError(file: path, .io("fsync failed: \(errnoText())")) }
+        close(descriptor)
+        descriptor = -1
+        guard rename(temporaryPath, path) == 0 else {
+            throw TFQFormatError(file: path, .io("cannot rename into place: \(errnoText())"))
+        }
+        committed = true
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[..<$0]) } ?? "."
+        let directoryDescriptor = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if directoryDescriptor >= 0 {
+            _ = fsync(directoryDescriptor)
+            close(directoryDescriptor)
+        }
+    }
+
+    /// Removes the temporary file; the target is untouched.
+    func discard() {
+        if descriptor >= 0 { close(descriptor); descriptor = -1 }
+        if !committed { unlink(temporaryPath) }
+    }
+}
+
+func errnoText() -> String { String(cString: strerror(errno)) }

@@ -1,0 +1,67 @@
+/// CRC-32 as zlib, gzip and PNG compute it (reflected polynomial 0xEDB88320), so any
+/// language's standard library can check a .tfq file's checksums (`zlib.crc32` in Python).
+///
+/// Slicing-by-8: eight table lookups per 8 input bytes, about 1–2 GB/s, fast enough that
+/// `tfq verify` is bound by reading the file.
+public struct CRC32: Sendable {
+    public private(set) var value: UInt32 = 0
+
+    public init() {}
+
+    /// Continues the checksum over `bytes`.
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        var crc = ~value
+        var index = 0
+        let count = bytes.count
+        Self.tables.withUnsafeBufferPointer { table in
+            if let base = bytes.baseAddress {
+                while count - index >= 8 {
+                    let lo = base.loadUnaligned(fromByteOffset: index, as: UInt32.self).littleEndian ^ crc
+                    let hi = base.loadUnaligned(fromByteOffset: index + 4, as: UInt32.self).littleEndian
+                    crc = table[7 * 256 + Int(lo & 0xFF)] ^ table[6 * 256 + Int((lo >> 8) & 0xFF)]
+                        ^ table[5 * 256 + Int((lo >> 16) & 0xFF)] ^ table[4 * 256 + Int(lo >> 24)]
+                        ^ table[3 * 256 + Int(hi & 0xFF)] ^ table[2 * 256 + Int((hi >> 8) & 0xFF)]
+                        ^ table[1 * 256 + Int((hi >> 16) & 0xFF)] ^ table[Int(hi >> 24)]
+                    index += 8
+                }
+            }
+            while index < count {
+                crc = table[Int((crc ^ UInt32(bytes[index])) & 0xFF)] ^ (crc >> 8)
+                index += 1
+            }
+        }
+        value = ~crc
+    }
+
+    public mutating func update(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { update($0) }
+    }
+
+    /// The checksum of one buffer.
+    public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        var crc = CRC32()
+        crc.update(bytes)
+        return crc.value
+    }
+
+    public static func checksum(_ bytes: [UInt8]) -> UInt32 {
+        bytes.withUnsafeBytes { checksum($0) }
+    }
+
+    /// table[k·256 + b]: the CRC of byte b followed by k zero bytes.
+    private static let tables: [UInt32] = {
+        var table = [UInt32](repeating: 0, count: 8 * 256)
+        for byte in 0..<256 {
+            var crc = UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 != 0 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+            table[byte] = crc
+        }
+        for k in 1..<8 {
+            for byte in 0..<256 {
+                let previous = table[(k - 1) * 256 + byte]
+                table[k * 256 + byte] = (previous >> 8) ^ table[Int(previous & 0xFF)]
+            }
+        }
+        return table
+    }()
+}

@@ -1,0 +1,70 @@
+/// The byte-level constants of formats/tfq.md, in one place.
+public enum TFQFormatSpec {
+    /// `\x89TFQ\r\n\x1a\n`
+    public static let magic: [UInt8] = [0x89, 0x54, 0x46, 0x51, 0x0D, 0x0A, 0x1A, 0x0A]
+    public static let versionMajor: UInt16 = 1
+    public static let versionMinor: UInt16 = 0
+    public static let headerSize = 64
+    /// Raw tensors start on cache-line (and `SIMD16<Float>`) boundaries: see formats/tfq.md §2.
+    public static let alignment = 64
+    public static let maxTensorCount = 1_000_000
+    public static let maxMetadataLength = 64 << 20
+    public static let maxDirectoryLength = 256 << 20
+    public static let maxNameLength = 1024
+    public static let maxRank = 8
+}
+
+/// How a tensor's elements are stored (formats/tfq.md §6.1).
+public enum DType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case f32 = 1
+    case f16 = 2
+    /// int8 values with one f32 scale per group along the last dimension.
+    case q8 = 3
+
+    public var description: String {
+        switch self {
+        case .f32: return "f32"
+        case .f16: return "f16"
+        case .q8: return "q8"
+        }
+    }
+
+    /// Bytes per element for the float dtypes; `q8` is 1 plus its scales.
+    public var elementSize: Int {
+        switch self {
+        case .f32: return 4
+        case .f16: return 2
+        case .q8: return 1
+        }
+    }
+}
+
+/// How a tensor's bytes are stored in the file (formats/tfq.md §6.3).
+public enum Encoding: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case raw = 0
+    case zstd = 1
+    /// zstd over the bytes reordered into planes (byte 0 of every element, then byte 1, …).
+    case zstdPlanes = 2
+
+    public var description: String {
+        switch self {
+        case .raw: return "raw"
+        case .zstd: return "zstd"
+        case .zstdPlanes: return "zstd-planes"
+        }
+    }
+}
+
+/// The arrangement of a `q8` tensor's values and scales (formats/tfq.md §6.2).
+public enum Q8Layout: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case rowMajor = 0
+    /// Blocks of 16 rows × 4 consecutive values: one 64-byte load feeds 16 dot-product lanes.
+    case interleaved16x4 = 1
+
+    public var description: String {
+        switch self {
+        case .rowMajor: return "row-major"
+        case .interleaved16x4: return "interleaved-16x4"
+        }
+    }
+}

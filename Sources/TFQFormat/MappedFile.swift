@@ -1,0 +1,35 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A whole file mapped read-only into memory. Pages are shared with the page cache (and so
+/// with every other process that maps the same file) and read from disk only when touched.
+final class MappedFile {
+    let path: String
+    let bytes: UnsafeRawBufferPointer
+
+    init(path: String) throws {
+        self.path = path
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw TFQFormatError(file: path, .io("cannot open: \(errnoText())")) }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw TFQFormatError(file: path, .io("cannot stat: \(errnoText())")) }
+        guard (status.st_mode & S_IFMT) == S_IFREG else { throw TFQFormatError(file: path, .io("not a regular file")) }
+        let length = Int(status.st_size)
+        guard length >= TFQFormatSpec.headerSize else { throw TFQFormatError(file: path, .tooShort(length: length)) }
+        guard let address = mmap(nil, length, PROT_READ, MAP_PRIVATE, descriptor, 0), address != MAP_FAILED else {
+            throw TFQFormatError(file: path, .io("cannot map: \(errnoText())"))
+        }
+        bytes = UnsafeRawBufferPointer(start: address, count: length)
+    }
+
+    deinit {
+        munmap(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count)
+    }
+
+    /// Bytes of physical memory: the default ceiling on what decoding a file may allocate.
+    static var physicalMemory: Int {
+        Int(sysconf(Int32(_SC_PHYS_PAGES))) &* Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}

@@ -1,0 +1,196 @@
+import FoundationEssentials
+
+/// A .tfq file opened for reading: mapped into memory and checked before any use.
+///
+/// Raw tensors are views into the mapping (zero-copy); zstd tensors are decoded once, at
+/// open, into 64-byte-aligned memory of exactly their declared size. Opening checks every
+/// invariant of formats/tfq.md §7, so no later access can read out of bounds. An open file
+/// is immutable and may be shared across threads.
+public final class TFQFile: @unchecked Sendable {
+    public struct Options: Sendable {
+        /// Check every tensor's CRC-32 at open (reads the whole file).
+        public var verifyChecksums = false
+        /// Refuse files whose compressed tensors decode to more than this many bytes.
+        public var maxDecodedBytes = MappedFile.physicalMemory
+        public init(verifyChecksums: Bool = false) { self.verifyChecksums = verifyChecksums }
+    }
+
+    public let path: String
+    public let versionMajor: UInt16
+    public let versionMinor: UInt16
+    /// The directory, in file order.
+    public let tensors: [TensorInfo]
+    /// The metadata block's JSON text.
+    public let metadataJSON: [UInt8]
+    /// The metadata block parsed without a schema.
+    public let metadata: [String: JSONValue]
+    public var fileLength: Int { mapping.bytes.count }
+    /// True when every tensor is raw, so loading copies nothing.
+    public var isZeroCopy: Bool { decoded.isEmpty }
+
+    private let mapping: MappedFile
+    private let indexByName: [String: Int]
+    private var decoded: [String: UnsafeMutableRawBufferPointer] = [:]
+
+    public init(path: String, options: Options = Options()) throws {
+        self.path = path
+        mapping = try MappedFile(path: path)
+        let file = mapping.bytes
+        let header = try FileHeader.decode(file, file: path)
+        versionMajor = header.versionMajor
+        versionMinor = header.versionMinor
+        guard header.fileLength == UInt64(file.count) else {
+            throw TFQFormatError(file: path, .lengthMismatch(declared: header.fileLength, actual: file.count))
+        }
+        let metadataRange = try Self.block("metadata", offset: header.metadataOffset, length: header.metadataLength,
+                                           minimum: 2, limit: TFQFormatSpec.maxMetadataLength, file: path, fileLength: file.count)
+        let directoryRange = try Self.block("directory", offset: header.directoryOffset, length: header.directoryLength,
+                                            minimum: 0, limit: TFQFormatSpec.maxDirectoryLength, file: path, fileLength: file.count)
+        if metadataRange.overlaps(directoryRange) {
+            throw TFQFormatError(file: path, .badHeaderField("metadata and directory overlap"))
+        }
+        guard header.tensorCount <= UInt32(TFQFormatSpec.maxTensorCount) else {
+            throw TFQFormatError(file: path, .badHeaderField("tensor count \(header.tensorCount) exceeds \(TFQFormatSpec.maxTensorCount)"))
+        }
+        let metadataBytes = UnsafeRawBufferPointer(rebasing: file[metadataRange])
+        let directoryBytes = UnsafeRawBufferPointer(rebasing: file[directoryRange])
+        var index = CRC32()
+        index.update(metadataBytes)
+        index.update(directoryBytes)
+        guard index.value == header.indexCRC32 else { throw TFQFormatError(file: path, .indexChecksum) }
+
+        metadataJSON = Array(metadataBytes)
+        metadata = try Self.parseMetadata(metadataJSON, file: path)
+        tensors = try TensorDirectory.decode(directoryBytes, count: Int(header.tensorCount), fileLength: file.count, file: path)
+        try Self.checkNoOverlaps(tensors, metadata: metadataRange, directory: directoryRange, file: path)
+        indexByName = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($1.name, $0) })
+
+        if options.verifyChecksums { try verifyChecksums() }
+        try decodeCompressedTensors(limit: options.maxDecodedBytes)
+    }
+
+    deinit {
+        for buffer in decoded.values { buffer.deallocate() }
+    }
+
+    public func info(_ name: String) -> TensorInfo? {
+        indexByName[name].map { tensors[$0] }
+    }
+
+    /// The decoded bytes of a tensor: a view into the mapping for raw tensors, into the
+    /// buffer decoded at open for compressed ones. Valid as long as this file is.
+    public func bytes(_ name: String) throws -> UnsafeRawBufferPointer {
+        guard let info = info(name) else { throw TFQFormatError(file: path, tensor: name, .missingTensor) }
+        return bytes(info)
+    }
+
+    public func bytes(_ info: TensorInfo) -> UnsafeRawBufferPointer {
+        if let buffer = decoded[info.name] { return UnsafeRawBufferPointer(buffer) }
+        return UnsafeRawBufferPointer(rebasing: mapping.bytes[info.offset..<(info.offset + info.storedLength)])
+    }
+
+    /// The bytes stored in the file for a tensor (compressed ones as they are on disk).
+    public func storedBytes(_ info: TensorInfo) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: mapping.bytes[info.offset..<(info.offset + info.storedLength)])
+    }
+
+    /// Checks every tensor's CRC-32 over its stored bytes; throws naming the first bad one.
+    public func verifyChecksums() throws {
+        for info in tensors where CRC32.checksum(storedBytes(info)) != info.crc32 {
+            throw TFQFormatError(file: path, tensor: info.name, .tensorChecksum)
+        }
+    }
+
+    /// Decodes one section of the metadata with a schema the caller owns.
+    public func metadataSection<T: Decodable>(_ key: String, as type: T.Type) throws -> T? {
+        guard let value = metadata[key] else { return nil }
+        do {
+            let data = try JSONEncoder().encode(value)
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch {
+            throw TFQFormatError(file: path, .badMetadata("'\(key)' is malformed: \(Self.describe(error))"))
+        }
+    }
+
+    // MARK: - Checks
+
+    private static func block(_ what: String, offset: UInt64, length: UInt64, minimum: Int, limit: Int,
+                              file: String, fileLength: Int) throws -> Range<Int> {
+        guard length >= UInt64(minimum), length <= UInt64(limit) else {
+            throw TFQFormatError(file: file, .badHeaderField("\(what) length \(length) is out of range"))
+        }
+        guard offset >= UInt64(TFQFormatSpec.headerSize),
+              case (let end, false) = offset.addingReportingOverflow(length), end <= UInt64(fileLength) else {
+            throw TFQFormatError(file: file, .badHeaderField("\(what) at \(offset)+\(length) lies outside the file"))
+        }
+        return Int(offset)..<Int(end)
+    }
+
+    private static func parseMetadata(_ json: [UInt8], file: String) throws -> [String: JSONValue] {
+        guard String(validating: json, as: UTF8.self) != nil else {
+            throw TFQFormatError(file: file, .badMetadata("not valid UTF-8"))
+        }
+        do {
+            guard case .object(let members) = try JSONDecoder().decode(JSONValue.self, from: Data(json)) else {
+                throw TFQFormatError(file: file, .badMetadata("not a JSON object"))
+            }
+            return members
+        } catch let error as TFQFormatError {
+            throw error
+        } catch {
+            throw TFQFormatError(file: file, .badMetadata("not valid JSON"))
+        }
+    }
+
+    private static func checkNoOverlaps(_ tensors: [TensorInfo], metadata: Range<Int>, directory: Range<Int>, file: String) throws {
+        var ranges: [(range: Range<Int>, name: String?)] = [(0..<TFQFormatSpec.headerSize, "header"), (metadata, "metadata"), (directory, "directory")]
+        for tensor in tensors { ranges.append((tensor.offset..<(tensor.offset + tensor.storedLength), nil)) }
+        var names = ["header", "metadata", "directory"] + tensors.map(\.name)
+        var order = Array(ranges.indices).filter { !ranges[$0].range.isEmpty }
+        order.sort { ranges[$0].range.lowerBound < ranges[$1].range.lowerBound }
+        for (previous, next) in zip(order, order.dropFirst()) where ranges[next].range.lowerBound < ranges[previous].range.upperBound {
+            let first = names[previous], second = names[next]
+            let tensor = next >= 3 ? second : (previous >= 3 ? first : nil)
+            throw TFQFormatError(file: file, tensor: tensor, .badTensor("bytes overlap \(tensor == second ? first : second)"))
+        }
+        names.removeAll()
+    }
+
+    private func decodeCompressedTensors(limit: Int) throws {
+        var total = 0
+        for info in tensors where info.encoding != .raw {
+            total = total.addingReportingOverflow(info.decodedLength).overflow ? Int.max : total + info.decodedLength
+            guard total <= limit else { throw TFQFormatError(file: path, tensor: info.name, .tooLarge(bytes: total, limit: limit)) }
+        }
+        for info in tensors where info.encoding != .raw {
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: info.decodedLength, alignment: TFQFormatSpec.alignment)
+            do {
+                if info.encoding == .zstd {
+                    try Zstd.decompress(storedBytes(info), into: buffer)
+                } else {
+                    let planes = UnsafeMutableRawBufferPointer.allocate(byteCount: info.decodedLength, alignment: 16)
+                    defer { planes.deallocate() }
+                    try Zstd.decompress(storedBytes(info), into: planes)
+                    BytePlanes.merge(UnsafeRawBufferPointer(planes), into: buffer, elementSize: info.dtype.elementSize)
+                }
+            } catch let error as ZstdError {
+                buffer.deallocate()
+                throw TFQFormatError(file: path, tensor: info.name, .decode(error.description))
+            }
+            decoded[info.name] = buffer
+        }
+    }
+
+    static func describe(_ error: Error) -> String {
+        if let decoding = error as? DecodingError {
+            switch decoding {
+            case .keyNotFound(let key, _): return "missing key '\(key.stringValue)'"
+            case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+                let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+                return path.isEmpty ? context.debugDescription : "at '\(path)': \(context.debugDescription)"
+            @unknown default: return "\(error)"
+            }
+        }
+        return "\(error)"
+    }
+}

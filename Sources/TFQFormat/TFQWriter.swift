@@ -1,0 +1,115 @@
+/// How the writer stores a tensor's bytes.
+public enum TensorCompression: Sendable, Equatable {
+    case none
+    /// zstd at this level; kept only where it makes the tensor smaller. Float tensors are
+    /// also tried as byte planes, and the smaller of the two is kept.
+    case zstd(level: Int32)
+}
+
+/// Writes a .tfq file one tensor at a time (formats/tfq.md).
+///
+/// Tensors stream straight to a temporary file next to the target, so the writer never
+/// holds the model twice; ``finish(metadata:)`` appends the metadata and the directory,
+/// fills in the header, syncs, and renames the file into place. A writer dropped without
+/// `finish` removes its temporary file and leaves the target untouched.
+public final class TFQWriter {
+    public let path: String
+    private let file: AtomicFile
+    private var tensors: [TensorInfo] = []
+    private var names = Set<String>()
+
+    public init(path: String) throws {
+        self.path = path
+        file = try AtomicFile(path: path)
+        try file.writeZeros(TFQFormatSpec.headerSize)
+    }
+
+    /// The tensors written so far.
+    public var writtenTensors: [TensorInfo] { tensors }
+
+    /// Appends one tensor whose decoded bytes are `bytes` (formats/tfq.md §6).
+    @discardableResult
+    public func add(name: String, dtype: DType, shape: [Int], layout: Q8Layout = .rowMajor, groupSize: Int = 0,
+                    bytes: UnsafeRawBufferPointer, compression: TensorCompression = .none) throws -> TensorInfo {
+        func bad(_ why: String) -> TFQFormatError { TFQFormatError(file: path, tensor: name, .usage(why)) }
+        let nameLength = name.utf8.count
+        guard nameLength >= 1, nameLength <= TFQFormatSpec.maxNameLength, !name.utf8.contains(0) else {
+            throw bad("name must be 1 to \(TFQFormatSpec.maxNameLength) bytes without NUL")
+        }
+        guard !names.contains(name) else { throw bad("written twice") }
+        guard tensors.count < TFQFormatSpec.maxTensorCount else { throw bad("too many tensors") }
+        let expected: Int
+        switch TensorGeometry.decodedLength(dtype: dtype, layout: layout, shape: shape, groupSize: groupSize) {
+        case .success(let length): expected = length
+        case .failure(let why): throw bad(why.description)
+        }
+        guard bytes.count == expected else { throw bad("has \(bytes.count) bytes, \(dtype) \(shape) needs \(expected)") }
+
+        var encoding = Encoding.raw
+        var compressed: [UInt8]? = nil
+        if case .zstd(let level) = compression, !bytes.isEmpty {
+            compressed = try Zstd.compress(bytes, level: level)
+            if dtype != .q8 {
+                let planes = BytePlanes.split(bytes, elementSize: dtype.elementSize)
+                let planed = try planes.withUnsafeBytes { try Zstd.compress($0, level: level) }
+                if planed.count < compressed!.count { compressed = planed; encoding = .zstdPlanes }
+            }
+            if compressed!.count >= bytes.count { compressed = nil; encoding = .raw } else if encoding == .raw { encoding = .zstd }
+        }
+
+        guard let offset = TensorGeometry.alignUp(file.bytesWritten) else { throw bad("file too large") }
+        try file.writeZeros(offset - file.bytesWritten)
+        let crc: UInt32
+        let stored: Int
+        if let compressed {
+            try file.write(compressed)
+            crc = CRC32.checksum(compressed)
+            stored = compressed.count
+        } else {
+            try file.write(bytes)
+            crc = CRC32.checksum(bytes)
+            stored = bytes.count
+        }
+        let info = TensorInfo(name: name, dtype: dtype, encoding: encoding, layout: layout, groupSize: groupSize,
+                              shape: shape, offset: offset, storedLength: stored, decodedLength: expected, crc32: crc)
+        tensors.append(info)
+        names.insert(name)
+        return info
+    }
+
+    /// Appends an f32 tensor.
+    @discardableResult
+    public func add(name: String, shape: [Int], floats: UnsafeBufferPointer<Float>,
+                    compression: TensorCompression = .none) throws -> TensorInfo {
+        try add(name: name, dtype: .f32, shape: shape, bytes: UnsafeRawBufferPointer(floats), compression: compression)
+    }
+
+    /// Writes the metadata (a UTF-8 JSON object) and the directory, then publishes the file.
+    public func finish(metadata: [UInt8]) throws {
+        guard metadata.count >= 2, metadata.count <= TFQFormatSpec.maxMetadataLength else {
+            throw TFQFormatError(file: path, .usage("metadata must be 2 bytes to 64 MiB of JSON"))
+        }
+        let directory = TensorDirectory.encode(tensors)
+        guard directory.count <= TFQFormatSpec.maxDirectoryLength else {
+            throw TFQFormatError(file: path, .usage("tensor directory exceeds 256 MiB"))
+        }
+        var header = FileHeader()
+        header.tensorCount = UInt32(tensors.count)
+        header.metadataOffset = UInt64(file.bytesWritten)
+        header.metadataLength = UInt64(metadata.count)
+        try file.write(metadata)
+        header.directoryOffset = UInt64(file.bytesWritten)
+        header.directoryLength = UInt64(directory.count)
+        try file.write(directory)
+        header.fileLength = UInt64(file.bytesWritten)
+        var index = CRC32()
+        index.update(metadata)
+        index.update(directory)
+        header.indexCRC32 = index.value
+        try file.overwrite(header.encoded(), at: 0)
+        try file.commit()
+    }
+
+    /// Removes the temporary file without publishing anything.
+    public func discard() { file.discard() }
+}

@@ -1,0 +1,615 @@
+#!/usr/bin/env python3
+"""An independent reader for the `.tfq` model file format, version 1.x.
+
+Written from the specification formats/tfq.md alone, as a cross-check of tfq's own reader;
+"§N" in comments refers to a section of that document. Needs Python 3.11 and numpy. zstd
+tensors are decoded with the `zstandard` module if it is installed, else with the `zstd`
+command-line tool.
+
+    import tfq_read
+    with tfq_read.read("model.tfq") as f:     # checks every invariant of §7, in order
+        f.verify()                             # tensor CRCs, full decode, q8 value checks
+        w = f.tensor("blocks.0.ffn.up.weight") # float32 numpy array of the tensor's shape
+
+Command line:  tfq_read.py FILE [--json | --verify]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import mmap
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+import zlib
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+MAGIC = b"\x89TFQ\r\n\x1a\n"
+HEADER = struct.Struct("<8sHHIQQQQQII")  # §3, 64 bytes
+ENTRY_CODES = struct.Struct("<BBBBI")     # §5: dtype, encoding, layout, rank, group_size
+ENTRY_TAIL = struct.Struct("<QQQI")       # §5: offset, stored_length, decoded_length, crc32
+U64_END = 1 << 64                         # every u64 quantity must stay below this (§6.4)
+MIB = 1 << 20
+MAX_TENSORS = 1_000_000
+MAX_NAME = 1024
+MAX_RANK = 8
+SUPPORTED_MAJOR = 1
+
+# §7 lets a reader bound what it allocates for a zstd tensor. Raw tensors need no bound:
+# their bytes are already in the file.
+MAX_ZSTD_DECODED = 1 << 34
+
+DTYPES = {1: ("f32", 4), 2: ("f16", 2), 3: ("q8", 1)}  # code: (name, element size), §6.1
+DTYPES_BY_NAME = {name: size for name, size in DTYPES.values()}
+ENCODINGS = {0: "raw", 1: "zstd", 2: "zstd-planes"}     # §6.3
+LAYOUTS = (0, 1)                                         # §6.2: row-major, interleaved 16x4
+
+
+class TFQFormatError(Exception):
+    """The file is not a valid .tfq file; the message names the file, the field, the problem."""
+
+
+def _err(path, subject: str, problem: str) -> TFQFormatError:
+    return TFQFormatError(f"{path}: {subject}: {problem}")
+
+
+def align64(n: int) -> int:
+    return (n + 63) // 64 * 64
+
+
+class Header(NamedTuple):
+    magic: bytes
+    version_major: int
+    version_minor: int
+    tensor_count: int
+    file_length: int
+    metadata_offset: int
+    metadata_length: int
+    directory_offset: int
+    directory_length: int
+    index_crc32: int
+    header_crc32: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One checked directory entry (§5)."""
+    name: str
+    dtype: str
+    encoding: str
+    layout: int
+    rank: int
+    group_size: int
+    shape: tuple[int, ...]
+    offset: int
+    stored_length: int
+    decoded_length: int
+    crc32: int
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return self.shape
+
+    # q8 geometry (§6.2): the last dim is the reduction dimension.
+    @property
+    def rows(self) -> int:
+        return math.prod(self.shape[:-1])
+
+    @property
+    def cols(self) -> int:
+        return self.shape[-1]
+
+    @property
+    def groups(self) -> int:
+        return self.cols // self.group_size
+
+    @property
+    def padded_rows(self) -> int:
+        return 16 * -(-self.rows // 16)
+
+
+class _RawEntry(NamedTuple):
+    """A directory entry as parsed, before any field is trusted."""
+    index: int
+    name: bytes
+    dtype: int
+    encoding: int
+    layout: int
+    rank: int
+    group_size: int
+    dims: tuple[int, ...]
+    offset: int
+    stored_length: int
+    decoded_length: int
+    crc32: int
+
+
+# ---------------------------------------------------------------- §7 checks 1-6: header
+
+def _check_header(path, buf) -> Header:
+    if len(buf) < HEADER.size:
+        raise _err(path, "file", f"{len(buf)} bytes, shorter than the 64-byte header")
+    h = Header(*HEADER.unpack_from(buf, 0))
+    if h.magic != MAGIC:
+        raise _err(path, "header field magic", f"{h.magic!r} is not {MAGIC!r}")
+    crc = zlib.crc32(buf[:60])
+    if crc != h.header_crc32:
+        raise _err(path, "header field header_crc32",
+                   f"stored {h.header_crc32:#010x}, computed {crc:#010x}")
+    if h.version_major != SUPPORTED_MAJOR:
+        raise _err(path, "header field version_major",
+                   f"version {h.version_major}.{h.version_minor}; this reader reads 1.x only")
+    if h.file_length != len(buf):
+        raise _err(path, "header field file_length",
+                   f"says {h.file_length} bytes, the file has {len(buf)}")
+    _check_blocks(path, h)
+    return h
+
+
+def _check_blocks(path, h: Header) -> None:
+    """§7 check 5: where the metadata and directory blocks lie, and the count limits."""
+    blocks = (("metadata", h.metadata_offset, h.metadata_length),
+              ("directory", h.directory_offset, h.directory_length))
+    for block, offset, length in blocks:
+        if offset + length >= U64_END:
+            raise _err(path, f"header field {block}_offset",
+                       f"{block}_offset + {block}_length overflows 64 bits")
+        if offset + length > h.file_length:
+            raise _err(path, f"header field {block}_offset",
+                       f"{block} block [{offset}, {offset + length}) ends past the file "
+                       f"({h.file_length} bytes)")
+        if offset < HEADER.size:
+            raise _err(path, f"header field {block}_offset", f"{offset} is inside the header")
+    if _overlap(h.metadata_offset, h.metadata_length, h.directory_offset, h.directory_length):
+        raise _err(path, "header field directory_offset",
+                   "the directory block overlaps the metadata block")
+    if not 2 <= h.metadata_length <= 64 * MIB:
+        raise _err(path, "header field metadata_length",
+                   f"{h.metadata_length} is outside 2 .. 64 MiB")
+    if h.directory_length > 256 * MIB:
+        raise _err(path, "header field directory_length",
+                   f"{h.directory_length} is over 256 MiB")
+    if h.tensor_count > MAX_TENSORS:
+        raise _err(path, "header field tensor_count", f"{h.tensor_count} is over {MAX_TENSORS}")
+
+
+def _overlap(a_start: int, a_len: int, b_start: int, b_len: int) -> bool:
+    # Half-open ranges; an empty range (a directory of zero tensors) overlaps nothing.
+    return a_len > 0 and b_len > 0 and a_start < b_start + b_len and b_start < a_start + a_len
+
+
+def _check_index_crc(path, h: Header, metadata: bytes, directory: bytes) -> None:
+    crc = zlib.crc32(directory, zlib.crc32(metadata))  # one running CRC over both blocks
+    if crc != h.index_crc32:
+        raise _err(path, "header field index_crc32",
+                   f"stored {h.index_crc32:#010x}, computed {crc:#010x} over metadata + directory")
+
+
+# ---------------------------------------------------------------- §7 check 7: metadata
+
+def _parse_metadata(path, data: bytes) -> dict:
+    def reject_constant(name):  # NaN, Infinity: accepted by Python's json, not by RFC 8259
+        raise ValueError(f"{name} is not JSON")
+
+    def unique_keys(pairs):  # RFC 8259 leaves duplicate keys undefined; refuse them
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            raise ValueError("duplicate object key")
+        return obj
+
+    try:
+        text = data.decode("utf-8")
+        value = json.loads(text, parse_constant=reject_constant, object_pairs_hook=unique_keys)
+    except UnicodeDecodeError as exc:
+        raise _err(path, "metadata", f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise _err(path, "metadata", f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise _err(path, "metadata", f"is a JSON {type(value).__name__}, not an object")
+    return value
+
+
+# ---------------------------------------------------------------- §7 check 8: directory
+
+class _Cursor:
+    """Reads the directory front to back, checking that each field is there before reading it."""
+
+    def __init__(self, path, data: bytes):
+        self.path, self.data, self.pos = path, data, 0
+
+    def take(self, n: int, entry: int, field: str) -> bytes:
+        if self.pos + n > len(self.data):
+            raise _err(self.path, f"directory entry {entry}",
+                       f"{field} runs past the end of the directory ({len(self.data)} bytes)")
+        self.pos += n
+        return self.data[self.pos - n:self.pos]
+
+
+def _parse_directory(path, data: bytes, count: int) -> list[_RawEntry]:
+    cur, entries = _Cursor(path, data), []
+    for i in range(count):
+        (name_length,) = struct.unpack("<H", cur.take(2, i, "name_length"))
+        name = cur.take(name_length, i, "name")
+        dtype, encoding, layout, rank, group = ENTRY_CODES.unpack(
+            cur.take(ENTRY_CODES.size, i, "dtype/encoding/layout/rank/group_size"))
+        dims = struct.unpack(f"<{rank}Q", cur.take(8 * rank, i, "dims"))
+        offset, stored, decoded, crc = ENTRY_TAIL.unpack(
+            cur.take(ENTRY_TAIL.size, i, "offset/stored_length/decoded_length/crc32"))
+        entries.append(_RawEntry(i, name, dtype, encoding, layout, rank, group, dims,
+                                 offset, stored, decoded, crc))
+    if cur.pos != len(data):
+        raise _err(path, "header field directory_length",
+                   f"{len(data) - cur.pos} bytes are left after the {count} entries")
+    return entries
+
+
+# ---------------------------------------------------------------- §7 check 9: each entry
+
+def _check_entry(path, r: _RawEntry, seen: dict, file_length: int) -> Entry:
+    name = _check_name(path, r, seen)
+    where = f"tensor {name!r}"
+    if r.dtype not in DTYPES:
+        raise _err(path, where, f"unknown dtype code {r.dtype}")
+    if r.encoding not in ENCODINGS:
+        raise _err(path, where, f"unknown encoding code {r.encoding}")
+    if r.layout not in LAYOUTS:
+        raise _err(path, where, f"unknown layout code {r.layout}")
+    dtype, encoding = DTYPES[r.dtype][0], ENCODINGS[r.encoding]
+    if r.layout != 0 and dtype != "q8":
+        raise _err(path, where, f"layout {r.layout} is only for q8, not {dtype}")
+    if encoding == "zstd-planes" and dtype == "q8":
+        raise _err(path, where, "encoding zstd-planes is only for f32 and f16")
+    if r.rank > MAX_RANK:
+        raise _err(path, where, f"rank {r.rank} is over {MAX_RANK}")
+    if any(d < 1 for d in r.dims):
+        raise _err(path, where, f"dims {list(r.dims)} has a dimension < 1")
+    _check_group(path, where, dtype, r)
+    expected = _decoded_length(dtype, r.layout, r.dims, r.group_size)
+    if expected >= U64_END:
+        raise _err(path, where, "decoded_length overflows 64 bits")
+    if r.decoded_length != expected:
+        raise _err(path, where, f"decoded_length is {r.decoded_length}, must be {expected}")
+    _check_placement(path, where, encoding, r, file_length)
+    return Entry(name, dtype, encoding, r.layout, r.rank, r.group_size, r.dims,
+                 r.offset, r.stored_length, r.decoded_length, r.crc32)
+
+
+def _check_name(path, r: _RawEntry, seen: dict) -> str:
+    where = f"directory entry {r.index}"
+    if not 1 <= len(r.name) <= MAX_NAME:
+        raise _err(path, where, f"name_length {len(r.name)} is outside 1 .. {MAX_NAME}")
+    try:
+        name = r.name.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _err(path, where, f"name {r.name!r} is not valid UTF-8 ({exc.reason})") from None
+    if "\0" in name:
+        raise _err(path, where, f"name {name!r} contains a NUL byte")
+    if name in seen:
+        raise _err(path, where, f"name {name!r} is also the name of entry {seen[name]}")
+    seen[name] = r.index
+    return name
+
+
+def _check_group(path, where: str, dtype: str, r: _RawEntry) -> None:
+    g = r.group_size
+    if dtype != "q8":
+        if g != 0:
+            raise _err(path, where, f"group_size must be 0 for {dtype}, is {g}")
+        return
+    if r.rank < 1:
+        raise _err(path, where, "a q8 tensor must have rank >= 1")
+    cols = r.dims[-1]
+    if g < 1 or cols % g:
+        raise _err(path, where, f"group_size {g} does not divide cols = {cols}")
+    if r.layout == 1 and (cols % 4 or g % 4):
+        raise _err(path, where, f"layout 1 needs cols % 4 = 0 and group_size % 4 = 0 "
+                                f"(cols {cols}, group_size {g})")
+
+
+def _decoded_length(dtype: str, layout: int, dims: tuple[int, ...], g: int) -> int:
+    """§6.4. Every intermediate value is <= the result, so the caller's check of the result
+    against 2**64 is the same as checking each step for 64-bit overflow."""
+    if dtype != "q8":
+        return DTYPES_BY_NAME[dtype] * math.prod(dims)
+    rows, cols = math.prod(dims[:-1]), dims[-1]
+    groups = cols // g
+    if layout == 0:
+        return align64(rows * cols) + 4 * rows * groups
+    padded = 16 * -(-rows // 16)
+    return padded * cols + 4 * padded * groups
+
+
+def _check_placement(path, where: str, encoding: str, r: _RawEntry, file_length: int) -> None:
+    if encoding == "raw" and r.stored_length != r.decoded_length:
+        raise _err(path, where, f"raw tensor has stored_length {r.stored_length} "
+                                f"!= decoded_length {r.decoded_length}")
+    if encoding != "raw" and r.stored_length < 1:
+        raise _err(path, where, "stored_length is 0")
+    if r.offset % 64 or r.offset < 64:
+        raise _err(path, where, f"offset {r.offset} is not a multiple of 64 at or after 64")
+    end = r.offset + r.stored_length
+    if end >= U64_END:
+        raise _err(path, where, "offset + stored_length overflows 64 bits")
+    if end > file_length:
+        raise _err(path, where, f"stored bytes [{r.offset}, {end}) end past the file "
+                                f"({file_length} bytes)")
+
+
+# ---------------------------------------------------------------- §7 check 10: overlaps
+
+def _check_overlaps(path, h: Header, entries: list[Entry]) -> None:
+    spans = [(e.offset, e.offset + e.stored_length, f"tensor {e.name!r}") for e in entries]
+    spans.append((h.metadata_offset, h.metadata_offset + h.metadata_length, "the metadata"))
+    spans.append((h.directory_offset, h.directory_offset + h.directory_length, "the directory"))
+    spans = sorted(s for s in spans if s[0] < s[1])
+    # Sorted by start, some pair overlaps if and only if some neighbouring pair does.
+    for (a_start, a_end, a), (b_start, b_end, b) in zip(spans, spans[1:]):
+        if b_start < a_end:
+            raise _err(path, a, f"bytes [{a_start}, {a_end}) overlap {b} [{b_start}, {b_end})")
+
+
+# ---------------------------------------------------------------- zstd (§6.3)
+
+class _ZstdFailure(Exception):
+    pass
+
+
+def _zstd_decompress(data: bytes, size: int) -> bytes:
+    """Decompresses one or more frames, returning at most size + 1 bytes: enough for the
+    caller to see that the frames produce too much without decoding all of it."""
+    try:
+        import zstandard
+    except ImportError:
+        return _zstd_cli(data, size)
+    out = bytearray()
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
+        while len(out) <= size:
+            chunk = reader.read(min(1 << 20, size + 1 - len(out)))
+            if not chunk:
+                break
+            out += chunk
+    except zstandard.ZstdError as exc:
+        raise _ZstdFailure(str(exc)) from None
+    return bytes(out)
+
+
+def _zstd_cli(data: bytes, size: int) -> bytes:
+    exe = shutil.which("zstd")
+    if exe is None:
+        raise _ZstdFailure("no zstd decoder: install the zstandard module or the zstd tool")
+    proc = subprocess.Popen([exe, "-d", "-c", "-q"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Feed stdin from a thread so neither pipe can fill up and deadlock the two processes.
+    feeder = threading.Thread(target=_feed, args=(proc.stdin, data), daemon=True)
+    feeder.start()
+    out = bytearray()
+    while len(out) <= size:
+        chunk = proc.stdout.read(min(1 << 20, size + 1 - len(out)))
+        if not chunk:
+            break
+        out += chunk
+    if len(out) > size:
+        proc.kill()  # it already produced too much; no need to decode the rest
+    proc.stdout.close()
+    message = proc.stderr.read().decode("utf-8", "replace")
+    proc.stderr.close()
+    status = proc.wait()
+    feeder.join()
+    if status != 0 and len(out) <= size:
+        raise _ZstdFailure(" ".join(message.split()) or f"zstd exited with status {status}")
+    return bytes(out)
+
+
+def _feed(pipe, data: bytes) -> None:
+    # A broken pipe means zstd stopped reading: it failed or was killed, and the caller
+    # reports that from its exit status or its output.
+    try:
+        pipe.write(data)
+    except OSError:
+        pass
+    try:
+        pipe.close()
+    except OSError:
+        pass
+
+
+def _unplane(planed: bytes, width: int) -> bytes:
+    """§6.3: planed byte p*n + i is decoded byte i*width + p."""
+    return np.frombuffer(planed, np.uint8).reshape(width, -1).T.tobytes()
+
+
+# ---------------------------------------------------------------- the file
+
+class TFQFile:
+    """A checked .tfq file. Tensor data is read from a read-only mmap of the file."""
+
+    def __init__(self, path, buf, header: Header, metadata: dict, entries: list[Entry]):
+        self.path = path
+        self.version = (header.version_major, header.version_minor)
+        self.header = header
+        self.metadata = metadata
+        self.entries = entries
+        self._by_name = {e.name: e for e in entries}
+        self._buf = buf
+
+    def close(self) -> None:
+        if isinstance(self._buf, mmap.mmap):
+            self._buf.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def entry(self, name: str) -> Entry:
+        if name not in self._by_name:
+            raise KeyError(f"{self.path}: no tensor named {name!r}")
+        return self._by_name[name]
+
+    def stored_bytes(self, name: str) -> bytes:
+        e = self.entry(name)
+        return self._buf[e.offset:e.offset + e.stored_length]
+
+    def decoded_bytes(self, name: str) -> bytes:
+        """The tensor's decoded bytes (§6.3), exactly decoded_length of them."""
+        e = self.entry(name)
+        stored = self.stored_bytes(name)
+        if e.encoding == "raw":
+            return stored
+        where = f"tensor {name!r}"
+        if e.decoded_length > MAX_ZSTD_DECODED:
+            raise _err(self.path, where, f"decoded_length {e.decoded_length} is over this "
+                                         f"reader's limit of {MAX_ZSTD_DECODED} bytes")
+        try:
+            data = _zstd_decompress(stored, e.decoded_length)
+        except _ZstdFailure as exc:
+            raise _err(self.path, where, f"zstd data does not decode: {exc}") from None
+        if len(data) != e.decoded_length:
+            size = "more" if len(data) > e.decoded_length else f"{len(data)}"
+            raise _err(self.path, where, f"zstd frames decode to {size} bytes, "
+                                         f"decoded_length is {e.decoded_length}")
+        if e.encoding == "zstd-planes":
+            data = _unplane(data, DTYPES_BY_NAME[e.dtype])
+        return data
+
+    def tensor(self, name: str) -> np.ndarray:
+        """The tensor as float32 of its shape; q8 is dequantized, w = q * scale (§6.2)."""
+        e = self.entry(name)
+        if e.dtype == "q8":
+            q, scales = self.q8(name)
+            w = q.reshape(e.rows, e.groups, e.group_size).astype(np.float32) * scales[:, :, None]
+            return w.reshape(e.shape)
+        element = "<f4" if e.dtype == "f32" else "<f2"
+        return np.frombuffer(self.decoded_bytes(name), element).astype(np.float32).reshape(e.shape)
+
+    def q8(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(q int8 [rows, cols], scales float32 [rows, G]) in logical row order, either
+        layout, with the value checks of §6.2 (no -128, scales finite and >= 0, zero padding)."""
+        e = self.entry(name)
+        if e.dtype != "q8":
+            raise ValueError(f"{self.path}: tensor {name!r} is {e.dtype}, not q8")
+        data = self.decoded_bytes(name)
+        rows, cols, groups = e.rows, e.cols, e.groups
+        if e.layout == 0:
+            values_end, scales_start = rows * cols, align64(rows * cols)
+            q = np.frombuffer(data, np.int8, rows * cols).reshape(rows, cols)
+            scales = np.frombuffer(data, "<f4", rows * groups, scales_start).reshape(rows, groups)
+            self._check_zero(name, "padding after the values", data[values_end:scales_start])
+        else:
+            padded = e.padded_rows
+            q = (np.frombuffer(data, np.int8, padded * cols)
+                 .reshape(padded // 16, cols // 4, 16, 4).transpose(0, 2, 1, 3)
+                 .reshape(padded, cols))
+            scales = (np.frombuffer(data, "<f4", padded * groups, padded * cols)
+                      .reshape(padded // 16, groups, 16).transpose(0, 2, 1)
+                      .reshape(padded, groups))
+            self._check_zero(name, "padding rows' values", q[rows:].tobytes())
+            self._check_zero(name, "padding rows' scales", scales[rows:].tobytes())
+            q, scales = q[:rows], scales[:rows]
+        self._check_q8_values(name, q, scales)
+        return np.ascontiguousarray(q), scales.astype(np.float32)
+
+    def _check_zero(self, name: str, what: str, data: bytes) -> None:
+        if any(data):
+            raise _err(self.path, f"tensor {name!r}", f"{what} are not zero")
+
+    def _check_q8_values(self, name: str, q: np.ndarray, scales: np.ndarray) -> None:
+        where = f"tensor {name!r}"
+        bad = np.argwhere(q == -128)
+        if len(bad):
+            raise _err(self.path, where, f"value -128 at [row, col] {bad[0].tolist()}")
+        bad = np.argwhere(~(np.isfinite(scales) & (scales >= 0)))
+        if len(bad):
+            r, j = bad[0].tolist()
+            raise _err(self.path, where, f"scale[{r}][{j}] = {scales[r, j]} is not finite and >= 0")
+
+    def verify(self) -> None:
+        """Checks every tensor's CRC-32 and decodes it (§7, last paragraph)."""
+        for e in self.entries:
+            crc = zlib.crc32(self.stored_bytes(e.name))
+            if crc != e.crc32:
+                raise _err(self.path, f"tensor {e.name!r}",
+                           f"crc32 stored {e.crc32:#010x}, computed {crc:#010x}")
+            if e.dtype == "q8":
+                self.q8(e.name)
+            else:
+                self.decoded_bytes(e.name)
+
+
+def read(path) -> TFQFile:
+    """Opens a .tfq file and checks the invariants of §7 in order before returning it."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+    try:
+        h = _check_header(path, buf)                                          # checks 1-5
+        metadata = buf[h.metadata_offset:h.metadata_offset + h.metadata_length]
+        directory = buf[h.directory_offset:h.directory_offset + h.directory_length]
+        _check_index_crc(path, h, metadata, directory)                        # check 6
+        meta = _parse_metadata(path, metadata)                                # check 7
+        raw = _parse_directory(path, directory, h.tensor_count)              # check 8
+        seen: dict[str, int] = {}
+        entries = [_check_entry(path, r, seen, h.file_length) for r in raw]   # check 9
+        _check_overlaps(path, h, entries)                                     # check 10
+    except BaseException:
+        if isinstance(buf, mmap.mmap):
+            buf.close()
+        raise
+    return TFQFile(path, buf, h, meta, entries)
+
+
+# ---------------------------------------------------------------- command line
+
+def _table(f: TFQFile) -> str:
+    head = ("name", "dtype", "shape", "encoding", "layout", "group", "stored", "decoded")
+    rows = [head] + [(e.name, e.dtype, "[" + ", ".join(map(str, e.shape)) + "]", e.encoding,
+                      str(e.layout), str(e.group_size), str(e.stored_length),
+                      str(e.decoded_length)) for e in f.entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [f"{f.path}: tfq {f.version[0]}.{f.version[1]}, {len(f.entries)} tensors"]
+    for r in rows:
+        cells = [c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _as_json(f: TFQFile) -> dict:
+    tensors = [{"name": e.name, "dtype": e.dtype, "shape": list(e.shape),
+                "encoding": e.encoding, "layout": e.layout, "group_size": e.group_size,
+                "values": f.tensor(e.name).ravel().tolist()} for e in f.entries]
+    return {"version": list(f.version), "metadata": f.metadata, "tensors": tensors}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Read and check a .tfq file (formats/tfq.md).")
+    parser.add_argument("file")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--json", action="store_true", help="print everything, values included")
+    mode.add_argument("--verify", action="store_true", help="check tensor CRCs and decoding")
+    args = parser.parse_args(argv)
+    try:
+        with read(args.file) as f:
+            if args.verify:
+                f.verify()
+                print("OK")
+            elif args.json:
+                print(json.dumps(_as_json(f)))
+            else:
+                print(_table(f))
+    except (TFQFormatError, OSError) as exc:
+        print(f"tfq_read: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
