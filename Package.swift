@@ -23,6 +23,7 @@ let package = Package(
             providers: [.apt(["libzstd-dev"])]
         ),
         .target(name: "TFQFormat", dependencies: ["CZstd"]),
+        .target(name: "TFQKernels"),
         .executableTarget(
             name: "tfq",
             dependencies: [
@@ -31,6 +32,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "TFQFormatTests", dependencies: ["TFQFormat"]),
+        .testTarget(name: "TFQKernelsTests", dependencies: ["TFQKernels"]),
         .testTarget(name: "tfqCLITests", dependencies: ["tfq"]),
     ],
     swiftLanguageModes: [.v5]

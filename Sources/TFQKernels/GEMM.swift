@@ -1,0 +1,191 @@
+/// A read-only matrix seen through strides: element (i, j) is `base[i·rowStride + j·columnStride]`.
+/// A transposed row-major matrix is the same memory with the strides swapped, so one GEMM
+/// serves the three forms backpropagation needs (A·B, Aᵀ·B, A·Bᵀ).
+public struct MatrixView {
+    public var base: UnsafePointer<Float>
+    public var rowStride: Int
+    public var columnStride: Int
+
+    /// A row-major `rows × columns` matrix.
+    public init(_ base: UnsafePointer<Float>, columns: Int) {
+        self.base = base; rowStride = columns; columnStride = 1
+    }
+
+    public init(_ base: UnsafePointer<Float>, rowStride: Int, columnStride: Int) {
+        self.base = base; self.rowStride = rowStride; self.columnStride = columnStride
+    }
+
+    /// The transpose of a row-major matrix with `columns` columns.
+    public static func transposed(_ base: UnsafePointer<Float>, columns: Int) -> MatrixView {
+        MatrixView(base, rowStride: 1, columnStride: columns)
+    }
+}
+
+/// Single-precision matrix multiply, C = A·B or C += A·B, with packed panels and a
+/// register-blocked SIMD microkernel (the BLIS design).
+///
+/// B is packed into panels `kc × nr` and A into slivers `kc × mr`, both contiguous in the
+/// order the microkernel reads them, so its inner loop is one vector load per B row, one
+/// broadcast per A row, and `mr·2` fused multiply-adds into accumulators held in registers.
+/// Rows of C are split across the thread pool.
+public final class GEMM: @unchecked Sendable {
+    /// Rows per microkernel tile.
+    public static let mr = 6
+    /// Columns per microkernel tile: two vectors.
+    public static let nr = 2 * FloatVector.scalarCount
+    static let kc = 256
+    static let nc = 64 * FloatVector.scalarCount
+
+    public let pool: ThreadPool
+    private let packedB: UnsafeMutablePointer<Float>
+    private let packedA: [UnsafeMutablePointer<Float>]
+
+    public init(pool: ThreadPool) {
+        self.pool = pool
+        packedB = .allocate(capacity: Self.kc * Self.nc)
+        packedA = (0..<pool.threadCount).map { _ in
+            UnsafeMutableRawPointer.allocate(byteCount: Self.kc * Self.mr * 4, alignment: 64).bindMemory(to: Float.self, capacity: Self.kc * Self.mr)
+        }
+    }
+
+    deinit {
+        packedB.deallocate()
+        for buffer in packedA { buffer.deallocate() }
+    }
+
+    /// C[m × n] (with row stride ldc) = A[m × k] · B[k × n], or += when `accumulate`.
+    public func multiply(m: Int, n: Int, k: Int, a: MatrixView, b: MatrixView,
+                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        guard m > 0, n > 0 else { return }
+        if k == 0 {
+            if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+            return
+        }
+        let tiles = (m + Self.mr - 1) / Self.mr
+        var jc = 0
+        while jc < n {
+            let nc = min(Self.nc, n - jc)
+            var pc = 0
+            while pc < k {
+                let kc = min(Self.kc, k - pc)
+                let panels = (nc + Self.nr - 1) / Self.nr
+                let packedB = self.packedB
+                pool.parallelFor(panels) { range in
+                    for panel in range {
+                        Self.packB(b, row: pc, column: jc + panel * Self.nr, kc: kc, columns: min(Self.nr, nc - panel * Self.nr),
+                                   into: packedB + panel * kc * Self.nr)
+                    }
+                }
+                let first = !accumulate && pc == 0
+                let packedA = self.packedA
+                pool.run { worker in
+                    let workers = self.pool.threadCount
+                    let begin = tiles * worker / workers, end = tiles * (worker + 1) / workers
+                    let sliver = packedA[worker]
+                    for tile in begin..<end {
+                        let row = tile * Self.mr
+                        let rows = min(Self.mr, m - row)
+                        Self.packA(a, row: row, column: pc, kc: kc, rows: rows, into: sliver)
+                        for panel in 0..<panels {
+                            let column = jc + panel * Self.nr
+                            Self.microkernel(kc: kc, a: sliver, b: packedB + panel * kc * Self.nr,
+                                             c: c + row * ldc + column, ldc: ldc, rows: rows,
+                                             columns: min(Self.nr, n - column), overwrite: first)
+                        }
+                    }
+                }
+                pc += kc
+            }
+            jc += nc
+        }
+    }
+
+    /// Copies B[row ..< row+kc, column ..< column+columns] into a `kc × nr` panel, zero-padded.
+    @inline(__always)
+    static func packB(_ b: MatrixView, row: Int, column: Int, kc: Int, columns: Int, into panel: UnsafeMutablePointer<Float>) {
+        if b.columnStride == 1 && columns == nr {
+            for p in 0..<kc { (panel + p * nr).update(from: b.base + (row + p) * b.rowStride + column, count: nr) }
+            return
+        }
+        for p in 0..<kc {
+            let out = panel + p * nr
+            let source = b.base + (row + p) * b.rowStride + column * b.columnStride
+            for j in 0..<columns { out[j] = source[j * b.columnStride] }
+            for j in columns..<nr { out[j] = 0 }
+        }
+    }
+
+    /// Copies A[row ..< row+rows, column ..< column+kc] into a `kc × mr` sliver, k-major, zero-padded.
+    @inline(__always)
+    static func packA(_ a: MatrixView, row: Int, column: Int, kc: Int, rows: Int, into sliver: UnsafeMutablePointer<Float>) {
+        for i in 0..<mr {
+            if i < rows {
+                let source = a.base + (row + i) * a.rowStride + column * a.columnStride
+                if a.columnStride == 1 {
+                    for p in 0..<kc { sliver[p * mr + i] = source[p] }
+                } else {
+                    for p in 0..<kc { sliver[p * mr + i] = source[p * a.columnStride] }
+                }
+            } else {
+                for p in 0..<kc { sliver[p * mr + i] = 0 }
+            }
+        }
+    }
+
+    /// The 6 × 2-vector tile: 12 accumulators in registers across the whole k loop.
+    @inline(__always)
+    static func microkernel(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                            c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, columns: Int, overwrite: Bool) {
+        typealias V = FloatVector
+        let w = V.scalarCount
+        var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
+        var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
+        let rawB = UnsafeRawPointer(b)
+        var ap = a
+        for p in 0..<kc {
+            let b0 = rawB.loadUnaligned(fromByteOffset: p * nr * 4, as: V.self)
+            let b1 = rawB.loadUnaligned(fromByteOffset: (p * nr + w) * 4, as: V.self)
+            var s = V(repeating: ap[0]); multiplyAdd(&c00, s, b0); multiplyAdd(&c01, s, b1)
+            s = V(repeating: ap[1]); multiplyAdd(&c10, s, b0); multiplyAdd(&c11, s, b1)
+            s = V(repeating: ap[2]); multiplyAdd(&c20, s, b0); multiplyAdd(&c21, s, b1)
+            s = V(repeating: ap[3]); multiplyAdd(&c30, s, b0); multiplyAdd(&c31, s, b1)
+            s = V(repeating: ap[4]); multiplyAdd(&c40, s, b0); multiplyAdd(&c41, s, b1)
+            s = V(repeating: ap[5]); multiplyAdd(&c50, s, b0); multiplyAdd(&c51, s, b1)
+            ap += mr
+        }
+        if rows == mr && columns == nr {
+            store(c00, c01, to: c, overwrite: overwrite)
+            store(c10, c11, to: c + ldc, overwrite: overwrite)
+            store(c20, c21, to: c + 2 * ldc, overwrite: overwrite)
+            store(c30, c31, to: c + 3 * ldc, overwrite: overwrite)
+            store(c40, c41, to: c + 4 * ldc, overwrite: overwrite)
+            store(c50, c51, to: c + 5 * ldc, overwrite: overwrite)
+            return
+        }
+        // An edge tile: spill to a small buffer and copy the valid part.
+        withUnsafeTemporaryAllocation(of: V.self, capacity: 2 * mr) { tile in
+            tile[0] = c00; tile[1] = c01; tile[2] = c10; tile[3] = c11; tile[4] = c20; tile[5] = c21
+            tile[6] = c30; tile[7] = c31; tile[8] = c40; tile[9] = c41; tile[10] = c50; tile[11] = c51
+            let values = UnsafeRawPointer(tile.baseAddress!).assumingMemoryBound(to: Float.self)
+            for i in 0..<rows {
+                for j in 0..<columns {
+                    let value = values[i * nr + j]
+                    c[i * ldc + j] = overwrite ? value : c[i * ldc + j] + value
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    static func store(_ low: FloatVector, _ high: FloatVector, to c: UnsafeMutablePointer<Float>, overwrite: Bool) {
+        let raw = UnsafeMutableRawPointer(c)
+        let w = FloatVector.scalarCount * 4
+        if overwrite {
+            raw.storeBytes(of: low, as: FloatVector.self)
+            raw.storeBytes(of: high, toByteOffset: w, as: FloatVector.self)
+        } else {
+            raw.storeBytes(of: raw.loadUnaligned(as: FloatVector.self) + low, as: FloatVector.self)
+            raw.storeBytes(of: raw.loadUnaligned(fromByteOffset: w, as: FloatVector.self) + high, toByteOffset: w, as: FloatVector.self)
+        }
+    }
+}

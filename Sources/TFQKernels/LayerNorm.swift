@@ -1,0 +1,61 @@
+/// LayerNorm over the last dimension: y = (x − mean) / sqrt(var + eps) · weight + bias,
+/// with the biased variance.
+public enum LayerNorm {
+    /// x, y: [rows × dim]. Saves each row's mean and 1/std for the backward pass.
+    public static func forward(x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                               y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
+                               rows: Int, dim: Int, eps: Float, pool: ThreadPool) {
+        pool.parallelFor(rows, grain: 4) { range in
+            for r in range {
+                let row = x + r * dim, out = y + r * dim
+                let mu = VectorOps.sum(row, count: dim) / Float(dim)
+                var variance: Float = 0
+                for i in 0..<dim { let d = row[i] - mu; variance += d * d }
+                let s = 1 / (variance / Float(dim) + eps).squareRoot()
+                for i in 0..<dim { out[i] = (row[i] - mu) * s * weight[i] + (bias?[i] ?? 0) }
+                mean[r] = mu
+                rstd[r] = s
+            }
+        }
+    }
+
+    /// dx += ∂L/∂x; dWeight += ∂L/∂weight; dBias += ∂L/∂bias.
+    ///
+    /// `scratch` holds `threads × 2·dim` floats: per-thread weight and bias gradients, summed
+    /// at the end so threads never write the same place.
+    public static func backward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+                                dx: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
+                                rows: Int, dim: Int, scratch: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+        let threads = pool.threadCount
+        scratch.update(repeating: 0, count: threads * 2 * dim)
+        pool.run { worker in
+            let begin = rows * worker / threads, end = rows * (worker + 1) / threads
+            let dw = scratch + worker * 2 * dim, db = dw + dim
+            for r in begin..<end {
+                let g = dy + r * dim, row = x + r * dim, out = dx + r * dim
+                let mu = mean[r], s = rstd[r]
+                // With n = (x − mean)·s and dn = dy·weight:
+                // dx = s · (dn − mean(dn) − n · mean(dn · n))
+                var sumDn: Float = 0, sumDnN: Float = 0
+                for i in 0..<dim {
+                    let n = (row[i] - mu) * s
+                    let dn = g[i] * weight[i]
+                    sumDn += dn
+                    sumDnN += dn * n
+                    dw[i] += g[i] * n
+                    db[i] += g[i]
+                }
+                let meanDn = sumDn / Float(dim), meanDnN = sumDnN / Float(dim)
+                for i in 0..<dim {
+                    let n = (row[i] - mu) * s
+                    out[i] += s * (g[i] * weight[i] - meanDn - n * meanDnN)
+                }
+            }
+        }
+        for worker in 0..<threads {
+            VectorOps.add(scratch + worker * 2 * dim, into: dWeight, count: dim)
+            if let dBias { VectorOps.add(scratch + worker * 2 * dim + dim, into: dBias, count: dim) }
+        }
+    }
+}

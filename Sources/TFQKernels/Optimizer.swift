@@ -1,0 +1,63 @@
+/// Parameter updates over contiguous ranges of a flat parameter buffer.
+public enum Optimizer {
+    /// AdamW (decoupled weight decay): m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
+    /// p −= lr·(m̂ / (√v̂ + ε) + decay·p), with bias-corrected m̂, v̂ at `step` (from 1).
+    public static func adamW(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+                             m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count: Int,
+                             learningRate: Float, beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float,
+                             step: Int, pool: ThreadPool) {
+        let correction1 = 1 - Float(Double(beta1).power(step))
+        let correction2 = 1 - Float(Double(beta2).power(step))
+        pool.parallelFor(count, grain: 1024) { range in
+            for i in range {
+                let g = gradients[i]
+                let mi = beta1 * m[i] + (1 - beta1) * g
+                let vi = beta2 * v[i] + (1 - beta2) * g * g
+                m[i] = mi
+                v[i] = vi
+                let update = (mi / correction1) / ((vi / correction2).squareRoot() + epsilon)
+                parameters[i] -= learningRate * (update + weightDecay * parameters[i])
+            }
+        }
+    }
+
+    /// Plain gradient descent, the seed's θ ← θ − η·∂L/∂θ.
+    public static func sgd(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, count: Int,
+                           learningRate: Float, pool: ThreadPool) {
+        pool.parallelFor(count, grain: 4096) { range in
+            for i in range { parameters[i] -= learningRate * gradients[i] }
+        }
+    }
+
+    /// ‖g‖₂ over `count` floats, accumulated in Double per thread.
+    public static func norm(_ values: UnsafePointer<Float>, count: Int, pool: ThreadPool) -> Double {
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: pool.threadCount) { partial in
+            let threads = pool.threadCount
+            pool.run { worker in
+                let end = count * (worker + 1) / threads
+                var i = count * worker / threads, sum = 0.0
+                while i < end {
+                    let chunk = min(256, end - i)
+                    sum += Double(VectorOps.dot(values + i, values + i, count: chunk))
+                    i += chunk
+                }
+                partial[worker] = sum
+            }
+            return partial.reduce(0, +).squareRoot()
+        }
+    }
+
+    public static func scale(_ values: UnsafeMutablePointer<Float>, count: Int, by factor: Float, pool: ThreadPool) {
+        pool.parallelFor(count, grain: 4096) { range in
+            for i in range { values[i] *= factor }
+        }
+    }
+}
+
+extension Double {
+    func power(_ exponent: Int) -> Double {
+        var result = 1.0, base = self, e = exponent
+        while e > 0 { if e & 1 == 1 { result *= base }; base *= base; e >>= 1 }
+        return result
+    }
+}

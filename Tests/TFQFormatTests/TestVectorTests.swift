@@ -1,0 +1,140 @@
+import Foundation
+import Testing
+@testable import TFQFormat
+
+/// formats/testdata: small files made by our writer, with the values they must decode to.
+/// Our reader and the independent Python reader (tools/tfq_read.py) must both agree.
+///
+/// Set TFQ_REGENERATE_TESTDATA=1 to rewrite them after a deliberate format change.
+@Suite struct TestVectorTests {
+    struct Tensor: Codable, Equatable {
+        var name: String
+        var dtype: String
+        var shape: [Int]
+        var encoding: String
+        var layout: String
+        var group_size: Int
+        var values: [Float]
+    }
+
+    struct Vector: Codable, Equatable {
+        var file: String
+        var metadata: JSONValue
+        var tensors: [Tensor]
+    }
+
+    static let directory = Support.repositoryRoot.appendingPathComponent("formats/testdata")
+
+    static func smooth(_ count: Int, step: Int) -> [Float] { (0..<count).map { Float($0 / step) * 0.25 - 2 } }
+
+    /// Writes every test vector into `directory` and returns what each must decode to.
+    static func generate(into directory: URL) throws -> [Vector] {
+        var vectors: [Vector] = []
+        func file(_ name: String, metadata: String, _ body: (TFQWriter) throws -> [Tensor]) throws {
+            let writer = try TFQWriter(path: directory.appendingPathComponent(name).path)
+            let tensors = try body(writer)
+            try writer.finish(metadata: Array(metadata.utf8))
+            vectors.append(Vector(file: name, metadata: try JSONDecoder().decode(JSONValue.self, from: Data(metadata.utf8)),
+                                  tensors: tensors))
+        }
+        func add(_ writer: TFQWriter, _ name: String, _ shape: [Int], f32 values: [Float], zstd: Bool = false) throws -> Tensor {
+            let info = try values.withUnsafeBufferPointer {
+                try writer.add(name: name, shape: shape, floats: $0, compression: zstd ? .zstd(level: 19) : .none)
+            }
+            return Tensor(name: name, dtype: "f32", shape: shape, encoding: info.encoding.description, layout: "row-major",
+                          group_size: 0, values: values)
+        }
+        func add(_ writer: TFQWriter, _ name: String, _ shape: [Int], f16 values: [Float], zstd: Bool = false) throws -> Tensor {
+            let halves = values.map { Float16($0) }
+            let info = try halves.withUnsafeBytes {
+                try writer.add(name: name, dtype: .f16, shape: shape, bytes: $0, compression: zstd ? .zstd(level: 19) : .none)
+            }
+            return Tensor(name: name, dtype: "f16", shape: shape, encoding: info.encoding.description, layout: "row-major",
+                          group_size: 0, values: halves.map(Float.init))
+        }
+        func add(_ writer: TFQWriter, _ name: String, rows: Int, cols: Int, group: Int, layout: Q8Layout,
+                 weights: [Float], zstd: Bool = false) throws -> Tensor {
+            let bytes = try weights.withUnsafeBufferPointer { try Q8Codec.encode($0, rows: rows, cols: cols, groupSize: group, layout: layout) }
+            let info = try bytes.withUnsafeBytes {
+                try writer.add(name: name, dtype: .q8, shape: [rows, cols], layout: layout, groupSize: group, bytes: $0,
+                               compression: zstd ? .zstd(level: 19) : .none)
+            }
+            return Tensor(name: name, dtype: "q8", shape: [rows, cols], encoding: info.encoding.description,
+                          layout: layout.description, group_size: group,
+                          values: bytes.withUnsafeBytes { Q8Codec.decode($0, info: info) })
+        }
+
+        try file("f32_raw.tfq", metadata: #"{"kind":"model","extra":{"vector":"f32 raw, every rank"}}"#) { w in
+            [try add(w, "scalar", [], f32: [3.5]),
+             try add(w, "vector", [5], f32: [0, -1.5, 2.25, 0.001, -0.0]),
+             try add(w, "matrix", [3, 4], f32: (0..<12).map { Float($0) * 0.25 - 1 }),
+             try add(w, "cube", [2, 3, 2], f32: (0..<12).map { Float($0 * $0) / 7 })]
+        }
+        try file("f16_planes.tfq", metadata: #"{"kind":"model","extra":{"vector":"f16 raw; f32 and f16 as zstd byte planes"}}"#) { w in
+            [try add(w, "f16.raw", [2, 3], f16: [0.5, -2, 65504, 6.1035156e-05, 1 / 3, -0.0]),
+             try add(w, "f32.planes", [64, 64], f32: smooth(4096, step: 64), zstd: true),
+             try add(w, "f16.planes", [32, 32], f16: smooth(1024, step: 32), zstd: true)]
+        }
+        let weights = Support.floats(18 * 64, seed: 42)
+        try file("q8.tfq", metadata: #"{"kind":"model","quantization":{"scheme":"q8_symmetric_grouped"}}"#) { w in
+            [try add(w, "q8.rowmajor.g4", rows: 3, cols: 8, group: 4, layout: .rowMajor, weights: Array(weights[..<24])),
+             try add(w, "q8.interleaved.g8", rows: 18, cols: 8, group: 8, layout: .interleaved16x4, weights: Array(weights[..<144])),
+             try add(w, "q8.interleaved.g32", rows: 18, cols: 64, group: 32, layout: .interleaved16x4, weights: weights),
+             try add(w, "q8.rowmajor.zstd", rows: 16, cols: 64, group: 64, layout: .rowMajor,
+                     weights: smooth(1024, step: 16), zstd: true)]
+        }
+        return vectors
+    }
+
+    @Test func committedVectorsMatchTheWriterByteForByte() throws {
+        if ProcessInfo.processInfo.environment["TFQ_REGENERATE_TESTDATA"] == "1" {
+            let vectors = try Self.generate(into: Self.directory)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            try encoder.encode(vectors).write(to: Self.directory.appendingPathComponent("expected.json"))
+        }
+        let fresh = try Support.temporaryDirectory()
+        let vectors = try Self.generate(into: fresh)
+        for vector in vectors {
+            let committed = try Data(contentsOf: Self.directory.appendingPathComponent(vector.file))
+            #expect(try Data(contentsOf: fresh.appendingPathComponent(vector.file)) == committed, "\(vector.file)")
+        }
+        let expected = try JSONDecoder().decode([Vector].self, from: Data(contentsOf: Self.directory.appendingPathComponent("expected.json")))
+        #expect(expected == vectors)
+    }
+
+    @Test func swiftReaderDecodesTheExpectedValues() throws {
+        let expected = try JSONDecoder().decode([Vector].self, from: Data(contentsOf: Self.directory.appendingPathComponent("expected.json")))
+        #expect(Set(expected.flatMap { $0.tensors.map(\.encoding) }) == ["raw", "zstd", "zstd-planes"])
+        for vector in expected {
+            let file = try TFQFile(path: Self.directory.appendingPathComponent(vector.file).path, options: .init(verifyChecksums: true))
+            #expect(JSONValue.object(file.metadata) == vector.metadata)
+            #expect(file.tensors.map(\.name) == vector.tensors.map(\.name))
+            for tensor in vector.tensors {
+                let info = try #require(file.info(tensor.name))
+                #expect(info.shape == tensor.shape && info.dtype.description == tensor.dtype && info.encoding.description == tensor.encoding)
+                #expect(try Support.readFloats(file, tensor.name) == tensor.values, "\(vector.file) \(tensor.name)")
+            }
+        }
+    }
+
+    @Test func pythonReaderDecodesTheExpectedValues() throws {
+        let expected = try JSONDecoder().decode([Vector].self, from: Data(contentsOf: Self.directory.appendingPathComponent("expected.json")))
+        for vector in expected {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", Support.repositoryRoot.appendingPathComponent("tools/tfq_read.py").path, "--json",
+                                 Self.directory.appendingPathComponent(vector.file).path]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            let output = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            try #require(process.terminationStatus == 0, "tfq_read.py failed on \(vector.file)")
+            struct Report: Decodable { var metadata: JSONValue; var tensors: [Tensor] }
+            let report = try JSONDecoder().decode(Report.self, from: output)
+            #expect(report.metadata == vector.metadata)
+            #expect(report.tensors == vector.tensors, "\(vector.file)")
+        }
+    }
+}

@@ -1,0 +1,84 @@
+import Testing
+@testable import TFQKernels
+
+/// Deterministic values in [-1, 1).
+func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
+    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+    return (0..<count).map { _ in
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17
+        return Float(state >> 40) / Float(1 << 23) - 1
+    }
+}
+
+@Suite struct GEMMTests {
+    /// The textbook triple loop in Double: the reference.
+    static func naive(m: Int, n: Int, k: Int, a: (Int, Int) -> Float, b: (Int, Int) -> Float) -> [Double] {
+        var c = [Double](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n { var s = 0.0; for p in 0..<k { s += Double(a(i, p)) * Double(b(p, j)) }; c[i * n + j] = s } }
+        return c
+    }
+
+    enum Form: CaseIterable { case ab, aTb, abT }
+
+    @Test(arguments: [(1, 1, 1), (6, 32, 5), (7, 33, 300), (13, 17, 1), (64, 96, 64), (100, 513, 260), (2, 1100, 3)])
+    func allThreeFormsMatchTheNaiveProduct(shape: (Int, Int, Int)) {
+        let (m, n, k) = shape
+        for threads in [1, 3] {
+            let gemm = GEMM(pool: ThreadPool(threads: threads))
+            for form in Form.allCases {
+                let a = randomFloats(m * k, seed: UInt64(m * 31 + k)), b = randomFloats(k * n, seed: UInt64(n * 17 + k))
+                let initial = randomFloats(m * n, seed: 5)
+                for accumulate in [false, true] {
+                    var c = initial
+                    a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                        let av: MatrixView, bv: MatrixView
+                        switch form {
+                        case .ab: av = MatrixView(ap.baseAddress!, columns: k); bv = MatrixView(bp.baseAddress!, columns: n)
+                        case .aTb: av = .transposed(ap.baseAddress!, columns: m); bv = MatrixView(bp.baseAddress!, columns: n)
+                        case .abT: av = MatrixView(ap.baseAddress!, columns: k); bv = .transposed(bp.baseAddress!, columns: k)
+                        }
+                        gemm.multiply(m: m, n: n, k: k, a: av, b: bv, c: cp.baseAddress!, ldc: n, accumulate: accumulate)
+                    } } }
+                    let expected: [Double]
+                    switch form {
+                    case .ab: expected = Self.naive(m: m, n: n, k: k, a: { a[$0 * k + $1] }, b: { b[$0 * n + $1] })
+                    case .aTb: expected = Self.naive(m: m, n: n, k: k, a: { a[$1 * m + $0] }, b: { b[$0 * n + $1] })
+                    case .abT: expected = Self.naive(m: m, n: n, k: k, a: { a[$0 * k + $1] }, b: { b[$1 * k + $0] })
+                    }
+                    var worst = 0.0
+                    for i in 0..<(m * n) {
+                        let want = expected[i] + (accumulate ? Double(initial[i]) : 0)
+                        worst = max(worst, abs(Double(c[i]) - want))
+                    }
+                    #expect(worst <= 1e-5 * Double(k).squareRoot() * 4, "form \(form) \(shape) threads \(threads) acc \(accumulate): \(worst)")
+                }
+            }
+        }
+    }
+
+    @Test func strideLeavesColumnsOutsideTheOutputAlone() {
+        let gemm = GEMM(pool: ThreadPool(threads: 2))
+        let a: [Float] = [1, 2, 3, 4], b: [Float] = [1, 0, 0, 1]
+        var c = [Float](repeating: 9, count: 2 * 5)
+        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+            gemm.multiply(m: 2, n: 2, k: 2, a: MatrixView(ap.baseAddress!, columns: 2), b: MatrixView(bp.baseAddress!, columns: 2),
+                          c: cp.baseAddress! + 1, ldc: 5, accumulate: false)
+        } } }
+        #expect(c == [9, 1, 2, 9, 9, 9, 3, 4, 9, 9])
+    }
+}
+
+@Suite struct ThreadPoolTests {
+    @Test func everyIndexRunsExactlyOnce() {
+        for threads in [1, 2, 5] {
+            let pool = ThreadPool(threads: threads)
+            for count in [0, 1, 7, 1000] {
+                let hits = UnsafeMutablePointer<Int>.allocate(capacity: max(1, count))
+                hits.initialize(repeating: 0, count: max(1, count))
+                for _ in 0..<50 { pool.parallelFor(count, grain: 3) { range in for i in range { hits[i] += 1 } } }
+                #expect((0..<count).allSatisfy { hits[$0] == 50 })
+                hits.deallocate()
+            }
+        }
+    }
+}

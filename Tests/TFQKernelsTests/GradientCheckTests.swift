@@ -1,0 +1,134 @@
+import Testing
+@testable import TFQKernels
+
+/// Finite-difference checks of every backward kernel: for a random projection
+/// L = Σ r·f(x), the analytic ∂L/∂x must match (L(x + h) − L(x − h)) / 2h.
+@Suite struct GradientCheckTests {
+    static let pool = ThreadPool(threads: 2)
+
+    /// Compares `analytic` with central differences of `loss` at a sample of indices of `x`.
+    static func check(_ what: String, x: inout [Float], analytic: [Float], step: Float = 1e-2, tolerance: Double = 2e-3,
+                      loss: ([Float]) -> Double) {
+        var worst = 0.0
+        let stride = max(1, x.count / 60)
+        for i in Swift.stride(from: 0, to: x.count, by: stride) {
+            let saved = x[i]
+            x[i] = saved + step; let plus = loss(x)
+            x[i] = saved - step; let minus = loss(x)
+            x[i] = saved
+            let numeric = (plus - minus) / Double(2 * step)
+            let error = abs(numeric - Double(analytic[i])) / max(1, abs(numeric))
+            worst = max(worst, error)
+        }
+        #expect(worst < tolerance, "\(what): worst relative error \(worst)")
+    }
+
+    static func project(_ y: [Float], _ r: [Float]) -> Double { zip(y, r).reduce(0) { $0 + Double($1.0) * Double($1.1) } }
+
+    @Test(arguments: [true, false])
+    func layerNorm(withBias: Bool) {
+        let rows = 5, dim = 19
+        var x = randomFloats(rows * dim, seed: 1).map { $0 * 3 + 0.5 }
+        var w = randomFloats(dim, seed: 2), b = randomFloats(dim, seed: 3)
+        let r = randomFloats(rows * dim, seed: 4)
+        func run(_ x: [Float], _ w: [Float], _ b: [Float]) -> (y: [Float], mean: [Float], rstd: [Float]) {
+            var y = [Float](repeating: 0, count: rows * dim), mean = [Float](repeating: 0, count: rows), rstd = mean
+            b.withUnsafeBufferPointer { bp in
+                LayerNorm.forward(x: x, weight: w, bias: withBias ? bp.baseAddress : nil, y: &y, mean: &mean, rstd: &rstd,
+                                  rows: rows, dim: dim, eps: 1e-5, pool: Self.pool)
+            }
+            return (y, mean, rstd)
+        }
+        let f = run(x, w, b)
+        var dx = [Float](repeating: 0, count: rows * dim), dw = [Float](repeating: 0, count: dim), db = dw
+        var scratch = [Float](repeating: 0, count: 2 * 2 * dim)
+        db.withUnsafeMutableBufferPointer { dbp in
+            LayerNorm.backward(dy: r, x: x, weight: w, mean: f.mean, rstd: f.rstd, dx: &dx, dWeight: &dw,
+                               dBias: withBias ? dbp.baseAddress : nil, rows: rows, dim: dim, scratch: &scratch, pool: Self.pool)
+        }
+        Self.check("LayerNorm dx", x: &x, analytic: dx) { Self.project(run($0, w, b).y, r) }
+        Self.check("LayerNorm dweight", x: &w, analytic: dw) { Self.project(run(x, $0, b).y, r) }
+        if withBias { Self.check("LayerNorm dbias", x: &b, analytic: db) { Self.project(run(x, w, $0).y, r) } }
+    }
+
+    @Test(arguments: Activation.allCases)
+    func activation(_ activation: Activation) {
+        // Away from ReLU's kink, where the derivative is undefined.
+        var x = randomFloats(200, seed: 5).map { $0 * 4 }.map { abs($0) < 0.05 ? $0 + 0.2 : $0 }
+        let r = randomFloats(200, seed: 6)
+        func run(_ x: [Float]) -> [Float] { var y = x; activation.forward(x, &y, count: x.count, pool: Self.pool); return y }
+        var dx = [Float](repeating: 0, count: 200)
+        activation.backward(r, x: x, dx: &dx, count: 200, pool: Self.pool)
+        Self.check("\(activation)", x: &x, analytic: dx, step: 1e-3) { Self.project(run($0), r) }
+        if activation == .relu { #expect(run([-1, 0, 2]) == [0, 0, 2]) }
+        if activation == .gelu { #expect(abs(run([1])[0] - 0.841_192) < 1e-5) }
+    }
+
+    @Test func causalAttention() {
+        let attention = CausalAttention(batch: 2, length: 5, heads: 2, dim: 8)
+        let rows = 2 * 5
+        var qkv = randomFloats(rows * 24, seed: 7)
+        let r = randomFloats(rows * 8, seed: 8)
+        func run(_ qkv: [Float]) -> (y: [Float], p: [Float]) {
+            var y = [Float](repeating: 0, count: rows * 8), p = [Float](repeating: 0, count: attention.probabilityCount)
+            attention.forward(qkv: qkv, y: &y, probabilities: &p, pool: Self.pool)
+            return (y, p)
+        }
+        let f = run(qkv)
+        var dqkv = [Float](repeating: 0, count: rows * 24), scratch = [Float](repeating: 0, count: 2 * 5)
+        attention.backward(dy: r, qkv: qkv, probabilities: f.p, dqkv: &dqkv, scratch: &scratch, pool: Self.pool)
+        Self.check("attention dqkv", x: &qkv, analytic: dqkv) { Self.project(run($0).y, r) }
+        // Causality: changing the last position's key and value leaves earlier outputs alone.
+        var changed = qkv
+        for c in 8..<24 { changed[4 * 24 + c] += 1 }
+        #expect(Array(run(changed).y[0..<32]) == Array(f.y[0..<32]))
+    }
+
+    @Test func softmaxCrossEntropy() {
+        let rows = 4, vocab = 11
+        var logits = randomFloats(rows * vocab, seed: 9).map { $0 * 5 }
+        let targets: [Int32] = [3, 0, 10, -1]
+        func run(_ logits: [Float]) -> (loss: Double, probabilities: [Float]) {
+            var p = logits, losses = [Float](repeating: 0, count: rows)
+            let loss = CrossEntropy.forward(logits: &p, targets: targets, rows: rows, vocab: vocab, losses: &losses, pool: Self.pool)
+            return (loss / 3, p)
+        }
+        var d = run(logits).probabilities
+        CrossEntropy.backward(probabilities: &d, targets: targets, rows: rows, vocab: vocab, scale: 1.0 / 3, pool: Self.pool)
+        Self.check("cross-entropy dlogits", x: &logits, analytic: d, step: 1e-3) { run($0).loss }
+        // Uniform logits: the loss is log(vocab).
+        #expect(abs(run([Float](repeating: 0.3, count: rows * vocab)).loss - 2.397_895_273) < 1e-5)  // 3·log(11) / 3
+    }
+
+    @Test func embeddingScatterAddsRepeatedIds() {
+        let ids: [Int32] = [2, 0, 2, 1, 2, 2]
+        let dim = 3, length = 3
+        let dx = (0..<18).map(Float.init)
+        var dTokens = [Float](repeating: 0, count: 3 * dim), dPositions = [Float](repeating: 0, count: length * dim)
+        Embedding.backward(dx: dx, ids: ids, dTokens: &dTokens, dPositions: &dPositions, rows: 6, length: length, dim: dim, pool: Self.pool)
+        // Rows 0, 2, 4, 5 have id 2; row 1 id 0; row 3 id 1. Positions repeat every 3 rows.
+        let expectedTokens: [Float] = [3, 4, 5, 9, 10, 11, 33, 37, 41]
+        let expectedPositions: [Float] = [9, 11, 13, 15, 17, 19, 21, 23, 25]
+        #expect(dTokens == expectedTokens)
+        #expect(dPositions == expectedPositions)
+        var x = [Float](repeating: 0, count: 18)
+        let table = (0..<9).map(Float.init), positions = [Float](repeating: 100, count: 9)
+        Embedding.forward(ids: ids, tokenTable: table, positionTable: positions, x: &x, rows: 6, length: length, dim: dim, pool: Self.pool)
+        #expect(Array(x[0..<6]) == [106, 107, 108, 100, 101, 102])
+    }
+
+    @Test func adamWMatchesTheFormula() {
+        var p: [Float] = [1, -2], m: [Float] = [0.1, 0], v: [Float] = [0.01, 0]
+        let g: [Float] = [0.5, -1]
+        Optimizer.adamW(parameters: &p, gradients: g, m: &m, v: &v, count: 2, learningRate: 0.1, beta1: 0.9, beta2: 0.99,
+                        epsilon: 1e-8, weightDecay: 0.1, step: 2, pool: Self.pool)
+        let m0 = 0.9 * 0.1 + 0.1 * 0.5, v0 = 0.99 * 0.01 + 0.01 * 0.25
+        let expected0 = 1 - 0.1 * ((m0 / (1 - 0.81)) / ((v0 / (1 - 0.9801)).squareRoot() + 1e-8) + 0.1 * 1)
+        #expect(abs(Double(p[0]) - expected0) < 1e-6)
+        #expect(abs(Double(m[1]) - (-0.1)) < 1e-7 && abs(Double(v[1]) - 0.01) < 1e-7)
+        var q: [Float] = [1, 2]
+        Optimizer.sgd(parameters: &q, gradients: [10, -10], count: 2, learningRate: 0.01, pool: Self.pool)
+        #expect(q == [0.9, 2.1])
+        #expect(abs(Optimizer.norm([3, 4], count: 2, pool: Self.pool) - 5) < 1e-12)
+    }
+}
