@@ -24,6 +24,7 @@ let package = Package(
         ),
         .target(name: "TFQFormat", dependencies: ["CZstd"]),
         .target(name: "TFQKernels"),
+        .target(name: "TFQModel", dependencies: ["TFQFormat", "TFQKernels"]),
         .executableTarget(
             name: "tfq",
             dependencies: [
@@ -33,6 +34,7 @@ let package = Package(
         ),
         .testTarget(name: "TFQFormatTests", dependencies: ["TFQFormat"]),
         .testTarget(name: "TFQKernelsTests", dependencies: ["TFQKernels"]),
+        .testTarget(name: "TFQModelTests", dependencies: ["TFQModel"]),
         .testTarget(name: "tfqCLITests", dependencies: ["tfq"]),
     ],
     swiftLanguageModes: [.v5]

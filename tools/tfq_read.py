@@ -26,8 +26,8 @@ import subprocess
 import sys
 import threading
 import zlib
+from collections import namedtuple
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
@@ -49,7 +49,7 @@ MAX_ZSTD_DECODED = 1 << 34
 DTYPES = {1: ("f32", 4), 2: ("f16", 2), 3: ("q8", 1)}  # code: (name, element size), §6.1
 DTYPES_BY_NAME = {name: size for name, size in DTYPES.values()}
 ENCODINGS = {0: "raw", 1: "zstd", 2: "zstd-planes"}     # §6.3
-LAYOUTS = (0, 1)                                         # §6.2: row-major, interleaved 16x4
+LAYOUTS = {0: "row-major", 1: "interleaved-16x4"}        # §6.2
 
 
 class TFQFormatError(Exception):
@@ -64,18 +64,14 @@ def align64(n: int) -> int:
     return (n + 63) // 64 * 64
 
 
-class Header(NamedTuple):
-    magic: bytes
-    version_major: int
-    version_minor: int
-    tensor_count: int
-    file_length: int
-    metadata_offset: int
-    metadata_length: int
-    directory_offset: int
-    directory_length: int
-    index_crc32: int
-    header_crc32: int
+# §3's fields, in file order.
+Header = namedtuple("Header", "magic version_major version_minor tensor_count file_length "
+                    "metadata_offset metadata_length directory_offset directory_length "
+                    "index_crc32 header_crc32")
+
+# A directory entry as parsed (§5), before any of its fields is trusted.
+_RawEntry = namedtuple("_RawEntry", "index name dtype encoding layout rank group_size dims "
+                       "offset stored_length decoded_length crc32")
 
 
 @dataclass(frozen=True)
@@ -97,38 +93,16 @@ class Entry:
     def dims(self) -> tuple[int, ...]:
         return self.shape
 
-    # q8 geometry (§6.2): the last dim is the reduction dimension.
     @property
-    def rows(self) -> int:
-        return math.prod(self.shape[:-1])
-
-    @property
-    def cols(self) -> int:
-        return self.shape[-1]
-
-    @property
-    def groups(self) -> int:
-        return self.cols // self.group_size
-
-    @property
-    def padded_rows(self) -> int:
-        return 16 * -(-self.rows // 16)
+    def layout_name(self) -> str:
+        return LAYOUTS[self.layout]
 
 
-class _RawEntry(NamedTuple):
-    """A directory entry as parsed, before any field is trusted."""
-    index: int
-    name: bytes
-    dtype: int
-    encoding: int
-    layout: int
-    rank: int
-    group_size: int
-    dims: tuple[int, ...]
-    offset: int
-    stored_length: int
-    decoded_length: int
-    crc32: int
+def q8_geometry(dims: tuple[int, ...], group_size: int) -> tuple[int, int, int, int]:
+    """§6.2: (rows, cols, G, R). cols is the last dim (the reduction dimension), rows the
+    product of the others, G the groups per row, R the rows padded to a multiple of 16."""
+    rows, cols = math.prod(dims[:-1]), dims[-1]
+    return rows, cols, cols // group_size, 16 * -(-rows // 16)
 
 
 # ---------------------------------------------------------------- §7 checks 1-6: header
@@ -208,7 +182,8 @@ def _parse_metadata(path, data: bytes) -> dict:
         text = data.decode("utf-8")
         value = json.loads(text, parse_constant=reject_constant, object_pairs_hook=unique_keys)
     except UnicodeDecodeError as exc:
-        raise _err(path, "metadata", f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        problem = f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
+        raise _err(path, "metadata", problem) from None
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise _err(path, "metadata", f"not valid JSON ({exc})") from None
     if not isinstance(value, dict):
@@ -318,11 +293,9 @@ def _decoded_length(dtype: str, layout: int, dims: tuple[int, ...], g: int) -> i
     against 2**64 is the same as checking each step for 64-bit overflow."""
     if dtype != "q8":
         return DTYPES_BY_NAME[dtype] * math.prod(dims)
-    rows, cols = math.prod(dims[:-1]), dims[-1]
-    groups = cols // g
+    rows, cols, groups, padded = q8_geometry(dims, g)
     if layout == 0:
         return align64(rows * cols) + 4 * rows * groups
-    padded = 16 * -(-rows // 16)
     return padded * cols + 4 * padded * groups
 
 
@@ -362,23 +335,16 @@ class _ZstdFailure(Exception):
 
 
 def _zstd_decompress(data: bytes, size: int) -> bytes:
-    """Decompresses one or more frames, returning at most size + 1 bytes: enough for the
-    caller to see that the frames produce too much without decoding all of it."""
+    """Decompresses one or more frames into at most size + 1 bytes (see _read_bounded)."""
     try:
         import zstandard
     except ImportError:
         return _zstd_cli(data, size)
-    out = bytearray()
     try:
         reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
-        while len(out) <= size:
-            chunk = reader.read(min(1 << 20, size + 1 - len(out)))
-            if not chunk:
-                break
-            out += chunk
+        return _read_bounded(reader.read, size)
     except zstandard.ZstdError as exc:
         raise _ZstdFailure(str(exc)) from None
-    return bytes(out)
 
 
 def _zstd_cli(data: bytes, size: int) -> bytes:
@@ -390,14 +356,9 @@ def _zstd_cli(data: bytes, size: int) -> bytes:
     # Feed stdin from a thread so neither pipe can fill up and deadlock the two processes.
     feeder = threading.Thread(target=_feed, args=(proc.stdin, data), daemon=True)
     feeder.start()
-    out = bytearray()
-    while len(out) <= size:
-        chunk = proc.stdout.read(min(1 << 20, size + 1 - len(out)))
-        if not chunk:
-            break
-        out += chunk
+    out = _read_bounded(proc.stdout.read, size)
     if len(out) > size:
-        proc.kill()  # it already produced too much; no need to decode the rest
+        proc.kill()  # it produced too much already: stop it now rather than at its next write
     proc.stdout.close()
     message = proc.stderr.read().decode("utf-8", "replace")
     proc.stderr.close()
@@ -405,6 +366,18 @@ def _zstd_cli(data: bytes, size: int) -> bytes:
     feeder.join()
     if status != 0 and len(out) <= size:
         raise _ZstdFailure(" ".join(message.split()) or f"zstd exited with status {status}")
+    return out
+
+
+def _read_bounded(read, size: int) -> bytes:
+    """Reads to the end, but stops once more than size bytes came: size + 1 are enough to
+    tell that the frames decode to too much, and a hostile frame cannot exhaust memory."""
+    out = bytearray()
+    while len(out) <= size:
+        chunk = read(min(1 << 20, size + 1 - len(out)))
+        if not chunk:
+            break
+        out += chunk
     return bytes(out)
 
 
@@ -486,7 +459,8 @@ class TFQFile:
         e = self.entry(name)
         if e.dtype == "q8":
             q, scales = self.q8(name)
-            w = q.reshape(e.rows, e.groups, e.group_size).astype(np.float32) * scales[:, :, None]
+            rows, _, groups, _ = q8_geometry(e.shape, e.group_size)
+            w = q.reshape(rows, groups, e.group_size).astype(np.float32) * scales[:, :, None]
             return w.reshape(e.shape)
         element = "<f4" if e.dtype == "f32" else "<f2"
         return np.frombuffer(self.decoded_bytes(name), element).astype(np.float32).reshape(e.shape)
@@ -498,14 +472,13 @@ class TFQFile:
         if e.dtype != "q8":
             raise ValueError(f"{self.path}: tensor {name!r} is {e.dtype}, not q8")
         data = self.decoded_bytes(name)
-        rows, cols, groups = e.rows, e.cols, e.groups
+        rows, cols, groups, padded = q8_geometry(e.shape, e.group_size)
         if e.layout == 0:
             values_end, scales_start = rows * cols, align64(rows * cols)
             q = np.frombuffer(data, np.int8, rows * cols).reshape(rows, cols)
             scales = np.frombuffer(data, "<f4", rows * groups, scales_start).reshape(rows, groups)
             self._check_zero(name, "padding after the values", data[values_end:scales_start])
         else:
-            padded = e.padded_rows
             q = (np.frombuffer(data, np.int8, padded * cols)
                  .reshape(padded // 16, cols // 4, 16, 4).transpose(0, 2, 1, 3)
                  .reshape(padded, cols))
@@ -530,7 +503,7 @@ class TFQFile:
         bad = np.argwhere(~(np.isfinite(scales) & (scales >= 0)))
         if len(bad):
             r, j = bad[0].tolist()
-            raise _err(self.path, where, f"scale[{r}][{j}] = {scales[r, j]} is not finite and >= 0")
+            raise _err(self.path, where, f"scale[{r}][{j}] = {scales[r, j]} is not finite, >= 0")
 
     def verify(self) -> None:
         """Checks every tensor's CRC-32 and decodes it (§7, last paragraph)."""
@@ -572,19 +545,19 @@ def read(path) -> TFQFile:
 def _table(f: TFQFile) -> str:
     head = ("name", "dtype", "shape", "encoding", "layout", "group", "stored", "decoded")
     rows = [head] + [(e.name, e.dtype, "[" + ", ".join(map(str, e.shape)) + "]", e.encoding,
-                      str(e.layout), str(e.group_size), str(e.stored_length),
+                      e.layout_name, str(e.group_size), str(e.stored_length),
                       str(e.decoded_length)) for e in f.entries]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = [f"{f.path}: tfq {f.version[0]}.{f.version[1]}, {len(f.entries)} tensors"]
     for r in rows:
-        cells = [c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        cells = [c.ljust(w) if i < 5 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
 
 def _as_json(f: TFQFile) -> dict:
     tensors = [{"name": e.name, "dtype": e.dtype, "shape": list(e.shape),
-                "encoding": e.encoding, "layout": e.layout, "group_size": e.group_size,
+                "encoding": e.encoding, "layout": e.layout_name, "group_size": e.group_size,
                 "values": f.tensor(e.name).ravel().tolist()} for e in f.entries]
     return {"version": list(f.version), "metadata": f.metadata, "tensors": tensors}
 

@@ -101,6 +101,35 @@ public final class TFQFile: @unchecked Sendable {
         }
     }
 
+    /// The full check of `tfq verify`: every checksum, and every `q8` tensor's values
+    /// (no −128, scales finite and ≥ 0, layout-1 padding rows all zero).
+    public func verify() throws {
+        try verifyChecksums()
+        for info in tensors where info.dtype == .q8 { try verifyQ8Values(info) }
+    }
+
+    private func verifyQ8Values(_ info: TensorInfo) throws {
+        func bad(_ why: String) -> TFQFormatError { TFQFormatError(file: path, tensor: info.name, .badTensor(why)) }
+        let bytes = bytes(info)
+        let rows = info.rows, cols = info.columns, groups = cols / info.groupSize
+        let scalesStart = info.layout == .rowMajor ? TensorGeometry.alignUp(rows * cols)! : Q8Codec.paddedRows(rows) * cols
+        if bytes[..<scalesStart].contains(0x80) { throw bad("holds the invalid int8 value -128") }
+        for offset in stride(from: scalesStart, to: bytes.count, by: 4) {
+            let scale = Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+            if !scale.isFinite || scale < 0 { throw bad("has an invalid scale \(scale)") }
+        }
+        guard info.layout == .interleaved16x4 else { return }
+        for row in rows..<Q8Codec.paddedRows(rows) {
+            for column in 0..<cols where bytes[Q8Codec.valueOffset(row: row, col: column, cols: cols, layout: info.layout)] != 0 {
+                throw bad("padding row \(row) holds a non-zero value")
+            }
+            for group in 0..<groups {
+                let at = scalesStart + 4 * Q8Codec.scaleIndex(row: row, group: group, groups: groups, layout: info.layout)
+                if bytes.loadUnaligned(fromByteOffset: at, as: UInt32.self) != 0 { throw bad("padding row \(row) has a non-zero scale") }
+            }
+        }
+    }
+
     /// Decodes one section of the metadata with a schema the caller owns.
     public func metadataSection<T: Decodable>(_ key: String, as type: T.Type) throws -> T? {
         guard let value = metadata[key] else { return nil }

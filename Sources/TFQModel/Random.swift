@@ -1,0 +1,50 @@
+/// xoshiro256**: a small, fast generator whose whole state (four words) can be saved in a
+/// checkpoint, so a resumed run draws exactly the numbers an uninterrupted one would.
+public struct Xoshiro256: RandomNumberGenerator, Codable, Equatable, Sendable {
+    public var state: [UInt64]
+
+    public init(seed: UInt64) {
+        // SplitMix64 spreads the seed over the state, as the authors recommend.
+        var x = seed
+        state = (0..<4).map { _ in
+            x &+= 0x9E37_79B9_7F4A_7C15
+            var z = x
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    public mutating func next() -> UInt64 {
+        let result = rotate(state[1] &* 5, 7) &* 9
+        let t = state[1] << 17
+        state[2] ^= state[0]; state[3] ^= state[1]; state[1] ^= state[2]; state[0] ^= state[3]
+        state[2] ^= t
+        state[3] = rotate(state[3], 45)
+        return result
+    }
+
+    /// A standard normal sample (Box–Muller).
+    public mutating func nextGaussian() -> Double {
+        let u1 = Double(next() >> 11 | 1) / Double(1 << 53)
+        let u2 = Double(next() >> 11) / Double(1 << 53)
+        return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
+    }
+
+    private func rotate(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A uniform value in [0, 1) from a counter: the same on every thread and in every run,
+/// so dropout masks need no stored state and no shared generator.
+@inline(__always)
+func hashUniform(_ a: UInt64, _ b: UInt64) -> Float {
+    var z = a &* 0x9E37_79B9_7F4A_7C15 ^ b &+ 0x632B_E59B_D9B4_E019
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    z ^= z >> 31
+    return Float(z >> 40) / Float(1 << 24)
+}

@@ -1,0 +1,121 @@
+/// Turns text into token ids and back (formats/tfq.md §10). Stored as the `tokenizer`
+/// section of every .tfq file.
+public enum Tokenizer: Equatable, Sendable {
+    /// One token per Unicode scalar seen in the training text, in sorted order.
+    case char(vocabulary: [Unicode.Scalar])
+    /// One token per byte value: encodes any input.
+    case byte
+
+    public var vocabularySize: Int {
+        switch self {
+        case .char(let vocabulary): return vocabulary.count
+        case .byte: return 256
+        }
+    }
+
+    public var kind: String {
+        switch self {
+        case .char: return "char"
+        case .byte: return "byte"
+        }
+    }
+
+    /// A character tokenizer over every scalar in `text`.
+    public static func characters(of text: String) -> Tokenizer {
+        .char(vocabulary: Set(text.unicodeScalars).sorted { $0.value < $1.value })
+    }
+
+    /// The token ids of `text`; throws naming the first character outside the vocabulary.
+    public func encode(_ text: String) throws(TokenizerError) -> [Int32] {
+        switch self {
+        case .byte:
+            return text.utf8.map { Int32($0) }
+        case .char:
+            let index = scalarIndex
+            var ids: [Int32] = []
+            ids.reserveCapacity(text.unicodeScalars.count)
+            for (position, scalar) in text.unicodeScalars.enumerated() {
+                guard let id = index[scalar] else { throw TokenizerError.unknownCharacter(scalar, position: position) }
+                ids.append(id)
+            }
+            return ids
+        }
+    }
+
+    /// Encodes what it can; characters outside the vocabulary become -1.
+    public func encodeAllowingUnknown(_ text: String) -> [Int32] {
+        switch self {
+        case .byte: return text.utf8.map { Int32($0) }
+        case .char:
+            let index = scalarIndex
+            return text.unicodeScalars.map { index[$0] ?? -1 }
+        }
+    }
+
+    /// The bytes a token stands for (UTF-8 of its character, or the byte itself).
+    public func bytes(of token: Int32) -> [UInt8] {
+        switch self {
+        case .byte: return [UInt8(truncatingIfNeeded: token)]
+        case .char(let vocabulary): return Array(String(Character(vocabulary[Int(token)])).utf8)
+        }
+    }
+
+    public func decode(_ tokens: [Int32]) -> String {
+        String(decoding: tokens.flatMap { bytes(of: $0) }, as: UTF8.self)
+    }
+
+    private var scalarIndex: [Unicode.Scalar: Int32] {
+        guard case .char(let vocabulary) = self else { return [:] }
+        return Dictionary(uniqueKeysWithValues: vocabulary.enumerated().map { ($1, Int32($0)) })
+    }
+}
+
+public enum TokenizerError: Error, Equatable, CustomStringConvertible {
+    case unknownCharacter(Unicode.Scalar, position: Int)
+
+    public var description: String {
+        switch self {
+        case .unknownCharacter(let scalar, let position):
+            let hex = String(scalar.value, radix: 16, uppercase: true)
+            return "character \(scalar.escaped(asASCII: true)) (U+\(hex)) at position \(position) is not in the model's vocabulary"
+        }
+    }
+}
+
+// MARK: - Stored form
+
+extension Tokenizer: Codable {
+    enum CodingKeys: String, CodingKey { case type, vocab }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        switch try container.decode(String.self, forKey: .type) {
+        case "byte":
+            self = .byte
+        case "char":
+            let entries = try container.decode([String].self, forKey: .vocab)
+            var scalars: [Unicode.Scalar] = []
+            for entry in entries {
+                guard entry.unicodeScalars.count == 1, let scalar = entry.unicodeScalars.first else {
+                    throw DecodingError.dataCorruptedError(forKey: .vocab, in: container,
+                                                           debugDescription: "a char vocabulary entry must be one Unicode scalar")
+                }
+                scalars.append(scalar)
+            }
+            guard Set(scalars).count == scalars.count else {
+                throw DecodingError.dataCorruptedError(forKey: .vocab, in: container, debugDescription: "duplicate vocabulary entries")
+            }
+            self = .char(vocabulary: scalars)
+        case let other:
+            throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown tokenizer type '\(other)'")
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(kind, forKey: .type)
+        if case .char(let vocabulary) = self {
+            try container.encode(vocabulary.map { String(Character($0)) }, forKey: .vocab)
+        }
+    }
+}
