@@ -25,16 +25,19 @@ let package = Package(
         .target(name: "TFQFormat", dependencies: ["CZstd"]),
         .target(name: "TFQKernels"),
         .target(name: "TFQModel", dependencies: ["TFQFormat", "TFQKernels"]),
+        .target(name: "TFQTrain", dependencies: ["TFQModel"]),
         .executableTarget(
             name: "tfq",
             dependencies: [
-                "TFQFormat",
+                "TFQFormat", "TFQModel", "TFQTrain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(name: "tfq-kernel-bench", dependencies: ["TFQKernels"], path: "Benchmarks/KernelBenchmarks"),
         .testTarget(name: "TFQFormatTests", dependencies: ["TFQFormat"]),
         .testTarget(name: "TFQKernelsTests", dependencies: ["TFQKernels"]),
         .testTarget(name: "TFQModelTests", dependencies: ["TFQModel"]),
+        .testTarget(name: "TFQTrainTests", dependencies: ["TFQTrain"]),
         .testTarget(name: "tfqCLITests", dependencies: ["tfq"]),
     ],
     swiftLanguageModes: [.v5]

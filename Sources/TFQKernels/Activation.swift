@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The feed-forward nonlinearity R.
 public enum Activation: String, Sendable, Codable, CaseIterable {
     /// max(0, x), as in the seed.
@@ -14,40 +10,54 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
     /// y = R(x), elementwise over `count` values.
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, pool: ThreadPool) {
         pool.parallelFor(count, grain: 4096) { range in
-            switch self {
-            case .relu:
-                for i in range { y[i] = max(0, x[i]) }
-            case .gelu:
-                for i in range {
-                    let v = x[i]
-                    y[i] = 0.5 * v * (1 + Self.tanh(Self.geluScale * (v + 0.044715 * v * v * v)))
-                }
+            var i = range.lowerBound
+            let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
+            while i + 8 <= range.upperBound {
+                let v = rx.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                ry.storeBytes(of: forward(v), toByteOffset: i * 4, as: V.self)
+                i += 8
             }
+            while i < range.upperBound { y[i] = forward(V(repeating: x[i]))[0]; i += 1 }
         }
     }
 
     /// dx = dy · R'(x), elementwise; dx may alias dy.
     public func backward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, count: Int, pool: ThreadPool) {
         pool.parallelFor(count, grain: 4096) { range in
-            switch self {
-            case .relu:
-                for i in range { dx[i] = x[i] > 0 ? dy[i] : 0 }
-            case .gelu:
-                for i in range {
-                    let v = x[i]
-                    let t = Self.tanh(Self.geluScale * (v + 0.044715 * v * v * v))
-                    let dInner = Self.geluScale * (1 + 3 * 0.044715 * v * v)
-                    dx[i] = dy[i] * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * dInner)
-                }
+            var i = range.lowerBound
+            let rx = UnsafeRawPointer(x), rdy = UnsafeRawPointer(dy), rdx = UnsafeMutableRawPointer(dx)
+            while i + 8 <= range.upperBound {
+                let v = rx.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                let g = rdy.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                rdx.storeBytes(of: g * derivative(v), toByteOffset: i * 4, as: V.self)
+                i += 8
             }
+            while i < range.upperBound { dx[i] = dy[i] * derivative(V(repeating: x[i]))[0]; i += 1 }
         }
     }
 
-    /// tanh from one expm1: accurate near zero too, and cheaper than libm's tanhf.
+    typealias V = SIMD8<Float>
+
     @inline(__always)
-    static func tanh(_ x: Float) -> Float {
-        if abs(x) > 9 { return x > 0 ? 1 : -1 }
-        let e = expm1f(2 * x)
-        return e / (e + 2)
+    func forward(_ v: V) -> V {
+        switch self {
+        case .relu:
+            return v.replacing(with: 0, where: v .< 0)
+        case .gelu:
+            let inner = V(repeating: Self.geluScale) * (v + V(repeating: 0.044715) * v * v * v)
+            return V(repeating: 0.5) * v * (V(repeating: 1) + FastMath.tanh(inner))
+        }
+    }
+
+    @inline(__always)
+    func derivative(_ v: V) -> V {
+        switch self {
+        case .relu:
+            return V(repeating: 1).replacing(with: 0, where: v .<= 0)
+        case .gelu:
+            let t = FastMath.tanh(V(repeating: Self.geluScale) * (v + V(repeating: 0.044715) * v * v * v))
+            let dInner = V(repeating: Self.geluScale) * (V(repeating: 1) + V(repeating: 3 * 0.044715) * v * v)
+            return V(repeating: 0.5) * (V(repeating: 1) + t) + V(repeating: 0.5) * v * (V(repeating: 1) - t * t) * dInner
+        }
     }
 }

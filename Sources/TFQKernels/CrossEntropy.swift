@@ -13,12 +13,7 @@ public enum CrossEntropy {
         pool.parallelFor(rows, grain: 8) { range in
             for r in range {
                 let row = logits + r * vocab
-                var maxLogit = -Float.infinity
-                for v in 0..<vocab { maxLogit = max(maxLogit, row[v]) }
-                var total: Float = 0
-                for v in 0..<vocab { let e = expf(row[v] - maxLogit); row[v] = e; total += e }
-                let inverse = 1 / total
-                for v in 0..<vocab { row[v] *= inverse }
+                Softmax.inPlace(row, count: vocab)
                 let target = Int(targets[r])
                 // log p = logit − max − log Σ; computed from the probability it loses
                 // nothing that matters at float precision for losses well above 1e-7.

@@ -42,15 +42,13 @@ public final class GEMM: @unchecked Sendable {
 
     public init(pool: ThreadPool) {
         self.pool = pool
-        packedB = .allocate(capacity: Self.kc * Self.nc)
-        packedA = (0..<pool.threadCount).map { _ in
-            UnsafeMutableRawPointer.allocate(byteCount: Self.kc * Self.mr * 4, alignment: 64).bindMemory(to: Float.self, capacity: Self.kc * Self.mr)
-        }
+        packedB = AlignedMemory.floats(Self.kc * Self.nc)
+        packedA = (0..<pool.threadCount).map { _ in AlignedMemory.floats(Self.kc * Self.mr) }
     }
 
     deinit {
-        packedB.deallocate()
-        for buffer in packedA { buffer.deallocate() }
+        AlignedMemory.free(packedB)
+        for buffer in packedA { AlignedMemory.free(buffer) }
     }
 
     /// C[m × n] (with row stride ldc) = A[m × k] · B[k × n], or += when `accumulate`.

@@ -18,6 +18,8 @@ public final class ThreadPool: @unchecked Sendable {
     private var job: ((Int) -> Void)?
     private var threads: [pthread_t] = []
     private var mutex = pthread_mutex_t()
+    /// Held for the whole of a job, so callers on different threads take turns.
+    private var jobLock = pthread_mutex_t()
     private var wake = pthread_cond_t()
     private let stopping = Atomic<Bool>(false)
 
@@ -25,6 +27,7 @@ public final class ThreadPool: @unchecked Sendable {
     public init(threads: Int) {
         threadCount = max(1, threads)
         pthread_mutex_init(&mutex, nil)
+        pthread_mutex_init(&jobLock, nil)
         pthread_cond_init(&wake, nil)
         for index in 1..<threadCount {
             let context = Unmanaged.passRetained(WorkerContext(pool: self, index: index)).toOpaque()
@@ -47,6 +50,7 @@ public final class ThreadPool: @unchecked Sendable {
         for thread in threads { pthread_join(thread, nil) }
         pthread_cond_destroy(&wake)
         pthread_mutex_destroy(&mutex)
+        pthread_mutex_destroy(&jobLock)
     }
 
     /// The number of online processors.
@@ -55,9 +59,12 @@ public final class ThreadPool: @unchecked Sendable {
     }
 
     /// Runs `body(worker)` once on each of the pool's threads (worker in 0..<threadCount)
-    /// and returns when all have finished.
+    /// and returns when all have finished. Calls from several threads run one after another;
+    /// a job must not start another job on the same pool.
     public func run(_ body: (Int) -> Void) {
         if threadCount == 1 { body(0); return }
+        pthread_mutex_lock(&jobLock)
+        defer { pthread_mutex_unlock(&jobLock) }
         // The job never outlives this call (it waits for every worker), so its closure
         // context can stay on the stack: no allocation per fork/join.
         withoutActuallyEscaping(body) { body in
@@ -97,7 +104,7 @@ public final class ThreadPool: @unchecked Sendable {
             var spins = 0
             while generation.load(ordering: .acquiring) == seen {
                 spins += 1
-                if spins < 20_000 { continue }
+                if spins < 200_000 { continue }
                 pthread_mutex_lock(&mutex)
                 while generation.load(ordering: .acquiring) == seen { pthread_cond_wait(&wake, &mutex) }
                 pthread_mutex_unlock(&mutex)

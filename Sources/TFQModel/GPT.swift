@@ -33,13 +33,12 @@ public final class GPT {
     }
 
     deinit {
-        parameters.deallocate()
-        gradients.deallocate()
+        AlignedMemory.free(parameters.baseAddress!)
+        AlignedMemory.free(gradients.baseAddress!)
     }
 
     private static func allocate(_ count: Int) -> UnsafeMutableBufferPointer<Float> {
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * 4, alignment: 64)
-        return UnsafeMutableBufferPointer(start: raw.initializeMemory(as: Float.self, repeating: 0, count: max(1, count)), count: count)
+        UnsafeMutableBufferPointer(start: AlignedMemory.floats(count), count: count)
     }
 
     /// GPT-2's initialization: normal(0, 0.02) for matrices and embeddings, the residual
@@ -59,6 +58,11 @@ public final class GPT {
                 for i in 0..<tensor.count { values[i] = Float(random.nextGaussian() * std) }
             }
         }
+    }
+
+    /// Continues dropout masks where a resumed run left off (one mask per training step).
+    public func restoreDropoutStep(_ step: UInt64) {
+        dropoutStep = step
     }
 
     public func zeroGradients() {
@@ -103,7 +107,7 @@ public final class GPT {
                               mean: s.ln1Mean, rstd: s.ln1Rstd, rows: n, dim: d, eps: config.normEps, pool: pool)
             linear(s.ln1, rows: n, inFeatures: d, weight: p + block.qkvWeight, bias: block.qkvBias.map { p + $0 },
                    output: s.qkv, outFeatures: 3 * d, accumulate: false)
-            attention.forward(qkv: s.qkv, y: s.attention, probabilities: s.probabilities, pool: pool)
+            attention.forward(qkv: s.qkv, y: s.attention, probabilities: s.probabilities, scratch: a.attentionScratch, pool: pool)
             residualBranch(s.attention, inFeatures: d, weight: p + block.projWeight, bias: block.projBias.map { p + $0 },
                            stream: s.input, output: s.middle, site: dropping ? 1 + 2 * l : nil, buffers: a)
             LayerNorm.forward(x: s.middle, weight: p + block.ln2Weight, bias: block.ln2Bias.map { p + $0 }, y: s.ln2,

@@ -22,7 +22,9 @@ public enum Tokenizer: Equatable, Sendable {
 
     /// A character tokenizer over every scalar in `text`.
     public static func characters(of text: String) -> Tokenizer {
-        .char(vocabulary: Set(text.unicodeScalars).sorted { $0.value < $1.value })
+        var seen = [Bool](repeating: false, count: 0x110000)
+        for scalar in text.unicodeScalars { seen[Int(scalar.value)] = true }
+        return .char(vocabulary: seen.indices.filter { seen[$0] }.map { Unicode.Scalar(UInt32($0))! })
     }
 
     /// The token ids of `text`; throws naming the first character outside the vocabulary.
@@ -31,12 +33,10 @@ public enum Tokenizer: Equatable, Sendable {
         case .byte:
             return text.utf8.map { Int32($0) }
         case .char:
-            let index = scalarIndex
-            var ids: [Int32] = []
-            ids.reserveCapacity(text.unicodeScalars.count)
-            for (position, scalar) in text.unicodeScalars.enumerated() {
-                guard let id = index[scalar] else { throw TokenizerError.unknownCharacter(scalar, position: position) }
-                ids.append(id)
+            let ids = encodeAllowingUnknown(text)
+            if let position = ids.firstIndex(of: -1) {
+                let scalar = text.unicodeScalars[text.unicodeScalars.index(text.unicodeScalars.startIndex, offsetBy: position)]
+                throw TokenizerError.unknownCharacter(scalar, position: position)
             }
             return ids
         }
@@ -46,9 +46,15 @@ public enum Tokenizer: Equatable, Sendable {
     public func encodeAllowingUnknown(_ text: String) -> [Int32] {
         switch self {
         case .byte: return text.utf8.map { Int32($0) }
-        case .char:
-            let index = scalarIndex
-            return text.unicodeScalars.map { index[$0] ?? -1 }
+        case .char(let vocabulary):
+            // A dense table for the Basic Multilingual Plane: one array load per character
+            // instead of a hash lookup (encoding a corpus is otherwise a visible share of a run).
+            var table = [Int32](repeating: -1, count: 0x10000)
+            var others: [Unicode.Scalar: Int32] = [:]
+            for (id, scalar) in vocabulary.enumerated() {
+                if scalar.value < 0x10000 { table[Int(scalar.value)] = Int32(id) } else { others[scalar] = Int32(id) }
+            }
+            return text.unicodeScalars.map { $0.value < 0x10000 ? table[Int($0.value)] : others[$0] ?? -1 }
         }
     }
 
@@ -62,11 +68,6 @@ public enum Tokenizer: Equatable, Sendable {
 
     public func decode(_ tokens: [Int32]) -> String {
         String(decoding: tokens.flatMap { bytes(of: $0) }, as: UTF8.self)
-    }
-
-    private var scalarIndex: [Unicode.Scalar: Int32] {
-        guard case .char(let vocabulary) = self else { return [:] }
-        return Dictionary(uniqueKeysWithValues: vocabulary.enumerated().map { ($1, Int32($0)) })
     }
 }
 

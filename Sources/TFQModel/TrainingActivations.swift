@@ -1,3 +1,5 @@
+import TFQKernels
+
 /// Every buffer one training step needs for a batch of `batch × length` tokens, allocated
 /// once: the forward pass keeps what the backward pass reads, and nothing is allocated per step.
 final class TrainingActivations {
@@ -32,7 +34,7 @@ final class TrainingActivations {
     let dQKV: UnsafeMutablePointer<Float>             // [N, 3D]
     let dHidden: UnsafeMutablePointer<Float>          // [N, F]
     let normScratch: UnsafeMutablePointer<Float>      // [threads, 2D]
-    let attentionScratch: UnsafeMutablePointer<Float> // [threads, T]
+    let attentionScratch: UnsafeMutablePointer<Float> // [threads, T·(2·d_k + 1)]
     let residualScratch: UnsafeMutablePointer<Float>  // [N, D] a branch's output before it joins the stream
 
     private var allocations: [UnsafeMutableRawPointer] = []
@@ -43,9 +45,9 @@ final class TrainingActivations {
         let n = batch * length, d = config.dim, f = config.ffDim
         var allocations: [UnsafeMutableRawPointer] = []
         func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
-            let raw = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * 4, alignment: 64)
-            allocations.append(raw)
-            return raw.initializeMemory(as: Float.self, repeating: 0, count: max(1, count))
+            let buffer = AlignedMemory.floats(count)
+            allocations.append(UnsafeMutableRawPointer(buffer))
+            return buffer
         }
         layers = (0..<config.layers).map { _ in
             Layer(input: floats(n * d), ln1: floats(n * d), ln1Mean: floats(n), ln1Rstd: floats(n), qkv: floats(n * 3 * d),
@@ -63,7 +65,7 @@ final class TrainingActivations {
         dResidual = floats(n * d); dNormed = floats(n * d); dAttention = floats(n * d)
         dQKV = floats(n * 3 * d); dHidden = floats(n * f)
         normScratch = floats(threads * 2 * d)
-        attentionScratch = floats(threads * length)
+        attentionScratch = floats(threads * CausalAttention(batch: batch, length: length, heads: config.heads, dim: d).scratchPerThread)
         residualScratch = floats(n * d)
         self.allocations = allocations
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import TFQKernels
 
@@ -71,11 +72,12 @@ import Testing
         let r = randomFloats(rows * 8, seed: 8)
         func run(_ qkv: [Float]) -> (y: [Float], p: [Float]) {
             var y = [Float](repeating: 0, count: rows * 8), p = [Float](repeating: 0, count: attention.probabilityCount)
-            attention.forward(qkv: qkv, y: &y, probabilities: &p, pool: Self.pool)
+            var scratch = [Float](repeating: 0, count: 2 * attention.scratchPerThread)
+            attention.forward(qkv: qkv, y: &y, probabilities: &p, scratch: &scratch, pool: Self.pool)
             return (y, p)
         }
         let f = run(qkv)
-        var dqkv = [Float](repeating: 0, count: rows * 24), scratch = [Float](repeating: 0, count: 2 * 5)
+        var dqkv = [Float](repeating: 0, count: rows * 24), scratch = [Float](repeating: 0, count: 2 * attention.scratchPerThread)
         attention.backward(dy: r, qkv: qkv, probabilities: f.p, dqkv: &dqkv, scratch: &scratch, pool: Self.pool)
         Self.check("attention dqkv", x: &qkv, analytic: dqkv) { Self.project(run($0).y, r) }
         // Causality: changing the last position's key and value leaves earlier outputs alone.
@@ -130,5 +132,22 @@ import Testing
         Optimizer.sgd(parameters: &q, gradients: [10, -10], count: 2, learningRate: 0.01, pool: Self.pool)
         #expect(q == [0.9, 2.1])
         #expect(abs(Optimizer.norm([3, 4], count: 2, pool: Self.pool) - 5) < 1e-12)
+    }
+}
+
+@Suite struct FastMathTests {
+    @Test func expAndTanhMatchLibm() {
+        var worstExp: Float = 0, worstTanh: Float = 0
+        for i in -4000...4000 {
+            let x = Float(i) * 0.0217
+            let e = FastMath.exp(x)
+            worstExp = max(worstExp, abs(e - Foundation.exp(x)) / Foundation.exp(x))
+            let t = FastMath.tanh(SIMD8<Float>(repeating: x / 8))[0]
+            worstTanh = max(worstTanh, abs(t - Foundation.tanh(x / 8)))
+        }
+        #expect(worstExp < 1e-6)
+        #expect(worstTanh < 5e-7)
+        #expect(FastMath.exp(-100) == 0)
+        #expect(FastMath.exp(0) == 1)
     }
 }

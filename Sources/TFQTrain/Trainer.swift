@@ -1,0 +1,271 @@
+import FoundationEssentials
+import TFQFormat
+import TFQKernels
+import TFQModel
+
+/// Why training could not start or continue; the message names the file or flag.
+public struct TrainingError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// One line of progress, reported after every step.
+public struct TrainingProgress: Sendable {
+    public var step: Int, steps: Int
+    public var loss: Double
+    public var valLoss: Double?
+    public var learningRate: Float
+    public var tokensPerSecond: Double
+    public var secondsRemaining: Double
+    public var evaluated: Bool
+}
+
+/// The figures of a finished (or interrupted) run.
+public struct TrainingSummary: Codable, Sendable {
+    public var steps: Int
+    public var tokens: Int
+    public var trainLoss: Double?
+    public var valLoss: Double?
+    public var tokensPerSecond: Double
+    public var wallSeconds: Double
+    public var parameters: Int
+    public var peakRSSBytes: Int
+    public var checkpoint: String
+    public var interrupted: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case steps, tokens, parameters, checkpoint, interrupted
+        case trainLoss = "train_loss", valLoss = "val_loss", tokensPerSecond = "tokens_per_second"
+        case wallSeconds = "wall_seconds", peakRSSBytes = "peak_rss_bytes"
+    }
+}
+
+/// The training loop: sample a batch, forward, backward, clip, step the optimizer; evaluate
+/// and checkpoint on schedule. Deterministic for a given seed and thread count, and a run
+/// resumed from a checkpoint reproduces the uninterrupted one.
+public final class Trainer {
+    public let options: TrainingOptions
+    public let corpus: Corpus
+    public let model: GPT
+    public let checkpointPath: String
+    public private(set) var state: TrainingState
+    private let m: UnsafeMutableBufferPointer<Float>
+    private let v: UnsafeMutableBufferPointer<Float>
+    private let metricsLog: MetricsLog
+
+    /// A new run, or with `resume` the continuation of the run saved there.
+    public init(options: TrainingOptions, corpus: Corpus, checkpointPath: String, threads: Int, resume: TFQFile? = nil) throws {
+        if let problem = options.problem { throw TrainingError(problem) }
+        let length = options.context
+        guard corpus.train.count > length else {
+            throw TrainingError("the training text has \(corpus.train.count) tokens, fewer than one sequence of --context \(length) + 1")
+        }
+        guard corpus.validation.count > length else {
+            throw TrainingError("the validation text has \(corpus.validation.count) tokens, fewer than --context \(length) + 1; use a longer corpus or --val-data")
+        }
+        let config = options.modelConfig(vocabSize: corpus.tokenizer.vocabularySize)
+        if let problem = config.problem { throw TrainingError(problem) }
+        self.options = options
+        self.corpus = corpus
+        self.checkpointPath = checkpointPath
+        model = GPT(config: config, pool: ThreadPool(threads: threads))
+        model.dropout = options.dropout
+        m = .allocate(capacity: model.layout.count); m.initialize(repeating: 0)
+        v = .allocate(capacity: model.layout.count); v.initialize(repeating: 0)
+        state = TrainingState(options: options, sampler: Xoshiro256(seed: options.seed), dataCRC32: hex(corpus.checksum))
+        metricsLog = MetricsLog(path: checkpointPath + ".metrics.jsonl")
+        if let resume {
+            try restore(from: resume)
+        } else {
+            model.initialize(seed: options.seed)
+        }
+    }
+
+    deinit {
+        m.deallocate()
+        v.deallocate()
+    }
+
+    /// Trains until `options.steps` or until `shouldStop` says so, then writes the checkpoint.
+    public func run(shouldStop: () -> Bool = { false }, progress: (TrainingProgress) -> Void = { _ in }) throws -> TrainingSummary {
+        let (batch, length) = (options.batch, options.context)
+        let tokensPerStep = batch * length
+        var inputs = [Int32](repeating: 0, count: tokensPerStep), targets = inputs
+        let started = Clock.seconds()
+        let startStep = state.step
+        var interrupted = false
+        if state.step == 0 { metricsLog.reset() } else { metricsLog.truncate(after: state.step) }
+        if state.step == 0 && options.evalEvery > 0 && options.steps > 0 {
+            _ = evaluate(step: 0, trainLoss: nil)
+        }
+        while state.step < options.steps {
+            if shouldStop() { interrupted = true; break }
+            sampleBatch(into: &inputs, &targets)
+            model.zeroGradients()
+            let loss = inputs.withUnsafeBufferPointer { i in targets.withUnsafeBufferPointer { t in
+                model.forward(inputs: i.baseAddress!, targets: t.baseAddress!, batch: batch, length: length, training: true)
+            } }
+            model.backward()
+            let rate = options.learningRate(at: state.step)
+            optimizerStep(learningRate: rate)
+            state.step += 1
+            state.tokens += tokensPerStep
+            state.lastTrainLoss = loss
+            let elapsed = Clock.seconds() - started
+            let speed = Double((state.step - startStep) * tokensPerStep) / max(elapsed, 1e-9)
+            var evaluated = false
+            if options.evalEvery > 0 && (state.step % options.evalEvery == 0 || state.step == options.steps) {
+                _ = evaluate(step: state.step, trainLoss: loss)
+                evaluated = true
+            }
+            metricsLog.append(step: state.step, loss: loss, learningRate: rate, tokensPerSecond: speed,
+                              valLoss: evaluated ? state.lastValLoss : nil)
+            progress(TrainingProgress(step: state.step, steps: options.steps, loss: loss, valLoss: state.lastValLoss,
+                                      learningRate: rate, tokensPerSecond: speed,
+                                      secondsRemaining: Double(options.steps - state.step) * tokensPerStep.asDouble / max(speed, 1e-9),
+                                      evaluated: evaluated))
+            if options.checkpointEvery > 0 && state.step % options.checkpointEvery == 0 && state.step < options.steps {
+                state.wallSeconds += Clock.seconds() - started
+                try saveCheckpoint()
+                state.wallSeconds -= Clock.seconds() - started
+            }
+        }
+        if state.step == options.steps && state.lastValLoss == nil || (options.evalEvery == 0 && !interrupted) {
+            _ = evaluate(step: state.step, trainLoss: state.lastTrainLoss)
+        }
+        let elapsed = Clock.seconds() - started
+        state.wallSeconds += elapsed
+        try saveCheckpoint()
+        try? LossCurve.write(evaluations: state.evaluations, trainLog: metricsLog.read(), to: checkpointPath + ".loss.svg")
+        return TrainingSummary(steps: state.step, tokens: state.tokens, trainLoss: state.lastTrainLoss, valLoss: state.lastValLoss,
+                               tokensPerSecond: Double((state.step - startStep) * tokensPerStep) / max(elapsed, 1e-9),
+                               wallSeconds: state.wallSeconds, parameters: model.layout.count,
+                               peakRSSBytes: ProcessMemory.peakResidentBytes(), checkpoint: checkpointPath, interrupted: interrupted)
+    }
+
+    /// Mean loss over `evalBatches` validation batches: always the same batches, so the
+    /// curve moves only with the model.
+    @discardableResult
+    public func evaluate(step: Int, trainLoss: Double?) -> Double {
+        let (batch, length) = (options.batch, options.context)
+        var random = Xoshiro256(seed: options.seed ^ 0x5EED_0F_E7A1)
+        var inputs = [Int32](repeating: 0, count: batch * length), targets = inputs
+        var total = 0.0
+        for _ in 0..<options.evalBatches {
+            Self.sample(corpus.validation, random: &random, batch: batch, length: length, inputs: &inputs, targets: &targets)
+            total += inputs.withUnsafeBufferPointer { i in targets.withUnsafeBufferPointer { t in
+                model.forward(inputs: i.baseAddress!, targets: t.baseAddress!, batch: batch, length: length, training: false)
+            } }
+        }
+        let loss = total / Double(options.evalBatches)
+        state.lastValLoss = loss
+        state.evaluations.append(.init(step: step, trainLoss: trainLoss ?? loss, valLoss: loss))
+        return loss
+    }
+
+    private func sampleBatch(into inputs: inout [Int32], _ targets: inout [Int32]) {
+        Self.sample(corpus.train, random: &state.sampler, batch: options.batch, length: options.context, inputs: &inputs, targets: &targets)
+    }
+
+    /// `batch` windows of `length + 1` tokens at random offsets: inputs and next-token targets.
+    static func sample(_ tokens: [Int32], random: inout Xoshiro256, batch: Int, length: Int, inputs: inout [Int32], targets: inout [Int32]) {
+        let span = UInt64(tokens.count - length)
+        for b in 0..<batch {
+            let start = Int(random.next() % span)
+            for t in 0..<length {
+                inputs[b * length + t] = tokens[start + t]
+                targets[b * length + t] = tokens[start + t + 1]
+            }
+        }
+    }
+
+    private func optimizerStep(learningRate: Float) {
+        let pool = model.pool
+        let count = model.layout.count
+        let gradients = model.gradients.baseAddress!
+        if options.gradClip > 0 {
+            let norm = Optimizer.norm(gradients, count: count, pool: pool)
+            if norm > Double(options.gradClip) {
+                Optimizer.scale(gradients, count: count, by: Float(Double(options.gradClip) / norm), pool: pool)
+            }
+        }
+        let parameters = model.parameters.baseAddress!
+        switch options.optimizer {
+        case .sgd:
+            Optimizer.sgd(parameters: parameters, gradients: gradients, count: count, learningRate: learningRate, pool: pool)
+        case .adamw:
+            for tensor in model.layout.tensors {
+                let o = tensor.offset
+                Optimizer.adamW(parameters: parameters + o, gradients: gradients + o, m: m.baseAddress! + o, v: v.baseAddress! + o,
+                                count: tensor.count, learningRate: learningRate, beta1: options.beta1, beta2: options.beta2,
+                                epsilon: 1e-8, weightDecay: tensor.isMatrix ? options.weightDecay : 0, step: state.step + 1, pool: pool)
+            }
+        }
+    }
+
+    // MARK: - Checkpoints
+
+    /// Writes parameters, optimizer moments and the training state, atomically.
+    public func saveCheckpoint() throws {
+        let writer = try TFQWriter(path: checkpointPath)
+        try model.writeParameters(to: writer)
+        if options.optimizer == .adamw {
+            try model.writeParameters(to: writer, prefix: "adam.m.", from: UnsafeBufferPointer(m))
+            try model.writeParameters(to: writer, prefix: "adam.v.", from: UnsafeBufferPointer(v))
+        }
+        var metadata = ModelMetadata(kind: "checkpoint", config: model.config, tokenizer: corpus.tokenizer)
+        metadata.sections["training"] = try JSONValue(encoding: state)
+        try writer.finish(metadata: metadata.encoded())
+    }
+
+    private func restore(from file: TFQFile) throws {
+        let metadata = try ModelMetadata(file: file)
+        guard let saved = try file.metadataSection("training", as: TrainingState.self) else {
+            throw TrainingError("\(file.path): not a training checkpoint (no training state); it cannot be resumed")
+        }
+        guard metadata.config == model.config else {
+            throw TrainingError("\(file.path): the checkpoint's model (\(Self.describe(metadata.config))) does not match the flags (\(Self.describe(model.config)))")
+        }
+        guard saved.dataCRC32 == state.dataCRC32 else {
+            throw TrainingError("\(file.path): the checkpoint was trained on different data (CRC-32 \(saved.dataCRC32), this corpus \(state.dataCRC32))")
+        }
+        let changed = Self.differences(saved.options, options)
+        guard changed.isEmpty else {
+            throw TrainingError("\(file.path): the flags differ from the checkpoint's: \(changed.joined(separator: ", "))")
+        }
+        try model.readParameters(from: file)
+        if options.optimizer == .adamw && saved.step > 0 {
+            try model.readParameters(from: file, prefix: "adam.m.", into: m)
+            try model.readParameters(from: file, prefix: "adam.v.", into: v)
+        }
+        state = saved
+        model.restoreDropoutStep(UInt64(saved.step))
+    }
+
+    /// Options that must not change across a resume (`--steps` may grow).
+    static func differences(_ saved: TrainingOptions, _ now: TrainingOptions) -> [String] {
+        var a = saved, b = now
+        a.steps = 0; b.steps = 0
+        a.evalEvery = 0; b.evalEvery = 0
+        a.checkpointEvery = 0; b.checkpointEvery = 0
+        guard a != b else { return [] }
+        let left = Mirror(reflecting: a).children, right = Mirror(reflecting: b).children
+        return zip(left, right).compactMap { l, r in
+            "\(l.value)" == "\(r.value)" ? nil : "\(l.label ?? "?") was \(l.value), now \(r.value)"
+        }
+    }
+
+    static func describe(_ config: ModelConfig) -> String {
+        "vocab \(config.vocabSize), context \(config.contextLength), \(config.layers) layers, \(config.heads) heads, dim \(config.dim), ff \(config.ffDim), \(config.activation)"
+            + (config.tieEmbeddings ? ", tied" : "") + (config.bias ? "" : ", no bias")
+    }
+}
+
+func hex(_ value: UInt32) -> String {
+    let digits = String(value, radix: 16)
+    return String(repeating: "0", count: 8 - digits.count) + digits
+}
+
+extension Int {
+    var asDouble: Double { Double(self) }
+}

@@ -1,0 +1,122 @@
+import ArgumentParser
+import FoundationEssentials
+import TFQFormat
+import TFQKernels
+import TFQModel
+import TFQTrain
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a GPT model on a text file, in fp32, and write a .tfq checkpoint.",
+        discussion: """
+        Without --val-data the last 10% of --data is the validation split. The checkpoint is
+        written every --checkpoint-every steps, at the end, and on Ctrl-C or SIGTERM; --resume
+        continues from it and gives the same losses as an uninterrupted run. Metrics go to
+        CKPT.metrics.jsonl and the loss curves to CKPT.loss.svg.
+        """
+    )
+
+    @Option(help: "The training text (UTF-8).") var data: String
+    @Option(help: "The checkpoint to write (.tfq).") var out: String
+    @Option(help: "Validation text (default: the last 10% of --data).") var valData: String?
+    @Option(help: "char or byte.") var tokenizer: TrainingOptions.TokenizerKind = .char
+    @Option(help: "Transformer blocks.") var layers = 4
+    @Option(help: "Attention heads.") var heads = 4
+    @Option(help: "Model width.") var dim = 128
+    @Option(help: "Feed-forward width (default 4 × dim).") var ff: Int?
+    @Option(help: "Context length in tokens.") var context = 64
+    @Option(help: "relu (the seed's R) or gelu.") var activation: Activation = .relu
+    @Flag(help: "Share the output projection with the token embedding.") var tieEmbeddings = false
+    @Flag(help: "No biases in linear layers and LayerNorms.") var noBias = false
+    @Option(help: "Dropout probability while training.") var dropout: Float = 0
+    @Option(help: "Sequences per step.") var batch = 12
+    @Option(help: "Optimizer steps (0 writes the initialized model).") var steps = 2000
+    @Option(help: "adamw, or sgd (the seed's plain gradient descent).") var optimizer: TrainingOptions.OptimizerKind = .adamw
+    @Option(help: "Peak learning rate.") var lr: Float = 1e-3
+    @Option(help: "Learning rate at the end of the cosine decay.") var minLr: Float = 1e-4
+    @Option(help: "Linear warmup steps.") var warmup = 100
+    @Option(help: "AdamW β1.") var beta1: Float = 0.9
+    @Option(help: "AdamW β2.") var beta2: Float = 0.99
+    @Option(help: "AdamW weight decay (matrices only).") var weightDecay: Float = 0.1
+    @Option(help: "Global gradient-norm clip (0: off).") var gradClip: Float = 1.0
+    @Option(help: "Evaluate every N steps (0: only at the end).") var evalEvery = 250
+    @Option(help: "Validation batches per evaluation.") var evalBatches = 20
+    @Option(help: "Checkpoint every N steps (0: only at the end).") var checkpointEvery = 500
+    @Option(help: "Threads (default: all processors).") var threads: Int?
+    @Option(help: "Random seed.") var seed: UInt64 = 1337
+    @Flag(help: "Continue the run saved in --out.") var resume = false
+    @Flag(help: "Print one JSON object with the run's figures on stdout.") var json = false
+
+    var options: TrainingOptions {
+        var o = TrainingOptions()
+        o.tokenizer = tokenizer; o.layers = layers; o.heads = heads; o.dim = dim; o.ffDim = ff; o.context = context
+        o.activation = activation; o.tieEmbeddings = tieEmbeddings; o.bias = !noBias; o.dropout = dropout
+        o.batch = batch; o.steps = steps; o.optimizer = optimizer; o.learningRate = lr; o.minLearningRate = minLr
+        o.warmup = warmup; o.beta1 = beta1; o.beta2 = beta2; o.weightDecay = weightDecay; o.gradClip = gradClip
+        o.evalEvery = evalEvery; o.evalBatches = evalBatches; o.checkpointEvery = checkpointEvery; o.seed = seed
+        return o
+    }
+
+    func validate() throws {
+        if let problem = options.problem { throw ValidationError(problem) }
+        try ThreadOption.validate(threads)
+    }
+
+    func run() throws {
+        let threadCount = ThreadOption.resolve(threads)
+        var checkpoint: TFQFile? = nil
+        if resume {
+            guard access(out, F_OK) == 0 else { throw TrainingError("\(out): no checkpoint to resume") }
+            checkpoint = try TFQFile(path: out)
+        }
+        let existingTokenizer = try checkpoint.map { try ModelMetadata(file: $0).tokenizer }
+        let corpus = try Corpus(path: data, validationPath: valData, tokenizer: tokenizer, existing: existingTokenizer)
+        let trainer = try Trainer(options: options, corpus: corpus, checkpointPath: out, threads: threadCount, resume: checkpoint)
+        checkpoint = nil
+        let display = ProgressDisplay(quiet: false)
+        if trainer.state.step > 0 {
+            display.note("resuming \(out) at step \(trainer.state.step) of \(steps)")
+        }
+        display.note("training \(trainer.model.layout.count) parameters on \(corpus.train.count) tokens "
+                     + "(\(corpus.tokenizer.kind) tokenizer, vocabulary \(corpus.tokenizer.vocabularySize), "
+                     + "validation \(corpus.validation.count) tokens), \(threadCount) threads")
+        Interruption.install()
+        let summary = try trainer.run(shouldStop: { Interruption.signalNumber != 0 }) { display.show($0) }
+        display.finish()
+        if json {
+            print(try JSONOutput.string(summary))
+        } else {
+            let val = summary.valLoss.map { String(format4($0)) } ?? "-"
+            print("steps \(summary.steps)  train loss \(summary.trainLoss.map(format4) ?? "-")  val loss \(val)  "
+                  + "\(Int(summary.tokensPerSecond)) tokens/s  \(format2(summary.wallSeconds)) s  peak RSS \(summary.peakRSSBytes >> 20) MB")
+            print("checkpoint \(out)  (metrics \(out).metrics.jsonl, loss curve \(out).loss.svg)")
+        }
+        if summary.interrupted {
+            display.note("interrupted at step \(summary.steps); checkpoint saved; continue with --resume")
+            throw ExitCode(128 + Interruption.signalNumber)
+        }
+    }
+}
+
+func format4(_ value: Double) -> String {
+    let scaled = Int((value * 10000).rounded())
+    let fraction = String(abs(scaled) % 10000)
+    return "\(scaled / 10000)." + String(repeating: "0", count: 4 - fraction.count) + fraction
+}
+
+/// `--threads`: 1 to 256, default all processors.
+enum ThreadOption {
+    static func validate(_ threads: Int?) throws {
+        if let threads, threads < 1 || threads > 256 { throw ValidationError("--threads must be 1 to 256 (got \(threads))") }
+    }
+
+    static func resolve(_ threads: Int?) -> Int { threads ?? ThreadPool.availableProcessors }
+}
+
+extension Activation: ExpressibleByArgument {}
+extension TrainingOptions.TokenizerKind: ExpressibleByArgument {}
+extension TrainingOptions.OptimizerKind: ExpressibleByArgument {}
