@@ -34,6 +34,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "tfq-kernel-bench", dependencies: ["TFQKernels"], path: "Benchmarks/KernelBenchmarks"),
+        .executableTarget(name: "tfq-format-bench", dependencies: ["TFQFormat"], path: "Benchmarks/FormatBenchmarks"),
         .testTarget(name: "TFQFormatTests", dependencies: ["TFQFormat"]),
         .testTarget(name: "TFQKernelsTests", dependencies: ["TFQKernels"]),
         .testTarget(name: "TFQModelTests", dependencies: ["TFQModel"]),

@@ -43,7 +43,7 @@ scratch_args=()
 if [ -n "$scratch" ]; then scratch_args=(--scratch-path "$scratch"); fi
 
 if [ "$mode" = test ]; then
-  exec swift test ${scratch_args[@]+"${scratch_args[@]}"} ${flags[@]+"${flags[@]}"}
+  exec swift test -c release -Xswiftc -enable-testing ${scratch_args[@]+"${scratch_args[@]}"} ${flags[@]+"${flags[@]}"}
 else
   swift build -c release ${scratch_args[@]+"${scratch_args[@]}"} ${flags[@]+"${flags[@]}"} >&2
   echo "$(swift build -c release ${scratch_args[@]+"${scratch_args[@]}"} ${flags[@]+"${flags[@]}"} --show-bin-path)/tfq"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import unicodedata
 import math
 import mmap
 import os
@@ -266,9 +267,10 @@ def _check_name(path, r: _RawEntry, seen: dict) -> str:
         raise _err(path, where, f"name {r.name!r} is not valid UTF-8 ({exc.reason})") from None
     if "\0" in name:
         raise _err(path, where, f"name {name!r} contains a NUL byte")
-    if name in seen:
-        raise _err(path, where, f"name {name!r} is also the name of entry {seen[name]}")
-    seen[name] = r.index
+    key = unicodedata.normalize("NFC", name)  # names are unique up to canonical equivalence
+    if key in seen:
+        raise _err(path, where, f"name {name!r} is also the name of entry {seen[key]}")
+    seen[key] = r.index
     return name
 
 

@@ -159,9 +159,13 @@ public final class TFQFile: @unchecked Sendable {
         guard String(validating: json, as: UTF8.self) != nil else {
             throw TFQFormatError(file: file, .badMetadata("not valid UTF-8"))
         }
+        if StrictJSON.hasByteOrderMark(json) { throw TFQFormatError(file: file, .badMetadata("starts with a byte-order mark")) }
         do {
             guard case .object(let members) = try JSONDecoder().decode(JSONValue.self, from: Data(json)) else {
                 throw TFQFormatError(file: file, .badMetadata("not a JSON object"))
+            }
+            if let key = StrictJSON.duplicateKey(in: json) {
+                throw TFQFormatError(file: file, .badMetadata("key '\(key)' appears twice in one object"))
             }
             return members
         } catch let error as TFQFormatError {
@@ -188,10 +192,17 @@ public final class TFQFile: @unchecked Sendable {
     private func decodeCompressedTensors(limit: Int) throws {
         var total = 0
         for info in tensors where info.encoding != .raw {
-            total = total.addingReportingOverflow(info.decodedLength).overflow ? Int.max : total + info.decodedLength
+            // Byte-plane tensors briefly need a second buffer of the same size.
+            let need = info.encoding == .zstdPlanes ? 2 * info.decodedLength : info.decodedLength
+            total = total.addingReportingOverflow(need).overflow ? Int.max : total + need
             guard total <= limit else { throw TFQFormatError(file: path, tensor: info.name, .tooLarge(bytes: total, limit: limit)) }
         }
         for info in tensors where info.encoding != .raw {
+            // The frames' own size headers must agree before anything is allocated for them.
+            if let declared = Zstd.declaredContentSize(storedBytes(info)), declared != info.decodedLength {
+                throw TFQFormatError(file: path, tensor: info.name,
+                                     .decode(ZstdError.sizeMismatch(expected: info.decodedLength, actual: declared).description))
+            }
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: info.decodedLength, alignment: TFQFormatSpec.alignment)
             do {
                 if info.encoding == .zstd {

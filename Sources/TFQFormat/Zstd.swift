@@ -50,6 +50,24 @@ public enum Zstd {
         try source.withUnsafeBytes { try compress($0, level: level) }
     }
 
+    /// The total decoded size the frames' headers declare, or nil when a frame does not say
+    /// (or the bytes are not frames: decoding will report that).
+    public static func declaredContentSize(_ frames: UnsafeRawBufferPointer) -> Int? {
+        guard let base = frames.baseAddress else { return nil }
+        var offset = 0, total = 0
+        while offset < frames.count {
+            let remaining = frames.count - offset
+            let size = ZSTD_getFrameContentSize(base + offset, remaining)
+            if size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN { return nil }
+            let length = ZSTD_findFrameCompressedSize(base + offset, remaining)
+            if ZSTD_isError(length) != 0 || length == 0 { return nil }
+            guard let frameSize = Int(exactly: size), case (let sum, false) = total.addingReportingOverflow(frameSize) else { return Int.max }
+            total = sum
+            offset += length
+        }
+        return total
+    }
+
     /// Decodes `frame` into `destination`, which must be exactly the decoded size.
     public static func decompress(_ frame: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) throws {
         let declared = ZSTD_getFrameContentSize(frame.baseAddress, frame.count)

@@ -3,6 +3,22 @@
 public struct Xoshiro256: RandomNumberGenerator, Codable, Equatable, Sendable {
     public var state: [UInt64]
 
+    /// Stored as four hex strings: JSON numbers are doubles to most readers, and 64-bit
+    /// state must survive a checkpoint exactly.
+    public init(from decoder: Decoder) throws {
+        let words = try decoder.singleValueContainer().decode([String].self)
+        let parsed = words.compactMap { UInt64($0, radix: 16) }
+        guard parsed.count == 4 else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "generator state must be 4 hex words"))
+        }
+        state = parsed
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(state.map { String($0, radix: 16) })
+    }
+
     public init(seed: UInt64) {
         // SplitMix64 spreads the seed over the state, as the authors recommend.
         var x = seed

@@ -25,6 +25,14 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
 
     public init() {}
 
+    enum CodingKeys: String, CodingKey {
+        case tokenizer, layers, heads, dim, context, activation, bias, dropout, batch, steps, optimizer, warmup
+        case beta1, beta2, seed
+        case ffDim = "ff_dim", tieEmbeddings = "tie_embeddings", learningRate = "lr", minLearningRate = "min_lr"
+        case weightDecay = "weight_decay", gradClip = "grad_clip", evalEvery = "eval_every", evalBatches = "eval_batches"
+        case checkpointEvery = "checkpoint_every"
+    }
+
     /// The feed-forward width: 4 × dim unless set.
     public var resolvedFFDim: Int { ffDim ?? 4 * dim }
 
@@ -43,6 +51,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if !(gradClip >= 0) { return "--grad-clip must not be negative (0 turns clipping off)" }
         if evalEvery < 0 || evalBatches < 1 { return "--eval-every must be ≥ 0 and --eval-batches ≥ 1" }
         if checkpointEvery < 0 { return "--checkpoint-every must not be negative" }
+        if seed > UInt64(Int64.max) { return "--seed must be at most \(Int64.max)" }
         if layers < 1 { return "--layers must be at least 1" }
         if heads < 1 || dim < 1 { return "--heads and --dim must be at least 1" }
         if dim % heads != 0 { return "--dim \(dim) is not divisible by --heads \(heads)" }

@@ -24,17 +24,17 @@ struct InspectCommand: ParsableCommand {
         let tensors: [JSONValue] = model.tensors.map { info in
             .object([
                 "name": .string(info.name), "dtype": .string(info.dtype.description),
-                "shape": .array(info.shape.map { .number(Double($0)) }),
+                "shape": .array(info.shape.map { .integer(Int64($0)) }),
                 "encoding": .string(info.encoding.description), "layout": .string(info.layout.description),
-                "group_size": .number(Double(info.groupSize)), "offset": .number(Double(info.offset)),
-                "stored_bytes": .number(Double(info.storedLength)), "decoded_bytes": .number(Double(info.decodedLength)),
+                "group_size": .integer(Int64(info.groupSize)), "offset": .integer(Int64(info.offset)),
+                "stored_bytes": .integer(Int64(info.storedLength)), "decoded_bytes": .integer(Int64(info.decodedLength)),
                 "crc32": .string(hex(info.crc32)),
             ])
         }
         let report: JSONValue = .object([
             "file": .string(model.path),
             "format_version": .string("\(model.versionMajor).\(model.versionMinor)"),
-            "file_bytes": .number(Double(model.fileLength)),
+            "file_bytes": .integer(Int64(model.fileLength)),
             "zero_copy": .bool(model.isZeroCopy),
             "metadata": .object(model.metadata),
             "tensors": .array(tensors),
@@ -78,7 +78,7 @@ struct InspectCommand: ParsableCommand {
             case .object:
                 print("\(indent)\(key)")
                 printSection(member, indent: indent + "  ")
-            case .array(let items) where items.count > 16:
+            case .array(let items) where items.count > 16 || items.contains(where: { if case .object = $0 { return true } else { return false } }):
                 print("\(indent)\(key.padding(16)) [\(items.count) items]")
             default:
                 print("\(indent)\(key.padding(16)) \(JSONOutput.plain(member))")

@@ -9,9 +9,14 @@ enum Interruption {
     private static let received = Atomic<Int32>(0)
 
     static func install() {
+        var signals = sigset_t()
+        sigemptyset(&signals)
         for sig in [SIGINT, SIGTERM] {
             Glibc.signal(sig) { number in Interruption.received.store(number, ordering: .relaxed) }
+            sigaddset(&signals, sig)
         }
+        // A parent may have started us with these blocked (the mask is inherited across exec).
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
     }
 
     /// The signal received, or 0.

@@ -13,6 +13,7 @@ enum JSONOutput {
     static func plain(_ value: JSONValue) -> String {
         switch value {
         case .string(let text): return text
+        case .integer(let number): return String(number)
         case .number(let number):
             if number == number.rounded(), abs(number) < 1e15 { return String(Int(number)) }
             return String(number)

@@ -62,7 +62,7 @@ struct TrainCommand: ParsableCommand {
     }
 
     func validate() throws {
-        if let problem = options.problem { throw ValidationError(problem) }
+        if let problem = options.problem { throw UsageError(problem) }
         try ThreadOption.validate(threads)
     }
 
@@ -108,10 +108,16 @@ func format4(_ value: Double) -> String {
     return "\(scaled / 10000)." + String(repeating: "0", count: 4 - fraction.count) + fraction
 }
 
+/// A flag whose value cannot work: one line, no usage dump (the problem is the value, not the syntax).
+struct UsageError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 /// `--threads`: 1 to 256, default all processors.
 enum ThreadOption {
     static func validate(_ threads: Int?) throws {
-        if let threads, threads < 1 || threads > 256 { throw ValidationError("--threads must be 1 to 256 (got \(threads))") }
+        if let threads, threads < 1 || threads > 256 { throw UsageError("--threads must be 1 to 256 (got \(threads))") }
     }
 
     static func resolve(_ threads: Int?) -> Int { threads ?? ThreadPool.availableProcessors }

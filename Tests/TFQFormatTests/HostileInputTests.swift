@@ -149,7 +149,7 @@ import Testing
 
     @Test func directoryEntriesThatLie() {
         let data = [(offset: 64, bytes: Self.sixteenBytes), (offset: 128, bytes: Self.sixteenBytes)]
-        let a = Self.f32Entry("a", count: 4, offset: 64, bytes: Self.sixteenBytes)
+        var a = Self.f32Entry("a", count: 4, offset: 64, bytes: Self.sixteenBytes)
         var b = Self.f32Entry("b", count: 4, offset: 128, bytes: Self.sixteenBytes)
         #expect(Self.open(Self.forge(entries: [a, b], data: data)) == nil)
 
@@ -165,6 +165,8 @@ import Testing
         b.groupSize = 0; b.layout = .interleaved16x4; cases.append(("layout on f32", [a, b]))
         b.layout = .rowMajor; b.offset = 0; cases.append(("over the header", [a, b]))
         b.offset = 128; b.dtype = .q8; b.shape = [2, 3]; b.groupSize = 2; cases.append(("q8 group not dividing", [a, b]))
+        b.name = "e\u{301}"; a.name = "\u{E9}"; cases.append(("canonically equal names", [a, b]))
+        a.name = "a"
         b.name = String(repeating: "n", count: 1025); b.dtype = .f32; b.shape = [4]; b.groupSize = 0
         cases.append(("long name", [a, b]))
         for (what, entries) in cases {
@@ -193,6 +195,11 @@ import Testing
             let bytes = Self.forge(entries: [], data: [], metadata: Array(metadata.utf8))
             if case .badMetadata = Self.open(bytes)?.problem {} else { Issue.record("accepted metadata \(metadata)") }
         }
+        for metadata in [#"{"a":1,"b":{"c":2},"a":3}"#, #"{"x":[{"k":1,"k":2}]}"#, "\u{FEFF}{}"] {
+            let bytes = Self.forge(entries: [], data: [], metadata: Array(metadata.utf8))
+            if case .badMetadata = Self.open(bytes)?.problem {} else { Issue.record("accepted metadata \(metadata)") }
+        }
+        #expect(Self.open(Self.forge(entries: [], data: [], metadata: Array(#"{"a":{"k":1},"b":{"k":2},"s":"a\"b"}"#.utf8))) == nil)
         var invalid = Self.forge(entries: [], data: [], metadata: [0x7B, 0xC3, 0x28, 0x7D])
         Self.refreshIndexChecksum(&invalid)
         #expect(Self.open(invalid) != nil)
@@ -209,7 +216,10 @@ import Testing
         if case .decode = Self.open(Self.forge(entries: [entry], data: [(64, frame)]))?.problem {} else { Issue.record("frame too long accepted") }
         entry.shape = [1001]; entry.decodedLength = 4004
         if case .decode = Self.open(Self.forge(entries: [entry], data: [(64, frame)]))?.problem {} else { Issue.record("frame too short accepted") }
-        // A huge declared tensor is refused before any allocation.
+        // A huge declared tensor whose frame says otherwise is refused before any allocation.
+        entry.shape = [1 << 30]; entry.decodedLength = 4 << 30
+        if case .decode = Self.open(Self.forge(entries: [entry], data: [(64, frame)]))?.problem {} else { Issue.record("lying frame accepted") }
+        // One larger than memory is refused outright.
         entry.shape = [1 << 40]; entry.decodedLength = 4 << 40
         if case .tooLarge = Self.open(Self.forge(entries: [entry], data: [(64, frame)]))?.problem {} else { Issue.record("huge tensor accepted") }
         // Not a frame at all.

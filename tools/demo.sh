@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The main job, end to end on a default corpus: build tfq for this CPU, train a small
+# character-level GPT on Debian's fortunes, and check the checkpoint it wrote.
+#
+#   tools/demo.sh                   # fortunes (installed if missing)
+#   TFQ_CORPUS=file.txt tools/demo.sh
+#   TFQ_STEPS=2000 tools/demo.sh    # longer training
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=${TFQ_OUT:-out}
+steps=${TFQ_STEPS:-600}
+mkdir -p "$out"
+
+corpus=${TFQ_CORPUS:-}
+if [ -z "$corpus" ]; then
+  if [ ! -d /usr/share/games/fortunes ]; then
+    echo "== installing Debian's fortunes (the default corpus)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fortunes >/dev/null 2>&1 \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fortunes >/dev/null; }
+  fi
+  corpus="$out/fortunes.txt"
+  # The fortune files, without the '%' separators and the binary .dat indexes.
+  find /usr/share/games/fortunes -maxdepth 1 -type f ! -name '*.dat' ! -name '*.u8' -print0 | sort -z \
+    | xargs -0 cat | grep -av '^%$' | iconv -f utf-8 -t utf-8 -c > "$corpus"
+fi
+echo "== corpus: $corpus ($(wc -c < "$corpus") bytes)" >&2
+
+echo "== building (tools/build.sh: release, host CPU)" >&2
+tfq=$(tools/build.sh)
+
+echo "== tfq train ($steps steps)" >&2
+"$tfq" train --data "$corpus" --out "$out/model.ckpt.tfq" --steps "$steps" \
+  --layers 4 --heads 4 --dim 128 --context 64 --batch 12 --activation gelu \
+  --eval-every 100 --eval-batches 10 --checkpoint-every 200
+
+echo "== tfq inspect" >&2
+"$tfq" inspect "$out/model.ckpt.tfq" | head -40
+echo "== tfq verify" >&2
+"$tfq" verify "$out/model.ckpt.tfq"
+echo "== done: checkpoint $out/model.ckpt.tfq, loss curve $out/model.ckpt.tfq.loss.svg" >&2
