@@ -11,6 +11,7 @@ let package = Package(
     name: "tfq",
     products: [
         .executable(name: "tfq", targets: ["tfq"]),
+        .library(name: "TFQRuntime", targets: ["TFQRuntime"]),
         .library(name: "TFQFormat", targets: ["TFQFormat"]),
     ],
     dependencies: [
@@ -23,13 +24,16 @@ let package = Package(
             providers: [.apt(["libzstd-dev"])]
         ),
         .target(name: "TFQFormat", dependencies: ["CZstd"]),
-        .target(name: "TFQKernels"),
+        // BuiltinModule gives the AVX2 int8 instructions (compiled only with -DTFQ_AVX2).
+        .target(name: "TFQKernels", swiftSettings: [.enableExperimentalFeature("BuiltinModule")]),
         .target(name: "TFQModel", dependencies: ["TFQFormat", "TFQKernels"]),
         .target(name: "TFQTrain", dependencies: ["TFQModel"]),
+        .target(name: "TFQRuntime", dependencies: ["TFQModel", "TFQFormat", "TFQKernels"]),
+        .target(name: "TFQExport", dependencies: ["TFQRuntime", "TFQTrain"]),
         .executableTarget(
             name: "tfq",
             dependencies: [
-                "TFQFormat", "TFQModel", "TFQTrain",
+                "TFQFormat", "TFQModel", "TFQTrain", "TFQRuntime", "TFQExport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -39,6 +43,7 @@ let package = Package(
         .testTarget(name: "TFQKernelsTests", dependencies: ["TFQKernels"]),
         .testTarget(name: "TFQModelTests", dependencies: ["TFQModel"]),
         .testTarget(name: "TFQTrainTests", dependencies: ["TFQTrain"]),
+        .testTarget(name: "TFQRuntimeTests", dependencies: ["TFQRuntime", "TFQExport", "TFQTrain"]),
         .testTarget(name: "tfqCLITests", dependencies: ["tfq"]),
     ],
     swiftLanguageModes: [.v5]

@@ -13,9 +13,13 @@ public struct Corpus {
     public let validation: [Int32]
     /// CRC-32 of the training file's bytes: a resumed run must use the same data.
     public let checksum: UInt32
+    public let path: String
+    public let validationPath: String?
 
     /// Reads `path` (and `validationPath`, else the last 10 % of `path` is validation).
     public init(path: String, validationPath: String?, tokenizer kind: TrainingOptions.TokenizerKind, existing: Tokenizer? = nil) throws {
+        self.path = path
+        self.validationPath = validationPath
         let text = try Self.readText(path)
         checksum = CRC32.checksum(Array(text.utf8))
         let validationText = try validationPath.map(Self.readText)
@@ -45,7 +49,7 @@ public struct Corpus {
     }
 
     /// The file's text; refuses missing, empty and binary files with a message naming them.
-    static func readText(_ path: String) throws -> String {
+    public static func readText(_ path: String) throws -> String {
         let bytes: [UInt8]
         do { bytes = try FileBytes.read(path) } catch { throw CorpusError(description: "\(path): \(error)") }
         if bytes.isEmpty { throw CorpusError(description: "\(path): the corpus is empty") }

@@ -72,7 +72,8 @@ public final class Trainer {
         model.dropout = options.dropout
         m = .allocate(capacity: model.layout.count); m.initialize(repeating: 0)
         v = .allocate(capacity: model.layout.count); v.initialize(repeating: 0)
-        state = TrainingState(options: options, sampler: Xoshiro256(seed: options.seed), dataCRC32: hex(corpus.checksum))
+        state = TrainingState(options: options, sampler: Xoshiro256(seed: options.seed), dataCRC32: hex(corpus.checksum),
+                              dataPath: corpus.path, validationPath: corpus.validationPath)
         metricsLog = MetricsLog(path: checkpointPath + ".metrics.jsonl")
         if let resume {
             try restore(from: resume)

@@ -16,6 +16,9 @@ public struct TrainingState: Codable, Equatable, Sendable {
     /// The batch sampler's generator, as it stands after `step` steps.
     public var sampler: Xoshiro256
     public var dataCRC32: String
+    /// Where the data was read from, so `tfq export` can find the validation split.
+    public var dataPath: String?
+    public var validationPath: String?
     public var lastTrainLoss: Double?
     public var lastValLoss: Double?
     public var evaluations: [Evaluation] = []
@@ -24,6 +27,6 @@ public struct TrainingState: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case options, step, tokens, sampler, evaluations
-        case dataCRC32 = "data_crc32", lastTrainLoss = "last_train_loss", lastValLoss = "last_val_loss", wallSeconds = "wall_seconds"
+        case dataCRC32 = "data_crc32", dataPath = "data_path", validationPath = "val_data_path", lastTrainLoss = "last_train_loss", lastValLoss = "last_val_loss", wallSeconds = "wall_seconds"
     }
 }

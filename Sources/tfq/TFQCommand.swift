@@ -8,6 +8,6 @@ struct TFQCommand: ParsableCommand {
         commandName: "tfq",
         abstract: "Train small transformer language models on a CPU, quantize them to int8, run them fast.",
         version: TFQVersion.string,
-        subcommands: [TrainCommand.self, InspectCommand.self, VerifyCommand.self]
+        subcommands: [TrainCommand.self, ExportCommand.self, RunCommand.self, InspectCommand.self, VerifyCommand.self, UnpackCommand.self]
     )
 }

@@ -1,0 +1,224 @@
+import FoundationEssentials
+import TFQFormat
+import TFQKernels
+import TFQModel
+import TFQRuntime
+import TFQTrain
+
+/// Why an export could not be made; the message names the file or flag.
+public struct ExportError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// What an export wrote and how good it is.
+public struct ExportSummary: Sendable {
+    public var output: String
+    public var fileBytes: Int
+    public var fp32WeightBytes: Int
+    public var quality: QualityReport
+}
+
+/// Checkpoint → model file: drops training state, converts the weights (int8 with per-group
+/// scales in the runtime's interleaved layout, fp16, or fp32), measures the result against
+/// the fp32 checkpoint, and writes the file with its quality report.
+public enum Exporter {
+    /// The matrices int8 export quantizes: every weight multiplied at inference, and the
+    /// token embedding.
+    static func isQuantized(_ tensor: ParameterTensor) -> Bool {
+        tensor.isMatrix && tensor.name != "pos_emb"
+    }
+
+    public static func export(checkpoint: String, output: String, options: ExportOptions) throws -> ExportSummary {
+        let source = try TFQFile(path: checkpoint)
+        let metadata = try ModelMetadata(file: source)
+        let config = metadata.config
+        let pool = ThreadPool(threads: options.threads)
+        let reference = GPT(config: config, pool: pool)
+        try reference.readParameters(from: source)
+        let training = try source.metadataSection("training", as: TrainingState.self)
+        let evalText = try evaluationText(options: options, training: training, checkpoint: checkpoint)
+        try checkGroupSizes(options: options, layout: reference.layout)
+
+        // The model is written raw next to the output first, measured with the runtime, and
+        // then written again with the quality report and the requested compression.
+        let slash = output.lastIndex(of: "/")
+        let directory = slash.map { String(output[...$0]) } ?? ""
+        let base = slash.map { String(output[output.index(after: $0)...]) } ?? output
+        let staging = "\(directory).\(base).staging-\(UInt32.random(in: 0...UInt32.max))"
+        defer { _ = unlink(staging) }
+        var model = ModelMetadata(kind: "model", config: config, tokenizer: metadata.tokenizer)
+        model.provenance.sourceCheckpointCRC32 = try checksumOfFile(checkpoint)
+        model.provenance.sourceSteps = training?.step
+        model.provenance.sourceValLoss = training?.lastValLoss
+        model.sections["quantization"] = .object([
+            "scheme": .string(options.precision == .int8 ? "q8_symmetric_grouped" : options.precision == .fp16 ? "f16" : "f32"),
+            "group_size": options.precision == .int8 ? .string(options.groupSize.description) : .null,
+            "layout": .string(options.precision == .int8 ? Q8Layout.interleaved16x4.description : "row-major"),
+            "zstd_level": .integer(Int64(options.zstdLevel ?? 0)),
+        ])
+        let errors = try writeWeights(reference, options: options, to: staging, metadata: model)
+
+        let quality = try measure(reference: reference, exported: staging, text: evalText, tokenizer: metadata.tokenizer,
+                                  options: options, tensorErrors: errors)
+        model.sections["quality"] = try JSONValue(encoding: quality)
+        let staged = try TFQFile(path: staging)
+        let writer = try TFQWriter(path: output)
+        let compression: TensorCompression = options.zstdLevel.map { .zstd(level: $0) } ?? .none
+        for info in staged.tensors {
+            try writer.add(name: info.name, dtype: info.dtype, shape: info.shape, layout: info.layout, groupSize: info.groupSize,
+                           bytes: staged.bytes(info), compression: compression)
+        }
+        try writer.finish(metadata: model.encoded())
+        let size = try TFQFile(path: output).fileLength
+        return ExportSummary(output: output, fileBytes: size, fp32WeightBytes: reference.layout.count * 4, quality: quality)
+    }
+
+    /// Writes every parameter converted as `options` says; returns each converted tensor's
+    /// relative error.
+    static func writeWeights(_ model: GPT, options: ExportOptions, to path: String, metadata: ModelMetadata) throws -> [String: Double] {
+        let writer = try TFQWriter(path: path)
+        var errors: [String: Double] = [:]
+        for tensor in model.layout.tensors {
+            let values = UnsafeBufferPointer(start: model.parameters.baseAddress! + tensor.offset, count: tensor.count)
+            switch options.precision {
+            case .int8 where isQuantized(tensor):
+                let rows = tensor.shape[0], columns = tensor.shape[1]
+                let group = options.groupSize.resolved(columns: columns)
+                let bytes = try Q8Codec.encode(values, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4)
+                let info = try bytes.withUnsafeBytes {
+                    try writer.add(name: tensor.name, dtype: .q8, shape: tensor.shape, layout: .interleaved16x4, groupSize: group, bytes: $0)
+                }
+                errors[tensor.name] = relativeError(values, bytes.withUnsafeBytes { Q8Codec.decode($0, info: info) })
+            case .fp16 where tensor.isMatrix:
+                let halves = values.map { Float16($0) }
+                try halves.withUnsafeBytes { _ = try writer.add(name: tensor.name, dtype: .f16, shape: tensor.shape, bytes: $0) }
+                errors[tensor.name] = relativeError(values, halves.map(Float.init))
+            default:
+                try writer.add(name: tensor.name, shape: tensor.shape, floats: values)
+            }
+        }
+        try writer.finish(metadata: metadata.encoded())
+        return errors
+    }
+
+    static func relativeError(_ original: UnsafeBufferPointer<Float>, _ restored: [Float]) -> Double {
+        var difference = 0.0, norm = 0.0
+        for i in 0..<original.count {
+            let d = Double(original[i]) - Double(restored[i])
+            difference += d * d
+            norm += Double(original[i]) * Double(original[i])
+        }
+        return norm > 0 ? (difference / norm).squareRoot() : 0
+    }
+
+    static func checkGroupSizes(options: ExportOptions, layout: ParameterLayout) throws {
+        guard options.precision == .int8 else { return }
+        if case .size(let n) = options.groupSize, n < 4 || n % 4 != 0 {
+            throw ExportError("--group-size \(n) is not supported: use a multiple of 4 (e.g. 32, 64, 128) or 'row'")
+        }
+        for tensor in layout.tensors where isQuantized(tensor) {
+            let columns = tensor.shape[1]
+            let group = options.groupSize.resolved(columns: columns)
+            guard columns % group == 0, columns % 4 == 0 else {
+                throw ExportError("--group-size \(options.groupSize) does not divide the \(columns) columns of \(tensor.name)")
+            }
+        }
+    }
+
+    /// The text the quality report is computed on.
+    static func evaluationText(options: ExportOptions, training: TrainingState?, checkpoint: String) throws -> String {
+        if let path = options.evalData {
+            do { return try Corpus.readText(path) } catch { throw ExportError("\(error)") }
+        }
+        if let validation = training?.validationPath, let text = try? Corpus.readText(validation) { return text }
+        guard let path = training?.dataPath, let text = try? Corpus.readText(path) else {
+            throw ExportError("\(checkpoint): its training data is not at the recorded path; give --eval-data FILE")
+        }
+        // The same split training used: the last 10% of the tokens; by characters here, and
+        // the report counts positions, so an off-by-some boundary does not matter.
+        let scalars = Array(text.unicodeScalars)
+        var tail = String.UnicodeScalarView()
+        tail.append(contentsOf: scalars[(scalars.count - scalars.count / 10)...])
+        return String(tail)
+    }
+
+    /// Cross-entropy, agreement and divergence of the exported model against the fp32 one on
+    /// the same positions, window by window of the context length.
+    static func measure(reference: GPT, exported path: String, text: String, tokenizer: Tokenizer,
+                        options: ExportOptions, tensorErrors: [String: Double]) throws -> QualityReport {
+        let model = try Model(path: path)
+        let session = Session(model: model, threads: options.threads)
+        let tokens = tokenizer.encodeAllowingUnknown(text)
+        let context = reference.config.contextLength, vocab = reference.config.vocabSize
+        var positions = 0, skipped = 0, agree = 0
+        var referenceLoss = 0.0, modelLoss = 0.0, kl = 0.0, maxError = 0.0
+        var start = 0
+        while start + 1 < tokens.count && positions < options.evalTokens {
+            let length = min(context, tokens.count - 1 - start)
+            let inputs = Array(tokens[start..<(start + length)])
+            let targets = Array(tokens[(start + 1)...(start + length)])
+            start += length
+            // An unknown character breaks the window: only the known run before it is used.
+            guard let known = inputs.firstIndex(of: -1).map({ $0 }) ?? Optional(inputs.count), known > 0 else {
+                skipped += 1
+                continue
+            }
+            skipped += inputs.count - known
+            let window = Array(inputs[..<known])
+            _ = window.withUnsafeBufferPointer { reference.forward(inputs: $0.baseAddress!, targets: nil, batch: 1, length: known) }
+            session.reset()
+            let quantized = try session.evaluate(window, allLogits: true)
+            let fp32 = reference.logits
+            for t in 0..<known where positions < options.evalTokens {
+                let target = Int(targets[t])
+                if target < 0 { skipped += 1; continue }
+                let p = UnsafeBufferPointer(rebasing: fp32[(t * vocab)..<((t + 1) * vocab)])
+                let q = UnsafeBufferPointer(rebasing: quantized[(t * vocab)..<((t + 1) * vocab)])
+                let (pLog, qLog) = (logSoftmax(p), logSoftmax(q))
+                referenceLoss -= pLog[target]
+                modelLoss -= qLog[target]
+                var divergence = 0.0
+                for v in 0..<vocab {
+                    divergence += Glibc.exp(pLog[v]) * (pLog[v] - qLog[v])
+                    maxError = max(maxError, abs(Double(p[v]) - Double(q[v])))
+                }
+                kl += divergence
+                if Sampler.argmax(p) == Sampler.argmax(q) { agree += 1 }
+                positions += 1
+            }
+        }
+        guard positions > 0 else { throw ExportError("the evaluation text has no position the model's vocabulary can encode") }
+        let n = Double(positions)
+        return QualityReport(positions: positions, skipped: skipped, referenceCrossEntropy: referenceLoss / n,
+                             modelCrossEntropy: modelLoss / n, top1AgreementPercent: Double(agree) / n * 100,
+                             meanKL: kl / n, maxAbsLogitError: maxError, tensorRelativeError: tensorErrors)
+    }
+
+    static func logSoftmax(_ logits: UnsafeBufferPointer<Float>) -> [Double] {
+        let top = Double(logits.max()!)
+        var total = 0.0
+        for value in logits { total += Glibc.exp(Double(value) - top) }
+        let shift = top + Glibc.log(total)
+        return logits.map { Double($0) - shift }
+    }
+
+    static func checksumOfFile(_ path: String) throws -> String {
+        let file = try TFQFile(path: path)
+        var crc = CRC32()
+        // The header, metadata and directory checksums plus every tensor's: a fingerprint of
+        // the whole file without reading it twice.
+        for info in file.tensors { withUnsafeBytes(of: info.crc32.littleEndian) { crc.update($0) } }
+        crc.update(file.metadataJSON)
+        return hex(crc.value)
+    }
+
+    static func hex(_ value: UInt32) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 8 - digits.count) + digits
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

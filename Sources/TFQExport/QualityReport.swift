@@ -1,0 +1,70 @@
+/// How much the exported model differs from the fp32 checkpoint on the same token positions:
+/// computed at export and stored as the file's `quality` metadata.
+public struct QualityReport: Codable, Equatable, Sendable {
+    public var positions: Int
+    /// Positions left out because the text has characters the vocabulary lacks.
+    public var skipped: Int
+    public var referenceCrossEntropy: Double
+    public var modelCrossEntropy: Double
+    public var referencePerplexity: Double { Self.exp(referenceCrossEntropy) }
+    public var modelPerplexity: Double { Self.exp(modelCrossEntropy) }
+    public var deltaPerplexityPercent: Double { (modelPerplexity / referencePerplexity - 1) * 100 }
+    public var top1AgreementPercent: Double
+    public var meanKL: Double
+    public var maxAbsLogitError: Double
+    /// ‖W − dequantize(quantize(W))‖ / ‖W‖ per exported tensor.
+    public var tensorRelativeError: [String: Double]
+
+    enum CodingKeys: String, CodingKey {
+        case positions, skipped
+        case referenceCrossEntropy = "reference_cross_entropy", modelCrossEntropy = "model_cross_entropy"
+        case referencePerplexity = "reference_perplexity", modelPerplexity = "model_perplexity"
+        case deltaPerplexityPercent = "delta_perplexity_percent", top1AgreementPercent = "top1_agreement_percent"
+        case meanKL = "mean_kl", maxAbsLogitError = "max_abs_logit_error", tensorRelativeError = "tensor_relative_error"
+    }
+
+    public init(positions: Int, skipped: Int, referenceCrossEntropy: Double, modelCrossEntropy: Double,
+                top1AgreementPercent: Double, meanKL: Double, maxAbsLogitError: Double, tensorRelativeError: [String: Double]) {
+        self.positions = positions; self.skipped = skipped
+        self.referenceCrossEntropy = referenceCrossEntropy; self.modelCrossEntropy = modelCrossEntropy
+        self.top1AgreementPercent = top1AgreementPercent; self.meanKL = meanKL; self.maxAbsLogitError = maxAbsLogitError
+        self.tensorRelativeError = tensorRelativeError
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        positions = try c.decode(Int.self, forKey: .positions)
+        skipped = try c.decode(Int.self, forKey: .skipped)
+        referenceCrossEntropy = try c.decode(Double.self, forKey: .referenceCrossEntropy)
+        modelCrossEntropy = try c.decode(Double.self, forKey: .modelCrossEntropy)
+        top1AgreementPercent = try c.decode(Double.self, forKey: .top1AgreementPercent)
+        meanKL = try c.decode(Double.self, forKey: .meanKL)
+        maxAbsLogitError = try c.decode(Double.self, forKey: .maxAbsLogitError)
+        tensorRelativeError = try c.decode([String: Double].self, forKey: .tensorRelativeError)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(positions, forKey: .positions)
+        try c.encode(skipped, forKey: .skipped)
+        try c.encode(referenceCrossEntropy, forKey: .referenceCrossEntropy)
+        try c.encode(modelCrossEntropy, forKey: .modelCrossEntropy)
+        try c.encode(referencePerplexity, forKey: .referencePerplexity)
+        try c.encode(modelPerplexity, forKey: .modelPerplexity)
+        try c.encode(deltaPerplexityPercent, forKey: .deltaPerplexityPercent)
+        try c.encode(top1AgreementPercent, forKey: .top1AgreementPercent)
+        try c.encode(meanKL, forKey: .meanKL)
+        try c.encode(maxAbsLogitError, forKey: .maxAbsLogitError)
+        try c.encode(tensorRelativeError, forKey: .tensorRelativeError)
+    }
+
+    static func exp(_ x: Double) -> Double {
+        #if canImport(Glibc)
+        return Glibc.exp(x)
+        #endif
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

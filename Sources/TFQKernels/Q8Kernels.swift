@@ -1,0 +1,141 @@
+/// An int8 weight matrix with per-group f32 scales, in the `interleaved-16x4` layout of
+/// formats/tfq.md §6.2: blocks of 16 rows, and within a block 64-byte chunks holding 4
+/// consecutive values of each of the 16 rows, so one 64-byte load feeds 16 row lanes.
+public struct Q8Matrix: @unchecked Sendable {
+    public let values: UnsafePointer<Int8>
+    /// [rows/16 blocks][groups][16 rows]
+    public let scales: UnsafePointer<Float>
+    public let rows: Int, columns: Int, groupSize: Int
+    public var groups: Int { columns / groupSize }
+    public var blocks: Int { (rows + 15) / 16 }
+
+    public init(values: UnsafePointer<Int8>, scales: UnsafePointer<Float>, rows: Int, columns: Int, groupSize: Int) {
+        precondition(columns % 4 == 0 && groupSize % 4 == 0 && columns % groupSize == 0)
+        self.values = values; self.scales = scales; self.rows = rows; self.columns = columns; self.groupSize = groupSize
+    }
+
+    /// Row `r`, dequantized into `out` (the embedding lookup of a quantized table).
+    public func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
+        let block = r / 16, lane = r % 16
+        let base = values + block * 16 * columns
+        for c in 0..<columns {
+            let scale = scales[(block * groups + c / groupSize) * 16 + lane]
+            out[c] = Float(base[(c / 4) * 64 + lane * 4 + c % 4]) * scale
+        }
+    }
+}
+
+/// Activations quantized on the fly to int8, one scale per group, to meet int8 weights in
+/// integer dot products.
+public enum ActivationQuantizer {
+    /// q = round(x / s), s = max|x| / 127 over each group of `groupSize` values.
+    public static func quantize(_ x: UnsafePointer<Float>, count: Int, groupSize: Int,
+                                values: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
+        typealias V = SIMD8<Float>
+        for g in 0..<(count / groupSize) {
+            let start = g * groupSize
+            var maximum: Float = 0
+            for i in start..<(start + groupSize) { maximum = max(maximum, abs(x[i])) }
+            let scale = maximum / 127
+            scales[g] = scale
+            let inverse: Float = scale == 0 ? 0 : 1 / scale
+            for i in start..<(start + groupSize) { values[i] = Int8((x[i] * inverse).rounded()) }
+        }
+    }
+}
+
+/// y = W·x with int8 weights and int8 activations: int32 sums per group, scaled once per
+/// group by the weight and activation scales.
+public enum Q8MatMul {
+    /// One token: `y[rows]` from quantized `x[columns]`. Blocks of 16 rows are split across
+    /// the pool.
+    public static func vector(_ w: Q8Matrix, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>,
+                              y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+        let grain = max(1, 2048 / max(1, w.columns))
+        pool.parallelFor(w.blocks, grain: grain) { range in
+            for block in range {
+                let result = blockDot(w, block: block, x: x, xScales: xScales)
+                store(result, block: block, rows: w.rows, into: y)
+            }
+        }
+    }
+
+    /// `tokens` tokens at once (prefill): Y[tokens × rows] from quantized X[tokens × columns].
+    /// Each 64-byte weight chunk is decoded once and used for up to four tokens.
+    public static func matrix(_ w: Q8Matrix, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>, tokens: Int,
+                              y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+        pool.parallelFor(w.blocks) { range in
+            for block in range {
+                var t = 0
+                while t + 4 <= tokens {
+                    let (r0, r1, r2, r3) = blockDot4(w, block: block, x: x + t * w.columns, xScales: xScales + t * w.groups)
+                    store(r0, block: block, rows: w.rows, into: y + t * w.rows)
+                    store(r1, block: block, rows: w.rows, into: y + (t + 1) * w.rows)
+                    store(r2, block: block, rows: w.rows, into: y + (t + 2) * w.rows)
+                    store(r3, block: block, rows: w.rows, into: y + (t + 3) * w.rows)
+                    t += 4
+                }
+                while t < tokens {
+                    let result = blockDot(w, block: block, x: x + t * w.columns, xScales: xScales + t * w.groups)
+                    store(result, block: block, rows: w.rows, into: y + t * w.rows)
+                    t += 1
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    static func store(_ result: SIMD16<Float>, block: Int, rows: Int, into y: UnsafeMutablePointer<Float>) {
+        let first = block * 16
+        if first + 16 <= rows {
+            UnsafeMutableRawPointer(y + first).storeBytes(of: result, as: SIMD16<Float>.self)
+        } else {
+            for lane in 0..<(rows - first) { y[first + lane] = result[lane] }
+        }
+    }
+
+    /// The 16 dot products of one block of rows with one quantized vector.
+    @inline(__always)
+    static func blockDot(_ w: Q8Matrix, block: Int, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>) -> SIMD16<Float> {
+        let base = UnsafeRawPointer(w.values + block * 16 * w.columns)
+        let quadsPerGroup = w.groupSize / 4
+        var result = SIMD16<Float>()
+        for g in 0..<w.groups {
+            var sums = SIMD16<Int32>()
+            let firstQuad = g * quadsPerGroup
+            for quad in firstQuad..<(firstQuad + quadsPerGroup) {
+                let xQuad = UnsafeRawPointer(x + quad * 4).loadUnaligned(as: UInt32.self)
+                Int8Dot.accumulate(&sums, weights: base + quad * 64, activations: xQuad)
+            }
+            let scale = UnsafeRawPointer(w.scales + (block * w.groups + g) * 16).loadUnaligned(as: SIMD16<Float>.self)
+            result += Int8Dot.toFloat(sums) * scale * SIMD16(repeating: xScales[g])
+        }
+        return result
+    }
+
+    /// blockDot for four consecutive tokens, sharing each weight load.
+    @inline(__always)
+    static func blockDot4(_ w: Q8Matrix, block: Int, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+        let base = UnsafeRawPointer(w.values + block * 16 * w.columns)
+        let quadsPerGroup = w.groupSize / 4
+        let c = w.columns, groups = w.groups
+        var r0 = SIMD16<Float>(), r1 = SIMD16<Float>(), r2 = SIMD16<Float>(), r3 = SIMD16<Float>()
+        for g in 0..<groups {
+            var s0 = SIMD16<Int32>(), s1 = SIMD16<Int32>(), s2 = SIMD16<Int32>(), s3 = SIMD16<Int32>()
+            let firstQuad = g * quadsPerGroup
+            for quad in firstQuad..<(firstQuad + quadsPerGroup) {
+                let chunk = base + quad * 64
+                let xp = UnsafeRawPointer(x + quad * 4)
+                Int8Dot.accumulate4(&s0, &s1, &s2, &s3, weights: chunk,
+                                    xp.loadUnaligned(as: UInt32.self), xp.loadUnaligned(fromByteOffset: c, as: UInt32.self),
+                                    xp.loadUnaligned(fromByteOffset: 2 * c, as: UInt32.self), xp.loadUnaligned(fromByteOffset: 3 * c, as: UInt32.self))
+            }
+            let scale = UnsafeRawPointer(w.scales + (block * groups + g) * 16).loadUnaligned(as: SIMD16<Float>.self)
+            r0 += Int8Dot.toFloat(s0) * scale * SIMD16(repeating: xScales[g])
+            r1 += Int8Dot.toFloat(s1) * scale * SIMD16(repeating: xScales[groups + g])
+            r2 += Int8Dot.toFloat(s2) * scale * SIMD16(repeating: xScales[2 * groups + g])
+            r3 += Int8Dot.toFloat(s3) * scale * SIMD16(repeating: xScales[3 * groups + g])
+        }
+        return (r0, r1, r2, r3)
+    }
+}

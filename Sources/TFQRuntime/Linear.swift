@@ -1,0 +1,54 @@
+import TFQKernels
+
+/// One linear layer's weights as the file holds them: fp32 (a view into the mapping, or a
+/// converted copy of an fp16 tensor) or int8 with per-group scales.
+enum LinearWeights {
+    case f32(UnsafePointer<Float>)
+    case q8(Q8Matrix)
+}
+
+/// y = W·x + b for W [rows × columns].
+struct Linear {
+    let weights: LinearWeights
+    let bias: UnsafePointer<Float>?
+    let rows: Int
+    let columns: Int
+
+    /// Y[tokens × rows] = X[tokens × columns]·Wᵀ + b. `scratch` supplies the int8 copy of X.
+    func apply(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, scratch: QuantizationScratch, kernels: Kernels) {
+        switch weights {
+        case .f32(let w):
+            if tokens == 1 {
+                MatVec.multiply(w, rows: rows, columns: columns, x: x, y: y, pool: kernels.pool)
+            } else {
+                kernels.gemm.multiply(m: tokens, n: rows, k: columns, a: MatrixView(x, columns: columns),
+                                      b: .transposed(w, columns: columns), c: y, ldc: rows, accumulate: false)
+            }
+        case .q8(let w):
+            for t in 0..<tokens {
+                ActivationQuantizer.quantize(x + t * columns, count: columns, groupSize: w.groupSize,
+                                             values: scratch.values + t * columns, scales: scratch.scales + t * w.groups)
+            }
+            if tokens == 1 {
+                Q8MatMul.vector(w, x: scratch.values, xScales: scratch.scales, y: y, pool: kernels.pool)
+            } else {
+                Q8MatMul.matrix(w, x: scratch.values, xScales: scratch.scales, tokens: tokens, y: y, pool: kernels.pool)
+            }
+        }
+        if let bias {
+            for t in 0..<tokens { VectorOps.add(bias, into: y + t * rows, count: rows) }
+        }
+    }
+}
+
+/// Room for a block of activations quantized to int8 (values and per-group scales).
+struct QuantizationScratch {
+    let values: UnsafeMutablePointer<Int8>
+    let scales: UnsafeMutablePointer<Float>
+}
+
+/// The thread pool and GEMM a session's kernels share.
+struct Kernels {
+    let pool: ThreadPool
+    let gemm: GEMM
+}

@@ -1,0 +1,152 @@
+import TFQKernels
+import TFQModel
+
+/// Why a session could not evaluate tokens.
+public enum SessionError: Error, Equatable, CustomStringConvertible {
+    case contextFull(needed: Int, context: Int)
+    case invalidToken(Int32, vocabulary: Int)
+    case noTokens
+
+    public var description: String {
+        switch self {
+        case .contextFull(let needed, let context): return "\(needed) tokens do not fit in the model's context of \(context)"
+        case .invalidToken(let token, let vocabulary): return "token id \(token) is outside the vocabulary (0..<\(vocabulary))"
+        case .noTokens: return "no tokens to evaluate"
+        }
+    }
+}
+
+/// One conversation with a ``Model``: its own KV cache and scratch buffers, all allocated
+/// here, once; evaluating tokens allocates nothing. A session is used by one thread at a time.
+public final class Session {
+    public let model: Model
+    /// Tokens held in the KV cache.
+    public private(set) var position = 0
+
+    private let kernels: Kernels
+    private let keys: UnsafeMutablePointer<Float>    // [layers][context][dim]
+    private let values: UnsafeMutablePointer<Float>  // [layers][context][dim]
+    private let x, normed, qkv, attention, hidden, branch: UnsafeMutablePointer<Float>
+    private let logits: UnsafeMutablePointer<Float>  // [context][vocab]
+    private let scores: UnsafeMutablePointer<Float>  // [threads][context]
+    private let mean, rstd: UnsafeMutablePointer<Float>
+    private let quantized: QuantizationScratch
+    private var allocations: [UnsafeMutableRawPointer] = []
+
+    /// A session running its kernels on `threads` threads (default: all processors).
+    public init(model: Model, threads: Int = ThreadPool.availableProcessors) {
+        self.model = model
+        let pool = ThreadPool(threads: threads)
+        kernels = Kernels(pool: pool, gemm: GEMM(pool: pool))
+        let c = model.config
+        let (n, d, f, v) = (c.contextLength, c.dim, c.ffDim, c.vocabSize)
+        var allocations: [UnsafeMutableRawPointer] = []
+        func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
+            let buffer = AlignedMemory.floats(count)
+            allocations.append(UnsafeMutableRawPointer(buffer))
+            return buffer
+        }
+        keys = floats(c.layers * n * d); values = floats(c.layers * n * d)
+        x = floats(n * d); normed = floats(n * d); qkv = floats(n * 3 * d); attention = floats(n * d)
+        hidden = floats(n * f); branch = floats(n * d)
+        logits = floats(n * v)
+        scores = floats(pool.threadCount * n)
+        mean = floats(n); rstd = floats(n)
+        let widest = max(d, f)
+        let int8 = UnsafeMutableRawPointer.allocate(byteCount: n * widest, alignment: 64)
+        allocations.append(int8)
+        quantized = QuantizationScratch(values: int8.bindMemory(to: Int8.self, capacity: n * widest),
+                                        scales: floats(n * max(1, model.maxGroups)))
+        self.allocations = allocations
+    }
+
+    deinit {
+        for raw in allocations { raw.deallocate() }
+    }
+
+    /// Forgets every token: the next evaluation starts at position 0.
+    public func reset() { position = 0 }
+
+    /// Drops the tokens after `position` (the cache keeps the first `position`).
+    public func rewind(to position: Int) {
+        precondition(position >= 0 && position <= self.position)
+        self.position = position
+    }
+
+    /// Runs `tokens` through the model after the ones already in the cache, in one batched
+    /// pass, and returns the logits of the last token (or of every token, with `allLogits`),
+    /// `vocab` floats each. The buffer stays valid until the next call.
+    @discardableResult
+    public func evaluate(_ tokens: [Int32], allLogits: Bool = false) throws -> UnsafeBufferPointer<Float> {
+        let c = model.config
+        guard !tokens.isEmpty else { throw SessionError.noTokens }
+        guard position + tokens.count <= c.contextLength else {
+            throw SessionError.contextFull(needed: position + tokens.count, context: c.contextLength)
+        }
+        if let bad = tokens.first(where: { $0 < 0 || Int($0) >= c.vocabSize }) {
+            throw SessionError.invalidToken(bad, vocabulary: c.vocabSize)
+        }
+        let count = tokens.count, d = c.dim, pool = kernels.pool
+        // Embeddings.
+        for (t, token) in tokens.enumerated() {
+            let row = x + t * d
+            switch model.tokenEmbedding {
+            case .f32(let table): row.update(from: table + Int(token) * d, count: d)
+            case .q8(let table): table.dequantizeRow(Int(token), into: row)
+            }
+            VectorOps.add(model.positionEmbedding + (position + t) * d, into: row, count: d)
+        }
+        for (layer, block) in model.blocks.enumerated() {
+            LayerNorm.forward(x: x, weight: block.ln1Weight, bias: block.ln1Bias, y: normed, mean: mean, rstd: rstd,
+                              rows: count, dim: d, eps: c.normEps, pool: pool)
+            block.qkv.apply(normed, tokens: count, into: qkv, scratch: quantized, kernels: kernels)
+            let layerKeys = keys + layer * c.contextLength * d, layerValues = values + layer * c.contextLength * d
+            for t in 0..<count {
+                (layerKeys + (position + t) * d).update(from: qkv + t * 3 * d + d, count: d)
+                (layerValues + (position + t) * d).update(from: qkv + t * 3 * d + 2 * d, count: d)
+            }
+            attend(tokens: count, keys: layerKeys, values: layerValues)
+            block.proj.apply(attention, tokens: count, into: branch, scratch: quantized, kernels: kernels)
+            VectorOps.add(branch, into: x, count: count * d)
+            LayerNorm.forward(x: x, weight: block.ln2Weight, bias: block.ln2Bias, y: normed, mean: mean, rstd: rstd,
+                              rows: count, dim: d, eps: c.normEps, pool: pool)
+            block.up.apply(normed, tokens: count, into: hidden, scratch: quantized, kernels: kernels)
+            c.activation.forward(hidden, hidden, count: count * c.ffDim, pool: pool)
+            block.down.apply(hidden, tokens: count, into: branch, scratch: quantized, kernels: kernels)
+            VectorOps.add(branch, into: x, count: count * d)
+        }
+        // Only the rows whose logits are wanted go through the final norm and the head.
+        let first = allLogits ? 0 : count - 1
+        let rows = count - first
+        LayerNorm.forward(x: x + first * d, weight: model.finalNormWeight, bias: model.finalNormBias, y: normed,
+                          mean: mean, rstd: rstd, rows: rows, dim: d, eps: c.normEps, pool: pool)
+        model.head.apply(normed, tokens: rows, into: logits, scratch: quantized, kernels: kernels)
+        position += count
+        return UnsafeBufferPointer(start: logits, count: rows * c.vocabSize)
+    }
+
+    /// Causal attention of the `tokens` newest positions over the whole cache, heads split
+    /// across the pool.
+    private func attend(tokens: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>) {
+        let c = model.config
+        let d = c.dim, dk = c.headDim, heads = c.heads, context = c.contextLength
+        let scale = 1 / Float(dk).squareRoot()
+        let start = position
+        let work = tokens * heads
+        let pool = kernels.pool
+        pool.run { worker in
+            let threads = pool.threadCount
+            let p = self.scores + worker * context
+            for item in (work * worker / threads)..<(work * (worker + 1) / threads) {
+                let t = item / heads, h = item % heads
+                let visible = start + t + 1
+                let q = self.qkv + t * 3 * d + h * dk
+                for j in 0..<visible { p[j] = VectorOps.dot(q, keys + j * d + h * dk, count: dk) * scale }
+                Softmax.inPlace(p, count: visible)
+                let out = self.attention + t * d + h * dk
+                out.update(repeating: 0, count: dk)
+                for j in 0..<visible { VectorOps.axpy(p[j], values + j * d + h * dk, out, count: dk) }
+            }
+        }
+    }
+}

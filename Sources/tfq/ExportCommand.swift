@@ -1,0 +1,82 @@
+import ArgumentParser
+import TFQExport
+import TFQFormat
+import TFQKernels
+
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Turn a training checkpoint into a model file for the runtime (int8, fp16 or fp32).",
+        discussion: """
+        --int8 quantizes every matrix multiplied at inference and the token embedding to int8,
+        symmetric, one fp32 scale per --group-size weights along the reduction dimension, in
+        the runtime's interleaved layout; LayerNorm parameters and biases stay fp32. Tensors
+        are zstd-compressed where that pays (--no-zstd keeps every tensor raw, for a fully
+        zero-copy load; `tfq unpack` turns a compressed file into one). The quality report,
+        measured on --eval-data (default: the checkpoint's validation split), is printed and
+        stored in the file.
+        """
+    )
+
+    @Argument(help: "The training checkpoint (.tfq).") var checkpoint: String
+    @Option(name: .shortAndLong, help: "The model file to write.") var output: String
+    @Flag(help: "int8 weights with per-group scales.") var int8 = false
+    @Flag(help: "fp16 matrices.") var fp16 = false
+    @Flag(help: "fp32, as trained.") var fp32 = false
+    @Option(help: "Weights per scale group: a multiple of 4 dividing every row, or 'row'.") var groupSize: GroupSizeArgument = .init(.size(64))
+    @Option(name: .customLong("zstd"), parsing: .unconditional, help: "zstd level for compressed tensors (default 3).")
+    var zstdLevel: Int32 = 3
+    @Flag(help: "Store every tensor raw.") var noZstd = false
+    @Option(help: "Text for the quality report.") var evalData: String?
+    @Option(help: "Positions the quality report covers.") var evalTokens = 32_768
+    @Option(help: "Threads (default: all processors).") var threads: Int?
+    @Flag(help: "Print one JSON object instead of the table.") var json = false
+
+    func validate() throws {
+        let chosen = [int8, fp16, fp32].filter { $0 }.count
+        if chosen != 1 { throw UsageError("choose exactly one of --int8, --fp16, --fp32") }
+        if zstdLevel < 1 || zstdLevel > 19 { throw UsageError("--zstd level must be 1 to 19 (got \(zstdLevel))") }
+        if evalTokens < 1 { throw UsageError("--eval-tokens must be at least 1") }
+        try ThreadOption.validate(threads)
+    }
+
+    func run() throws {
+        var options = ExportOptions(precision: int8 ? .int8 : fp16 ? .fp16 : .fp32, threads: ThreadOption.resolve(threads))
+        options.groupSize = groupSize.value
+        options.zstdLevel = noZstd ? nil : zstdLevel
+        options.evalData = evalData
+        options.evalTokens = evalTokens
+        let summary = try Exporter.export(checkpoint: checkpoint, output: output, options: options)
+        let q = summary.quality
+        if json {
+            struct Output: Encodable {
+                var output: String, file_bytes: Int, fp32_weight_bytes: Int, quality: QualityReport
+            }
+            print(try JSONOutput.string(Output(output: summary.output, file_bytes: summary.fileBytes,
+                                               fp32_weight_bytes: summary.fp32WeightBytes, quality: q)))
+            return
+        }
+        print("wrote \(summary.output): \(summary.fileBytes) bytes (\(format2(Double(summary.fileBytes) / Double(summary.fp32WeightBytes))) × the fp32 weights)")
+        print(Table.render(header: ["on \(q.positions) positions", "fp32", "exported"], rows: [
+            ["cross-entropy", format4(q.referenceCrossEntropy), format4(q.modelCrossEntropy)],
+            ["perplexity", format4(q.referencePerplexity), format4(q.modelPerplexity)],
+        ], rightAligned: [1, 2]))
+        print("Δppl \(format4(q.deltaPerplexityPercent))%  top-1 agreement \(format4(q.top1AgreementPercent))%  "
+              + "mean KL \(String(q.meanKL))  max |Δlogit| \(format4(q.maxAbsLogitError))"
+              + (q.skipped > 0 ? "  (\(q.skipped) positions skipped: characters outside the vocabulary)" : ""))
+        let worst = q.tensorRelativeError.sorted { $0.value > $1.value }.prefix(3)
+        if !worst.isEmpty {
+            print("largest relative quantization error: " + worst.map { "\($0.key) \(format4($0.value * 100))%" }.joined(separator: ", "))
+        }
+    }
+}
+
+/// `--group-size`: a number, or `row` for one group per row.
+struct GroupSizeArgument: ExpressibleByArgument {
+    let value: ExportOptions.GroupSize
+    init(_ value: ExportOptions.GroupSize) { self.value = value }
+    init?(argument: String) {
+        if argument == "row" { value = .row } else if let n = Int(argument), n > 0 { value = .size(n) } else { return nil }
+    }
+    var defaultValueDescription: String { value.description }
+}

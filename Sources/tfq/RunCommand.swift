@@ -1,0 +1,122 @@
+import ArgumentParser
+import FoundationEssentials
+import TFQFormat
+import TFQKernels
+import TFQModel
+import TFQRuntime
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Generate text with a model: mmap load, batched prompt, KV-cache decoding.",
+        discussion: """
+        Greedy (argmax, ties to the lowest id) unless --temperature > 0. Text streams to stdout
+        as it is produced. Without a prompt (or with an empty one), generation starts from a
+        newline if the vocabulary has one, else from token 0. Generation stops after -n tokens
+        or when the context is full; stderr says which.
+        """
+    )
+
+    @Argument(help: "The model file (.tfq).") var model: String
+    @Option(help: "The prompt text.") var prompt: String?
+    @Option(help: "Read the prompt from a file.") var promptFile: String?
+    @Option(name: .customShort("n"), help: "Tokens to generate.") var count = 256
+    @Option(help: "0: greedy; above 0: sample from softmax(logits / T).") var temperature: Float = 0
+    @Option(help: "Sample among the k most likely tokens (0: all).") var topK = 0
+    @Option(help: "Sample among the most likely tokens up to probability p.") var topP: Float = 1
+    @Option(help: "Sampling seed.") var seed: UInt64 = 0
+    @Option(help: "Threads (default: all processors).") var threads: Int?
+    @Flag(help: "Timing and memory figures on stderr.") var stats = false
+    @Flag(help: "One JSON object with the text, the token ids and the figures.") var json = false
+
+    func validate() throws {
+        if prompt != nil && promptFile != nil { throw UsageError("give --prompt or --prompt-file, not both") }
+        if count < 1 { throw UsageError("-n must be at least 1 (got \(count))") }
+        if !(temperature >= 0) || !temperature.isFinite { throw UsageError("--temperature must be 0 or more") }
+        if topK < 0 { throw UsageError("--top-k must not be negative") }
+        if !(topP > 0 && topP <= 1) { throw UsageError("--top-p must be in (0, 1]") }
+        try ThreadOption.validate(threads)
+    }
+
+    func run() throws {
+        let start = Clock.seconds()
+        let loaded = try Model(path: model)
+        let session = Session(model: loaded, threads: ThreadOption.resolve(threads))
+        let loadSeconds = Clock.seconds() - start
+
+        var text = prompt ?? ""
+        if let promptFile {
+            let bytes: [UInt8]
+            do { bytes = try FileBytes.read(promptFile) } catch { throw UsageError("\(promptFile): \(error)") }
+            guard let decoded = String(validating: bytes, as: UTF8.self) else { throw UsageError("\(promptFile): the prompt is not valid UTF-8") }
+            text = decoded
+        }
+        var promptTokens: [Int32]
+        do { promptTokens = try loaded.tokenizer.encode(text) } catch { throw UsageError("the prompt: \(error)") }
+        if promptTokens.isEmpty {
+            promptTokens = [(try? loaded.tokenizer.encode("\n").first) ?? 0]
+        }
+        let context = loaded.config.contextLength
+        guard promptTokens.count < context else {
+            throw UsageError("the prompt is \(promptTokens.count) tokens; the model's context is \(context), leaving no room to generate")
+        }
+
+        var generated: [Int32] = []
+        var output = ""
+        var firstTokenAt = 0.0, prefillSeconds = 0.0
+        let parameters = SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed)
+        let generationStart = Clock.seconds()
+        let reason = try session.generate(prompt: promptTokens, maxTokens: count, sampling: parameters) { token, piece in
+            if generated.isEmpty {
+                firstTokenAt = Clock.seconds()
+                prefillSeconds = firstTokenAt - generationStart
+            }
+            generated.append(token)
+            output += piece
+            if !json && !piece.isEmpty {
+                fputs(piece, stdout)
+                fflush(stdout)
+            }
+            return true
+        }
+        let end = Clock.seconds()
+        if !json { print("") }
+        let decodeTokens = max(0, generated.count - 1)
+        let decodeSeconds = end - firstTokenAt
+        let figures = RunFigures(
+            prompt_tokens: promptTokens.count, generated_tokens: generated.count,
+            load_ms: loadSeconds * 1000, ttft_ms: (firstTokenAt - start) * 1000,
+            prefill_tokens_per_second: Double(promptTokens.count) / max(prefillSeconds, 1e-9),
+            decode_tokens_per_second: decodeTokens > 0 ? Double(decodeTokens) / max(decodeSeconds, 1e-9) : 0,
+            peak_rss_bytes: ProcessMemory.peakResidentBytes(), text: output,
+            prompt_token_ids: promptTokens, token_ids: generated,
+            stop_reason: reason == .context ? "context" : "length")
+        if json {
+            print(try JSONOutput.string(figures))
+        }
+        let why = reason == .context ? "stopped: the context of \(context) tokens is full" : "stopped: generated \(generated.count) tokens (-n)"
+        fputs(why + "\n", stderr)
+        if stats {
+            fputs("load \(format2(figures.load_ms)) ms | prompt \(figures.prompt_tokens) tokens | time to first token \(format2(figures.ttft_ms)) ms"
+                  + " | prefill \(Int(figures.prefill_tokens_per_second)) tok/s | decode \(Int(figures.decode_tokens_per_second)) tok/s"
+                  + " | peak RSS \(figures.peak_rss_bytes >> 20) MB\n", stderr)
+        }
+    }
+}
+
+struct RunFigures: Encodable {
+    var prompt_tokens: Int
+    var generated_tokens: Int
+    var load_ms: Double
+    var ttft_ms: Double
+    var prefill_tokens_per_second: Double
+    var decode_tokens_per_second: Double
+    var peak_rss_bytes: Int
+    var text: String
+    var prompt_token_ids: [Int32]
+    var token_ids: [Int32]
+    var stop_reason: String
+}

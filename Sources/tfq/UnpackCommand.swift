@@ -1,0 +1,24 @@
+import ArgumentParser
+import TFQFormat
+
+struct UnpackCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unpack",
+        abstract: "Rewrite a .tfq file with every tensor raw, so it loads zero-copy (mmap) with nothing decoded.",
+        discussion: "Do this once on the device after shipping a compressed file: the result loads in milliseconds and its pages are shared between processes."
+    )
+
+    @Argument(help: "The compressed .tfq file.") var input: String
+    @Option(name: .shortAndLong, help: "The raw .tfq file to write (may be the input itself).") var output: String
+
+    func run() throws {
+        let file = try TFQFile(path: input, options: .init(verifyChecksums: true))
+        let writer = try TFQWriter(path: output)
+        for info in file.tensors {
+            try writer.add(name: info.name, dtype: info.dtype, shape: info.shape, layout: info.layout,
+                           groupSize: info.groupSize, bytes: file.bytes(info))
+        }
+        try writer.finish(metadata: file.metadataJSON)
+        print("wrote \(output): \(file.tensors.count) tensors, all raw")
+    }
+}

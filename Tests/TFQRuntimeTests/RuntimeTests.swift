@@ -1,0 +1,254 @@
+import Foundation
+import Testing
+import TFQExport
+import TFQFormat
+import TFQKernels
+import TFQModel
+@testable import TFQRuntime
+import TFQTrain
+
+/// A small trained checkpoint, made once per test process.
+enum Fixture {
+    static let directory: URL = {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("tfq-runtime-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }()
+
+    static let corpus: String = {
+        let subjects = ["the cat", "a dog", "my friend", "the king", "our queen"]
+        let verbs = ["sees", "likes", "finds", "keeps", "calls"]
+        let objects = ["the bird.", "a fish.", "the moon.", "her crown.", "his horse."]
+        var random = Xoshiro256(seed: 3)
+        let text = (0..<1500).map { _ in
+            "\(subjects[Int(random.next() % 5)]) \(verbs[Int(random.next() % 5)]) \(objects[Int(random.next() % 5)])"
+        }.joined(separator: "\n") + "\n"
+        let path = directory.appendingPathComponent("corpus.txt").path
+        try! text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }()
+
+    /// 2 layers, dim 64, context 256, GELU, biases: trained 150 steps.
+    static let checkpoint: String = {
+        var options = TrainingOptions()
+        options.layers = 2; options.heads = 4; options.dim = 64; options.context = 256; options.batch = 4
+        options.steps = 150; options.warmup = 10; options.learningRate = 3e-3; options.evalEvery = 0; options.evalBatches = 2
+        options.activation = .gelu
+        let path = directory.appendingPathComponent("model.ckpt.tfq").path
+        let data = try! Corpus(path: corpus, validationPath: nil, tokenizer: .char)
+        let trainer = try! Trainer(options: options, corpus: data, checkpointPath: path, threads: 2)
+        _ = try! trainer.run()
+        return path
+    }()
+
+    /// Dim 128, context 32, untrained: a shape where 32, 64, 128 and whole-row groups all fit
+    /// and the fp32 position table is small beside the matrices.
+    static let wideCheckpoint: String = {
+        var options = TrainingOptions()
+        options.layers = 2; options.heads = 4; options.dim = 128; options.context = 32; options.batch = 2
+        options.steps = 0; options.evalEvery = 0; options.evalBatches = 1
+        let path = directory.appendingPathComponent("wide.ckpt.tfq").path
+        let data = try! Corpus(path: corpus, validationPath: nil, tokenizer: .char)
+        _ = try! Trainer(options: options, corpus: data, checkpointPath: path, threads: 2).run()
+        return path
+    }()
+
+    static func export(_ precision: ExportOptions.Precision, group: ExportOptions.GroupSize = .size(32), zstd: Bool = false,
+                       from source: String = checkpoint) throws -> (String, ExportSummary) {
+        var options = ExportOptions(precision: precision, threads: 2)
+        options.groupSize = group
+        options.zstdLevel = zstd ? 3 : nil
+        options.evalTokens = 4096
+        let name = URL(fileURLWithPath: source).lastPathComponent
+        let path = directory.appendingPathComponent("\(name)-\(precision)-\(group)-\(zstd).tfq").path
+        return (path, try Exporter.export(checkpoint: source, output: path, options: options))
+    }
+
+    /// The training model on the checkpoint's weights.
+    static func reference() throws -> GPT {
+        let file = try TFQFile(path: checkpoint)
+        let model = GPT(config: try ModelMetadata(file: file).config, pool: ThreadPool(threads: 2))
+        try model.readParameters(from: file)
+        return model
+    }
+
+    static let prompt: [Int32] = {
+        let file = try! TFQFile(path: checkpoint)
+        return try! ModelMetadata(file: file).tokenizer.encode("the king sees")
+    }()
+}
+
+@Suite(.serialized) struct RuntimeTests {
+    static func relativeError(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>) -> Double {
+        var difference = 0.0, norm = 0.0
+        for i in 0..<a.count { difference += pow(Double(a[i]) - Double(b[i]), 2); norm += pow(Double(b[i]), 2) }
+        return (difference / norm).squareRoot()
+    }
+
+    @Test func fp32RuntimeMatchesTheTrainingModel() throws {
+        let (path, _) = try Fixture.export(.fp32)
+        let model = try Model(path: path)
+        let session = Session(model: model, threads: 2)
+        let reference = try Fixture.reference()
+        let vocab = model.config.vocabSize
+        // Logits over a whole window.
+        var tokens = Fixture.prompt
+        for i in 0..<40 { tokens.append(Int32(i % vocab)) }
+        let runtime = Array(try session.evaluate(tokens, allLogits: true))
+        tokens.withUnsafeBufferPointer { _ = reference.forward(inputs: $0.baseAddress!, targets: nil, batch: 1, length: tokens.count) }
+        let error = runtime.withUnsafeBufferPointer { Self.relativeError($0, reference.logits) }
+        #expect(error < 1e-4, "relative logit error \(error)")
+
+        // Greedy decoding, 200 tokens, token for token against the training model's argmax.
+        session.reset()
+        var expected = Fixture.prompt
+        var generated: [Int32] = []
+        try session.generate(prompt: Fixture.prompt, maxTokens: 200) { token, _ in generated.append(token); return true }
+        for _ in 0..<200 {
+            expected.withUnsafeBufferPointer { _ = reference.forward(inputs: $0.baseAddress!, targets: nil, batch: 1, length: expected.count) }
+            let last = UnsafeBufferPointer(rebasing: reference.logits[((expected.count - 1) * vocab)...])
+            expected.append(Sampler.argmax(last))
+        }
+        #expect(generated == Array(expected[Fixture.prompt.count...]))
+    }
+
+    @Test(arguments: [ExportOptions.Precision.fp32, .int8])
+    func prefillThenDecodeEqualsOneTokenAtATime(precision: ExportOptions.Precision) throws {
+        let (path, _) = try Fixture.export(precision)
+        let model = try Model(path: path)
+        let batched = Session(model: model, threads: 2), stepwise = Session(model: model, threads: 2)
+        let tokens = Fixture.prompt + [5, 9, 2, 7, 1, 0, 3]
+        let all = Array(try batched.evaluate(tokens, allLogits: true))
+        let vocab = model.config.vocabSize
+        for (i, token) in tokens.enumerated() {
+            let logits = try stepwise.evaluate([token])
+            let row = all[(i * vocab)..<((i + 1) * vocab)]
+            let error = Array(row).withUnsafeBufferPointer { Self.relativeError($0, logits) }
+            #expect(error < 1e-5, "position \(i): \(error)")
+        }
+        // And decoding continues identically after either.
+        let next = Array(all[((tokens.count - 1) * vocab)...]).withUnsafeBufferPointer { Sampler.argmax($0) }
+        let a = Array(try batched.evaluate([next])), b = Array(try stepwise.evaluate([next]))
+        #expect(a.withUnsafeBufferPointer { x in b.withUnsafeBufferPointer { Self.relativeError(x, $0) } } < 1e-5)
+    }
+
+    @Test func int8StaysCloseToFp32() throws {
+        let (fp32Path, _) = try Fixture.export(.fp32)
+        let (int8Path, summary) = try Fixture.export(.int8, group: .size(32))
+        let tokens = Fixture.prompt + (0..<30).map { Int32($0 % 20) }
+        let exactSession = Session(model: try Model(path: fp32Path), threads: 2)
+        let quantizedSession = Session(model: try Model(path: int8Path), threads: 2)
+        let exact = Array(try exactSession.evaluate(tokens, allLogits: true))
+        let quantized = Array(try quantizedSession.evaluate(tokens, allLogits: true))
+        let error = exact.withUnsafeBufferPointer { e in quantized.withUnsafeBufferPointer { Self.relativeError($0, e) } }
+        #expect(error < 0.02, "int8 relative logit error \(error)")
+        let q = summary.quality
+        #expect(abs(q.deltaPerplexityPercent) < 1.0, "Δppl \(q.deltaPerplexityPercent)%")
+        #expect(q.top1AgreementPercent > 97)
+        #expect(q.positions > 3000 && q.positions <= 4096)
+        // qkv, proj, up, down per block, tok_emb and lm_head.
+        #expect(q.tensorRelativeError.count == 2 * 4 + 2)
+    }
+
+    @Test func threadCountDoesNotChangeGreedyOutput() throws {
+        let (path, _) = try Fixture.export(.int8)
+        let model = try Model(path: path)
+        var outputs: [[Int32]] = []
+        for threads in [1, 2, 3] {
+            var tokens: [Int32] = []
+            try Session(model: model, threads: threads).generate(prompt: Fixture.prompt, maxTokens: 60) { t, _ in tokens.append(t); return true }
+            outputs.append(tokens)
+        }
+        #expect(outputs[0] == outputs[1] && outputs[1] == outputs[2])
+    }
+
+    @Test func int8FileIsUnderAThirdOfTheFp32Weights() throws {
+        let (path, summary) = try Fixture.export(.int8, group: .size(64), from: Fixture.wideCheckpoint)
+        let file = try TFQFile(path: path)
+        #expect(file.isZeroCopy)
+        let ratio = Double(summary.fileBytes) / Double(summary.fp32WeightBytes)
+        #expect(ratio <= 0.3, "int8 file is \(ratio) × the fp32 weights")
+        for name in ["tok_emb", "blocks.0.attn.qkv.weight", "blocks.1.ffn.down.weight", "lm_head.weight"] {
+            #expect(file.info(name)?.dtype == .q8 && file.info(name)?.layout == .interleaved16x4, "\(name)")
+        }
+        for name in ["pos_emb", "blocks.0.ln1.weight", "blocks.0.attn.qkv.bias", "ln_f.bias"] {
+            #expect(file.info(name)?.dtype == .f32, "\(name)")
+        }
+        #expect(file.metadata["quality"]?["top1_agreement_percent"] != nil)
+        #expect(file.metadata["provenance"]?["source_steps"] == .integer(0))
+        #expect(file.info("adam.m.tok_emb") == nil)
+    }
+
+    @Test(arguments: [ExportOptions.GroupSize.size(64), .size(128), .row])
+    func everyGroupSizeExportsAndRuns(group: ExportOptions.GroupSize) throws {
+        let (path, summary) = try Fixture.export(.int8, group: group, zstd: true, from: Fixture.wideCheckpoint)
+        #expect(summary.quality.top1AgreementPercent > 90)
+        let model = try Model(path: path, verify: true)
+        var count = 0
+        try Session(model: model, threads: 2).generate(prompt: Fixture.prompt, maxTokens: 10) { _, _ in count += 1; return true }
+        #expect(count == 10)
+    }
+
+    @Test func fp16RoundTrips() throws {
+        let (path, summary) = try Fixture.export(.fp16, zstd: true)
+        #expect(summary.quality.top1AgreementPercent > 99)
+        let model = try Model(path: path)
+        #expect(try Session(model: model, threads: 2).evaluate(Fixture.prompt).count == model.config.vocabSize)
+    }
+
+    @Test func exportRejectsBadInputAndLeavesNothing() throws {
+        let directory = Fixture.directory.appendingPathComponent("bad-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let out = directory.appendingPathComponent("never.tfq").path
+        var options = ExportOptions(precision: .int8, threads: 2)
+        options.groupSize = .size(48)  // does not divide 64
+        #expect(throws: ExportError.self) { try Exporter.export(checkpoint: Fixture.checkpoint, output: out, options: options) }
+        options.groupSize = .size(6)
+        #expect(throws: ExportError.self) { try Exporter.export(checkpoint: Fixture.checkpoint, output: out, options: options) }
+        options.groupSize = .size(64)
+        #expect(throws: TFQFormatError.self) { try Exporter.export(checkpoint: Fixture.corpus, output: out, options: options) }
+        #expect(throws: TFQFormatError.self) {
+            try Exporter.export(checkpoint: Fixture.checkpoint, output: directory.path + "/missing/dir/x.tfq", options: options)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
+    }
+
+    @Test func sessionErrorsAreTyped() throws {
+        let (path, _) = try Fixture.export(.int8)
+        let session = Session(model: try Model(path: path), threads: 1)
+        #expect(throws: SessionError.noTokens) { try session.evaluate([]) }
+        #expect(throws: SessionError.invalidToken(9999, vocabulary: session.model.config.vocabSize)) { try session.evaluate([9999]) }
+        #expect(throws: SessionError.contextFull(needed: 300, context: 256)) { try session.evaluate([Int32](repeating: 1, count: 300)) }
+        #expect(session.position == 0)
+    }
+
+    @Test func samplingIsReproducibleAndGreedyPicksTheLowestTie() {
+        let logits: [Float] = [1, 3, 3, 0.5]
+        #expect(logits.withUnsafeBufferPointer { Sampler.argmax($0) } == 1)
+        var a = Sampler(SamplingParameters(temperature: 1, topK: 3, seed: 42)), b = Sampler(SamplingParameters(temperature: 1, topK: 3, seed: 42))
+        let first = (0..<50).map { _ in logits.withUnsafeBufferPointer { a.next($0) } }
+        let second = (0..<50).map { _ in logits.withUnsafeBufferPointer { b.next($0) } }
+        #expect(first == second)
+        #expect(!first.contains(3))  // outside the top 3
+        #expect(Set(first).count > 1)
+        var nucleus = Sampler(SamplingParameters(temperature: 1, topP: 0.5, seed: 1))
+        #expect((0..<20).allSatisfy { _ in [1, 2].contains(logits.withUnsafeBufferPointer { nucleus.next($0) }) })
+    }
+
+    @Test func textStreamNeverSplitsACharacter() {
+        var stream = TextStream()
+        let bytes = Array("né 😀!".utf8)
+        var text = ""
+        for byte in bytes {
+            let piece = stream.append([byte])
+            #expect(String(validating: Array(piece.utf8), as: UTF8.self) != nil)
+            #expect(!piece.contains("\u{FFFD}"))
+            text += piece
+        }
+        text += stream.finish()
+        #expect(text == "né 😀!")
+        var broken = TextStream()
+        #expect(broken.append([0xF0, 0x9F]) == "")
+        #expect(broken.finish() == "\u{FFFD}")
+    }
+}
