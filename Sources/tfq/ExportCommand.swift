@@ -24,8 +24,11 @@ struct ExportCommand: ParsableCommand {
     @Flag(help: "fp16 matrices.") var fp16 = false
     @Flag(help: "fp32, as trained.") var fp32 = false
     @Option(help: "Weights per scale group: a multiple of 4 dividing every row, or 'row'.") var groupSize: GroupSizeArgument = .init(.size(64))
-    @Option(name: .customLong("zstd"), parsing: .unconditional, help: "zstd level for compressed tensors (default 3).")
-    var zstdLevel: Int32 = 3
+    @Option(name: .customLong("zstd"), parsing: .upToNextOption,
+            help: ArgumentHelp("Compress tensors with zstd where it pays, at LEVEL (default 3; the default behaviour).", valueName: "level"))
+    var zstdLevels: [Int32] = []
+    var zstdLevel: Int32 { zstdLevels.last ?? Self.defaultZstdLevel }
+    static let defaultZstdLevel: Int32 = 3
     @Flag(help: "Store every tensor raw.") var noZstd = false
     @Option(help: "Text for the quality report.") var evalData: String?
     @Option(help: "Positions the quality report covers.") var evalTokens = 32_768
@@ -35,7 +38,9 @@ struct ExportCommand: ParsableCommand {
     func validate() throws {
         let chosen = [int8, fp16, fp32].filter { $0 }.count
         if chosen != 1 { throw UsageError("choose exactly one of --int8, --fp16, --fp32") }
+        if zstdLevels.count > 1 { throw UsageError("--zstd takes one level") }
         if zstdLevel < 1 || zstdLevel > 19 { throw UsageError("--zstd level must be 1 to 19 (got \(zstdLevel))") }
+        if noZstd && !zstdLevels.isEmpty { throw UsageError("give --zstd or --no-zstd, not both") }
         if evalTokens < 1 { throw UsageError("--eval-tokens must be at least 1") }
         try ThreadOption.validate(threads)
     }

@@ -10,4 +10,15 @@ struct TFQCommand: ParsableCommand {
         version: TFQVersion.string,
         subcommands: [TrainCommand.self, ExportCommand.self, RunCommand.self, InspectCommand.self, VerifyCommand.self, UnpackCommand.self]
     )
+
+    /// `--zstd` may stand without its level (`--zstd [LEVEL]`), which ArgumentParser cannot
+    /// express: a bare `--zstd` gets the default level before parsing.
+    static func main() {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        for index in arguments.indices.reversed() where arguments[index] == "--zstd" {
+            let next = index + 1 < arguments.count ? arguments[index + 1] : nil
+            if next.map({ Int32($0) == nil }) ?? true { arguments.insert(String(ExportCommand.defaultZstdLevel), at: index + 1) }
+        }
+        Self.main(arguments)
+    }
 }

@@ -252,3 +252,34 @@ enum Fixture {
         #expect(broken.finish() == "\u{FFFD}")
     }
 }
+
+/// A tiny int8 model committed with its exact greedy output: any change in the kernels, the
+/// format or the decoding loop that changes a single token fails here, in both builds.
+@Suite struct GoldenOutputTests {
+    struct Golden: Decodable {
+        var prompt: String
+        var prompt_token_ids: [Int32]
+        var token_ids: [Int32]
+        var text: String
+        var stop_reason: String
+    }
+
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+    @Test(arguments: [1, 2])
+    func greedyOutputIsExactlyTheCommittedOne(threads: Int) throws {
+        let golden = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: Self.fixtures.appendingPathComponent("golden.json")))
+        let model = try Model(path: Self.fixtures.appendingPathComponent("golden.int8.tfq").path, verify: true)
+        #expect(model.isQuantized)
+        let prompt = try model.tokenizer.encode(golden.prompt)
+        #expect(prompt == golden.prompt_token_ids)
+        var tokens: [Int32] = []
+        var text = ""
+        let reason = try Session(model: model, threads: threads).generate(prompt: prompt, maxTokens: 100) { token, piece in
+            tokens.append(token); text += piece; return true
+        }
+        #expect(tokens == golden.token_ids)
+        #expect(text == golden.text)
+        #expect(reason.rawValue == golden.stop_reason)
+    }
+}

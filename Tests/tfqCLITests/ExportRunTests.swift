@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+import TFQFormat
+
+/// `tfq export`, `tfq run` and `tfq unpack` end to end, on a checkpoint trained here.
+@Suite(.serialized) struct ExportRunTests {
+    static let directory = try! CLI.temporaryDirectory()
+    static let checkpoint: String = {
+        let corpus = try! TrainInspectVerifyTests.corpus(in: directory)
+        let out = directory.appendingPathComponent("m.ckpt.tfq").path
+        let result = try! CLI.run(["train", "--data", corpus, "--out", out, "--steps", "30", "--context", "32",
+                                   "--layers", "1", "--heads", "2", "--dim", "32", "--batch", "4", "--eval-every", "0", "--eval-batches", "2"])
+        precondition(result.status == 0, result.stderr)
+        return out
+    }()
+
+    @Test func exportInt8ThenRunGreedyAndSampled() throws {
+        let model = Self.directory.appendingPathComponent("m.int8.tfq").path
+        let export = try CLI.run(["export", Self.checkpoint, "-o", model, "--int8", "--group-size", "32", "--zstd", "--eval-tokens", "500", "--json"])
+        #expect(export.status == 0, "\(export.stderr)")
+        let report = try JSONDecoder().decode(JSONValue.self, from: Data(export.stdout.utf8))
+        for key in ["reference_perplexity", "model_perplexity", "delta_perplexity_percent", "top1_agreement_percent", "mean_kl",
+                    "max_abs_logit_error", "tensor_relative_error"] {
+            #expect(report["quality"]?[key] != nil, "quality lacks \(key)")
+        }
+        #expect(report["quality"]?["positions"] == .integer(500))
+        let inspect = try CLI.run(["inspect", model])
+        #expect(inspect.stdout.contains("quality") && inspect.stdout.contains("top1_agreement_percent") && inspect.stdout.contains("q8"))
+
+        let run = try CLI.run(["run", model, "--prompt", "alpha beta", "-n", "12", "--json", "--threads", "1"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let figures = try JSONDecoder().decode(JSONValue.self, from: Data(run.stdout.utf8))
+        for key in ["prompt_tokens", "generated_tokens", "load_ms", "ttft_ms", "prefill_tokens_per_second",
+                    "decode_tokens_per_second", "peak_rss_bytes", "text", "prompt_token_ids", "token_ids"] {
+            #expect(figures[key] != nil, "run --json lacks \(key)")
+        }
+        #expect(figures["generated_tokens"] == .integer(12) && figures["prompt_tokens"] == .integer(10))
+        #expect(run.stderr.contains("stopped: generated 12 tokens"))
+        // Streaming output equals the JSON text, and greedy is the same with any thread count.
+        let streamed = try CLI.run(["run", model, "--prompt", "alpha beta", "-n", "12", "--threads", "2"])
+        guard case .string(let text)? = figures["text"] else { Issue.record("no text"); return }
+        #expect(streamed.stdout == text + "\n")
+        // Sampling with a seed is reproducible.
+        let a = try CLI.run(["run", model, "--prompt", "alpha", "-n", "20", "--temperature", "0.9", "--top-k", "5", "--seed", "4"])
+        let b = try CLI.run(["run", model, "--prompt", "alpha", "-n", "20", "--temperature", "0.9", "--top-k", "5", "--seed", "4"])
+        #expect(a.stdout == b.stdout && a.status == 0)
+        // The context stops generation, and stderr says so.
+        let long = try CLI.run(["run", model, "--prompt", "alpha", "-n", "100"])
+        #expect(long.stderr.contains("context of 32 tokens is full"))
+    }
+
+    @Test func unpackMakesAZeroCopyFileWithTheSameTensors() throws {
+        let packed = Self.directory.appendingPathComponent("p.tfq").path
+        let raw = Self.directory.appendingPathComponent("r.tfq").path
+        #expect(try CLI.run(["export", Self.checkpoint, "-o", packed, "--fp32", "--zstd", "19", "--eval-tokens", "100"]).status == 0)
+        let unpack = try CLI.run(["unpack", packed, "-o", raw])
+        #expect(unpack.status == 0, "\(unpack.stderr)")
+        let a = try TFQFile(path: packed), b = try TFQFile(path: raw)
+        #expect(b.isZeroCopy && b.tensors.map(\.name) == a.tensors.map(\.name))
+        for info in a.tensors { #expect(Array(a.bytes(info)) == Array(try b.bytes(info.name)), "\(info.name)") }
+        #expect(b.metadataJSON == a.metadataJSON)
+    }
+
+    @Test func badInputIsOneLine() throws {
+        let model = Self.directory.appendingPathComponent("m.fp32.tfq").path
+        #expect(try CLI.run(["export", Self.checkpoint, "-o", model, "--fp32", "--no-zstd", "--eval-tokens", "100"]).status == 0)
+        let out = Self.directory.appendingPathComponent("never.tfq").path
+        let cases: [([String], String)] = [
+            (["export", Self.checkpoint, "-o", out], "choose exactly one of --int8, --fp16, --fp32"),
+            (["export", Self.checkpoint, "-o", out, "--int8", "--group-size", "24"], "does not divide"),
+            (["export", Self.checkpoint, "-o", out, "--int8", "--group-size", "6"], "multiple of 4"),
+            (["export", Self.checkpoint, "-o", Self.directory.path + "/no/such/dir/x.tfq", "--int8", "--group-size", "32"], "cannot create"),
+            (["export", Self.directory.path + "/corpus.txt", "-o", out, "--int8"], "not a tfq file"),
+            (["export", Self.checkpoint, "-o", out, "--int8", "--zstd", "30"], "--zstd level must be 1 to 19"),
+            (["run", model, "--prompt", "ALPHA", "-n", "3"], "not in the model's vocabulary"),
+            (["run", model, "-n", "0"], "-n must be at least 1"),
+            (["run", model, "--threads", "0"], "--threads"),
+            (["run", model, "--prompt", String(repeating: "alpha ", count: 10)], "context is 32"),
+            (["run", Self.directory.path + "/missing.tfq"], "cannot open"),
+            (["run", Self.checkpoint + ".metrics.jsonl"], "not a tfq file"),
+        ]
+        for (arguments, expected) in cases {
+            let result = try CLI.run(arguments)
+            #expect(result.status != 0, "\(arguments)")
+            let lines = result.stderr.trimmingCharacters(in: .newlines).split(separator: "\n")
+            #expect(lines.count == 1 && lines[0].contains(expected), "\(arguments): \(result.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out))
+        // A truncated model is refused, not crashed on.
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: model))
+        let truncated = Self.directory.appendingPathComponent("t.tfq").path
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: truncated))
+        let result = try CLI.run(["run", truncated])
+        #expect(result.status == 1 && result.stderr.contains("truncated"))
+    }
+}
