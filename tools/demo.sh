@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end on a default corpus: build tfq for this CPU, train a small
-# character-level GPT on Debian's fortunes, and check the checkpoint it wrote.
+# character-level GPT on Debian's fortunes, export it to int8 (with its quality report),
+# and generate text from it with the runtime, printing the figures a user cares about.
 #
 #   tools/demo.sh                   # fortunes (installed if missing)
 #   TFQ_CORPUS=file.txt tools/demo.sh
@@ -31,11 +32,22 @@ tfq=$(tools/build.sh)
 
 echo "== tfq train ($steps steps)" >&2
 "$tfq" train --data "$corpus" --out "$out/model.ckpt.tfq" --steps "$steps" \
-  --layers 4 --heads 4 --dim 128 --context 64 --batch 12 --activation gelu \
+  --layers 4 --heads 4 --dim 128 --context 128 --batch 8 --activation gelu \
   --eval-every 100 --eval-batches 10 --checkpoint-every 200
 
-echo "== tfq inspect" >&2
-"$tfq" inspect "$out/model.ckpt.tfq" | head -40
-echo "== tfq verify" >&2
+echo "== tfq verify (checkpoint)" >&2
 "$tfq" verify "$out/model.ckpt.tfq"
-echo "== done: checkpoint $out/model.ckpt.tfq, loss curve $out/model.ckpt.tfq.loss.svg" >&2
+
+echo "== tfq export --int8 (zstd where it pays; quality measured on the validation split)" >&2
+"$tfq" export "$out/model.ckpt.tfq" -o "$out/model.int8.tfq" --int8 --eval-tokens 8192
+
+echo "== tfq unpack (a raw copy that loads zero-copy)" >&2
+"$tfq" unpack "$out/model.int8.tfq" -o "$out/model.int8.raw.tfq"
+
+echo "== tfq inspect" >&2
+"$tfq" inspect "$out/model.int8.raw.tfq" | sed -n '1,12p'
+
+echo "== tfq run (greedy, 100 tokens)" >&2
+"$tfq" run "$out/model.int8.raw.tfq" --prompt "The meaning of life is" -n 100 --stats
+
+echo "== done: $out/model.ckpt.tfq (checkpoint, loss curve $out/model.ckpt.tfq.loss.svg), $out/model.int8.tfq, $out/model.int8.raw.tfq" >&2

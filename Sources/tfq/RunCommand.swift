@@ -83,7 +83,7 @@ struct RunCommand: ParsableCommand {
             return true
         }
         let end = Clock.seconds()
-        if !json { print("") }
+        if !json { print(""); fflush(stdout) }
         let decodeTokens = max(0, generated.count - 1)
         let decodeSeconds = end - firstTokenAt
         let figures = RunFigures(
