@@ -210,12 +210,7 @@ public enum Exporter {
         // the whole file without reading it twice.
         for info in file.tensors { withUnsafeBytes(of: info.crc32.littleEndian) { crc.update($0) } }
         crc.update(file.metadataJSON)
-        return hex(crc.value)
-    }
-
-    static func hex(_ value: UInt32) -> String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: 8 - digits.count) + digits
+        return CRC32.hex(crc.value)
     }
 }
 

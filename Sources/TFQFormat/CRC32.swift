@@ -48,6 +48,12 @@ public struct CRC32: Sendable {
         bytes.withUnsafeBytes { checksum($0) }
     }
 
+    /// A checksum as 8 lowercase hex digits, the way metadata and `tfq inspect` show it.
+    public static func hex(_ value: UInt32) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 8 - digits.count) + digits
+    }
+
     /// table[k·256 + b]: the CRC of byte b followed by k zero bytes.
     private static let tables: [UInt32] = {
         var table = [UInt32](repeating: 0, count: 8 * 256)

@@ -72,7 +72,7 @@ public final class Trainer {
         model.dropout = options.dropout
         m = .allocate(capacity: model.layout.count); m.initialize(repeating: 0)
         v = .allocate(capacity: model.layout.count); v.initialize(repeating: 0)
-        state = TrainingState(options: options, sampler: Xoshiro256(seed: options.seed), dataCRC32: hex(corpus.checksum),
+        state = TrainingState(options: options, sampler: Xoshiro256(seed: options.seed), dataCRC32: CRC32.hex(corpus.checksum),
                               dataPath: corpus.path, validationPath: corpus.validationPath)
         metricsLog = MetricsLog(path: checkpointPath + ".metrics.jsonl")
         if let resume {
@@ -260,11 +260,6 @@ public final class Trainer {
         "vocab \(config.vocabSize), context \(config.contextLength), \(config.layers) layers, \(config.heads) heads, dim \(config.dim), ff \(config.ffDim), \(config.activation)"
             + (config.tieEmbeddings ? ", tied" : "") + (config.bias ? "" : ", no bias")
     }
-}
-
-func hex(_ value: UInt32) -> String {
-    let digits = String(value, radix: 16)
-    return String(repeating: "0", count: 8 - digits.count) + digits
 }
 
 extension Int {

@@ -28,7 +28,7 @@ struct InspectCommand: ParsableCommand {
                 "encoding": .string(info.encoding.description), "layout": .string(info.layout.description),
                 "group_size": .integer(Int64(info.groupSize)), "offset": .integer(Int64(info.offset)),
                 "stored_bytes": .integer(Int64(info.storedLength)), "decoded_bytes": .integer(Int64(info.decodedLength)),
-                "crc32": .string(hex(info.crc32)),
+                "crc32": .string(CRC32.hex(info.crc32)),
             ])
         }
         let report: JSONValue = .object([
@@ -85,11 +85,6 @@ struct InspectCommand: ParsableCommand {
             }
         }
     }
-}
-
-func hex(_ value: UInt32) -> String {
-    let digits = String(value, radix: 16)
-    return String(repeating: "0", count: 8 - digits.count) + digits
 }
 
 func format2(_ value: Double) -> String {

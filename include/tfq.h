@@ -1,0 +1,111 @@
+/*
+ * tfq.h: the C API of tfq's runtime (libtfq.so).
+ *
+ * Load a .tfq model (memory-mapped; raw tensors are used in place and shared between
+ * processes), open sessions on it, and evaluate or generate tokens. A model is immutable
+ * and may be shared by any number of threads; a session belongs to one thread at a time.
+ *
+ * Every function that can fail returns a tfq_status; TFQ_OK is 0. On failure,
+ * tfq_last_error() returns a one-line message for the calling thread's last failure.
+ * Every entry point checks its arguments: NULL pointers, closed handles and short buffers
+ * are reported as errors, never crashes.
+ *
+ * Link: cc app.c -I<tfq>/include -L<dir of libtfq.so> -ltfq -Wl,-rpath,<dir of libtfq.so>
+ */
+#ifndef TFQ_H
+#define TFQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tfq_model tfq_model;     /* an open model file */
+typedef struct tfq_session tfq_session; /* a KV cache and scratch buffers on one model */
+
+typedef enum tfq_status {
+    TFQ_OK = 0,
+    TFQ_ERROR_INVALID_ARGUMENT = 1, /* NULL pointer, closed handle, bad length or value */
+    TFQ_ERROR_FILE = 2,             /* missing, unreadable, corrupt or truncated model file */
+    TFQ_ERROR_BUFFER_TOO_SMALL = 3, /* the output buffer is too small; *count says how much is needed */
+    TFQ_ERROR_CONTEXT_FULL = 4,     /* the tokens do not fit in the model's context */
+    TFQ_ERROR_UNKNOWN_CHARACTER = 5 /* the text has a character the vocabulary lacks */
+} tfq_status;
+
+typedef struct tfq_model_info {
+    int32_t vocab_size;
+    int32_t context_length;
+    int32_t n_layers;
+    int32_t n_heads;
+    int32_t dim;
+    int32_t ff_dim;
+    int32_t quantized; /* 1 when the matrices are int8 */
+} tfq_model_info;
+
+/* The library's version, e.g. "0.1.0". Static storage. */
+const char *tfq_version(void);
+
+/* The message of the calling thread's last failure ("" if none). Valid until the next
+ * failing call on this thread. */
+const char *tfq_last_error(void);
+
+/* Opens the model at `path`. *model is set to a new handle on success. */
+tfq_status tfq_model_open(const char *path, tfq_model **model);
+
+/* Closes a model handle. Sessions opened on it stay usable until freed. NULL is ignored. */
+void tfq_model_close(tfq_model *model);
+
+tfq_status tfq_model_get_info(const tfq_model *model, tfq_model_info *info);
+
+/* Encodes UTF-8 `text` of `length` bytes into at most `capacity` token ids; *count is set
+ * to the number of tokens (also when the buffer is too small). */
+tfq_status tfq_tokenize(const tfq_model *model, const char *text, size_t length,
+                        int32_t *tokens, size_t capacity, size_t *count);
+
+/* Decodes tokens to UTF-8 bytes (not NUL-terminated); *length is set to the byte count
+ * (also when the buffer is too small). */
+tfq_status tfq_detokenize(const tfq_model *model, const int32_t *tokens, size_t count,
+                          char *text, size_t capacity, size_t *length);
+
+/* A new session running its kernels on `threads` threads (0: all processors). */
+tfq_status tfq_session_new(tfq_model *model, int32_t threads, tfq_session **session);
+
+/* Frees a session. NULL is ignored. */
+void tfq_session_free(tfq_session *session);
+
+/* Empties the session's KV cache. */
+tfq_status tfq_session_reset(tfq_session *session);
+
+/* Tokens held in the session's KV cache. */
+tfq_status tfq_session_position(const tfq_session *session, int32_t *position);
+
+/* Appends `count` tokens to the session (one batched pass) and writes the last token's
+ * logits (vocab_size floats) to `logits`, which holds `capacity` floats. */
+tfq_status tfq_session_eval(tfq_session *session, const int32_t *tokens, size_t count,
+                            float *logits, size_t capacity);
+
+/* Called with each generated token and the UTF-8 text it completes (may be empty while a
+ * character is split across tokens; not NUL-terminated). Return nonzero to stop. */
+typedef int (*tfq_token_callback)(int32_t token, const char *text, size_t length, void *user_data);
+
+typedef struct tfq_sampling {
+    float temperature; /* 0: greedy argmax (ties to the lowest id) */
+    int32_t top_k;     /* 0: no limit */
+    float top_p;       /* 1: no limit */
+    uint64_t seed;
+} tfq_sampling;
+
+/* Feeds `prompt` then generates up to `max_tokens` tokens, calling `callback` (which may be
+ * NULL) for each. `sampling` may be NULL for greedy. *generated (may be NULL) is set to the
+ * number of tokens produced. Stops early when the context is full or the callback asks. */
+tfq_status tfq_generate(tfq_session *session, const int32_t *prompt, size_t prompt_count,
+                        int32_t max_tokens, const tfq_sampling *sampling,
+                        tfq_token_callback callback, void *user_data, int32_t *generated);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TFQ_H */
