@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "tfq", targets: ["tfq"]),
         .library(name: "TFQRuntime", targets: ["TFQRuntime"]),
+        .library(name: "tfq-c", type: .dynamic, targets: ["TFQCAPI"]),
         .library(name: "TFQFormat", targets: ["TFQFormat"]),
     ],
     dependencies: [
@@ -30,6 +31,8 @@ let package = Package(
         .target(name: "TFQTrain", dependencies: ["TFQModel"]),
         .target(name: "TFQRuntime", dependencies: ["TFQModel", "TFQFormat", "TFQKernels"]),
         .target(name: "TFQExport", dependencies: ["TFQRuntime", "TFQTrain"]),
+        // The C API (include/tfq.h), built as libtfq.so by the `tfq-c` product.
+        .target(name: "TFQCAPI", dependencies: ["TFQRuntime"]),
         .executableTarget(
             name: "tfq",
             dependencies: [

@@ -10,5 +10,7 @@ echo "== portable build: swift test -c release" >&2
 swift test -c release -Xswiftc -enable-testing
 echo "== host-CPU build: tools/build.sh test (scratch .build-native)" >&2
 TFQ_SCRATCH=.build-native tools/build.sh test
+echo "== C and Python examples of the C API, shared pages (tools/examples/run.sh)" >&2
+TFQ_SCRATCH=.build-native tools/examples/run.sh
 echo "== Python tools: pytest tools/" >&2
 python3 -m pytest -q tools/

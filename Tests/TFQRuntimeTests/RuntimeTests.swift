@@ -283,3 +283,28 @@ enum Fixture {
         #expect(reason.rawValue == golden.stop_reason)
     }
 }
+
+/// One model shared by sessions on several threads at once: each must produce exactly what a
+/// lone session produces.
+@Suite struct ConcurrencyTests {
+    @Test func sessionsOnOneModelFromManyThreads() throws {
+        let model = try Model(path: GoldenOutputTests.fixtures.appendingPathComponent("golden.int8.tfq").path)
+        let prompts = ["the king", "a dog", "our queen", "my friend", "the cat", "the moon"].map { try! model.tokenizer.encode($0) }
+        func generate(_ prompt: [Int32], threads: Int) throws -> [Int32] {
+            var tokens: [Int32] = []
+            try Session(model: model, threads: threads).generate(prompt: prompt, maxTokens: 40) { t, _ in tokens.append(t); return true }
+            return tokens
+        }
+        let expected = try prompts.map { try generate($0, threads: 1) }
+        let results = UnsafeMutableBufferPointer<[Int32]>.allocate(capacity: prompts.count * 3)
+        results.initialize(repeating: [])
+        defer { results.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: prompts.count * 3) { i in
+            // Sessions with their own pools of 1 or 2 threads, all on the same Model.
+            results[i] = (try? generate(prompts[i % prompts.count], threads: 1 + i % 2)) ?? []
+        }
+        for i in 0..<(prompts.count * 3) {
+            #expect(results[i] == expected[i % prompts.count], "run \(i)")
+        }
+    }
+}
