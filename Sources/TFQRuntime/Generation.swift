@@ -30,3 +30,62 @@ extension Session {
         return .length
     }
 }
+
+/// One generated token and the text it completes (empty while a character is split across
+/// byte tokens).
+public struct GeneratedToken: Sendable, Equatable {
+    public let id: Int32
+    public let text: String
+}
+
+extension Session {
+    /// The tokens `generate` would produce, as an `AsyncSequence`: each `next()` runs one
+    /// decode step, so a consumer that stops iterating stops the work.
+    ///
+    ///     for try await token in session.tokens(prompt: ids, maxTokens: 100) { print(token.text, terminator: "") }
+    public func tokens(prompt: [Int32], maxTokens: Int, sampling: SamplingParameters = .greedy) -> TokenSequence {
+        TokenSequence(session: self, prompt: prompt, maxTokens: maxTokens, sampling: sampling)
+    }
+}
+
+/// Generated tokens, one decode step per element.
+public struct TokenSequence: AsyncSequence {
+    public typealias Element = GeneratedToken
+    let session: Session
+    let prompt: [Int32]
+    let maxTokens: Int
+    let sampling: SamplingParameters
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(session: session, prompt: prompt, maxTokens: maxTokens, sampler: Sampler(sampling))
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        let session: Session
+        let prompt: [Int32]
+        let maxTokens: Int
+        var sampler: Sampler
+        var text = TextStream()
+        var produced = 0
+        var last: Int32?
+
+        init(session: Session, prompt: [Int32], maxTokens: Int, sampler: Sampler) {
+            self.session = session; self.prompt = prompt; self.maxTokens = maxTokens; self.sampler = sampler
+        }
+
+        public mutating func next() async throws -> GeneratedToken? {
+            guard produced < maxTokens else { return nil }
+            let logits: UnsafeBufferPointer<Float>
+            if let last {
+                guard session.position < session.model.config.contextLength else { return nil }
+                logits = try session.evaluate([last])
+            } else {
+                logits = try session.evaluate(prompt)
+            }
+            let token = sampler.next(logits)
+            last = token
+            produced += 1
+            return GeneratedToken(id: token, text: text.append(session.model.tokenizer.bytes(of: token)))
+        }
+    }
+}

@@ -308,3 +308,20 @@ enum Fixture {
         }
     }
 }
+
+@Suite struct AsyncGenerationTests {
+    @Test func asyncSequenceYieldsWhatGenerateYields() async throws {
+        let model = try Model(path: GoldenOutputTests.fixtures.appendingPathComponent("golden.int8.tfq").path)
+        let prompt = try model.tokenizer.encode("the king")
+        var expected: [Int32] = []
+        try Session(model: model, threads: 1).generate(prompt: prompt, maxTokens: 30) { t, _ in expected.append(t); return true }
+        var streamed: [Int32] = []
+        var text = ""
+        for try await token in Session(model: model, threads: 1).tokens(prompt: prompt, maxTokens: 30) {
+            streamed.append(token.id)
+            text += token.text
+        }
+        #expect(streamed == expected)
+        #expect(text == model.tokenizer.decode(expected))
+    }
+}
