@@ -47,6 +47,7 @@ let package = Package(
         .testTarget(name: "TFQModelTests", dependencies: ["TFQModel"]),
         .testTarget(name: "TFQTrainTests", dependencies: ["TFQTrain"]),
         .testTarget(name: "TFQRuntimeTests", dependencies: ["TFQRuntime", "TFQExport", "TFQTrain"]),
+        .testTarget(name: "TFQCAPITests", dependencies: ["TFQCAPI"]),
         .testTarget(name: "tfqCLITests", dependencies: ["tfq"]),
     ],
     swiftLanguageModes: [.v5]
