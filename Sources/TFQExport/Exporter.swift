@@ -59,7 +59,7 @@ public enum Exporter {
         ])
         let errors = try writeWeights(reference, options: options, to: staging, metadata: model)
 
-        let quality = try measure(reference: reference, exported: staging, text: evalText, tokenizer: metadata.tokenizer,
+        let quality = try measure(checkpoint: checkpoint, exported: staging, text: evalText, tokenizer: metadata.tokenizer,
                                   options: options, tensorErrors: errors)
         model.sections["quality"] = try JSONValue(encoding: quality)
         let staged = try TFQFile(path: staging)
@@ -143,64 +143,18 @@ public enum Exporter {
         return String(tail)
     }
 
-    /// Cross-entropy, agreement and divergence of the exported model against the fp32 one on
-    /// the same positions, window by window of the context length.
-    static func measure(reference: GPT, exported path: String, text: String, tokenizer: Tokenizer,
+    /// Cross-entropy, agreement and divergence of the exported model against the fp32
+    /// checkpoint, both run by the runtime, on the same positions.
+    static func measure(checkpoint: String, exported path: String, text: String, tokenizer: Tokenizer,
                         options: ExportOptions, tensorErrors: [String: Double]) throws -> QualityReport {
-        let model = try Model(path: path)
-        let session = Session(model: model, threads: options.threads)
-        let tokens = tokenizer.encodeAllowingUnknown(text)
-        let context = reference.config.contextLength, vocab = reference.config.vocabSize
-        var positions = 0, skipped = 0, agree = 0
-        var referenceLoss = 0.0, modelLoss = 0.0, kl = 0.0, maxError = 0.0
-        var start = 0
-        while start + 1 < tokens.count && positions < options.evalTokens {
-            let length = min(context, tokens.count - 1 - start)
-            let inputs = Array(tokens[start..<(start + length)])
-            let targets = Array(tokens[(start + 1)...(start + length)])
-            start += length
-            // An unknown character breaks the window: only the known run before it is used.
-            guard let known = inputs.firstIndex(of: -1).map({ $0 }) ?? Optional(inputs.count), known > 0 else {
-                skipped += 1
-                continue
-            }
-            skipped += inputs.count - known
-            let window = Array(inputs[..<known])
-            _ = window.withUnsafeBufferPointer { reference.forward(inputs: $0.baseAddress!, targets: nil, batch: 1, length: known) }
-            session.reset()
-            let quantized = try session.evaluate(window, allLogits: true)
-            let fp32 = reference.logits
-            for t in 0..<known where positions < options.evalTokens {
-                let target = Int(targets[t])
-                if target < 0 { skipped += 1; continue }
-                let p = UnsafeBufferPointer(rebasing: fp32[(t * vocab)..<((t + 1) * vocab)])
-                let q = UnsafeBufferPointer(rebasing: quantized[(t * vocab)..<((t + 1) * vocab)])
-                let (pLog, qLog) = (logSoftmax(p), logSoftmax(q))
-                referenceLoss -= pLog[target]
-                modelLoss -= qLog[target]
-                var divergence = 0.0
-                for v in 0..<vocab {
-                    divergence += Glibc.exp(pLog[v]) * (pLog[v] - qLog[v])
-                    maxError = max(maxError, abs(Double(p[v]) - Double(q[v])))
-                }
-                kl += divergence
-                if Sampler.argmax(p) == Sampler.argmax(q) { agree += 1 }
-                positions += 1
-            }
-        }
-        guard positions > 0 else { throw ExportError("the evaluation text has no position the model's vocabulary can encode") }
-        let n = Double(positions)
-        return QualityReport(positions: positions, skipped: skipped, referenceCrossEntropy: referenceLoss / n,
-                             modelCrossEntropy: modelLoss / n, top1AgreementPercent: Double(agree) / n * 100,
-                             meanKL: kl / n, maxAbsLogitError: maxError, tensorRelativeError: tensorErrors)
-    }
-
-    static func logSoftmax(_ logits: UnsafeBufferPointer<Float>) -> [Double] {
-        let top = Double(logits.max()!)
-        var total = 0.0
-        for value in logits { total += Glibc.exp(Double(value) - top) }
-        let shift = top + Glibc.log(total)
-        return logits.map { Double($0) - shift }
+        let reference = Session(model: try Model(path: checkpoint), threads: options.threads)
+        let candidate = Session(model: try Model(path: path), threads: options.threads)
+        let c = try ModelComparison.measure(reference: reference, candidate: candidate,
+                                            tokens: tokenizer.encodeAllowingUnknown(text), maxPositions: options.evalTokens)
+        guard c.positions > 0 else { throw ExportError("the evaluation text has no position the model's vocabulary can encode") }
+        return QualityReport(positions: c.positions, skipped: c.skipped, referenceCrossEntropy: c.referenceCrossEntropy,
+                             modelCrossEntropy: c.candidateCrossEntropy, top1AgreementPercent: c.top1AgreementPercent,
+                             meanKL: c.meanKL, maxAbsLogitError: c.maxAbsLogitError, tensorRelativeError: tensorErrors)
     }
 
     static func checksumOfFile(_ path: String) throws -> String {

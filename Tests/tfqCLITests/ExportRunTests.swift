@@ -94,3 +94,36 @@ import TFQFormat
         #expect(result.status == 1 && result.stderr.contains("truncated"))
     }
 }
+
+@Suite struct BenchCommandTests {
+    static let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("TFQRuntimeTests/Fixtures/golden.int8.tfq").path
+
+    @Test func accuracyOfAModelAgainstItselfIsPerfect() throws {
+        let directory = try CLI.temporaryDirectory()
+        let text = directory.appendingPathComponent("held-out.txt").path
+        // "X" is outside the vocabulary: those positions are skipped and counted.
+        try "the king sees the moon.\nour queen calls her crown. X a dog finds a fish.\n".write(toFile: text, atomically: true, encoding: .utf8)
+        let result = try CLI.run(["bench", "accuracy", "--reference", Self.golden, "--model", Self.golden, "--data", text, "--prompts", "2", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try JSONDecoder().decode(JSONValue.self, from: Data(result.stdout.utf8))
+        #expect(report["top1_agreement_percent"] == .integer(100) || report["top1_agreement_percent"] == .number(100))
+        #expect(report["delta_perplexity_percent"] == .integer(0) || report["delta_perplexity_percent"] == .number(0))
+        #expect(report["skipped"] == .integer(2))
+        #expect(report["greedy_tokens_compared"] == report["greedy_tokens_matching"])
+        if case .number(let bpb)? = report["model"]?["bits_per_byte"] { #expect(bpb > 0 && bpb < 8) } else { Issue.record("no bits per byte") }
+    }
+
+    @Test func latencyReportsEveryMeasure() throws {
+        let result = try CLI.run(["bench", "latency", Self.golden, "--threads", "1,2", "--prompt-lengths", "4,8", "-n", "4", "--runs", "2", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try JSONDecoder().decode(JSONValue.self, from: Data(result.stdout.utf8))
+        guard case .array(let rows)? = report["rows"] else { Issue.record("no rows"); return }
+        #expect(rows.count == 2)
+        guard case .array(let decode)? = rows[0]["decode"], case .array(let prompts)? = rows[0]["prompts"] else { Issue.record("no decode"); return }
+        #expect(decode.count == 3 && prompts.count == 2)
+        #expect(rows[0]["load_ms"]?["median"] != nil)
+        let bad = try CLI.run(["bench", "latency", Self.golden, "--threads", "one"])
+        #expect(bad.status != 0 && bad.stderr.contains("--threads"))
+    }
+}
