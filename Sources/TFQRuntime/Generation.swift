@@ -25,7 +25,7 @@ extension Session {
             if !onToken(token, piece) { return .cancelled }
             if produced + 1 == maxTokens { break }
             if position >= model.config.contextLength { return .context }
-            logits = try evaluate([token])
+            logits = try evaluate(token: token)
         }
         return .length
     }
@@ -78,7 +78,7 @@ public struct TokenSequence: AsyncSequence {
             let logits: UnsafeBufferPointer<Float>
             if let last {
                 guard session.position < session.model.config.contextLength else { return nil }
-                logits = try session.evaluate([last])
+                logits = try session.evaluate(token: last)
             } else {
                 logits = try session.evaluate(prompt)
             }

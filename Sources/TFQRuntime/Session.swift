@@ -78,6 +78,18 @@ public final class Session {
     /// `vocab` floats each. The buffer stays valid until the next call.
     @discardableResult
     public func evaluate(_ tokens: [Int32], allLogits: Bool = false) throws -> UnsafeBufferPointer<Float> {
+        try tokens.withUnsafeBufferPointer { try evaluate($0, allLogits: allLogits) }
+    }
+
+    /// One token, the decode step: returns its logits. Allocates nothing.
+    @discardableResult
+    public func evaluate(token: Int32) throws -> UnsafeBufferPointer<Float> {
+        var single = token
+        return try withUnsafePointer(to: &single) { try evaluate(UnsafeBufferPointer(start: $0, count: 1), allLogits: false) }
+    }
+
+    /// `evaluate` over tokens the caller holds in memory of its own.
+    public func evaluate(_ tokens: UnsafeBufferPointer<Int32>, allLogits: Bool = false) throws -> UnsafeBufferPointer<Float> {
         let c = model.config
         guard !tokens.isEmpty else { throw SessionError.noTokens }
         guard position + tokens.count <= c.contextLength else {

@@ -155,7 +155,7 @@ struct BenchLatencyCommand: ParsableCommand {
                     var token = Sampler.argmax(try session.evaluate(prompt(position)))
                     let steps = min(count, context - position)
                     let t0 = Clock.seconds()
-                    for _ in 0..<steps { token = Sampler.argmax(try session.evaluate([token])) }
+                    for _ in 0..<steps { token = Sampler.argmax(try session.evaluate(token: token)) }
                     speeds.append((label, Double(steps) / (Clock.seconds() - t0)))
                 }
                 guard run > 0 else { continue }  // the warm-up
