@@ -47,7 +47,9 @@ echo "== tfq unpack (a raw copy that loads zero-copy)" >&2
 echo "== tfq inspect" >&2
 "$tfq" inspect "$out/model.int8.raw.tfq" | sed -n '1,12p'
 
-echo "== tfq run (greedy, 100 tokens)" >&2
-"$tfq" run "$out/model.int8.raw.tfq" --prompt "The meaning of life is" -n 100 --stats
+# Greedy decoding (the default) of a model this small loops on its likeliest word; sampling
+# reads better.
+echo "== tfq run (100 tokens, sampled: --temperature 0.8 --top-k 40 --seed 1)" >&2
+"$tfq" run "$out/model.int8.raw.tfq" --prompt "The meaning of life is" -n 100 --temperature 0.8 --top-k 40 --seed 1 --stats
 
 echo "== done: $out/model.ckpt.tfq (checkpoint, loss curve $out/model.ckpt.tfq.loss.svg), $out/model.int8.tfq, $out/model.int8.raw.tfq" >&2
