@@ -24,7 +24,9 @@ public final class Session {
     public private(set) var position = 0
 
     private let kernels: Kernels
-    private let keys: UnsafeMutablePointer<Float>    // [layers][context][dim]
+    /// Keys transposed, [layers][dim][context]: a row of attention scores is then d_k
+    /// vector updates over the positions, not one short dot product per position.
+    private let keys: UnsafeMutablePointer<Float>
     private let values: UnsafeMutablePointer<Float>  // [layers][context][dim]
     private let x, normed, qkv, attention, hidden, branch: UnsafeMutablePointer<Float>
     private let logits: UnsafeMutablePointer<Float>  // [context][vocab]
@@ -114,7 +116,8 @@ public final class Session {
             block.qkv.apply(normed, tokens: count, into: qkv, scratch: quantized, kernels: kernels)
             let layerKeys = keys + layer * c.contextLength * d, layerValues = values + layer * c.contextLength * d
             for t in 0..<count {
-                (layerKeys + (position + t) * d).update(from: qkv + t * 3 * d + d, count: d)
+                let key = qkv + t * 3 * d + d
+                for i in 0..<d { layerKeys[i * c.contextLength + position + t] = key[i] }
                 (layerValues + (position + t) * d).update(from: qkv + t * 3 * d + 2 * d, count: d)
             }
             attend(tokens: count, keys: layerKeys, values: layerValues)
@@ -153,7 +156,8 @@ public final class Session {
                 let t = item / heads, h = item % heads
                 let visible = start + t + 1
                 let q = self.qkv + t * 3 * d + h * dk
-                for j in 0..<visible { p[j] = VectorOps.dot(q, keys + j * d + h * dk, count: dk) * scale }
+                p.update(repeating: 0, count: visible)
+                for i in 0..<dk { VectorOps.axpy(q[i] * scale, keys + (h * dk + i) * context, p, count: visible) }
                 Softmax.inPlace(p, count: visible)
                 let out = self.attention + t * d + h * dk
                 out.update(repeating: 0, count: dk)
