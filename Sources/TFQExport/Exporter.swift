@@ -48,7 +48,7 @@ public enum Exporter {
         let staging = "\(directory).\(base).staging-\(UInt32.random(in: 0...UInt32.max))"
         defer { _ = unlink(staging) }
         var model = ModelMetadata(kind: "model", config: config, tokenizer: metadata.tokenizer)
-        model.provenance.sourceCheckpointCRC32 = try checksumOfFile(checkpoint)
+        model.provenance.sourceCheckpointCRC32 = fingerprint(source)
         model.provenance.sourceSteps = training?.step
         model.provenance.sourceValLoss = training?.lastValLoss
         model.sections["quantization"] = .object([
@@ -157,8 +157,7 @@ public enum Exporter {
                              meanKL: c.meanKL, maxAbsLogitError: c.maxAbsLogitError, tensorRelativeError: tensorErrors)
     }
 
-    static func checksumOfFile(_ path: String) throws -> String {
-        let file = try TFQFile(path: path)
+    static func fingerprint(_ file: TFQFile) -> String {
         var crc = CRC32()
         // The header, metadata and directory checksums plus every tensor's: a fingerprint of
         // the whole file without reading it twice.

@@ -10,7 +10,7 @@ public enum Q8Codec {
         let groups = cols / groupSize
         var out = [UInt8](repeating: 0, count: length)
         out.withUnsafeMutableBytes { bytes in
-            let scalesStart = layout == .rowMajor ? TensorGeometry.alignUp(rows * cols)! : paddedRows(rows) * cols
+            let scalesStart = scalesOffset(rows: rows, cols: cols, layout: layout)
             for r in 0..<rows {
                 for g in 0..<groups {
                     let start = r * cols + g * groupSize
@@ -34,7 +34,7 @@ public enum Q8Codec {
     public static func decode(_ bytes: UnsafeRawBufferPointer, info: TensorInfo) -> [Float] {
         precondition(info.dtype == .q8 && bytes.count == info.decodedLength)
         let rows = info.rows, cols = info.columns, groups = cols / info.groupSize
-        let scalesStart = info.layout == .rowMajor ? TensorGeometry.alignUp(rows * cols)! : paddedRows(rows) * cols
+        let scalesStart = scalesOffset(rows: rows, cols: cols, layout: info.layout)
         var out = [Float](repeating: 0, count: rows * cols)
         for r in 0..<rows {
             for c in 0..<cols {
@@ -45,6 +45,11 @@ public enum Q8Codec {
             }
         }
         return out
+    }
+
+    /// Where the scales start in a q8 tensor's decoded bytes (formats/tfq.md §6.2).
+    public static func scalesOffset(rows: Int, cols: Int, layout: Q8Layout) -> Int {
+        layout == .rowMajor ? TensorGeometry.alignUp(rows * cols)! : paddedRows(rows) * cols
     }
 
     /// Rows rounded up to the interleaved layout's blocks of 16.

@@ -112,7 +112,7 @@ public final class TFQFile: @unchecked Sendable {
         func bad(_ why: String) -> TFQFormatError { TFQFormatError(file: path, tensor: info.name, .badTensor(why)) }
         let bytes = bytes(info)
         let rows = info.rows, cols = info.columns, groups = cols / info.groupSize
-        let scalesStart = info.layout == .rowMajor ? TensorGeometry.alignUp(rows * cols)! : Q8Codec.paddedRows(rows) * cols
+        let scalesStart = Q8Codec.scalesOffset(rows: rows, cols: cols, layout: info.layout)
         if bytes[..<scalesStart].contains(0x80) { throw bad("holds the invalid int8 value -128") }
         for offset in stride(from: scalesStart, to: bytes.count, by: 4) {
             let scale = Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
@@ -176,17 +176,15 @@ public final class TFQFile: @unchecked Sendable {
     }
 
     private static func checkNoOverlaps(_ tensors: [TensorInfo], metadata: Range<Int>, directory: Range<Int>, file: String) throws {
-        var ranges: [(range: Range<Int>, name: String?)] = [(0..<TFQFormatSpec.headerSize, "header"), (metadata, "metadata"), (directory, "directory")]
-        for tensor in tensors { ranges.append((tensor.offset..<(tensor.offset + tensor.storedLength), nil)) }
-        var names = ["header", "metadata", "directory"] + tensors.map(\.name)
-        var order = Array(ranges.indices).filter { !ranges[$0].range.isEmpty }
-        order.sort { ranges[$0].range.lowerBound < ranges[$1].range.lowerBound }
-        for (previous, next) in zip(order, order.dropFirst()) where ranges[next].range.lowerBound < ranges[previous].range.upperBound {
+        let ranges = [0..<TFQFormatSpec.headerSize, metadata, directory] + tensors.map { $0.offset..<($0.offset + $0.storedLength) }
+        let names = ["header", "metadata", "directory"] + tensors.map(\.name)
+        var order = Array(ranges.indices).filter { !ranges[$0].isEmpty }
+        order.sort { ranges[$0].lowerBound < ranges[$1].lowerBound }
+        for (previous, next) in zip(order, order.dropFirst()) where ranges[next].lowerBound < ranges[previous].upperBound {
             let first = names[previous], second = names[next]
             let tensor = next >= 3 ? second : (previous >= 3 ? first : nil)
             throw TFQFormatError(file: file, tensor: tensor, .badTensor("bytes overlap \(tensor == second ? first : second)"))
         }
-        names.removeAll()
     }
 
     private func decodeCompressedTensors(limit: Int) throws {

@@ -80,7 +80,8 @@ public final class Model: @unchecked Sendable {
             }
             let bytes = file.bytes(info)
             let values = bytes.baseAddress!.assumingMemoryBound(to: Int8.self)
-            let scales = (bytes.baseAddress! + Q8Codec.paddedRows(info.rows) * info.columns).assumingMemoryBound(to: Float.self)
+            let offset = Q8Codec.scalesOffset(rows: info.rows, cols: info.columns, layout: info.layout)
+            let scales = (bytes.baseAddress! + offset).assumingMemoryBound(to: Float.self)
             return Q8Matrix(values: values, scales: scales, rows: info.rows, columns: info.columns, groupSize: info.groupSize)
         }
         func linear(_ name: String, rows: Int, columns: Int, bias: String?) throws -> Linear {

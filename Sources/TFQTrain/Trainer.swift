@@ -93,6 +93,7 @@ public final class Trainer {
         let tokensPerStep = batch * length
         var inputs = [Int32](repeating: 0, count: tokensPerStep), targets = inputs
         let started = Clock.seconds()
+        let earlierWallSeconds = state.wallSeconds  // from the runs this one resumes
         let startStep = state.step
         var interrupted = false
         if state.step == 0 { metricsLog.reset() } else { metricsLog.truncate(after: state.step) }
@@ -123,19 +124,19 @@ public final class Trainer {
                               valLoss: evaluated ? state.lastValLoss : nil)
             progress(TrainingProgress(step: state.step, steps: options.steps, loss: loss, valLoss: state.lastValLoss,
                                       learningRate: rate, tokensPerSecond: speed,
-                                      secondsRemaining: Double(options.steps - state.step) * tokensPerStep.asDouble / max(speed, 1e-9),
+                                      secondsRemaining: Double((options.steps - state.step) * tokensPerStep) / max(speed, 1e-9),
                                       evaluated: evaluated))
             if options.checkpointEvery > 0 && state.step % options.checkpointEvery == 0 && state.step < options.steps {
-                state.wallSeconds += Clock.seconds() - started
+                state.wallSeconds = earlierWallSeconds + Clock.seconds() - started
                 try saveCheckpoint()
-                state.wallSeconds -= Clock.seconds() - started
             }
         }
-        if state.step == options.steps && state.lastValLoss == nil || (options.evalEvery == 0 && !interrupted) {
+        // A finished run ends on an evaluation, unless its last step just made one.
+        if !interrupted && (options.evalEvery == 0 || state.lastValLoss == nil) {
             _ = evaluate(step: state.step, trainLoss: state.lastTrainLoss)
         }
         let elapsed = Clock.seconds() - started
-        state.wallSeconds += elapsed
+        state.wallSeconds = earlierWallSeconds + elapsed
         try saveCheckpoint()
         try? LossCurve.write(evaluations: state.evaluations, trainLog: metricsLog.read(), to: checkpointPath + ".loss.svg")
         return TrainingSummary(steps: state.step, tokens: state.tokens, trainLoss: state.lastTrainLoss, valLoss: state.lastValLoss,
@@ -260,8 +261,4 @@ public final class Trainer {
         "vocab \(config.vocabSize), context \(config.contextLength), \(config.layers) layers, \(config.heads) heads, dim \(config.dim), ff \(config.ffDim), \(config.activation)"
             + (config.tieEmbeddings ? ", tied" : "") + (config.bias ? "" : ", no bias")
     }
-}
-
-extension Int {
-    var asDouble: Double { Double(self) }
 }
