@@ -31,12 +31,14 @@ let package = Package(
         .target(name: "TFQTrain", dependencies: ["TFQModel"]),
         .target(name: "TFQRuntime", dependencies: ["TFQModel", "TFQFormat", "TFQKernels"]),
         .target(name: "TFQExport", dependencies: ["TFQRuntime", "TFQTrain"]),
+        // Checkpoints of other tools (llama2.c) → .tfq.
+        .target(name: "TFQImport", dependencies: ["TFQModel", "TFQFormat"]),
         // The C API (include/tfq.h), built as libtfq.so by the `tfq-c` product.
         .target(name: "TFQCAPI", dependencies: ["TFQRuntime"]),
         .executableTarget(
             name: "tfq",
             dependencies: [
-                "TFQFormat", "TFQModel", "TFQTrain", "TFQRuntime", "TFQExport",
+                "TFQFormat", "TFQModel", "TFQTrain", "TFQRuntime", "TFQExport", "TFQImport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -46,7 +48,8 @@ let package = Package(
         .testTarget(name: "TFQKernelsTests", dependencies: ["TFQKernels"]),
         .testTarget(name: "TFQModelTests", dependencies: ["TFQModel"]),
         .testTarget(name: "TFQTrainTests", dependencies: ["TFQTrain"]),
-        .testTarget(name: "TFQRuntimeTests", dependencies: ["TFQRuntime", "TFQExport", "TFQTrain"]),
+        .testTarget(name: "TFQRuntimeTests", dependencies: ["TFQRuntime", "TFQExport", "TFQTrain"], exclude: ["Fixtures"]),
+        .testTarget(name: "TFQImportTests", dependencies: ["TFQImport", "TFQRuntime"], exclude: ["Fixtures"]),
         .testTarget(name: "TFQCAPITests", dependencies: ["TFQCAPI"]),
         .testTarget(name: "tfqCLITests", dependencies: ["tfq"]),
     ],

@@ -99,7 +99,8 @@ typedef struct tfq_sampling {
 
 /* Feeds `prompt` then generates up to `max_tokens` tokens, calling `callback` (which may be
  * NULL) for each. `sampling` may be NULL for greedy. *generated (may be NULL) is set to the
- * number of tokens produced. Stops early when the context is full or the callback asks. */
+ * number of tokens produced. Stops early when the context is full, the callback asks, or
+ * the model produces its tokenizer's stop token (BOS for llama2.c models; not counted). */
 tfq_status tfq_generate(tfq_session *session, const int32_t *prompt, size_t prompt_count,
                         int32_t max_tokens, const tfq_sampling *sampling,
                         tfq_token_callback callback, void *user_data, int32_t *generated);

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""An independent numpy reference of tfq's GPT model: forward pass, loss and gradients.
+"""An independent numpy reference of tfq's models: the GPT's forward pass, loss and gradients,
+and the forward pass of llama2.c's llama (below).
 
 Written from formats/tfq.md §9 to check the Swift implementation. Everything is computed in
 float64; the backward pass is written out by hand, one function per layer, next to the
@@ -8,6 +9,10 @@ H heads, K = D / H (d_k).
 
     loss, logits, cache = forward(params, config, inputs, targets)
     grads = backward(cache)                    # {parameter name: d loss / d parameter}
+
+The llama section (llama_logits, llama_generate_greedy, llama_weights_from_tfq) is a
+float32 reference of llama2.c's forward pass, for models imported from llama2.c
+checkpoints; see its comment.
 
 Command line: check a case file written by the Swift tests,
 
@@ -344,6 +349,206 @@ def loss_and_grads(params: dict, config, inputs, targets):
     """-> (loss, logits [B, T, V], {parameter name: gradient})"""
     loss, logits, cache = forward(params, config, inputs, targets)
     return loss, logits, backward(cache)
+
+
+# ---------------------------------------------------------------- llama: llama2.c's forward pass
+#
+# The llama architecture as llama2.c's run.c computes it, for tfq's llama2.c importer
+# (formats/tfq.md §9, "arch": "llama"). Unlike the GPT reference above, it follows run.c's
+# float32 arithmetic where the order of operations shows in the result: RMSNorm's
+# expression, RoPE's float32 angles, the score division, softmax, SiLU. dtype=np.float64
+# evaluates the same expressions in float64. `config` is a llama2c.Config; weights use
+# llama2.c's names (tools/llama2c.py), linear weights [out, in]. Shapes in comments: T
+# positions, D dim, F hidden_dim, V vocab_size, S head_size, KV kv_dim.
+
+LLAMA_NORM_EPS = 1e-5       # run.c's constants; tfq's config states them
+LLAMA_ROPE_THETA = 10000.0
+
+
+def rmsnorm(x, weight, dtype=np.float32):
+    """run.c: ss = sum(x²) / n + 1e-5; ss = 1 / sqrt(ss); out = weight * (ss * x)"""
+    ss = (x * x).sum(axis=-1, keepdims=True, dtype=dtype) / dtype(x.shape[-1]) + dtype(LLAMA_NORM_EPS)
+    ss = dtype(1) / np.sqrt(ss)
+    return weight * (ss * x)
+
+
+def rope_tables(config, positions, dtype=np.float32):
+    """-> (cos, sin) [T, D / 2] of run.c's angles. Pair j rotates elements 2j and 2j + 1:
+    head_dim = 2j % S, freq = 1 / 10000^(head_dim / S), angle = pos * freq, each step in
+    float32 in run.c (powf, cosf, sinf; numpy's float32 functions may differ by an ulp)."""
+    S = config.dim // config.n_heads
+    head_dim = (np.arange(0, config.dim, 2) % S).astype(dtype)
+    freq = dtype(1) / np.power(dtype(LLAMA_ROPE_THETA), head_dim / dtype(S))
+    angle = np.asarray(positions, dtype)[:, None] * freq[None, :]
+    return np.cos(angle), np.sin(angle)
+
+
+def rope(v, cos, sin):
+    """v [T, n] with each pair (2j, 2j + 1) rotated by angle j. Keys (n = KV) use the first
+    KV / 2 angles: run.c rotates k only while i < kv_dim, with the same i % S."""
+    half = v.shape[-1] // 2
+    v0, v1, c, s = v[:, 0::2], v[:, 1::2], cos[:, :half], sin[:, :half]
+    out = np.empty_like(v)
+    out[:, 0::2] = v0 * c - v1 * s
+    out[:, 1::2] = v0 * s + v1 * c
+    return out
+
+
+def runq_activations(x, group_size: int):
+    """runq.c's quantize() of an activation, returned dequantized: per group of group_size
+    along the last axis, scale = max|x| / 127 and q = round(x / scale) with C's round()
+    (halves away from zero); a group of zeros stays zero (runq.c would divide 0 by 0)."""
+    if x.shape[-1] % group_size:
+        raise ValueError(f"activation length {x.shape[-1]} is not a multiple of group size {group_size}")
+    g = x.reshape(*x.shape[:-1], -1, group_size)
+    scale = np.abs(g).max(axis=-1, keepdims=True) / x.dtype.type(127)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v = (g / scale).astype(np.float64)          # float64: |v| + 0.5 is exact
+    q = np.where(scale == 0, 0.0, np.sign(v) * np.floor(np.abs(v) + 0.5))
+    return (q.astype(x.dtype) * scale).reshape(x.shape)
+
+
+def llama_token_ids(config, tokens) -> np.ndarray:
+    t = np.asarray(tokens)
+    if t.ndim != 1 or t.size == 0 or not np.issubdtype(t.dtype, np.integer):
+        raise ValueError(f"tokens must be a non-empty list of integers, got shape {list(t.shape)}")
+    if t.min() < 0 or t.max() >= config.vocab_size:
+        raise ValueError(f"tokens hold values that are not token ids 0 ... {config.vocab_size - 1}")
+    if t.size > config.seq_len:
+        raise ValueError(f"{t.size} tokens > seq_len {config.seq_len}")
+    return t
+
+
+def llama_logits(config, weights: dict, tokens, dtype=np.float32, activation_group=None):
+    """-> logits [T, V] at every position of `tokens` (causal), as run.c's forward() would
+    give them one position at a time. activation_group=GS also rounds every matmul's input
+    as runq.c does (its weights are those of the file, dequantized: pass them)."""
+    c, t = config, llama_token_ids(config, tokens)
+    w = {name: np.asarray(a, dtype) for name, a in weights.items()}
+    T, S, kv_mul = t.size, c.dim // c.n_heads, c.n_heads // c.n_kv_heads
+    cos, sin = rope_tables(c, np.arange(T), dtype)
+    future = np.triu(np.ones((T, T), bool), 1)
+
+    def linear(x, weight):                        # W (d, n) @ x (n,) per position
+        return (x if activation_group is None else runq_activations(x, activation_group)) @ weight.T
+
+    x = w["token_embedding_table"][t]                                        # [T, D]
+    with np.errstate(over="ignore"):              # exp(-v) of a very negative v: silu(v) = 0
+        for l in range(c.n_layers):
+            xb = rmsnorm(x, w["rms_att_weight"][l], dtype)
+            q = rope(linear(xb, w["wq"][l]), cos, sin)                       # [T, D]
+            k = rope(linear(xb, w["wk"][l]), cos, sin)                       # [T, KV]
+            v = linear(xb, w["wv"][l])                                       # [T, KV]
+            heads = []
+            for h in range(c.n_heads):
+                kv = slice((h // kv_mul) * S, (h // kv_mul + 1) * S)        # grouped-query attention
+                scores = (q[:, h * S:(h + 1) * S] @ k[:, kv].T) / np.sqrt(dtype(S))
+                scores[future] = -np.inf
+                p = np.exp(scores - scores.max(axis=1, keepdims=True))
+                heads.append((p / p.sum(axis=1, keepdims=True)) @ v[:, kv])
+            x = x + linear(np.concatenate(heads, axis=1), w["wo"][l])
+            xb = rmsnorm(x, w["rms_ffn_weight"][l], dtype)
+            h1, h3 = linear(xb, w["w1"][l]), linear(xb, w["w3"][l])         # [T, F]
+            x = x + linear(h1 * (dtype(1) / (dtype(1) + np.exp(-h1))) * h3, w["w2"][l])
+    x = rmsnorm(x, w["rms_final_weight"], dtype)
+    return linear(x, w.get("wcls", w["token_embedding_table"]))             # [T, V]
+
+
+def llama_generate_greedy(config, weights: dict, prompt_ids, n: int, dtype=np.float32,
+                          activation_group=None) -> list[int]:
+    """Up to n greedy tokens after prompt_ids (argmax, the first of equal maxima), as
+    llama2.c's generate() with temperature 0. Like llama2.c it stops, without the token,
+    when it picks BOS (1): "the BOS token delimits sequences"; EOS does not stop it. It also
+    stops when the next token would need a position >= seq_len to be predicted."""
+    seq, out = [int(i) for i in prompt_ids], []
+    while len(out) < n and len(seq) <= config.seq_len:
+        nxt = int(np.argmax(llama_logits(config, weights, seq, dtype, activation_group)[-1]))
+        if nxt == 1:
+            break
+        seq.append(nxt)
+        out.append(nxt)
+    return out
+
+
+# tfq's llama mapping (formats/tfq.md §9): llama2.c's weights <-> tfq tensor names.
+
+def llama_tfq_config(config, shared_classifier: bool) -> dict:
+    """The tfq metadata "config" of a llama2.c model."""
+    return {"arch": "llama", "vocab_size": config.vocab_size, "context_length": config.seq_len,
+            "n_layers": config.n_layers, "n_heads": config.n_heads, "n_kv_heads": config.n_kv_heads,
+            "dim": config.dim, "ff_dim": config.hidden_dim, "activation": "silu",
+            "tie_embeddings": shared_classifier, "bias": False, "norm_eps": LLAMA_NORM_EPS,
+            "rope_theta": 10000}
+
+
+def llama_tfq_tensors(weights: dict) -> list[tuple[str, np.ndarray]]:
+    """llama2.c's weights as tfq's tensors, (name, array) in §9's order. The fused qkv
+    weight is wq's rows, then wk's, then wv's."""
+    out = [("tok_emb", weights["token_embedding_table"])]
+    for i in range(len(weights["wq"])):
+        b = f"blocks.{i}."
+        out += [(b + "ln1.weight", weights["rms_att_weight"][i]),
+                (b + "attn.qkv.weight", np.concatenate([weights["wq"][i], weights["wk"][i], weights["wv"][i]])),
+                (b + "attn.proj.weight", weights["wo"][i]),
+                (b + "ln2.weight", weights["rms_ffn_weight"][i]),
+                (b + "ffn.gate.weight", weights["w1"][i]),
+                (b + "ffn.up.weight", weights["w3"][i]),
+                (b + "ffn.down.weight", weights["w2"][i])]
+    out.append(("ln_f.weight", weights["rms_final_weight"]))
+    if "wcls" in weights:
+        out.append(("lm_head.weight", weights["wcls"]))
+    return out
+
+
+def llama_weights_from_tfq(path):
+    """-> (llama2c.Config, weights in llama2.c's names, float32) from a tfq llama file; q8
+    tensors are dequantized by tools/tfq_read.py. ValueError if the file is not a llama
+    model run.c could run (norm_eps 1e-5, rope_theta 10000, silu, no biases)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import llama2c
+    import tfq_read
+    with tfq_read.read(path) as f:
+        d = f.metadata.get("config")
+        if not isinstance(d, dict) or d.get("arch") != "llama":
+            raise ValueError(f"{path}: metadata config has no \"arch\": \"llama\"")
+        fixed = {"activation": "silu", "bias": False, "rope_theta": LLAMA_ROPE_THETA}
+        for key, value in fixed.items():
+            if d.get(key) != value:
+                raise ValueError(f"{path}: config {key} is {d.get(key)!r}, not {value!r}")
+        if not isinstance(d.get("norm_eps"), (int, float)) or abs(d["norm_eps"] - LLAMA_NORM_EPS) > 1e-12:
+            raise ValueError(f"{path}: config norm_eps is {d.get('norm_eps')!r}, not 1e-5")
+        config = llama2c.Config(d["dim"], d["ff_dim"], d["n_layers"], d["n_heads"], d["n_kv_heads"],
+                                d["vocab_size"], d["context_length"]).check()
+        tied = d.get("tie_embeddings")
+        if not isinstance(tied, bool):
+            raise ValueError(f"{path}: config tie_embeddings is {tied!r}, not true or false")
+        names = {e.name for e in f.entries}
+        expected = {name for name, _ in llama_tfq_tensors(
+            {n: np.zeros(s) for n, s in llama2c.weight_shapes(config, tied).items()})}
+        if names != expected:
+            extra, missing = sorted(names - expected), sorted(expected - names)
+            raise ValueError(f"{path}: tensors differ from the llama mapping: missing {missing}, extra {extra}")
+        D, KV = config.dim, config.kv_dim
+        blocks = [{part: f.tensor(f"blocks.{i}.{part}.weight") for part in
+                   ("ln1", "attn.qkv", "attn.proj", "ln2", "ffn.gate", "ffn.up", "ffn.down")}
+                  for i in range(config.n_layers)]
+        weights = {"token_embedding_table": f.tensor("tok_emb"),
+                   "rms_att_weight": np.stack([b["ln1"] for b in blocks]),
+                   "wq": np.stack([b["attn.qkv"][:D] for b in blocks]),
+                   "wk": np.stack([b["attn.qkv"][D:D + KV] for b in blocks]),
+                   "wv": np.stack([b["attn.qkv"][D + KV:] for b in blocks]),
+                   "wo": np.stack([b["attn.proj"] for b in blocks]),
+                   "rms_ffn_weight": np.stack([b["ln2"] for b in blocks]),
+                   "w1": np.stack([b["ffn.gate"] for b in blocks]),
+                   "w2": np.stack([b["ffn.down"] for b in blocks]),
+                   "w3": np.stack([b["ffn.up"] for b in blocks]),
+                   "rms_final_weight": f.tensor("ln_f.weight")}
+        if not tied:
+            weights["wcls"] = f.tensor("lm_head.weight")
+    for name, shape in llama2c.weight_shapes(config, tied).items():
+        if weights[name].shape != shape:
+            raise ValueError(f"{path}: {name} has shape {list(weights[name].shape)}, not {list(shape)}")
+    return config, weights
 
 
 # ---------------------------------------------------------------- command line

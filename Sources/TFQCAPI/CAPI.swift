@@ -100,7 +100,7 @@ public func tfq_detokenize(_ handle: OpaquePointer?, _ tokens: UnsafePointer<Int
     for i in 0..<count {
         let token = tokens![i]
         guard token >= 0 && Int(token) < vocabulary else { return fail(.invalidArgument, "tfq_detokenize: token id \(token) is outside the vocabulary") }
-        bytes += model.tokenizer.bytes(of: token)
+        bytes += model.tokenizer.bytes(of: token, after: i > 0 ? tokens![i - 1] : nil)
     }
     length.pointee = bytes.count
     guard bytes.count <= capacity else { return fail(.bufferTooSmall, "tfq_detokenize: \(bytes.count) bytes do not fit in \(capacity)") }

@@ -24,21 +24,25 @@ public struct ExportSummary: Sendable {
 /// the fp32 checkpoint, and writes the file with its quality report.
 public enum Exporter {
     /// The matrices int8 export quantizes: every weight multiplied at inference, and the
-    /// token embedding.
-    static func isQuantized(_ tensor: ParameterTensor) -> Bool {
-        tensor.isMatrix && tensor.name != "pos_emb"
+    /// token embedding (not gpt's position table).
+    static func isQuantized(_ tensor: TensorInfo) -> Bool {
+        tensor.shape.count == 2 && tensor.name != "pos_emb"
+    }
+
+    /// The model's own tensors in `file`: a checkpoint's optimizer state left out.
+    static func parameters(of file: TFQFile) -> [TensorInfo] {
+        file.tensors.filter { !$0.name.hasPrefix("adam.") }
     }
 
     public static func export(checkpoint: String, output: String, options: ExportOptions) throws -> ExportSummary {
         let source = try TFQFile(path: checkpoint)
         let metadata = try ModelMetadata(file: source)
         let config = metadata.config
-        let pool = ThreadPool(threads: options.threads)
-        let reference = GPT(config: config, pool: pool)
-        try reference.readParameters(from: source)
+        let tensors = parameters(of: source)
+        _ = try Model(path: checkpoint)  // every tensor the architecture needs, with its shape
         let training = try source.metadataSection("training", as: TrainingState.self)
         let evalText = try evaluationText(options: options, training: training, checkpoint: checkpoint)
-        try checkGroupSizes(options: options, layout: reference.layout)
+        try checkGroupSizes(options: options, tensors: tensors)
 
         // The model is written raw next to the output first, measured with the runtime, and
         // then written again with the quality report and the requested compression.
@@ -57,7 +61,8 @@ public enum Exporter {
             "layout": .string(options.precision == .int8 ? Q8Layout.interleaved16x4.description : "row-major"),
             "zstd_level": .integer(Int64(options.zstdLevel ?? 0)),
         ])
-        let errors = try writeWeights(reference, options: options, to: staging, metadata: model)
+        if let imported = metadata.sections["import"] { model.sections["import"] = imported }
+        let errors = try writeWeights(tensors, of: source, options: options, to: staging, metadata: model)
 
         let quality = try measure(checkpoint: checkpoint, exported: staging, text: evalText, tokenizer: metadata.tokenizer,
                                   options: options, tensorErrors: errors)
@@ -71,31 +76,35 @@ public enum Exporter {
         }
         try writer.finish(metadata: model.encoded())
         let size = try TFQFile(path: output).fileLength
-        return ExportSummary(output: output, fileBytes: size, fp32WeightBytes: reference.layout.count * 4, quality: quality)
+        let fp32Bytes = tensors.reduce(0) { $0 + $1.elementCount * 4 }
+        return ExportSummary(output: output, fileBytes: size, fp32WeightBytes: fp32Bytes, quality: quality)
     }
 
-    /// Writes every parameter converted as `options` says; returns each converted tensor's
+    /// Writes every tensor converted as `options` says; returns each converted tensor's
     /// relative error.
-    static func writeWeights(_ model: GPT, options: ExportOptions, to path: String, metadata: ModelMetadata) throws -> [String: Double] {
+    static func writeWeights(_ tensors: [TensorInfo], of source: TFQFile, options: ExportOptions, to path: String,
+                             metadata: ModelMetadata) throws -> [String: Double] {
         let writer = try TFQWriter(path: path)
         var errors: [String: Double] = [:]
-        for tensor in model.layout.tensors {
-            let values = UnsafeBufferPointer(start: model.parameters.baseAddress! + tensor.offset, count: tensor.count)
-            switch options.precision {
-            case .int8 where isQuantized(tensor):
-                let rows = tensor.shape[0], columns = tensor.shape[1]
-                let group = options.groupSize.resolved(columns: columns)
-                let bytes = try Q8Codec.encode(values, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4)
-                let info = try bytes.withUnsafeBytes {
-                    try writer.add(name: tensor.name, dtype: .q8, shape: tensor.shape, layout: .interleaved16x4, groupSize: group, bytes: $0)
+        for tensor in tensors {
+            let floats = source.floats(tensor)
+            try floats.withUnsafeBufferPointer { values in
+                switch options.precision {
+                case .int8 where isQuantized(tensor):
+                    let rows = tensor.shape[0], columns = tensor.shape[1]
+                    let group = options.groupSize.resolved(columns: columns)
+                    let bytes = try Q8Codec.encode(values, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4)
+                    let info = try bytes.withUnsafeBytes {
+                        try writer.add(name: tensor.name, dtype: .q8, shape: tensor.shape, layout: .interleaved16x4, groupSize: group, bytes: $0)
+                    }
+                    errors[tensor.name] = relativeError(values, bytes.withUnsafeBytes { Q8Codec.decode($0, info: info) })
+                case .fp16 where tensor.shape.count == 2:
+                    let halves = values.map { Float16($0) }
+                    try halves.withUnsafeBytes { _ = try writer.add(name: tensor.name, dtype: .f16, shape: tensor.shape, bytes: $0) }
+                    errors[tensor.name] = relativeError(values, halves.map(Float.init))
+                default:
+                    try writer.add(name: tensor.name, shape: tensor.shape, floats: values)
                 }
-                errors[tensor.name] = relativeError(values, bytes.withUnsafeBytes { Q8Codec.decode($0, info: info) })
-            case .fp16 where tensor.isMatrix:
-                let halves = values.map { Float16($0) }
-                try halves.withUnsafeBytes { _ = try writer.add(name: tensor.name, dtype: .f16, shape: tensor.shape, bytes: $0) }
-                errors[tensor.name] = relativeError(values, halves.map(Float.init))
-            default:
-                try writer.add(name: tensor.name, shape: tensor.shape, floats: values)
             }
         }
         try writer.finish(metadata: metadata.encoded())
@@ -112,12 +121,12 @@ public enum Exporter {
         return norm > 0 ? (difference / norm).squareRoot() : 0
     }
 
-    static func checkGroupSizes(options: ExportOptions, layout: ParameterLayout) throws {
+    static func checkGroupSizes(options: ExportOptions, tensors: [TensorInfo]) throws {
         guard options.precision == .int8 else { return }
         if case .size(let n) = options.groupSize, n < 4 || n % 4 != 0 {
             throw ExportError("--group-size \(n) is not supported: use a multiple of 4 (e.g. 32, 64, 128) or 'row'")
         }
-        for tensor in layout.tensors where isQuantized(tensor) {
+        for tensor in tensors where isQuantized(tensor) {
             let columns = tensor.shape[1]
             let group = options.groupSize.resolved(columns: columns)
             guard columns % group == 0, columns % 4 == 0 else {

@@ -4,11 +4,12 @@ import Glibc
 
 /// A whole file mapped read-only into memory. Pages are shared with the page cache (and so
 /// with every other process that maps the same file) and read from disk only when touched.
-final class MappedFile {
-    let path: String
-    let bytes: UnsafeRawBufferPointer
+public final class MappedFile {
+    public let path: String
+    public let bytes: UnsafeRawBufferPointer
 
-    init(path: String) throws {
+    /// Maps `path`; a file shorter than `minimumLength` bytes is refused.
+    public init(path: String, minimumLength: Int = TFQFormatSpec.headerSize) throws {
         self.path = path
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw TFQFormatError(file: path, .io("cannot open: \(errnoText())")) }
@@ -17,7 +18,7 @@ final class MappedFile {
         guard fstat(descriptor, &status) == 0 else { throw TFQFormatError(file: path, .io("cannot stat: \(errnoText())")) }
         guard (status.st_mode & S_IFMT) == S_IFREG else { throw TFQFormatError(file: path, .io("not a regular file")) }
         let length = Int(status.st_size)
-        guard length >= TFQFormatSpec.headerSize else { throw TFQFormatError(file: path, .tooShort(length: length)) }
+        guard length >= max(1, minimumLength) else { throw TFQFormatError(file: path, .tooShort(length: length)) }
         guard let address = mmap(nil, length, PROT_READ, MAP_PRIVATE, descriptor, 0), address != MAP_FAILED else {
             throw TFQFormatError(file: path, .io("cannot map: \(errnoText())"))
         }

@@ -30,6 +30,28 @@ public enum Q8Codec {
         return out
     }
 
+    /// Lays out already-quantized values (row-major `[rows, cols]`, none −128) and their
+    /// scales (row-major `[rows, cols / groupSize]`) as `layout` says: an import keeps a
+    /// quantized checkpoint's own values instead of quantizing twice.
+    public static func pack(values: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>, rows: Int, cols: Int,
+                            groupSize: Int, layout: Q8Layout) throws -> [UInt8] {
+        let groups = cols / groupSize
+        precondition(values.count == rows * cols && scales.count == rows * groups)
+        let length = try TensorGeometry.decodedLength(dtype: .q8, layout: layout, shape: [rows, cols], groupSize: groupSize).get()
+        var out = [UInt8](repeating: 0, count: length)
+        out.withUnsafeMutableBytes { bytes in
+            let scalesStart = scalesOffset(rows: rows, cols: cols, layout: layout)
+            for r in 0..<rows {
+                for c in 0..<cols { bytes[valueOffset(row: r, col: c, cols: cols, layout: layout)] = UInt8(bitPattern: values[r * cols + c]) }
+                for g in 0..<groups {
+                    let at = scalesStart + 4 * scaleIndex(row: r, group: g, groups: groups, layout: layout)
+                    bytes.storeBytes(of: scales[r * groups + g].bitPattern.littleEndian, toByteOffset: at, as: UInt32.self)
+                }
+            }
+        }
+        return out
+    }
+
     /// The dequantized `[rows, cols]` matrix, row-major, of a `q8` tensor's decoded bytes.
     public static func decode(_ bytes: UnsafeRawBufferPointer, info: TensorInfo) -> [Float] {
         precondition(info.dtype == .q8 && bytes.count == info.decodedLength)

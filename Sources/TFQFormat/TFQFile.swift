@@ -89,6 +89,16 @@ public final class TFQFile: @unchecked Sendable {
         return UnsafeRawBufferPointer(rebasing: mapping.bytes[info.offset..<(info.offset + info.storedLength)])
     }
 
+    /// A tensor's values as fp32, row-major: f32 copied, f16 widened, q8 dequantized.
+    public func floats(_ info: TensorInfo) -> [Float] {
+        let bytes = bytes(info)
+        switch info.dtype {
+        case .f32: return Array(bytes.bindMemory(to: Float.self))
+        case .f16: return bytes.bindMemory(to: Float16.self).map(Float.init)
+        case .q8: return Q8Codec.decode(bytes, info: info)
+        }
+    }
+
     /// The bytes stored in the file for a tensor (compressed ones as they are on disk).
     public func storedBytes(_ info: TensorInfo) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: mapping.bytes[info.offset..<(info.offset + info.storedLength)])
@@ -156,23 +166,10 @@ public final class TFQFile: @unchecked Sendable {
     }
 
     private static func parseMetadata(_ json: [UInt8], file: String) throws -> [String: JSONValue] {
-        guard String(validating: json, as: UTF8.self) != nil else {
-            throw TFQFormatError(file: file, .badMetadata("not valid UTF-8"))
-        }
-        if StrictJSON.hasByteOrderMark(json) { throw TFQFormatError(file: file, .badMetadata("starts with a byte-order mark")) }
-        do {
-            guard case .object(let members) = try JSONDecoder().decode(JSONValue.self, from: Data(json)) else {
-                throw TFQFormatError(file: file, .badMetadata("not a JSON object"))
-            }
-            if let key = StrictJSON.duplicateKey(in: json) {
-                throw TFQFormatError(file: file, .badMetadata("key '\(key)' appears twice in one object"))
-            }
-            return members
-        } catch let error as TFQFormatError {
-            throw error
-        } catch {
-            throw TFQFormatError(file: file, .badMetadata("not valid JSON"))
-        }
+        let value: JSONValue
+        do { value = try JSONParser.parse(json) } catch { throw TFQFormatError(file: file, .badMetadata(error.description)) }
+        guard case .object(let members) = value else { throw TFQFormatError(file: file, .badMetadata("not a JSON object")) }
+        return members
     }
 
     private static func checkNoOverlaps(_ tensors: [TensorInfo], metadata: Range<Int>, directory: Range<Int>, file: String) throws {

@@ -4,6 +4,8 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
     case relu
     /// GPT-2's tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
     case gelu
+    /// x·σ(x) (swish): the gate of llama's SwiGLU feed-forward, W2·(SiLU(W1·x) ⊙ W3·x).
+    case silu
 
     static let geluScale: Float = 0.797_884_560_802_865_4  // √(2/π)
 
@@ -46,6 +48,8 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
         case .gelu:
             let inner = V(repeating: Self.geluScale) * (v + V(repeating: 0.044715) * v * v * v)
             return V(repeating: 0.5) * v * (V(repeating: 1) + FastMath.tanh(inner))
+        case .silu:
+            return v / (V(repeating: 1) + FastMath.exp(-v))
         }
     }
 
@@ -58,6 +62,27 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
             let t = FastMath.tanh(V(repeating: Self.geluScale) * (v + V(repeating: 0.044715) * v * v * v))
             let dInner = V(repeating: Self.geluScale) * (V(repeating: 1) + V(repeating: 3 * 0.044715) * v * v)
             return V(repeating: 0.5) * (V(repeating: 1) + t) + V(repeating: 0.5) * v * (V(repeating: 1) - t * t) * dInner
+        case .silu:
+            let sigma = V(repeating: 1) / (V(repeating: 1) + FastMath.exp(-v))
+            return sigma * (V(repeating: 1) + v * (V(repeating: 1) - sigma))
+        }
+    }
+}
+
+extension Activation {
+    /// y = R(gate) ⊙ up, elementwise over `count` values (SwiGLU with `.silu`); y may alias
+    /// either input.
+    public func forward(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
+                        count: Int, pool: ThreadPool) {
+        pool.parallelFor(count, grain: 4096) { range in
+            var i = range.lowerBound
+            let rg = UnsafeRawPointer(gate), ru = UnsafeRawPointer(up), ry = UnsafeMutableRawPointer(y)
+            while i + 8 <= range.upperBound {
+                let g = rg.loadUnaligned(fromByteOffset: i * 4, as: V.self), u = ru.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                ry.storeBytes(of: forward(g) * u, toByteOffset: i * 4, as: V.self)
+                i += 8
+            }
+            while i < range.upperBound { y[i] = forward(V(repeating: gate[i]))[0] * up[i]; i += 1 }
         }
     }
 }

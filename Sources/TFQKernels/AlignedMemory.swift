@@ -10,6 +10,12 @@ public enum AlignedMemory {
         return raw.initializeMemory(as: Float.self, repeating: 0, count: max(1, count))
     }
 
+    /// Uninitialized floats: a large buffer's pages are committed only when first written,
+    /// so a session sized for its whole context costs memory only for what it uses.
+    public static func uninitializedFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * 4, alignment: alignment).bindMemory(to: Float.self, capacity: max(1, count))
+    }
+
     public static func free<T>(_ pointer: UnsafeMutablePointer<T>) {
         UnsafeMutableRawPointer(pointer).deallocate()
     }

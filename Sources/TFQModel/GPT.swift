@@ -23,7 +23,7 @@ public final class GPT {
     private var dropoutStep: UInt64 = 0
 
     public init(config: ModelConfig, pool: ThreadPool) {
-        precondition(config.problem == nil, config.problem ?? "")
+        precondition(config.problem == nil && config.arch == .gpt, config.problem ?? "GPT builds the gpt architecture")
         self.config = config
         self.pool = pool
         layout = ParameterLayout(config: config)

@@ -53,7 +53,9 @@ public struct ModelMetadata {
     public init(file: TFQFile) throws {
         func missing(_ key: String) -> TFQFormatError { TFQFormatError(file: file.path, .badMetadata("no '\(key)' section: not a tfq model")) }
         guard let config = try file.metadataSection("config", as: ModelConfig.self) else { throw missing("config") }
-        guard let tokenizer = try file.metadataSection("tokenizer", as: Tokenizer.self) else { throw missing("tokenizer") }
+        guard let stored = file.metadata["tokenizer"] else { throw missing("tokenizer") }
+        let tokenizer: Tokenizer
+        do { tokenizer = try Tokenizer(json: stored) } catch { throw TFQFormatError(file: file.path, .badMetadata("'tokenizer' is malformed: \(error)")) }
         if let problem = config.problem { throw TFQFormatError(file: file.path, .badMetadata("config: \(problem)")) }
         guard tokenizer.vocabularySize == config.vocabSize else {
             throw TFQFormatError(file: file.path, .badMetadata("tokenizer has \(tokenizer.vocabularySize) tokens, config says \(config.vocabSize)"))
@@ -69,7 +71,7 @@ public struct ModelMetadata {
 extension JSONValue {
     /// The JSON form of any encodable value.
     public init<T: Encodable>(encoding value: T) throws {
-        self = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
+        self = try JSONParser.parse(Array(JSONEncoder().encode(value)))
     }
 
     /// Decodes this value as `T`.
@@ -99,18 +101,7 @@ extension GPT {
             guard info.shape == tensor.shape else {
                 throw TFQFormatError(file: file.path, tensor: name, .badTensor("has shape \(info.shape), the config needs \(tensor.shape)"))
             }
-            let out = target.baseAddress! + tensor.offset
-            let bytes = file.bytes(info)
-            switch info.dtype {
-            case .f32:
-                UnsafeMutableRawPointer(out).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-            case .f16:
-                let halves = bytes.bindMemory(to: Float16.self)
-                for i in 0..<tensor.count { out[i] = Float(halves[i]) }
-            case .q8:
-                let values = Q8Codec.decode(bytes, info: info)
-                out.update(from: values, count: tensor.count)
-            }
+            (target.baseAddress! + tensor.offset).update(from: file.floats(info), count: tensor.count)
         }
     }
 }

@@ -1,3 +1,5 @@
+import TFQFormat
+
 /// Turns text into token ids and back (formats/tfq.md §10). Stored as the `tokenizer`
 /// section of every .tfq file.
 public enum Tokenizer: Equatable, Sendable {
@@ -5,11 +7,14 @@ public enum Tokenizer: Equatable, Sendable {
     case char(vocabulary: [Unicode.Scalar])
     /// One token per byte value: encodes any input.
     case byte
+    /// llama2.c's scored pieces with byte fallback (imported with `tfq import llama2c`).
+    case llama2c(Llama2cTokenizer)
 
     public var vocabularySize: Int {
         switch self {
         case .char(let vocabulary): return vocabulary.count
         case .byte: return 256
+        case .llama2c(let pieces): return pieces.vocabularySize
         }
     }
 
@@ -17,7 +22,14 @@ public enum Tokenizer: Equatable, Sendable {
         switch self {
         case .char: return "char"
         case .byte: return "byte"
+        case .llama2c: return "llama2c"
         }
+    }
+
+    /// The token that ends a text when a model produces it: llama2.c stops at BOS, which
+    /// its models emit between stories. nil for tokenizers without one.
+    public var stopToken: Int32? {
+        if case .llama2c = self { return Llama2cTokenizer.bos } else { return nil }
     }
 
     /// A character tokenizer over every scalar in `text`.
@@ -30,8 +42,8 @@ public enum Tokenizer: Equatable, Sendable {
     /// The token ids of `text`; throws naming the first character outside the vocabulary.
     public func encode(_ text: String) throws(TokenizerError) -> [Int32] {
         switch self {
-        case .byte:
-            return text.utf8.map { Int32($0) }
+        case .byte, .llama2c:
+            return encodeAllowingUnknown(text)
         case .char:
             let ids = encodeAllowingUnknown(text)
             if let position = ids.firstIndex(of: -1) {
@@ -46,6 +58,7 @@ public enum Tokenizer: Equatable, Sendable {
     public func encodeAllowingUnknown(_ text: String) -> [Int32] {
         switch self {
         case .byte: return text.utf8.map { Int32($0) }
+        case .llama2c(let pieces): return pieces.encode(text.utf8)
         case .char(let vocabulary):
             // A dense table for the Basic Multilingual Plane: one array load per character
             // instead of a hash lookup (encoding a corpus is otherwise a visible share of a run).
@@ -58,16 +71,24 @@ public enum Tokenizer: Equatable, Sendable {
         }
     }
 
-    /// The bytes a token stands for (UTF-8 of its character, or the byte itself).
-    public func bytes(of token: Int32) -> [UInt8] {
+    /// The bytes a token stands for (UTF-8 of its character, the byte itself, or a piece)
+    /// when it follows `previous` (llama2c drops a piece's leading space after BOS).
+    public func bytes(of token: Int32, after previous: Int32? = nil) -> [UInt8] {
         switch self {
         case .byte: return [UInt8(truncatingIfNeeded: token)]
         case .char(let vocabulary): return Array(String(Character(vocabulary[Int(token)])).utf8)
+        case .llama2c(let pieces): return pieces.bytes(of: token, after: previous)
         }
     }
 
+    /// The text of `tokens`. A llama2c sequence's leading BOS marks its start and is not
+    /// text (llama2.c's run never prints it), so decode(encode(s)) == s.
     public func decode(_ tokens: [Int32]) -> String {
-        String(decoding: tokens.flatMap { bytes(of: $0) }, as: UTF8.self)
+        var bytes: [UInt8] = []
+        var start = 0
+        if case .llama2c = self, tokens.first == Llama2cTokenizer.bos { start = 1 }
+        for i in start..<tokens.count { bytes += self.bytes(of: tokens[i], after: i > 0 ? tokens[i - 1] : nil) }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
@@ -85,38 +106,77 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
 
 // MARK: - Stored form
 
-extension Tokenizer: Codable {
-    enum CodingKeys: String, CodingKey { case type, vocab }
+extension Tokenizer: Encodable {
+    enum CodingKeys: String, CodingKey { case type, vocab, pieces, scores, bosID = "bos_id", eosID = "eos_id" }
 
-    public init(from decoder: Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        switch try container.decode(String.self, forKey: .type) {
+    /// Why a stored tokenizer section cannot be used.
+    public struct FormatError: Error, CustomStringConvertible {
+        public let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// Reads the stored form straight from the parsed metadata: a llama vocabulary is
+    /// 32,000 entries, too many to route through Codable at every load.
+    public init(json: JSONValue) throws(FormatError) {
+        func strings(_ key: String) throws(FormatError) -> [String] {
+            guard case .array(let items)? = json[key] else { throw FormatError("'\(key)' must be an array of strings") }
+            var result: [String] = []
+            result.reserveCapacity(items.count)
+            for item in items {
+                guard case .string(let text) = item else { throw FormatError("'\(key)' must be an array of strings") }
+                result.append(text)
+            }
+            return result
+        }
+        guard case .string(let type)? = json["type"] else { throw FormatError("no 'type'") }
+        switch type {
         case "byte":
             self = .byte
         case "char":
-            let entries = try container.decode([String].self, forKey: .vocab)
             var scalars: [Unicode.Scalar] = []
-            for entry in entries {
+            for entry in try strings("vocab") {
                 guard entry.unicodeScalars.count == 1, let scalar = entry.unicodeScalars.first else {
-                    throw DecodingError.dataCorruptedError(forKey: .vocab, in: container,
-                                                           debugDescription: "a char vocabulary entry must be one Unicode scalar")
+                    throw FormatError("a char vocabulary entry must be one Unicode scalar")
                 }
                 scalars.append(scalar)
             }
-            guard Set(scalars).count == scalars.count else {
-                throw DecodingError.dataCorruptedError(forKey: .vocab, in: container, debugDescription: "duplicate vocabulary entries")
-            }
+            guard Set(scalars).count == scalars.count else { throw FormatError("duplicate vocabulary entries") }
             self = .char(vocabulary: scalars)
-        case let other:
-            throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown tokenizer type '\(other)'")
+        case "llama2c":
+            let pieces = try strings("pieces")
+            guard case .array(let items)? = json["scores"] else { throw FormatError("'scores' must be an array of numbers") }
+            var scores: [Float] = []
+            scores.reserveCapacity(items.count)
+            for item in items {
+                switch item {
+                case .number(let value): scores.append(Float(value))
+                case .integer(let value): scores.append(Float(value))
+                default: throw FormatError("'scores' must be an array of numbers")
+                }
+            }
+            guard pieces.count == scores.count, !pieces.isEmpty else { throw FormatError("\(pieces.count) pieces but \(scores.count) scores") }
+            guard json["bos_id"] == .integer(Int64(Llama2cTokenizer.bos)), json["eos_id"] == .integer(Int64(Llama2cTokenizer.eos)) else {
+                throw FormatError("llama2c tokenizers have bos_id 1 and eos_id 2")
+            }
+            self = .llama2c(Llama2cTokenizer(pieces: pieces.map { Array($0.utf8) }, scores: scores))
+        default:
+            throw FormatError("unknown tokenizer type '\(type)'")
         }
     }
 
     public func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(kind, forKey: .type)
-        if case .char(let vocabulary) = self {
+        switch self {
+        case .byte: break
+        case .char(let vocabulary):
             try container.encode(vocabulary.map { String(Character($0)) }, forKey: .vocab)
+        case .llama2c(let tokenizer):
+            // Pieces are text in JSON: the importer refuses a piece that is not UTF-8.
+            try container.encode(tokenizer.pieces.map { String(decoding: $0, as: UTF8.self) }, forKey: .pieces)
+            try container.encode(tokenizer.scores, forKey: .scores)
+            try container.encode(Llama2cTokenizer.bos, forKey: .bosID)
+            try container.encode(Llama2cTokenizer.eos, forKey: .eosID)
         }
     }
 }

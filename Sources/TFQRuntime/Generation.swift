@@ -8,20 +8,26 @@ public enum StopReason: String, Sendable {
     case context
     /// The callback asked to stop.
     case cancelled
+    /// The model produced its tokenizer's stop token (``Tokenizer/stopToken``).
+    case endOfText = "end-of-text"
 }
 
 extension Session {
     /// Feeds `prompt` (in one batched pass), then produces up to `maxTokens` tokens, calling
     /// `onToken` with each token and the text it completes. Return false from `onToken` to stop.
+    /// Generation also ends at the tokenizer's stop token, which is not passed to `onToken`.
     @discardableResult
     public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParameters = .greedy,
                          onToken: (Int32, String) -> Bool = { _, _ in true }) throws -> StopReason {
         var sampler = Sampler(sampling)
         var text = TextStream()
         var logits = try evaluate(prompt)
+        var previous = prompt.last
         for produced in 0..<maxTokens {
             let token = sampler.next(logits)
-            let piece = text.append(model.tokenizer.bytes(of: token))
+            if token == model.tokenizer.stopToken { return .endOfText }
+            let piece = text.append(model.tokenizer.bytes(of: token, after: previous))
+            previous = token
             if !onToken(token, piece) { return .cancelled }
             if produced + 1 == maxTokens { break }
             if position >= model.config.contextLength { return .context }
@@ -83,9 +89,11 @@ public struct TokenSequence: AsyncSequence {
                 logits = try session.evaluate(prompt)
             }
             let token = sampler.next(logits)
+            if token == session.model.tokenizer.stopToken { produced = maxTokens; return nil }
+            let previous = last ?? prompt.last
             last = token
             produced += 1
-            return GeneratedToken(id: token, text: text.append(session.model.tokenizer.bytes(of: token)))
+            return GeneratedToken(id: token, text: text.append(session.model.tokenizer.bytes(of: token, after: previous)))
         }
     }
 }

@@ -8,7 +8,7 @@ import TFQModel
 /// once at open and fp16 ones converted to fp32 once. A model may be shared by any number of
 /// threads; each thread runs its own ``Session``.
 public final class Model: @unchecked Sendable {
-    /// The architecture (formats/tfq.md §9).
+    /// The architecture (formats/tfq.md §9): gpt or llama.
     public let config: ModelConfig
     /// Text ⇄ token ids.
     public let tokenizer: Tokenizer
@@ -17,11 +17,33 @@ public final class Model: @unchecked Sendable {
     /// The underlying file.
     public let file: TFQFile
 
+    /// A normalization before a sub-layer: LayerNorm (gpt) or RMSNorm (llama).
+    enum Norm {
+        case layer(weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?)
+        case rms(weight: UnsafePointer<Float>)
+    }
+
+    /// The feed-forward block: gpt's MLP, down·R(up·x + b) + b, or llama's SwiGLU,
+    /// down·(SiLU(gate·x) ⊙ up·x).
+    enum FeedForward {
+        case mlp(up: Linear, down: Linear)
+        case gated(gate: Linear, up: Linear, down: Linear)
+    }
+
+    /// Where position enters: learned embeddings added to the input (gpt), or rotations of
+    /// each query and key (llama).
+    enum Positions {
+        case learned(UnsafePointer<Float>)
+        case rotary(RotaryEmbedding)
+    }
+
     struct Block {
-        let ln1Weight: UnsafePointer<Float>, ln1Bias: UnsafePointer<Float>?
-        let qkv: Linear, proj: Linear
-        let ln2Weight: UnsafePointer<Float>, ln2Bias: UnsafePointer<Float>?
-        let up: Linear, down: Linear
+        let attentionNorm: Norm
+        /// Q, K and V rows stacked: [dim + 2·kvDim, dim].
+        let qkv: Linear
+        let proj: Linear
+        let feedForwardNorm: Norm
+        let feedForward: FeedForward
     }
 
     enum Embedding {
@@ -30,9 +52,9 @@ public final class Model: @unchecked Sendable {
     }
 
     let tokenEmbedding: Embedding
-    let positionEmbedding: UnsafePointer<Float>
+    let positions: Positions
     let blocks: [Block]
-    let finalNormWeight: UnsafePointer<Float>, finalNormBias: UnsafePointer<Float>?
+    let finalNorm: Norm
     let head: Linear
     /// The largest q8 group count any layer needs per token (sizes the quantization scratch).
     let maxGroups: Int
@@ -92,20 +114,41 @@ public final class Model: @unchecked Sendable {
 
         let tokens = try info("tok_emb", [v, d])
         tokenEmbedding = tokens.dtype == .q8 ? .q8(try q8(tokens)) : .f32(try floats("tok_emb", [v, d]))
-        positionEmbedding = try floats("pos_emb", [config.contextLength, d])
+        func norm(_ name: String) throws -> Norm {
+            switch config.arch {
+            case .gpt: return .layer(weight: try floats(name + ".weight", [d]), bias: try optionalFloats(name + ".bias", [d]))
+            case .llama: return .rms(weight: try floats(name + ".weight", [d]))
+            }
+        }
+        switch config.arch {
+        case .gpt: positions = .learned(try floats("pos_emb", [config.contextLength, d]))
+        case .llama: positions = .rotary(RotaryEmbedding(headDim: config.headDim, contextLength: config.contextLength, theta: config.ropeTheta))
+        }
         blocks = try (0..<config.layers).map { i in
             let p = "blocks.\(i)."
-            return Block(ln1Weight: try floats(p + "ln1.weight", [d]), ln1Bias: try optionalFloats(p + "ln1.bias", [d]),
-                         qkv: try linear(p + "attn.qkv.weight", rows: 3 * d, columns: d, bias: p + "attn.qkv.bias"),
+            let feedForward: FeedForward
+            switch config.arch {
+            case .gpt:
+                feedForward = .mlp(up: try linear(p + "ffn.up.weight", rows: f, columns: d, bias: p + "ffn.up.bias"),
+                                   down: try linear(p + "ffn.down.weight", rows: d, columns: f, bias: p + "ffn.down.bias"))
+            case .llama:
+                feedForward = .gated(gate: try linear(p + "ffn.gate.weight", rows: f, columns: d, bias: nil),
+                                     up: try linear(p + "ffn.up.weight", rows: f, columns: d, bias: nil),
+                                     down: try linear(p + "ffn.down.weight", rows: d, columns: f, bias: nil))
+            }
+            return Block(attentionNorm: try norm(p + "ln1"),
+                         qkv: try linear(p + "attn.qkv.weight", rows: config.qkvRows, columns: d, bias: p + "attn.qkv.bias"),
                          proj: try linear(p + "attn.proj.weight", rows: d, columns: d, bias: p + "attn.proj.bias"),
-                         ln2Weight: try floats(p + "ln2.weight", [d]), ln2Bias: try optionalFloats(p + "ln2.bias", [d]),
-                         up: try linear(p + "ffn.up.weight", rows: f, columns: d, bias: p + "ffn.up.bias"),
-                         down: try linear(p + "ffn.down.weight", rows: d, columns: f, bias: p + "ffn.down.bias"))
+                         feedForwardNorm: try norm(p + "ln2"), feedForward: feedForward)
         }
-        finalNormWeight = try floats("ln_f.weight", [d])
-        finalNormBias = try optionalFloats("ln_f.bias", [d])
+        finalNorm = try norm("ln_f")
         head = try linear(config.tieEmbeddings ? "tok_emb" : "lm_head.weight", rows: v, columns: d, bias: nil)
-        let linears = blocks.flatMap { [$0.qkv, $0.proj, $0.up, $0.down] } + [head]
+        let linears = blocks.flatMap { block -> [Linear] in
+            switch block.feedForward {
+            case .mlp(let up, let down): return [block.qkv, block.proj, up, down]
+            case .gated(let gate, let up, let down): return [block.qkv, block.proj, gate, up, down]
+            }
+        } + [head]
         maxGroups = linears.map { linear -> Int in
             if case .q8(let w) = linear.weights { return w.groups } else { return 0 }
         }.max() ?? 0

@@ -42,7 +42,7 @@ public struct ModelComparison: Sendable, Equatable {
                 if target < 0 { result.skipped += 1; continue }
                 let pLog = logSoftmax(p, offset: t * vocab, count: vocab)
                 let qLog = logSoftmax(Array(q[(t * vocab)..<((t + 1) * vocab)]), offset: 0, count: vocab)
-                result.targetBytes += candidate.model.tokenizer.bytes(of: Int32(target)).count
+                result.targetBytes += candidate.model.tokenizer.bytes(of: Int32(target), after: window[t]).count
                 referenceLoss -= pLog[target]
                 candidateLoss -= qLog[target]
                 var divergence = 0.0, bestP = 0, bestQ = 0

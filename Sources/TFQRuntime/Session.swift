@@ -24,11 +24,11 @@ public final class Session {
     public private(set) var position = 0
 
     private let kernels: Kernels
-    /// Keys transposed, [layers][dim][context]: a row of attention scores is then d_k
+    /// Keys transposed, [layers][kvDim][context]: a row of attention scores is then d_k
     /// vector updates over the positions, not one short dot product per position.
     private let keys: UnsafeMutablePointer<Float>
-    private let values: UnsafeMutablePointer<Float>  // [layers][context][dim]
-    private let x, normed, qkv, attention, hidden, branch: UnsafeMutablePointer<Float>
+    private let values: UnsafeMutablePointer<Float>  // [layers][context][kvDim]
+    private let x, normed, qkv, attention, hidden, gated, branch: UnsafeMutablePointer<Float>
     private let logits: UnsafeMutablePointer<Float>  // [context][vocab]
     private let scores: UnsafeMutablePointer<Float>  // [threads][context]
     private let mean, rstd: UnsafeMutablePointer<Float>
@@ -43,14 +43,17 @@ public final class Session {
         let c = model.config
         let (n, d, f, v) = (c.contextLength, c.dim, c.ffDim, c.vocabSize)
         var allocations: [UnsafeMutableRawPointer] = []
+        // Every buffer is written before it is read, so none is zeroed: an untouched page
+        // (most of the KV cache and of the prefill buffers, early on) costs no memory.
         func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
-            let buffer = AlignedMemory.floats(count)
+            let buffer = AlignedMemory.uninitializedFloats(count)
             allocations.append(UnsafeMutableRawPointer(buffer))
             return buffer
         }
-        keys = floats(c.layers * n * d); values = floats(c.layers * n * d)
-        x = floats(n * d); normed = floats(n * d); qkv = floats(n * 3 * d); attention = floats(n * d)
+        keys = floats(c.layers * n * c.kvDim); values = floats(c.layers * n * c.kvDim)
+        x = floats(n * d); normed = floats(n * d); qkv = floats(n * c.qkvRows); attention = floats(n * d)
         hidden = floats(n * f); branch = floats(n * d)
+        if case .gated = model.blocks[0].feedForward { gated = floats(n * f) } else { gated = hidden }
         logits = floats(n * v)
         scores = floats(pool.threadCount * n)
         mean = floats(n); rstd = floats(n)
@@ -108,43 +111,67 @@ public final class Session {
             case .f32(let table): row.update(from: table + Int(token) * d, count: d)
             case .q8(let table): table.dequantizeRow(Int(token), into: row)
             }
-            VectorOps.add(model.positionEmbedding + (position + t) * d, into: row, count: d)
+            if case .learned(let table) = model.positions { VectorOps.add(table + (position + t) * d, into: row, count: d) }
         }
+        let kvDim = c.kvDim, rows = c.qkvRows, context = c.contextLength
         for (layer, block) in model.blocks.enumerated() {
-            LayerNorm.forward(x: x, weight: block.ln1Weight, bias: block.ln1Bias, y: normed, mean: mean, rstd: rstd,
-                              rows: count, dim: d, eps: c.normEps, pool: pool)
+            normalize(x, block.attentionNorm, rows: count)
             block.qkv.apply(normed, tokens: count, into: qkv, scratch: quantized, kernels: kernels)
-            let layerKeys = keys + layer * c.contextLength * d, layerValues = values + layer * c.contextLength * d
+            let layerKeys = keys + layer * context * kvDim, layerValues = values + layer * context * kvDim
             for t in 0..<count {
-                let key = qkv + t * 3 * d + d
-                for i in 0..<d { layerKeys[i * c.contextLength + position + t] = key[i] }
-                (layerValues + (position + t) * d).update(from: qkv + t * 3 * d + 2 * d, count: d)
+                let q = qkv + t * rows, key = q + d
+                if case .rotary(let rotary) = model.positions {
+                    rotary.apply(q, heads: c.heads, position: position + t)
+                    rotary.apply(key, heads: c.kvHeads, position: position + t)
+                }
+                for i in 0..<kvDim { layerKeys[i * context + position + t] = key[i] }
+                (layerValues + (position + t) * kvDim).update(from: key + kvDim, count: kvDim)
             }
             attend(tokens: count, keys: layerKeys, values: layerValues)
             block.proj.apply(attention, tokens: count, into: branch, scratch: quantized, kernels: kernels)
             VectorOps.add(branch, into: x, count: count * d)
-            LayerNorm.forward(x: x, weight: block.ln2Weight, bias: block.ln2Bias, y: normed, mean: mean, rstd: rstd,
-                              rows: count, dim: d, eps: c.normEps, pool: pool)
-            block.up.apply(normed, tokens: count, into: hidden, scratch: quantized, kernels: kernels)
-            c.activation.forward(hidden, hidden, count: count * c.ffDim, pool: pool)
-            block.down.apply(hidden, tokens: count, into: branch, scratch: quantized, kernels: kernels)
+            normalize(x, block.feedForwardNorm, rows: count)
+            switch block.feedForward {
+            case .mlp(let up, let down):
+                up.apply(normed, tokens: count, into: hidden, scratch: quantized, kernels: kernels)
+                c.activation.forward(hidden, hidden, count: count * c.ffDim, pool: pool)
+                down.apply(hidden, tokens: count, into: branch, scratch: quantized, kernels: kernels)
+            case .gated(let gate, let up, let down):
+                gate.apply(normed, tokens: count, into: hidden, scratch: quantized, kernels: kernels)
+                up.apply(normed, tokens: count, into: gated, scratch: quantized, kernels: kernels)
+                c.activation.forward(gate: hidden, up: gated, into: hidden, count: count * c.ffDim, pool: pool)
+                down.apply(hidden, tokens: count, into: branch, scratch: quantized, kernels: kernels)
+            }
             VectorOps.add(branch, into: x, count: count * d)
         }
         // Only the rows whose logits are wanted go through the final norm and the head.
         let first = allLogits ? 0 : count - 1
-        let rows = count - first
-        LayerNorm.forward(x: x + first * d, weight: model.finalNormWeight, bias: model.finalNormBias, y: normed,
-                          mean: mean, rstd: rstd, rows: rows, dim: d, eps: c.normEps, pool: pool)
-        model.head.apply(normed, tokens: rows, into: logits, scratch: quantized, kernels: kernels)
+        let wanted = count - first
+        normalize(x + first * d, model.finalNorm, rows: wanted)
+        model.head.apply(normed, tokens: wanted, into: logits, scratch: quantized, kernels: kernels)
         position += count
-        return UnsafeBufferPointer(start: logits, count: rows * c.vocabSize)
+        return UnsafeBufferPointer(start: logits, count: wanted * c.vocabSize)
+    }
+
+    /// normed = Norm(rows of `input`).
+    private func normalize(_ input: UnsafePointer<Float>, _ norm: Model.Norm, rows: Int) {
+        let c = model.config
+        switch norm {
+        case .layer(let weight, let bias):
+            LayerNorm.forward(x: input, weight: weight, bias: bias, y: normed, mean: mean, rstd: rstd,
+                              rows: rows, dim: c.dim, eps: c.normEps, pool: kernels.pool)
+        case .rms(let weight):
+            RMSNorm.forward(x: input, weight: weight, y: normed, rows: rows, dim: c.dim, eps: c.normEps, pool: kernels.pool)
+        }
     }
 
     /// Causal attention of the `tokens` newest positions over the whole cache, heads split
-    /// across the pool.
+    /// across the pool. With grouped-query attention, query head h reads key/value head
+    /// h / (heads / kvHeads).
     private func attend(tokens: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>) {
         let c = model.config
-        let d = c.dim, dk = c.headDim, heads = c.heads, context = c.contextLength
+        let d = c.dim, dk = c.headDim, heads = c.heads, context = c.contextLength, rows = c.qkvRows, kvDim = c.kvDim
+        let group = c.heads / c.kvHeads
         let scale = 1 / Float(dk).squareRoot()
         let start = position
         let work = tokens * heads
@@ -153,15 +180,15 @@ public final class Session {
             let threads = pool.threadCount
             let p = self.scores + worker * context
             for item in (work * worker / threads)..<(work * (worker + 1) / threads) {
-                let t = item / heads, h = item % heads
+                let t = item / heads, h = item % heads, kv = h / group
                 let visible = start + t + 1
-                let q = self.qkv + t * 3 * d + h * dk
+                let q = self.qkv + t * rows + h * dk
                 p.update(repeating: 0, count: visible)
-                for i in 0..<dk { VectorOps.axpy(q[i] * scale, keys + (h * dk + i) * context, p, count: visible) }
+                for i in 0..<dk { VectorOps.axpy(q[i] * scale, keys + (kv * dk + i) * context, p, count: visible) }
                 Softmax.inPlace(p, count: visible)
                 let out = self.attention + t * d + h * dk
                 out.update(repeating: 0, count: dk)
-                for j in 0..<visible { VectorOps.axpy(p[j], values + j * d + h * dk, out, count: dk) }
+                for j in 0..<visible { VectorOps.axpy(p[j], values + j * kvDim + kv * dk, out, count: dk) }
             }
         }
     }

@@ -6,7 +6,7 @@ import TFQKernels
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Turn a training checkpoint into a model file for the runtime (int8, fp16 or fp32).",
+        abstract: "Turn a training checkpoint (or an imported fp32 model) into a model file for the runtime (int8, fp16 or fp32).",
         discussion: """
         --int8 quantizes every matrix multiplied at inference and the token embedding to int8,
         symmetric, one fp32 scale per --group-size weights along the reduction dimension, in
@@ -18,12 +18,13 @@ struct ExportCommand: ParsableCommand {
         """
     )
 
-    @Argument(help: "The training checkpoint (.tfq).") var checkpoint: String
+    @Argument(help: "The training checkpoint or fp32 model (.tfq).") var checkpoint: String
     @Option(name: .shortAndLong, help: "The model file to write.") var output: String
     @Flag(help: "int8 weights with per-group scales.") var int8 = false
     @Flag(help: "fp16 matrices.") var fp16 = false
     @Flag(help: "fp32, as trained.") var fp32 = false
-    @Option(help: "Weights per scale group: a multiple of 4 dividing every row, or 'row'.") var groupSize: GroupSizeArgument = .init(.size(64))
+    @Option(help: "Weights per scale group: a multiple of 4 dividing every row, 'row', or 'auto' (64, or the largest of 32, 16, 8, 4 dividing the row).")
+    var groupSize: GroupSizeArgument = .init(.auto)
     @Option(name: .customLong("zstd"), parsing: .upToNextOption,
             help: ArgumentHelp("Compress tensors with zstd where it pays, at LEVEL (default 3; the default behaviour).", valueName: "level"))
     var zstdLevels: [Int32] = []
@@ -76,12 +77,12 @@ struct ExportCommand: ParsableCommand {
     }
 }
 
-/// `--group-size`: a number, or `row` for one group per row.
+/// `--group-size`: a number, `row` for one group per row, or `auto`.
 struct GroupSizeArgument: ExpressibleByArgument {
     let value: ExportOptions.GroupSize
     init(_ value: ExportOptions.GroupSize) { self.value = value }
     init?(argument: String) {
-        if argument == "row" { value = .row } else if let n = Int(argument), n > 0 { value = .size(n) } else { return nil }
+        if argument == "row" { value = .row } else if argument == "auto" { value = .auto } else if let n = Int(argument), n > 0 { value = .size(n) } else { return nil }
     }
     var defaultValueDescription: String { value.description }
 }

@@ -15,8 +15,9 @@ struct RunCommand: ParsableCommand {
         discussion: """
         Greedy (argmax, ties to the lowest id) unless --temperature > 0. Text streams to stdout
         as it is produced. Without a prompt (or with an empty one), generation starts from a
-        newline if the vocabulary has one, else from token 0. Generation stops after -n tokens
-        or when the context is full; stderr says which.
+        newline if the vocabulary has one, else from token 0 (llama2.c models: from BOS).
+        Generation stops after -n tokens, when the context is full, or (llama2.c models) when
+        the model produces BOS, as llama2.c's run does; stderr says which.
         """
     )
 
@@ -93,11 +94,16 @@ struct RunCommand: ParsableCommand {
             decode_tokens_per_second: decodeTokens > 0 ? Double(decodeTokens) / max(decodeSeconds, 1e-9) : 0,
             peak_rss_bytes: ProcessMemory.peakResidentBytes(), text: output,
             prompt_token_ids: promptTokens, token_ids: generated,
-            stop_reason: reason == .context ? "context" : "length")
+            stop_reason: reason.rawValue)
         if json {
             print(try JSONOutput.string(figures))
         }
-        let why = reason == .context ? "stopped: the context of \(context) tokens is full" : "stopped: generated \(generated.count) tokens (-n)"
+        let why: String
+        switch reason {
+        case .context: why = "stopped: the context of \(context) tokens is full"
+        case .endOfText: why = "stopped: the model ended the text (token \(loaded.tokenizer.stopToken ?? 0))"
+        case .length, .cancelled: why = "stopped: generated \(generated.count) tokens (-n)"
+        }
         fputs(why + "\n", stderr)
         if stats {
             fputs("load \(format2(figures.load_ms)) ms | prompt \(figures.prompt_tokens) tokens | time to first token \(format2(figures.ttft_ms)) ms"

@@ -29,7 +29,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Model width.") var dim = 128
     @Option(help: "Feed-forward width (default 4 × dim).") var ff: Int?
     @Option(help: "Context length in tokens.") var context = 64
-    @Option(help: "relu (the seed's R) or gelu.") var activation: Activation = .relu
+    @Option(help: "relu (the seed's R), gelu or silu.") var activation: Activation = .relu
     @Flag(help: "Share the output projection with the token embedding.") var tieEmbeddings = false
     @Flag(help: "No biases in linear layers and LayerNorms.") var noBias = false
     @Option(help: "Dropout probability while training.") var dropout: Float = 0
@@ -100,12 +100,6 @@ struct TrainCommand: ParsableCommand {
             throw ExitCode(128 + Interruption.signalNumber)
         }
     }
-}
-
-func format4(_ value: Double) -> String {
-    let scaled = Int((value * 10000).rounded())
-    let fraction = String(abs(scaled) % 10000)
-    return "\(scaled / 10000)." + String(repeating: "0", count: 4 - fraction.count) + fraction
 }
 
 /// A flag whose value cannot work: one line, no usage dump (the problem is the value, not the syntax).

@@ -1,0 +1,61 @@
+import ArgumentParser
+import FoundationEssentials
+import TFQFormat
+import TFQImport
+import TFQModel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `tfq import FORMAT …`: other tools' checkpoints → .tfq.
+struct ImportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Convert another tool's checkpoint to a .tfq model.",
+        subcommands: [Llama2cImport.self]
+    )
+}
+
+struct Llama2cImport: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "llama2c",
+        abstract: "Import a llama2.c checkpoint (version 0, 1 or 2) and its tokenizer.bin.",
+        discussion: """
+        Versions 0 (run.c's legacy format) and 1 give an fp32 model: quantize it with
+        `tfq export --int8 --eval-data FILE`. Version 2 (int8, per-group scales) keeps its int8
+        values and scales. Without --tokenizer, tokenizer.bin is looked for next to the
+        checkpoint, then in the current directory, as llama2.c's run does.
+        """
+    )
+
+    @Argument(help: "The llama2.c checkpoint (.bin).") var checkpoint: String
+    @Option(help: "llama2.c's tokenizer.bin for this model.") var tokenizer: String?
+    @Option(name: .shortAndLong, help: "The .tfq model to write.") var output: String
+
+    func run() throws {
+        let tokenizerPath = try tokenizer ?? Self.defaultTokenizer(near: checkpoint)
+        let summary: ImportSummary
+        do {
+            summary = try Llama2cImporter.importCheckpoint(checkpoint, tokenizer: tokenizerPath, output: output)
+        } catch let error as ImportError {
+            throw UsageError(error.description)
+        }
+        let c = summary.config
+        var line = "wrote \(output): llama \(c.layers) layers, dim \(c.dim), \(c.heads) heads (\(c.kvHeads) kv), ff \(c.ffDim), "
+            + "vocab \(c.vocabSize), context \(c.contextLength), \(c.tieEmbeddings ? "shared" : "separate") classifier; "
+            + "\(summary.fileBytes) bytes, from llama2.c version \(summary.version)"
+        if summary.version == 2 { line += "; \(summary.keptQuantized.count) tensors kept int8" }
+        print(line)
+        for (name, reason) in summary.dequantized.sorted(by: { $0.key < $1.key }) {
+            fputs("note: \(name) stored as f32: \(reason)\n", stderr)
+        }
+    }
+
+    static func defaultTokenizer(near checkpoint: String) throws -> String {
+        let directory = checkpoint.lastIndex(of: "/").map { String(checkpoint[...$0]) } ?? ""
+        for candidate in [directory + "tokenizer.bin", "tokenizer.bin"] where access(candidate, R_OK) == 0 {
+            return candidate
+        }
+        throw UsageError("no tokenizer.bin next to \(checkpoint) or in the current directory: give --tokenizer FILE")
+    }
+}
