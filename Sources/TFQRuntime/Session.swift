@@ -166,30 +166,11 @@ public final class Session {
     }
 
     /// Causal attention of the `tokens` newest positions over the whole cache, heads split
-    /// across the pool. With grouped-query attention, query head h reads key/value head
-    /// h / (heads / kvHeads).
+    /// across the pool.
     private func attend(tokens: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>) {
         let c = model.config
-        let d = c.dim, dk = c.headDim, heads = c.heads, context = c.contextLength, rows = c.qkvRows, kvDim = c.kvDim
-        let group = c.heads / c.kvHeads
-        let scale = 1 / Float(dk).squareRoot()
-        let start = position
-        let work = tokens * heads
-        let pool = kernels.pool
-        pool.run { worker in
-            let threads = pool.threadCount
-            let p = self.scores + worker * context
-            for item in (work * worker / threads)..<(work * (worker + 1) / threads) {
-                let t = item / heads, h = item % heads, kv = h / group
-                let visible = start + t + 1
-                let q = self.qkv + t * rows + h * dk
-                p.update(repeating: 0, count: visible)
-                for i in 0..<dk { VectorOps.axpy(q[i] * scale, keys + (kv * dk + i) * context, p, count: visible) }
-                Softmax.inPlace(p, count: visible)
-                let out = self.attention + t * d + h * dk
-                out.update(repeating: 0, count: dk)
-                for j in 0..<visible { VectorOps.axpy(p[j], values + j * kvDim + kv * dk, out, count: dk) }
-            }
-        }
+        CachedAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, context: c.contextLength)
+            .attend(queries: qkv, queryStride: c.qkvRows, tokens: tokens, start: position, keys: keys, values: values,
+                    output: attention, outputStride: c.dim, scores: scores, pool: kernels.pool)
     }
 }

@@ -47,7 +47,7 @@ struct InspectCommand: ParsableCommand {
         print("format    tfq \(model.versionMajor).\(model.versionMinor), \(model.fileLength) bytes, "
               + (model.isZeroCopy ? "all tensors raw (zero-copy load)" : "has zstd tensors (decoded at load)"))
         if let kind = model.metadata["kind"] { print("kind      \(JSONOutput.plain(kind))") }
-        for section in ["config", "tokenizer", "provenance", "quantization", "training", "quality", "extra"] {
+        for section in ["config", "tokenizer", "provenance", "import", "quantization", "training", "quality", "extra"] {
             guard let value = model.metadata[section] else { continue }
             print(section)
             printSection(value, indent: "  ")

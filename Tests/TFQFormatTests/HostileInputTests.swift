@@ -122,7 +122,7 @@ import Testing
 
     @Test func wrongVersionAndBadMagic() {
         let good = Self.forge(entries: [], data: [])
-        #expect(Self.open(Self.forge(entries: [], data: []) { $0.versionMajor = 2 })?.problem == .unsupportedVersion(major: 2, minor: 0))
+        #expect(Self.open(Self.forge(entries: [], data: []) { $0.versionMajor = 2 })?.problem == .unsupportedVersion(major: 2, minor: TFQFormatSpec.versionMinor))
         #expect(Self.open(Self.forge(entries: [], data: []) { $0.versionMinor = 7 }) == nil, "newer minor versions are read")
         var magic = good
         magic[1] = UInt8(ascii: "X")

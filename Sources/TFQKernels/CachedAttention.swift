@@ -1,0 +1,104 @@
+/// Causal attention of new tokens over a KV cache: the runtime's decode and prefill step.
+///
+/// Keys are cached transposed, [kvDim][context] per layer, so the scores of a query against
+/// positions j…j+7 are one vector accumulated over the d_k rows (each key value loaded once,
+/// the eight scores kept in a register); values are [context][kvDim], and each 8-wide slice
+/// of a head's output is accumulated in a register over the positions. With grouped-query
+/// attention, query head h reads key/value head h / (heads / kvHeads).
+public struct CachedAttention {
+    public let heads: Int, kvHeads: Int, headDim: Int, context: Int
+    public var kvDim: Int { kvHeads * headDim }
+
+    public init(heads: Int, kvHeads: Int, headDim: Int, context: Int) {
+        precondition(heads % kvHeads == 0)
+        self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.context = context
+    }
+
+    /// For t in 0..<tokens, the query of position `start + t` (at `queries + t·queryStride`,
+    /// heads side by side) attends to positions 0…start+t; its output goes to
+    /// `output + t·outputStride`. `scores` holds `pool.threadCount × context` floats.
+    public func attend(queries: UnsafePointer<Float>, queryStride: Int, tokens: Int, start: Int,
+                       keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                       output: UnsafeMutablePointer<Float>, outputStride: Int,
+                       scores: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+        let work = tokens * heads
+        pool.run { worker in
+            let threads = pool.threadCount
+            let p = scores + worker * context
+            for item in (work * worker / threads)..<(work * (worker + 1) / threads) {
+                let t = item / heads, h = item % heads
+                let kv = h / (heads / kvHeads)
+                let visible = start + t + 1
+                head(query: queries + t * queryStride + h * headDim, visible: visible,
+                     keys: keys + kv * headDim * context, values: values + kv * headDim,
+                     output: output + t * outputStride + h * headDim, p: p)
+            }
+        }
+    }
+
+    typealias V = SIMD8<Float>
+
+    // Each loop keeps several independent accumulators: a single one makes every step wait
+    // for the previous add (4 cycles), and the loops were latency-bound.
+    @inline(__always)
+    private func head(query: UnsafePointer<Float>, visible: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                      output: UnsafeMutablePointer<Float>, p: UnsafeMutablePointer<Float>) {
+        let scale = 1 / Float(headDim).squareRoot()
+        let rk = UnsafeRawPointer(keys), rp = UnsafeMutableRawPointer(p)
+        @inline(__always) func key(_ i: Int, _ j: Int) -> V { rk.loadUnaligned(fromByteOffset: (i * context + j) * 4, as: V.self) }
+        var j = 0
+        while j + 8 <= visible {
+            var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+            var i = 0
+            while i + 4 <= headDim {
+                a0 += V(repeating: query[i]) * key(i, j)
+                a1 += V(repeating: query[i + 1]) * key(i + 1, j)
+                a2 += V(repeating: query[i + 2]) * key(i + 2, j)
+                a3 += V(repeating: query[i + 3]) * key(i + 3, j)
+                i += 4
+            }
+            while i < headDim { a0 += V(repeating: query[i]) * key(i, j); i += 1 }
+            rp.storeBytes(of: ((a0 + a1) + (a2 + a3)) * V(repeating: scale), toByteOffset: j * 4, as: V.self)
+            j += 8
+        }
+        while j < visible {
+            var acc: Float = 0
+            for i in 0..<headDim { acc += query[i] * keys[i * context + j] }
+            p[j] = acc * scale
+            j += 1
+        }
+        Softmax.inPlace(p, count: visible)
+        let rv = UnsafeRawPointer(values), ro = UnsafeMutableRawPointer(output)
+        let stride = kvDim
+        @inline(__always) func value(_ j: Int, _ c: Int) -> V { rv.loadUnaligned(fromByteOffset: (j * stride + c) * 4, as: V.self) }
+        var c = 0
+        while c + 16 <= headDim {
+            var a0 = V(), a1 = V(), b0 = V(), b1 = V()
+            var j = 0
+            while j + 2 <= visible {
+                let w0 = V(repeating: p[j]), w1 = V(repeating: p[j + 1])
+                a0 += w0 * value(j, c); a1 += w0 * value(j, c + 8)
+                b0 += w1 * value(j + 1, c); b1 += w1 * value(j + 1, c + 8)
+                j += 2
+            }
+            if j < visible { let w = V(repeating: p[j]); a0 += w * value(j, c); a1 += w * value(j, c + 8) }
+            ro.storeBytes(of: a0 + b0, toByteOffset: c * 4, as: V.self)
+            ro.storeBytes(of: a1 + b1, toByteOffset: (c + 8) * 4, as: V.self)
+            c += 16
+        }
+        while c + 8 <= headDim {
+            var a = V(), b = V()
+            var j = 0
+            while j + 2 <= visible { a += V(repeating: p[j]) * value(j, c); b += V(repeating: p[j + 1]) * value(j + 1, c); j += 2 }
+            if j < visible { a += V(repeating: p[j]) * value(j, c) }
+            ro.storeBytes(of: a + b, toByteOffset: c * 4, as: V.self)
+            c += 8
+        }
+        while c < headDim {
+            var a: Float = 0
+            for j in 0..<visible { a += p[j] * values[j * stride + c] }
+            output[c] = a
+            c += 1
+        }
+    }
+}
