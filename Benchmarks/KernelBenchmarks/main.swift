@@ -9,12 +9,14 @@ import TFQKernels
 
 var threads = ThreadPool.availableProcessors
 var seconds = 1.0
+var bandwidthOnly = false
 var arguments = CommandLine.arguments.dropFirst()
 while let argument = arguments.popFirst() {
     switch argument {
     case "--threads": threads = Int(arguments.popFirst() ?? "") ?? threads
     case "--seconds": seconds = Double(arguments.popFirst() ?? "") ?? seconds
-    default: print("usage: tfq-kernel-bench [--threads N] [--seconds S]"); exit(2)
+    case "--bandwidth-only": bandwidthOnly = true
+    default: print("usage: tfq-kernel-bench [--threads N] [--seconds S] [--bandwidth-only]"); exit(2)
     }
 }
 
@@ -32,6 +34,41 @@ func measure(_ body: () -> Void) -> Double {
     }
     return median(times)
 }
+
+// Memory read bandwidth: the ceiling of decoding a model larger than the caches, whose
+// every weight byte is read once per token (tokens/s ≤ bandwidth ÷ weight bytes).
+do {
+    let bytes = 1 << 30
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+    memset(buffer, 1, bytes)
+    print("memory read bandwidth (\(bytes >> 20) MiB buffer, summed as int8 vectors; median of repeated passes)")
+    for counts in [1, threads].uniqued() {
+        let pool = ThreadPool(threads: counts)
+        let chunks = 64, chunk = bytes / chunks
+        var sink = SIMD32<UInt8>()
+        let time = measure {
+            var partial = [SIMD32<UInt8>](repeating: .zero, count: chunks)
+            partial.withUnsafeMutableBufferPointer { out in
+                pool.parallelFor(chunks) { range in
+                    for c in range {
+                        var a = SIMD32<UInt8>(), b = SIMD32<UInt8>()
+                        var offset = c * chunk
+                        while offset < (c + 1) * chunk {
+                            a &+= buffer.load(fromByteOffset: offset, as: SIMD32<UInt8>.self)
+                            b &+= buffer.load(fromByteOffset: offset + 32, as: SIMD32<UInt8>.self)
+                            offset += 64
+                        }
+                        out[c] = a &+ b
+                    }
+                }
+            }
+            for p in partial { sink &+= p }
+        }
+        print("  \(counts) thread(s): \(String(format: "%.1f", Double(bytes) / time / 1e9)) GB/s   (checksum \(sink[0]))")
+    }
+    buffer.deallocate()
+}
+if bandwidthOnly { exit(0) }
 
 print("GEMM (fp32), \(threads) thread(s), vector \(FloatVector.scalarCount) lanes; median of repeated runs")
 print("shape (m×n×k)           form    GFLOP/s")

@@ -16,22 +16,20 @@ public struct CachedAttention {
 
     /// For t in 0..<tokens, the query of position `start + t` (at `queries + t·queryStride`,
     /// heads side by side) attends to positions 0…start+t; its output goes to
-    /// `output + t·outputStride`. `scores` holds `pool.threadCount × context` floats.
+    /// `output + t·outputStride`.
     public func attend(queries: UnsafePointer<Float>, queryStride: Int, tokens: Int, start: Int,
                        keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
-                       output: UnsafeMutablePointer<Float>, outputStride: Int,
-                       scores: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-        let work = tokens * heads
-        pool.run { worker in
-            let threads = pool.threadCount
-            let p = scores + worker * context
-            for item in (work * worker / threads)..<(work * (worker + 1) / threads) {
-                let t = item / heads, h = item % heads
-                let kv = h / (heads / kvHeads)
-                let visible = start + t + 1
-                head(query: queries + t * queryStride + h * headDim, visible: visible,
-                     keys: keys + kv * headDim * context, values: values + kv * headDim,
-                     output: output + t * outputStride + h * headDim, p: p)
+                       output: UnsafeMutablePointer<Float>, outputStride: Int, pool: ThreadPool) {
+        pool.parallelFor(tokens * heads) { items in
+            // The scores of one (token, head) at a time, on the stack: at most `context` floats.
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: context) { scores in
+                for item in items {
+                    let t = item / heads, h = item % heads
+                    let kv = h / (heads / kvHeads)
+                    head(query: queries + t * queryStride + h * headDim, visible: start + t + 1,
+                         keys: keys + kv * headDim * context, values: values + kv * headDim,
+                         output: output + t * outputStride + h * headDim, p: scores.baseAddress!)
+                }
             }
         }
     }

@@ -30,7 +30,6 @@ public final class Session {
     private let values: UnsafeMutablePointer<Float>  // [layers][context][kvDim]
     private let x, normed, qkv, attention, hidden, gated, branch: UnsafeMutablePointer<Float>
     private let logits: UnsafeMutablePointer<Float>  // [context][vocab]
-    private let scores: UnsafeMutablePointer<Float>  // [threads][context]
     private let mean, rstd: UnsafeMutablePointer<Float>
     private let quantized: QuantizationScratch
     private var allocations: [UnsafeMutableRawPointer] = []
@@ -55,7 +54,6 @@ public final class Session {
         hidden = floats(n * f); branch = floats(n * d)
         if case .gated = model.blocks[0].feedForward { gated = floats(n * f) } else { gated = hidden }
         logits = floats(n * v)
-        scores = floats(pool.threadCount * n)
         mean = floats(n); rstd = floats(n)
         let widest = max(d, f)
         let int8 = UnsafeMutableRawPointer.allocate(byteCount: n * widest, alignment: 64)
@@ -171,6 +169,6 @@ public final class Session {
         let c = model.config
         CachedAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, context: c.contextLength)
             .attend(queries: qkv, queryStride: c.qkvRows, tokens: tokens, start: position, keys: keys, values: values,
-                    output: attention, outputStride: c.dim, scores: scores, pool: kernels.pool)
+                    output: attention, outputStride: c.dim, pool: kernels.pool)
     }
 }
