@@ -5,11 +5,14 @@ public enum Tokenizer: Equatable, Sendable {
     case char(vocabulary: [Unicode.Scalar])
     /// One token per byte value: encodes any input.
     case byte
+    /// Byte-level BPE learned on the training text: encodes any input.
+    case bpe(BPETokenizer)
 
     public var vocabularySize: Int {
         switch self {
         case .char(let vocabulary): return vocabulary.count
         case .byte: return 256
+        case .bpe(let bpe): return bpe.vocabularySize
         }
     }
 
@@ -17,6 +20,7 @@ public enum Tokenizer: Equatable, Sendable {
         switch self {
         case .char: return "char"
         case .byte: return "byte"
+        case .bpe: return "bpe"
         }
     }
 
@@ -32,6 +36,8 @@ public enum Tokenizer: Equatable, Sendable {
         switch self {
         case .byte:
             return text.utf8.map { Int32($0) }
+        case .bpe(let bpe):
+            return bpe.encode(text)
         case .char:
             let ids = encodeAllowingUnknown(text)
             if let position = ids.firstIndex(of: -1) {
@@ -46,6 +52,7 @@ public enum Tokenizer: Equatable, Sendable {
     public func encodeAllowingUnknown(_ text: String) -> [Int32] {
         switch self {
         case .byte: return text.utf8.map { Int32($0) }
+        case .bpe(let bpe): return bpe.encode(text)
         case .char(let vocabulary):
             // A dense table for the Basic Multilingual Plane: one array load per character
             // instead of a hash lookup (encoding a corpus is otherwise a visible share of a run).
@@ -58,10 +65,27 @@ public enum Tokenizer: Equatable, Sendable {
         }
     }
 
-    /// The bytes a token stands for (UTF-8 of its character, or the byte itself).
+    /// The token ids of any bytes; a char tokenizer needs valid UTF-8 of its characters.
+    public func encode(bytes: [UInt8]) throws(TokenizerError) -> [Int32] {
+        switch self {
+        case .byte: return bytes.map { Int32($0) }
+        case .bpe(let bpe): return bpe.encode(bytes)
+        case .char:
+            guard let text = String(validating: bytes, as: UTF8.self) else {
+                var parser = Unicode.UTF8.ForwardParser(), iterator = bytes.makeIterator(), offset = 0
+                while case .valid(let scalar) = parser.parseScalar(from: &iterator) { offset += scalar.count }
+                throw TokenizerError.invalidUTF8(offset: offset)
+            }
+            return try encode(text)
+        }
+    }
+
+    /// The bytes a token stands for (UTF-8 of its character, the byte itself, or a BPE
+    /// token's bytes).
     public func bytes(of token: Int32) -> [UInt8] {
         switch self {
         case .byte: return [UInt8(truncatingIfNeeded: token)]
+        case .bpe(let bpe): return bpe.bytes(of: token)
         case .char(let vocabulary): return Array(String(Character(vocabulary[Int(token)])).utf8)
         }
     }
@@ -73,9 +97,12 @@ public enum Tokenizer: Equatable, Sendable {
 
 public enum TokenizerError: Error, Equatable, CustomStringConvertible {
     case unknownCharacter(Unicode.Scalar, position: Int)
+    case invalidUTF8(offset: Int)
 
     public var description: String {
         switch self {
+        case .invalidUTF8(let offset):
+            return "the input is not valid UTF-8 (at byte \(offset)); a char tokenizer encodes text only"
         case .unknownCharacter(let scalar, let position):
             let hex = String(scalar.value, radix: 16, uppercase: true)
             return "character \(scalar.escaped(asASCII: true)) (U+\(hex)) at position \(position) is not in the model's vocabulary"
@@ -86,13 +113,20 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
 // MARK: - Stored form
 
 extension Tokenizer: Codable {
-    enum CodingKeys: String, CodingKey { case type, vocab }
+    enum CodingKeys: String, CodingKey { case type, vocab, merges, preSplit = "pre_split" }
 
     public init(from decoder: Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         switch try container.decode(String.self, forKey: .type) {
         case "byte":
             self = .byte
+        case "bpe":
+            do {
+                self = .bpe(try BPETokenizer(storedMerges: try container.decode(String.self, forKey: .merges),
+                                             preSplit: try container.decode(String.self, forKey: .preSplit)))
+            } catch let error as BPEError {
+                throw DecodingError.dataCorruptedError(forKey: .merges, in: container, debugDescription: error.description)
+            }
         case "char":
             let entries = try container.decode([String].self, forKey: .vocab)
             var scalars: [Unicode.Scalar] = []
@@ -117,6 +151,10 @@ extension Tokenizer: Codable {
         try container.encode(kind, forKey: .type)
         if case .char(let vocabulary) = self {
             try container.encode(vocabulary.map { String(Character($0)) }, forKey: .vocab)
+        }
+        if case .bpe(let bpe) = self {
+            try container.encode(bpe.preSplit.rawValue, forKey: .preSplit)
+            try container.encode(bpe.storedMerges, forKey: .merges)
         }
     }
 }
