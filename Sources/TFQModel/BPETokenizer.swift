@@ -122,7 +122,7 @@ public struct BPETokenizer: Equatable, Sendable {
         let ids = scratch.ids, ranks = scratch.ranks
         var count = chunk.count
         for i in 0..<count { ids[i] = Int32(chunk[i]) }
-        for i in 0..<(count - 1) { ranks[i] = tables.rank(ids[i], ids[i + 1]) }
+        for i in 0..<(count - 1) { ranks[i] = tables.byteRank(chunk[i], chunk[i + 1]) }
         while count > 1 {
             // The lowest rank; the first (leftmost) on ties.
             var best = 0, bestRank = ranks[0]
@@ -245,6 +245,9 @@ final class BPETables: @unchecked Sendable {
     // Merge ranks: open addressing on (left << 32 | right), linear probing; load ≤ 1/2.
     let keys: UnsafeMutablePointer<UInt64>
     let ranks: UnsafeMutablePointer<Int32>
+    /// The ranks of byte pairs, dense: every chunk starts as bytes, so these are the most
+    /// frequent lookups.
+    let byteRanks: UnsafeMutablePointer<Int32>
     let mask: Int
     let shift: UInt64
     // Token t is bytes[starts[t] ..< starts[t + 1]].
@@ -272,6 +275,8 @@ final class BPETables: @unchecked Sendable {
         keys.initialize(repeating: Self.empty, count: capacity)
         ranks = .allocate(capacity: capacity)
         ranks.initialize(repeating: Self.noMerge, count: capacity)
+        byteRanks = .allocate(capacity: 1 << 16)
+        byteRanks.initialize(repeating: Self.noMerge, count: 1 << 16)
         bytes = .allocate(capacity: total)
         starts = .allocate(capacity: vocabulary + 1)
         for b in 0..<256 { bytes[b] = UInt8(b); starts[b] = b }
@@ -289,6 +294,7 @@ final class BPETables: @unchecked Sendable {
             }
             keys[slot] = key
             ranks[slot] = Int32(i)
+            if merge.left < 256 && merge.right < 256 { byteRanks[Int(merge.left) << 8 | Int(merge.right)] = Int32(i) }
             starts[256 + i] = end
             for part in [merge.left, merge.right] {
                 let from = starts[Int(part)], count = lengths[Int(part)]
@@ -305,7 +311,7 @@ final class BPETables: @unchecked Sendable {
     private func deallocate() {
         guard !released else { return }
         released = true
-        keys.deallocate(); ranks.deallocate(); bytes.deallocate(); starts.deallocate()
+        keys.deallocate(); ranks.deallocate(); byteRanks.deallocate(); bytes.deallocate(); starts.deallocate()
     }
 
     static let empty = UInt64.max
@@ -325,6 +331,11 @@ final class BPETables: @unchecked Sendable {
             if stored == Self.empty { return Self.noMerge }
             slot = (slot + 1) & mask
         }
+    }
+
+    /// The merge index of two bytes, or ``noMerge``.
+    @inline(__always) func byteRank(_ left: UInt8, _ right: UInt8) -> Int32 {
+        byteRanks[Int(left) << 8 | Int(right)]
     }
 }
 
@@ -347,7 +358,7 @@ struct ChunkCache {
         var idStart: Int
     }
 
-    static let maxCapacity = 1 << 20
+    static let maxCapacity = 1 << 16
     private static let emptySlot = Slot(hash: 0, start: nil, length: 0, idCount: 0, idStart: 0)
     private var slots: UnsafeMutablePointer<Slot>
     private var capacity = 1024
