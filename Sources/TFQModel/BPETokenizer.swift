@@ -17,7 +17,9 @@ public struct BPETokenizer: Equatable, Sendable {
         public init(_ left: Int32, _ right: Int32) { self.left = left; self.right = right }
     }
 
+    /// Merge i makes token 256 + i; a lower index merges first.
     public let merges: [Merge]
+    /// How input is cut into chunks before merging.
     public let preSplit: BPEPreSplit
     let tables: BPETables
 
@@ -33,16 +35,21 @@ public struct BPETokenizer: Equatable, Sendable {
         a.preSplit == b.preSplit && a.merges == b.merges
     }
 
+    /// The 256 bytes and one token per merge.
     public var vocabularySize: Int { 256 + merges.count }
 
-    /// The bytes token `token` stands for.
+    /// The bytes token `token` (below ``vocabularySize``) stands for.
     public func bytes(of token: Int32) -> [UInt8] {
+        precondition(token >= 0 && Int(token) < vocabularySize, "token id \(token) is outside the vocabulary")
         let start = tables.starts[Int(token)], end = tables.starts[Int(token) + 1]
         return Array(UnsafeBufferPointer(start: tables.bytes + start, count: end - start))
     }
 
-    /// How many bytes token `token` stands for.
-    public func byteCount(of token: Int32) -> Int { tables.starts[Int(token) + 1] - tables.starts[Int(token)] }
+    /// How many bytes token `token` (below ``vocabularySize``) stands for.
+    public func byteCount(of token: Int32) -> Int {
+        precondition(token >= 0 && Int(token) < vocabularySize, "token id \(token) is outside the vocabulary")
+        return tables.starts[Int(token) + 1] - tables.starts[Int(token)]
+    }
 
     /// The bytes of `tokens`, concatenated; every id must be below ``vocabularySize``.
     public func decode(_ tokens: [Int32]) -> [UInt8] {
@@ -57,10 +64,12 @@ public struct BPETokenizer: Equatable, Sendable {
         return result
     }
 
+    /// The token ids of `bytes`.
     public func encode(_ bytes: [UInt8]) -> [Int32] {
         bytes.withUnsafeBufferPointer { encode($0) }
     }
 
+    /// The token ids of the UTF-8 of `text`.
     public func encode(_ text: String) -> [Int32] {
         var text = text
         return text.withUTF8 { encode($0) }
@@ -296,11 +305,11 @@ final class BPETables: @unchecked Sendable {
             ranks[slot] = Int32(i)
             if merge.left < 256 && merge.right < 256 { byteRanks[Int(merge.left) << 8 | Int(merge.right)] = Int32(i) }
             starts[256 + i] = end
-            for part in [merge.left, merge.right] {
-                let from = starts[Int(part)], count = lengths[Int(part)]
-                (bytes + end).update(from: bytes + from, count: count)
-                end += count
-            }
+            let left = Int(merge.left), right = Int(merge.right)
+            (bytes + end).update(from: bytes + starts[left], count: lengths[left])
+            end += lengths[left]
+            (bytes + end).update(from: bytes + starts[right], count: lengths[right])
+            end += lengths[right]
         }
         starts[vocabulary] = end
     }
