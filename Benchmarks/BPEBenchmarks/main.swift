@@ -1,10 +1,11 @@
 // Byte-level BPE: how long learning the merges takes, and how fast encoding and decoding
 // run on one core, on a real text.
 //
-//   swift run -c release tfq-bpe-bench [--data FILE] [--vocab N,N,...] [--runs R]
+//   swift run -c release tfq-bpe-bench [--data FILE | --synthetic MB] [--vocab N,N,...] [--runs R]
 //
 // For each vocabulary size (default 512, 2048, 8192, 65536) on FILE (default
-// ../shared/data/warandpeace.txt, 3.2 MB):
+// ../shared/data/warandpeace.txt, 3.2 MB; or --synthetic: MB megabytes of random words of
+// 1–5 syllables, the worst case for the encoder's chunk cache, since most words are rare):
 //   learn     BPELearner.learn on the whole file, once (it is what `tfq train` does on the
 //             training split);
 //   encode    BPETokenizer.encode of the whole file, one thread, median of R runs (default 5):
@@ -23,27 +24,40 @@ import TFQTrain
 var path = "../shared/data/warandpeace.txt"
 var vocabularies = [512, 2048, 8192, 65536]
 var runs = 5
+var synthetic: Double? = nil
 var arguments = CommandLine.arguments.dropFirst()
 while let argument = arguments.popFirst() {
     switch argument {
     case "--data": path = arguments.popFirst() ?? path
     case "--vocab": vocabularies = (arguments.popFirst() ?? "").split(separator: ",").compactMap { Int($0) }
     case "--runs": runs = max(1, Int(arguments.popFirst() ?? "") ?? runs)
+    case "--synthetic": synthetic = Double(arguments.popFirst() ?? "") ?? 3
     default:
-        print("usage: tfq-bpe-bench [--data FILE] [--vocab N,N,...] [--runs R]")
+        print("usage: tfq-bpe-bench [--data FILE | --synthetic MB] [--vocab N,N,...] [--runs R]")
         exit(2)
     }
 }
 
-guard let file = fopen(path, "rb") else { print("tfq-bpe-bench: cannot open \(path)"); exit(1) }
 var text = [UInt8]()
-var chunk = [UInt8](repeating: 0, count: 1 << 16)
-while true {
-    let n = fread(&chunk, 1, chunk.count, file)
-    if n <= 0 { break }
-    text += chunk[..<n]
+if let megabytes = synthetic {
+    let syllables = ["b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z"]
+        .flatMap { c in ["a", "e", "i", "o", "u"].map { c + $0 } } + ["th", "sh", "ch", "qu", "x", "y", "ng", "st", "tr"]
+    var random = Xoshiro256(seed: 1)
+    while Double(text.count) < megabytes * 1e6 {
+        for _ in 0...(random.next() % 5) { text += Array(syllables[Int(random.next() % UInt64(syllables.count))].utf8) }
+        text += Array([" ", " ", " ", " ", " ", " ", " ", " ", " ", ", ", ".\n"][Int(random.next() % 11)].utf8)
+    }
+    path = "synthetic"
+} else {
+    guard let file = fopen(path, "rb") else { print("tfq-bpe-bench: cannot open \(path)"); exit(1) }
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = fread(&chunk, 1, chunk.count, file)
+        if n <= 0 { break }
+        text += chunk[..<n]
+    }
+    fclose(file)
 }
-fclose(file)
 
 func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 func timed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
