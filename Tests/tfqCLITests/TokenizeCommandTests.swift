@@ -50,6 +50,27 @@ import TFQModel
         #expect(spaced.stdoutBytes == Data("alpha".utf8))
     }
 
+    @Test func exportAndRunKeepTheTokenizer() throws {
+        let directory = try CLI.temporaryDirectory()
+        let (_, checkpoint, _) = try Self.bpeModel(in: directory)
+        let model = directory.appendingPathComponent("bpe.int8.tfq").path
+        let export = try CLI.run(["export", checkpoint, "-o", model, "--int8", "--group-size", "16", "--eval-tokens", "200", "--json"])
+        #expect(export.status == 0, "\(export.stderr)")
+        let report = try JSONDecoder().decode(JSONValue.self, from: Data(export.stdout.utf8))
+        guard case .number(let bpb)? = report["quality"]?["model_bits_per_byte"],
+              case .number(let nats)? = report["quality"]?["model_cross_entropy"] else { Issue.record("no bits per byte: \(export.stdout)"); return }
+        #expect(bpb > 0 && bpb < nats / log(2))  // BPE tokens here are several bytes each
+        #expect(try TFQFile(path: model).metadata["tokenizer"] == TFQFile(path: checkpoint).metadata["tokenizer"])
+        let text = try CLI.run(["tokenize", model], stdin: Data("gamma delta".utf8))
+        #expect(Self.ids(text.stdout).count == 2)
+        let run = try CLI.run(["run", model, "--prompt", "alpha beta", "-n", "6", "--json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let output = try JSONDecoder().decode(JSONValue.self, from: Data(run.stdout.utf8))
+        let prompt = Self.ids(try CLI.run(["tokenize", model], stdin: Data("alpha beta".utf8)).stdout)
+        #expect(prompt.count == 2 && output["prompt_token_ids"] == .array(prompt.map { .integer(Int64($0)) }))
+        #expect(output["generated_tokens"] == .integer(6))
+    }
+
     @Test func jsonOutput() throws {
         let directory = try CLI.temporaryDirectory()
         let (_, model, _) = try Self.bpeModel(in: directory)
