@@ -33,13 +33,17 @@ public struct Corpus {
         let text = try Self.readText(path)
         checksum = CRC32.checksum(Array(text.utf8))
         let validationText = try validationPath.map(Self.readText)
-        var learnsOnSplit = kind == .bpe
-        if let existing { if case .bpe = existing { learnsOnSplit = true } else { learnsOnSplit = false } }
+        let isBPE: Bool
+        switch existing {
+        case .bpe?: isBPE = true
+        case nil: isBPE = kind == .bpe
+        default: isBPE = false
+        }
         // A char or byte corpus is split by tokens. A BPE one must be split before its
         // tokenizer exists, so it is split by text, at the same scalar as export's
         // evaluation text: the last 10% of the scalars (the same cut as char tokens).
         var parts: (train: String, validation: String)? = validationText.map { (text, $0) }
-        if parts == nil && learnsOnSplit {
+        if parts == nil && isBPE {
             let scalars = text.unicodeScalars
             let cut = scalars.index(scalars.startIndex, offsetBy: scalars.count - scalars.count / 10)
             parts = (String(scalars[..<cut]), String(scalars[cut...]))

@@ -264,8 +264,16 @@ public final class Trainer {
         guard a != b else { return [] }
         let left = Mirror(reflecting: a).children, right = Mirror(reflecting: b).children
         return zip(left, right).compactMap { l, r in
-            "\(l.value)" == "\(r.value)" ? nil : "\(l.label ?? "?") was \(l.value), now \(r.value)"
+            let (was, now) = (plain(l.value), plain(r.value))
+            return was == now ? nil : "\(l.label ?? "?") was \(was), now \(now)"
         }
+    }
+
+    /// A flag's value as a person writes it: `512` or `none`, not `Optional(512)`.
+    static func plain(_ value: Any) -> String {
+        let mirror = Mirror(reflecting: value)
+        guard mirror.displayStyle == .optional else { return "\(value)" }
+        return mirror.children.first.map { plain($0.value) } ?? "none"
     }
 
     static func describe(_ config: ModelConfig) -> String {

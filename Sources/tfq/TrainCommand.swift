@@ -82,7 +82,7 @@ struct TrainCommand: ParsableCommand {
         let display = ProgressDisplay(quiet: false)
         if let seconds = corpus.tokenizerSeconds {
             display.note("learned \(corpus.tokenizer.vocabularySize - 256) BPE merges on the training split in \(format2(seconds)) s"
-                         + (corpus.tokenizer.vocabularySize < vocabSize ?? 0 ? " (the text has no more pairs to merge)" : ""))
+                         + (corpus.tokenizer.vocabularySize < (vocabSize ?? 0) ? " (the text has no more pairs to merge)" : ""))
         }
         if trainer.state.step > 0 {
             display.note("resuming \(out) at step \(trainer.state.step) of \(steps)")
