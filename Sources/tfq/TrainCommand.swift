@@ -16,7 +16,10 @@ struct TrainCommand: ParsableCommand {
         Without --val-data the last 10% of --data is the validation split. The checkpoint is
         written every --checkpoint-every steps, at the end, and on Ctrl-C or SIGTERM; --resume
         continues from it and gives the same losses as an uninterrupted run. Metrics go to
-        CKPT.metrics.jsonl and the loss curves to CKPT.loss.svg.
+        CKPT.metrics.jsonl and the loss curves to CKPT.loss.svg. --tokenizer bpe learns a
+        byte-level BPE of --vocab-size tokens on the training split first (then the split is
+        made on the text: the last 10% of its characters) and stores it in the checkpoint.
+        Validation losses are also given in bits per byte, which compare across tokenizers.
         """
     )
 
