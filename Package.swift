@@ -44,6 +44,7 @@ let package = Package(
         ),
         .executableTarget(name: "tfq-kernel-bench", dependencies: ["TFQKernels"], path: "Benchmarks/KernelBenchmarks"),
         .executableTarget(name: "tfq-format-bench", dependencies: ["TFQFormat"], path: "Benchmarks/FormatBenchmarks"),
+        .executableTarget(name: "tfq-bpe-bench", dependencies: ["TFQModel", "TFQTrain", "TFQKernels", "TFQFormat"], path: "Benchmarks/BPEBenchmarks"),
         .testTarget(name: "TFQFormatTests", dependencies: ["TFQFormat"]),
         .testTarget(name: "TFQKernelsTests", dependencies: ["TFQKernels"]),
         .testTarget(name: "TFQModelTests", dependencies: ["TFQModel"]),

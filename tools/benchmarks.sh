@@ -2,7 +2,8 @@
 # Regenerates the measured section of BENCHMARKS.md (between its GENERATED markers) and the
 # pictures in benchmarks/: training throughput and loss curves on Tiny Shakespeare, fp32 GEMM
 # and int8 kernel rates, runtime latency by threads and position, int8 accuracy per group
-# size. About 6 minutes on 2 cores. Needs ../shared/data/tinyshakespeare.txt and matplotlib
+# size, BPE learning and encoding speed (on ../shared/data/warandpeace.txt, if present).
+# About 6 minutes on 2 cores. Needs ../shared/data/tinyshakespeare.txt and matplotlib
 # (installed with pip if missing).
 #
 #   tools/benchmarks.sh            # everything
@@ -20,6 +21,7 @@ mkdir -p benchmarks
 
 tfq=$(tools/build.sh)                       # builds every product, the kernel benchmark included
 kernels="$(dirname "$tfq")/tfq-kernel-bench"
+bpebench="$(dirname "$tfq")/tfq-bpe-bench"
 
 echo "== training: nanoGPT's CPU config, $steps steps" >&2
 "$tfq" train --data "$data" --out "$work/baby.tfq" --tokenizer char --layers 4 --heads 4 --dim 128 --context 64 \
@@ -28,6 +30,12 @@ echo "== training: nanoGPT's CPU config, $steps steps" >&2
 
 echo "== kernels" >&2
 "$kernels" --seconds 0.3 > "$work/kernels.txt"
+
+if [ -f ../shared/data/warandpeace.txt ]; then
+  echo "== BPE tokenizer on War and Peace" >&2
+  "$bpebench" --data ../shared/data/warandpeace.txt > "$work/bpe.txt"
+  "$bpebench" --synthetic 3.2 --vocab 65536 >> "$work/bpe.txt"
+fi
 
 echo "== int8 accuracy on the validation split" >&2
 python3 -c "import sys; t=open(sys.argv[1]).read(); open(sys.argv[2],'w').write(t[len(t)-len(t)//10:])" "$data" "$work/val.txt"

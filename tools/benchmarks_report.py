@@ -61,3 +61,9 @@ print("### Kernels (`tfq-kernel-bench --seconds 0.3`)\n")
 print("```")
 print(open(os.path.join(work, "kernels.txt")).read().rstrip())
 print("```")
+
+if os.path.exists(os.path.join(work, "bpe.txt")):
+    print("\n### BPE tokenizer (`tfq-bpe-bench --data ../shared/data/warandpeace.txt`)\n")
+    print("```")
+    print(open(os.path.join(work, "bpe.txt")).read().rstrip())
+    print("```")

@@ -163,7 +163,8 @@ public enum Exporter {
         guard c.positions > 0 else { throw ExportError("the evaluation text has no position the model's vocabulary can encode") }
         return QualityReport(positions: c.positions, skipped: c.skipped, referenceCrossEntropy: c.referenceCrossEntropy,
                              modelCrossEntropy: c.candidateCrossEntropy, top1AgreementPercent: c.top1AgreementPercent,
-                             meanKL: c.meanKL, maxAbsLogitError: c.maxAbsLogitError, tensorRelativeError: tensorErrors)
+                             meanKL: c.meanKL, maxAbsLogitError: c.maxAbsLogitError, tensorRelativeError: tensorErrors,
+                             referenceBitsPerByte: c.referenceBitsPerByte, modelBitsPerByte: c.candidateBitsPerByte)
     }
 
     static func fingerprint(_ file: TFQFile) -> String {

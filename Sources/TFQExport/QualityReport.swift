@@ -9,6 +9,10 @@ public struct QualityReport: Codable, Equatable, Sendable {
     public var referencePerplexity: Double { Self.exp(referenceCrossEntropy) }
     public var modelPerplexity: Double { Self.exp(modelCrossEntropy) }
     public var deltaPerplexityPercent: Double { (modelPerplexity / referencePerplexity - 1) * 100 }
+    /// The cross-entropies in bits per byte of the predicted text, comparable across
+    /// tokenizers (absent in reports written before tfq 1.1).
+    public var referenceBitsPerByte: Double?
+    public var modelBitsPerByte: Double?
     public var top1AgreementPercent: Double
     public var meanKL: Double
     public var maxAbsLogitError: Double
@@ -21,14 +25,17 @@ public struct QualityReport: Codable, Equatable, Sendable {
         case referencePerplexity = "reference_perplexity", modelPerplexity = "model_perplexity"
         case deltaPerplexityPercent = "delta_perplexity_percent", top1AgreementPercent = "top1_agreement_percent"
         case meanKL = "mean_kl", maxAbsLogitError = "max_abs_logit_error", tensorRelativeError = "tensor_relative_error"
+        case referenceBitsPerByte = "reference_bits_per_byte", modelBitsPerByte = "model_bits_per_byte"
     }
 
     public init(positions: Int, skipped: Int, referenceCrossEntropy: Double, modelCrossEntropy: Double,
-                top1AgreementPercent: Double, meanKL: Double, maxAbsLogitError: Double, tensorRelativeError: [String: Double]) {
+                top1AgreementPercent: Double, meanKL: Double, maxAbsLogitError: Double, tensorRelativeError: [String: Double],
+                referenceBitsPerByte: Double? = nil, modelBitsPerByte: Double? = nil) {
         self.positions = positions; self.skipped = skipped
         self.referenceCrossEntropy = referenceCrossEntropy; self.modelCrossEntropy = modelCrossEntropy
         self.top1AgreementPercent = top1AgreementPercent; self.meanKL = meanKL; self.maxAbsLogitError = maxAbsLogitError
         self.tensorRelativeError = tensorRelativeError
+        self.referenceBitsPerByte = referenceBitsPerByte; self.modelBitsPerByte = modelBitsPerByte
     }
 
     public init(from decoder: Decoder) throws {
@@ -41,6 +48,8 @@ public struct QualityReport: Codable, Equatable, Sendable {
         meanKL = try c.decode(Double.self, forKey: .meanKL)
         maxAbsLogitError = try c.decode(Double.self, forKey: .maxAbsLogitError)
         tensorRelativeError = try c.decode([String: Double].self, forKey: .tensorRelativeError)
+        referenceBitsPerByte = try c.decodeIfPresent(Double.self, forKey: .referenceBitsPerByte)
+        modelBitsPerByte = try c.decodeIfPresent(Double.self, forKey: .modelBitsPerByte)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -56,6 +65,8 @@ public struct QualityReport: Codable, Equatable, Sendable {
         try c.encode(meanKL, forKey: .meanKL)
         try c.encode(maxAbsLogitError, forKey: .maxAbsLogitError)
         try c.encode(tensorRelativeError, forKey: .tensorRelativeError)
+        try c.encodeIfPresent(referenceBitsPerByte, forKey: .referenceBitsPerByte)
+        try c.encodeIfPresent(modelBitsPerByte, forKey: .modelBitsPerByte)
     }
 
     static func exp(_ x: Double) -> Double {

@@ -9,12 +9,15 @@ public enum Tokenizer: Equatable, Sendable {
     case byte
     /// llama2.c's scored pieces with byte fallback (imported with `tfq import llama2c`).
     case llama2c(Llama2cTokenizer)
+    /// Byte-level BPE learned on the training text: encodes any input.
+    case bpe(BPETokenizer)
 
     public var vocabularySize: Int {
         switch self {
         case .char(let vocabulary): return vocabulary.count
         case .byte: return 256
         case .llama2c(let pieces): return pieces.vocabularySize
+        case .bpe(let bpe): return bpe.vocabularySize
         }
     }
 
@@ -23,6 +26,7 @@ public enum Tokenizer: Equatable, Sendable {
         case .char: return "char"
         case .byte: return "byte"
         case .llama2c: return "llama2c"
+        case .bpe: return "bpe"
         }
     }
 
@@ -44,6 +48,8 @@ public enum Tokenizer: Equatable, Sendable {
         switch self {
         case .byte, .llama2c:
             return encodeAllowingUnknown(text)
+        case .bpe(let bpe):
+            return bpe.encode(text)
         case .char:
             let ids = encodeAllowingUnknown(text)
             if let position = ids.firstIndex(of: -1) {
@@ -59,6 +65,7 @@ public enum Tokenizer: Equatable, Sendable {
         switch self {
         case .byte: return text.utf8.map { Int32($0) }
         case .llama2c(let pieces): return pieces.encode(text.utf8)
+        case .bpe(let bpe): return bpe.encode(text)
         case .char(let vocabulary):
             // A dense table for the Basic Multilingual Plane: one array load per character
             // instead of a hash lookup (encoding a corpus is otherwise a visible share of a run).
@@ -71,32 +78,64 @@ public enum Tokenizer: Equatable, Sendable {
         }
     }
 
-    /// The bytes a token stands for (UTF-8 of its character, the byte itself, or a piece)
-    /// when it follows `previous` (llama2c drops a piece's leading space after BOS).
+    /// The token ids of any bytes; a char tokenizer needs valid UTF-8 of its characters.
+    public func encode(bytes: [UInt8]) throws(TokenizerError) -> [Int32] {
+        switch self {
+        case .byte: return bytes.map { Int32($0) }
+        case .bpe(let bpe): return bpe.encode(bytes)
+        case .llama2c(let pieces): return pieces.encode(bytes)
+        case .char:
+            guard let text = String(validating: bytes, as: UTF8.self) else {
+                var parser = Unicode.UTF8.ForwardParser(), iterator = bytes.makeIterator(), offset = 0
+                while case .valid(let scalar) = parser.parseScalar(from: &iterator) { offset += scalar.count }
+                throw TokenizerError.invalidUTF8(offset: offset)
+            }
+            return try encode(text)
+        }
+    }
+
+    /// The bytes a token stands for (UTF-8 of its character, the byte itself, a BPE token's
+    /// bytes, or a piece) when it follows `previous` (llama2c drops a piece's leading space
+    /// after BOS).
     public func bytes(of token: Int32, after previous: Int32? = nil) -> [UInt8] {
         switch self {
         case .byte: return [UInt8(truncatingIfNeeded: token)]
+        case .bpe(let bpe): return bpe.bytes(of: token)
         case .char(let vocabulary): return Array(String(Character(vocabulary[Int(token)])).utf8)
         case .llama2c(let pieces): return pieces.bytes(of: token, after: previous)
         }
     }
 
-    /// The text of `tokens`. A llama2c sequence's leading BOS marks its start and is not
-    /// text (llama2.c's run never prints it), so decode(encode(s)) == s.
+    /// The bytes of `tokens`, exactly. A llama2c sequence's leading BOS marks its start and
+    /// is not text (llama2.c's run never prints it), so decode(encode(s)) == s.
+    public func decodeBytes(_ tokens: [Int32]) -> [UInt8] {
+        switch self {
+        case .bpe(let bpe):
+            return bpe.decode(tokens)
+        case .llama2c:
+            var bytes: [UInt8] = []
+            let start = tokens.first == Llama2cTokenizer.bos ? 1 : 0
+            for i in start..<tokens.count { bytes += self.bytes(of: tokens[i], after: i > 0 ? tokens[i - 1] : nil) }
+            return bytes
+        case .byte, .char:
+            return tokens.flatMap { bytes(of: $0) }
+        }
+    }
+
+    /// The text of `tokens` (invalid UTF-8 replaced by U+FFFD).
     public func decode(_ tokens: [Int32]) -> String {
-        var bytes: [UInt8] = []
-        var start = 0
-        if case .llama2c = self, tokens.first == Llama2cTokenizer.bos { start = 1 }
-        for i in start..<tokens.count { bytes += self.bytes(of: tokens[i], after: i > 0 ? tokens[i - 1] : nil) }
-        return String(decoding: bytes, as: UTF8.self)
+        String(decoding: decodeBytes(tokens), as: UTF8.self)
     }
 }
 
 public enum TokenizerError: Error, Equatable, CustomStringConvertible {
     case unknownCharacter(Unicode.Scalar, position: Int)
+    case invalidUTF8(offset: Int)
 
     public var description: String {
         switch self {
+        case .invalidUTF8(let offset):
+            return "the input is not valid UTF-8 (at byte \(offset)); a char tokenizer encodes text only"
         case .unknownCharacter(let scalar, let position):
             let hex = String(scalar.value, radix: 16, uppercase: true)
             return "character \(scalar.escaped(asASCII: true)) (U+\(hex)) at position \(position) is not in the model's vocabulary"
@@ -107,7 +146,7 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
 // MARK: - Stored form
 
 extension Tokenizer: Encodable {
-    enum CodingKeys: String, CodingKey { case type, vocab, pieces, scores, bosID = "bos_id", eosID = "eos_id" }
+    enum CodingKeys: String, CodingKey { case type, vocab, merges, preSplit = "pre_split", pieces, scores, bosID = "bos_id", eosID = "eos_id" }
 
     /// Why a stored tokenizer section cannot be used.
     public struct FormatError: Error, CustomStringConvertible {
@@ -116,7 +155,8 @@ extension Tokenizer: Encodable {
     }
 
     /// Reads the stored form straight from the parsed metadata: a llama vocabulary is
-    /// 32,000 entries, too many to route through Codable at every load.
+    /// 32,000 entries and a BPE one up to 65,280 merges, too many to route through Codable
+    /// at every load.
     public init(json: JSONValue) throws(FormatError) {
         func strings(_ key: String) throws(FormatError) -> [String] {
             guard case .array(let items)? = json[key] else { throw FormatError("'\(key)' must be an array of strings") }
@@ -132,6 +172,11 @@ extension Tokenizer: Encodable {
         switch type {
         case "byte":
             self = .byte
+        case "bpe":
+            guard case .string(let merges)? = json["merges"], case .string(let preSplit)? = json["pre_split"] else {
+                throw FormatError("a bpe tokenizer needs 'merges' and 'pre_split' strings")
+            }
+            do { self = .bpe(try BPETokenizer(storedMerges: merges, preSplit: preSplit)) } catch { throw FormatError("\(error)") }
         case "char":
             var scalars: [Unicode.Scalar] = []
             for entry in try strings("vocab") {
@@ -177,6 +222,9 @@ extension Tokenizer: Encodable {
             try container.encode(tokenizer.scores, forKey: .scores)
             try container.encode(Llama2cTokenizer.bos, forKey: .bosID)
             try container.encode(Llama2cTokenizer.eos, forKey: .eosID)
+        case .bpe(let bpe):
+            try container.encode(bpe.preSplit.rawValue, forKey: .preSplit)
+            try container.encode(bpe.storedMerges, forKey: .merges)
         }
     }
 }

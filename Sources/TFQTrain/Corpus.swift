@@ -1,4 +1,5 @@
 import TFQFormat
+import TFQKernels
 import TFQModel
 
 /// Why a corpus cannot be trained on.
@@ -16,27 +17,59 @@ public struct Corpus {
     public let path: String
     public let validationPath: String?
 
+    /// Bytes of text each token id stands for: turns nats per token into bits per byte.
+    public let tokenByteCounts: [Int]
+    /// Seconds spent learning the tokenizer (BPE only; nil when none was learned).
+    public let tokenizerSeconds: Double?
+
     /// Reads `path` (and `validationPath`, else the last 10 % of `path` is validation).
-    public init(path: String, validationPath: String?, tokenizer kind: TrainingOptions.TokenizerKind, existing: Tokenizer? = nil) throws {
+    /// `existing` (a resumed checkpoint's tokenizer) is used as it is; otherwise one of
+    /// `kind` is made from the text, a BPE one of `vocabularySize` tokens learned on the
+    /// training split alone.
+    public init(path: String, validationPath: String?, tokenizer kind: TrainingOptions.TokenizerKind, vocabularySize: Int? = nil,
+                existing: Tokenizer? = nil) throws {
         self.path = path
         self.validationPath = validationPath
         let text = try Self.readText(path)
         checksum = CRC32.checksum(Array(text.utf8))
         let validationText = try validationPath.map(Self.readText)
+        let isBPE: Bool
+        switch existing {
+        case .bpe?: isBPE = true
+        case nil: isBPE = kind == .bpe
+        default: isBPE = false
+        }
+        // A char or byte corpus is split by tokens. A BPE one must be split before its
+        // tokenizer exists, so it is split by text, at the same scalar as export's
+        // evaluation text: the last 10% of the scalars (the same cut as char tokens).
+        var parts: (train: String, validation: String)? = validationText.map { (text, $0) }
+        if parts == nil && isBPE {
+            let scalars = text.unicodeScalars
+            let cut = scalars.index(scalars.startIndex, offsetBy: scalars.count - scalars.count / 10)
+            parts = (String(scalars[..<cut]), String(scalars[cut...]))
+        }
         let tokenizer: Tokenizer
+        var learning: Double? = nil
         if let existing {
             tokenizer = existing
         } else {
             switch kind {
             case .byte: tokenizer = .byte
             case .char: tokenizer = .characters(of: text + (validationText ?? ""))
+            case .bpe:
+                let started = Clock.seconds()
+                guard let vocabularySize else { throw CorpusError(description: "a BPE tokenizer needs a vocabulary size") }
+                tokenizer = .bpe(BPELearner.learn(Array((parts?.train ?? text).utf8), vocabularySize: vocabularySize))
+                learning = Clock.seconds() - started
             }
         }
         self.tokenizer = tokenizer
+        tokenizerSeconds = learning
+        tokenByteCounts = (0..<tokenizer.vocabularySize).map { tokenizer.bytes(of: Int32($0)).count }
         do {
-            if let validationText {
-                train = try tokenizer.encode(text)
-                validation = try tokenizer.encode(validationText)
+            if let parts {
+                train = try tokenizer.encode(parts.train)
+                validation = try tokenizer.encode(parts.validation)
             } else {
                 let all = try tokenizer.encode(text)
                 let cut = all.count - all.count / 10

@@ -12,7 +12,10 @@ final class MetricsLog {
         var lr: Float
         var tokensPerSecond: Double
         var valLoss: Double?
-        enum CodingKeys: String, CodingKey { case step, loss, lr, tokensPerSecond = "tokens_per_second", valLoss = "val_loss" }
+        var valBitsPerByte: Double?
+        enum CodingKeys: String, CodingKey {
+            case step, loss, lr, tokensPerSecond = "tokens_per_second", valLoss = "val_loss", valBitsPerByte = "val_bits_per_byte"
+        }
     }
 
     let path: String
@@ -30,8 +33,8 @@ final class MetricsLog {
         for entry in kept { write(entry) }
     }
 
-    func append(step: Int, loss: Double, learningRate: Float, tokensPerSecond: Double, valLoss: Double?) {
-        write(Entry(step: step, loss: loss, lr: learningRate, tokensPerSecond: tokensPerSecond, valLoss: valLoss))
+    func append(step: Int, loss: Double, learningRate: Float, tokensPerSecond: Double, valLoss: Double?, valBitsPerByte: Double?) {
+        write(Entry(step: step, loss: loss, lr: learningRate, tokensPerSecond: tokensPerSecond, valLoss: valLoss, valBitsPerByte: valBitsPerByte))
     }
 
     func read() -> [Entry] {

@@ -2,6 +2,9 @@ import FoundationEssentials
 import TFQFormat
 import TFQKernels
 import TFQModel
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Why training could not start or continue; the message names the file or flag.
 public struct TrainingError: Error, CustomStringConvertible {
@@ -14,6 +17,8 @@ public struct TrainingProgress: Sendable {
     public var step: Int, steps: Int
     public var loss: Double
     public var valLoss: Double?
+    /// The last validation loss in bits per byte of text.
+    public var valBitsPerByte: Double?
     public var learningRate: Float
     public var tokensPerSecond: Double
     public var secondsRemaining: Double
@@ -26,6 +31,7 @@ public struct TrainingSummary: Codable, Sendable {
     public var tokens: Int
     public var trainLoss: Double?
     public var valLoss: Double?
+    public var valBitsPerByte: Double?
     public var tokensPerSecond: Double
     public var wallSeconds: Double
     public var parameters: Int
@@ -35,7 +41,7 @@ public struct TrainingSummary: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case steps, tokens, parameters, checkpoint, interrupted
-        case trainLoss = "train_loss", valLoss = "val_loss", tokensPerSecond = "tokens_per_second"
+        case trainLoss = "train_loss", valLoss = "val_loss", valBitsPerByte = "val_bits_per_byte", tokensPerSecond = "tokens_per_second"
         case wallSeconds = "wall_seconds", peakRSSBytes = "peak_rss_bytes"
     }
 }
@@ -121,9 +127,9 @@ public final class Trainer {
                 evaluated = true
             }
             metricsLog.append(step: state.step, loss: loss, learningRate: rate, tokensPerSecond: speed,
-                              valLoss: evaluated ? state.lastValLoss : nil)
+                              valLoss: evaluated ? state.lastValLoss : nil, valBitsPerByte: evaluated ? state.lastValBitsPerByte : nil)
             progress(TrainingProgress(step: state.step, steps: options.steps, loss: loss, valLoss: state.lastValLoss,
-                                      learningRate: rate, tokensPerSecond: speed,
+                                      valBitsPerByte: state.lastValBitsPerByte, learningRate: rate, tokensPerSecond: speed,
                                       secondsRemaining: Double((options.steps - state.step) * tokensPerStep) / max(speed, 1e-9),
                                       evaluated: evaluated))
             if options.checkpointEvery > 0 && state.step % options.checkpointEvery == 0 && state.step < options.steps {
@@ -140,28 +146,33 @@ public final class Trainer {
         try saveCheckpoint()
         try? LossCurve.write(evaluations: state.evaluations, trainLog: metricsLog.read(), to: checkpointPath + ".loss.svg")
         return TrainingSummary(steps: state.step, tokens: state.tokens, trainLoss: state.lastTrainLoss, valLoss: state.lastValLoss,
+                               valBitsPerByte: state.lastValBitsPerByte,
                                tokensPerSecond: Double((state.step - startStep) * tokensPerStep) / max(elapsed, 1e-9),
                                wallSeconds: state.wallSeconds, parameters: model.layout.count,
                                peakRSSBytes: ProcessMemory.peakResidentBytes(), checkpoint: checkpointPath, interrupted: interrupted)
     }
 
     /// Mean loss over `evalBatches` validation batches: always the same batches, so the
-    /// curve moves only with the model.
+    /// curve moves only with the model. Also kept in bits per byte of the predicted text,
+    /// (nats per token × tokens) / (ln 2 × bytes), which compares across tokenizers.
     @discardableResult
     public func evaluate(step: Int, trainLoss: Double?) -> Double {
         let (batch, length) = (options.batch, options.context)
         var random = Xoshiro256(seed: options.seed ^ 0x5EED_0F_E7A1)
         var inputs = [Int32](repeating: 0, count: batch * length), targets = inputs
-        var total = 0.0
+        var total = 0.0, bytes = 0
         for _ in 0..<options.evalBatches {
             Self.sample(corpus.validation, random: &random, batch: batch, length: length, inputs: &inputs, targets: &targets)
             total += inputs.withUnsafeBufferPointer { i in targets.withUnsafeBufferPointer { t in
                 model.forward(inputs: i.baseAddress!, targets: t.baseAddress!, batch: batch, length: length, training: false)
             } }
+            for target in targets { bytes += corpus.tokenByteCounts[Int(target)] }
         }
         let loss = total / Double(options.evalBatches)
+        let bitsPerByte = loss * Double(options.evalBatches * batch * length) / (log(2) * Double(max(1, bytes)))
         state.lastValLoss = loss
-        state.evaluations.append(.init(step: step, trainLoss: trainLoss ?? loss, valLoss: loss))
+        state.lastValBitsPerByte = bitsPerByte
+        state.evaluations.append(.init(step: step, trainLoss: trainLoss ?? loss, valLoss: loss, valBitsPerByte: bitsPerByte))
         return loss
     }
 
@@ -253,8 +264,16 @@ public final class Trainer {
         guard a != b else { return [] }
         let left = Mirror(reflecting: a).children, right = Mirror(reflecting: b).children
         return zip(left, right).compactMap { l, r in
-            "\(l.value)" == "\(r.value)" ? nil : "\(l.label ?? "?") was \(l.value), now \(r.value)"
+            let (was, now) = (plain(l.value), plain(r.value))
+            return was == now ? nil : "\(l.label ?? "?") was \(was), now \(now)"
         }
+    }
+
+    /// A flag's value as a person writes it: `512` or `none`, not `Optional(512)`.
+    static func plain(_ value: Any) -> String {
+        let mirror = Mirror(reflecting: value)
+        guard mirror.displayStyle == .optional else { return "\(value)" }
+        return mirror.children.first.map { plain($0.value) } ?? "none"
     }
 
     static func describe(_ config: ModelConfig) -> String {

@@ -5,9 +5,14 @@ import TFQModel
 /// run continues with the settings it started with.
 public struct TrainingOptions: Codable, Equatable, Sendable {
     public enum OptimizerKind: String, Codable, Sendable, CaseIterable { case adamw, sgd }
-    public enum TokenizerKind: String, Codable, Sendable, CaseIterable { case char, byte }
+    public enum TokenizerKind: String, Codable, Sendable, CaseIterable { case char, byte, bpe }
+    /// The vocabulary sizes a learned BPE tokenizer may have: one merge at least, and ids
+    /// that fit 16 bits.
+    public static let bpeVocabularySizes = 257...65536
 
     public var tokenizer: TokenizerKind = .char
+    /// Tokens of the BPE vocabulary to learn (`--tokenizer bpe` only).
+    public var vocabSize: Int? = nil
     public var layers = 4, heads = 4, dim = 128, ffDim: Int? = nil, context = 64
     public var activation: Activation = .relu
     public var tieEmbeddings = false, bias = true
@@ -26,7 +31,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case tokenizer, layers, heads, dim, context, activation, bias, dropout, batch, steps, optimizer, warmup
+        case tokenizer, vocabSize = "vocab_size", layers, heads, dim, context, activation, bias, dropout, batch, steps, optimizer, warmup
         case beta1, beta2, seed
         case ffDim = "ff_dim", tieEmbeddings = "tie_embeddings", learningRate = "lr", minLearningRate = "min_lr"
         case weightDecay = "weight_decay", gradClip = "grad_clip", evalEvery = "eval_every", evalBatches = "eval_batches"
@@ -38,6 +43,14 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
 
     /// Why these options cannot train, or nil.
     public var problem: String? {
+        if tokenizer == .bpe {
+            guard let vocabSize else { return "--tokenizer bpe needs --vocab-size N (\(Self.bpeVocabularySizes.lowerBound) to \(Self.bpeVocabularySizes.upperBound))" }
+            if !Self.bpeVocabularySizes.contains(vocabSize) {
+                return "--vocab-size must be \(Self.bpeVocabularySizes.lowerBound) to \(Self.bpeVocabularySizes.upperBound) (got \(vocabSize))"
+            }
+        } else if vocabSize != nil {
+            return "--vocab-size applies only to --tokenizer bpe (a \(tokenizer.rawValue) vocabulary comes from the text)"
+        }
         if batch < 1 { return "--batch must be at least 1" }
         if steps < 0 { return "--steps must not be negative" }
         if context < 1 { return "--context must be at least 1" }

@@ -6,7 +6,9 @@ public struct TrainingState: Codable, Equatable, Sendable {
         public var step: Int
         public var trainLoss: Double
         public var valLoss: Double
-        enum CodingKeys: String, CodingKey { case step, trainLoss = "train_loss", valLoss = "val_loss" }
+        /// The validation loss in bits per byte of text, comparable across tokenizers.
+        public var valBitsPerByte: Double?
+        enum CodingKeys: String, CodingKey { case step, trainLoss = "train_loss", valLoss = "val_loss", valBitsPerByte = "val_bits_per_byte" }
     }
 
     public var options: TrainingOptions
@@ -21,12 +23,13 @@ public struct TrainingState: Codable, Equatable, Sendable {
     public var validationPath: String?
     public var lastTrainLoss: Double?
     public var lastValLoss: Double?
+    public var lastValBitsPerByte: Double?
     public var evaluations: [Evaluation] = []
     /// Seconds spent training, summed over resumed runs.
     public var wallSeconds: Double = 0
 
     enum CodingKeys: String, CodingKey {
         case options, step, tokens, sampler, evaluations
-        case dataCRC32 = "data_crc32", dataPath = "data_path", validationPath = "val_data_path", lastTrainLoss = "last_train_loss", lastValLoss = "last_val_loss", wallSeconds = "wall_seconds"
+        case dataCRC32 = "data_crc32", dataPath = "data_path", validationPath = "val_data_path", lastTrainLoss = "last_train_loss", lastValLoss = "last_val_loss", lastValBitsPerByte = "last_val_bits_per_byte", wallSeconds = "wall_seconds"
     }
 }

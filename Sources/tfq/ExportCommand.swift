@@ -66,6 +66,7 @@ struct ExportCommand: ParsableCommand {
         print(Table.render(header: ["on \(q.positions) positions", "fp32", "exported"], rows: [
             ["cross-entropy", format4(q.referenceCrossEntropy), format4(q.modelCrossEntropy)],
             ["perplexity", format4(q.referencePerplexity), format4(q.modelPerplexity)],
+            ["bits per byte", q.referenceBitsPerByte.map(format4) ?? "-", q.modelBitsPerByte.map(format4) ?? "-"],
         ], rightAligned: [1, 2]))
         print("Δppl \(format4(q.deltaPerplexityPercent))%  top-1 agreement \(format4(q.top1AgreementPercent))%  "
               + "mean KL \(String(q.meanKL))  max |Δlogit| \(format4(q.maxAbsLogitError))"

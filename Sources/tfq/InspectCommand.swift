@@ -80,6 +80,9 @@ struct InspectCommand: ParsableCommand {
                 printSection(member, indent: indent + "  ")
             case .array(let items) where items.count > 16 || items.contains(where: { if case .object = $0 { return true } else { return false } }):
                 print("\(indent)\(key.padding(16)) [\(items.count) items]")
+            case .string(let text) where text.count > 64:
+                // A BPE tokenizer's merges: hundreds of kilobytes.
+                print("\(indent)\(key.padding(16)) \(text.prefix(40))… [\(text.utf8.count) bytes]")
             default:
                 print("\(indent)\(key.padding(16)) \(JSONOutput.plain(member))")
             }

@@ -21,7 +21,7 @@ final class ProgressDisplay {
 
     func show(_ p: TrainingProgress) {
         guard !quiet else { return }
-        let val = p.valLoss.map { " | val \(format4($0))" } ?? ""
+        let val = p.valLoss.map { " | val \(format4($0))" + (p.valBitsPerByte.map { " (\(format4($0)) bpb)" } ?? "") } ?? ""
         let line = "step \(p.step)/\(p.steps) | loss \(format4(p.loss))\(val) | \(Int(p.tokensPerSecond)) tok/s | ETA \(duration(p.secondsRemaining))"
         if interactive {
             fputs("\r\u{1B}[2K" + line, stderr)

@@ -8,7 +8,8 @@ struct TFQCommand: ParsableCommand {
         commandName: "tfq",
         abstract: "Train small transformer language models on a CPU, quantize them to int8, run them fast.",
         version: TFQVersion.string,
-        subcommands: [TrainCommand.self, ExportCommand.self, ImportCommand.self, RunCommand.self, InspectCommand.self, VerifyCommand.self, UnpackCommand.self, BenchCommand.self]
+        subcommands: [TrainCommand.self, ExportCommand.self, ImportCommand.self, RunCommand.self, TokenizeCommand.self, InspectCommand.self,
+                      VerifyCommand.self, UnpackCommand.self, BenchCommand.self]
     )
 
     /// `--zstd` may stand without its level (`--zstd [LEVEL]`), which ArgumentParser cannot

@@ -16,14 +16,18 @@ struct TrainCommand: ParsableCommand {
         Without --val-data the last 10% of --data is the validation split. The checkpoint is
         written every --checkpoint-every steps, at the end, and on Ctrl-C or SIGTERM; --resume
         continues from it and gives the same losses as an uninterrupted run. Metrics go to
-        CKPT.metrics.jsonl and the loss curves to CKPT.loss.svg.
+        CKPT.metrics.jsonl and the loss curves to CKPT.loss.svg. --tokenizer bpe learns a
+        byte-level BPE of --vocab-size tokens on the training split first (then the split is
+        made on the text: the last 10% of its characters) and stores it in the checkpoint.
+        Validation losses are also given in bits per byte, which compare across tokenizers.
         """
     )
 
     @Option(help: "The training text (UTF-8).") var data: String
     @Option(help: "The checkpoint to write (.tfq).") var out: String
     @Option(help: "Validation text (default: the last 10% of --data).") var valData: String?
-    @Option(help: "char or byte.") var tokenizer: TrainingOptions.TokenizerKind = .char
+    @Option(help: "char, byte, or bpe (byte-level BPE learned on the training split).") var tokenizer: TrainingOptions.TokenizerKind = .char
+    @Option(help: "BPE vocabulary: 257 to 65536 tokens (--tokenizer bpe).") var vocabSize: Int?
     @Option(help: "Transformer blocks.") var layers = 4
     @Option(help: "Attention heads.") var heads = 4
     @Option(help: "Model width.") var dim = 128
@@ -53,7 +57,7 @@ struct TrainCommand: ParsableCommand {
 
     var options: TrainingOptions {
         var o = TrainingOptions()
-        o.tokenizer = tokenizer; o.layers = layers; o.heads = heads; o.dim = dim; o.ffDim = ff; o.context = context
+        o.tokenizer = tokenizer; o.vocabSize = vocabSize; o.layers = layers; o.heads = heads; o.dim = dim; o.ffDim = ff; o.context = context
         o.activation = activation; o.tieEmbeddings = tieEmbeddings; o.bias = !noBias; o.dropout = dropout
         o.batch = batch; o.steps = steps; o.optimizer = optimizer; o.learningRate = lr; o.minLearningRate = minLr
         o.warmup = warmup; o.beta1 = beta1; o.beta2 = beta2; o.weightDecay = weightDecay; o.gradClip = gradClip
@@ -74,10 +78,15 @@ struct TrainCommand: ParsableCommand {
             checkpoint = try TFQFile(path: out)
         }
         let existingTokenizer = try checkpoint.map { try ModelMetadata(file: $0).tokenizer }
-        let corpus = try Corpus(path: data, validationPath: valData, tokenizer: tokenizer, existing: existingTokenizer)
+        let corpus = try Corpus(path: data, validationPath: valData, tokenizer: tokenizer, vocabularySize: vocabSize,
+                                existing: existingTokenizer)
         let trainer = try Trainer(options: options, corpus: corpus, checkpointPath: out, threads: threadCount, resume: checkpoint)
         checkpoint = nil
         let display = ProgressDisplay(quiet: false)
+        if let seconds = corpus.tokenizerSeconds {
+            display.note("learned \(corpus.tokenizer.vocabularySize - 256) BPE merges on the training split in \(format2(seconds)) s"
+                         + (corpus.tokenizer.vocabularySize < (vocabSize ?? 0) ? " (the text has no more pairs to merge)" : ""))
+        }
         if trainer.state.step > 0 {
             display.note("resuming \(out) at step \(trainer.state.step) of \(steps)")
         }
@@ -90,7 +99,7 @@ struct TrainCommand: ParsableCommand {
         if json {
             print(try JSONOutput.string(summary))
         } else {
-            let val = summary.valLoss.map { String(format4($0)) } ?? "-"
+            let val = (summary.valLoss.map { String(format4($0)) } ?? "-") + (summary.valBitsPerByte.map { " (\(format4($0)) bits/byte)" } ?? "")
             print("steps \(summary.steps)  train loss \(summary.trainLoss.map(format4) ?? "-")  val loss \(val)  "
                   + "\(Int(summary.tokensPerSecond)) tokens/s  \(format2(summary.wallSeconds)) s  peak RSS \(summary.peakRSSBytes >> 20) MB")
             print("checkpoint \(out)  (metrics \(out).metrics.jsonl, loss curve \(out).loss.svg)")

@@ -38,7 +38,8 @@ enum SampleText {
                       stopAfter: Int? = nil, resume: Bool = false) throws -> (Trainer, TrainingSummary) {
         let file = resume ? try TFQFile(path: out) : nil
         let tokenizer = try file.map { try ModelMetadata(file: $0).tokenizer }
-        let corpus = try Corpus(path: path, validationPath: nil, tokenizer: options.tokenizer, existing: tokenizer)
+        let corpus = try Corpus(path: path, validationPath: nil, tokenizer: options.tokenizer, vocabularySize: options.vocabSize,
+                                existing: tokenizer)
         let trainer = try Trainer(options: options, corpus: corpus, checkpointPath: out, threads: threads, resume: file)
         let summary = try trainer.run(shouldStop: { stopAfter.map { trainer.state.step >= $0 } ?? false })
         return (trainer, summary)

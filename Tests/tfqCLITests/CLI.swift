@@ -6,6 +6,8 @@ enum CLI {
         var status: Int32
         var stdout: String
         var stderr: String
+        /// stdout exactly as written, for binary output.
+        var stdoutBytes = Data()
     }
 
     /// The `tfq` binary next to this test bundle in the build folder.
@@ -36,7 +38,7 @@ enum CLI {
         process.waitUntilExit()
         return Result(status: process.terminationStatus,
                       stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self))
+                      stderr: String(decoding: errData, as: UTF8.self), stdoutBytes: outData)
     }
 
     /// A fresh empty directory for one test's files.

@@ -1,0 +1,474 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Byte-level byte-pair encoding (formats/tfq.md §10, type `"bpe"`).
+///
+/// Tokens 0–255 are the bytes; token 256 + i is merge i, the concatenation of two earlier
+/// tokens. Encoding cuts the input into chunks (``BPEPreSplit``) and, in each chunk, starts
+/// from its bytes and repeatedly merges the leftmost occurrence of the adjacent pair with the
+/// lowest merge index until no adjacent pair is a merge. Every byte string has an encoding,
+/// and decoding concatenates the tokens' bytes, so `decode(encode(s)) == s` for any bytes,
+/// valid UTF-8 or not.
+public struct BPETokenizer: Equatable, Sendable {
+    /// Merge i makes token 256 + i from `left` followed by `right`.
+    public struct Merge: Hashable, Sendable {
+        public var left: Int32, right: Int32
+        public init(_ left: Int32, _ right: Int32) { self.left = left; self.right = right }
+    }
+
+    /// Merge i makes token 256 + i; a lower index merges first.
+    public let merges: [Merge]
+    /// How input is cut into chunks before merging.
+    public let preSplit: BPEPreSplit
+    let tables: BPETables
+
+    /// Checks the merges (each refers only to earlier tokens, none twice) and builds the
+    /// lookup tables: a few milliseconds for 65,280 merges.
+    public init(merges: [Merge], preSplit: BPEPreSplit = .words) throws(BPEError) {
+        self.merges = merges
+        self.preSplit = preSplit
+        tables = try BPETables(merges: merges)
+    }
+
+    public static func == (a: BPETokenizer, b: BPETokenizer) -> Bool {
+        a.preSplit == b.preSplit && a.merges == b.merges
+    }
+
+    /// The 256 bytes and one token per merge.
+    public var vocabularySize: Int { 256 + merges.count }
+
+    /// The bytes token `token` (below ``vocabularySize``) stands for.
+    public func bytes(of token: Int32) -> [UInt8] {
+        precondition(token >= 0 && Int(token) < vocabularySize, "token id \(token) is outside the vocabulary")
+        let start = tables.starts[Int(token)], end = tables.starts[Int(token) + 1]
+        return Array(UnsafeBufferPointer(start: tables.bytes + start, count: end - start))
+    }
+
+    /// How many bytes token `token` (below ``vocabularySize``) stands for.
+    public func byteCount(of token: Int32) -> Int {
+        precondition(token >= 0 && Int(token) < vocabularySize, "token id \(token) is outside the vocabulary")
+        return tables.starts[Int(token) + 1] - tables.starts[Int(token)]
+    }
+
+    /// The bytes of `tokens`, concatenated; every id must be below ``vocabularySize``.
+    public func decode(_ tokens: [Int32]) -> [UInt8] {
+        var total = 0
+        for token in tokens { total += byteCount(of: token) }
+        var result = [UInt8]()
+        result.reserveCapacity(total)
+        for token in tokens {
+            let start = tables.starts[Int(token)], end = tables.starts[Int(token) + 1]
+            result.append(contentsOf: UnsafeBufferPointer(start: tables.bytes + start, count: end - start))
+        }
+        return result
+    }
+
+    /// The token ids of `bytes`.
+    public func encode(_ bytes: [UInt8]) -> [Int32] {
+        bytes.withUnsafeBufferPointer { encode($0) }
+    }
+
+    /// The token ids of the UTF-8 of `text`.
+    public func encode(_ text: String) -> [Int32] {
+        var text = text
+        return text.withUTF8 { encode($0) }
+    }
+
+    /// The token ids of `bytes`.
+    ///
+    /// Most text repeats its words, so the ids of every chunk up to ``cachedChunkLength``
+    /// bytes are remembered for the rest of the call; a repeated word costs a hash and a
+    /// compare. The cache belongs to the call: a tokenizer shared across threads has no
+    /// mutable state.
+    public func encode(_ bytes: UnsafeBufferPointer<UInt8>) -> [Int32] {
+        var output: [Int32] = []
+        output.reserveCapacity(bytes.count / 3 + 16)
+        guard let base = bytes.baseAddress else { return output }
+        let scratch = ChunkScratch(capacity: Self.shortChunkLength)
+        defer { scratch.deallocate() }
+        var cache = bytes.count >= 1024 ? ChunkCache() : nil
+        defer { cache?.deallocate() }
+        var start = 0
+        while start < bytes.count {
+            let end = BPEPreSplit.chunkEnd(bytes, from: start)
+            let length = end - start
+            defer { start = end }
+            if length == 1 { output.append(Int32(base[start])); continue }
+            let chunk = UnsafeBufferPointer(start: base + start, count: length)
+            if length > Self.cachedChunkLength || cache == nil {
+                mergeChunk(chunk, scratch: scratch, into: &output)
+                continue
+            }
+            let hash = ChunkCache.hash(chunk)
+            if let ids = cache!.find(chunk, hash: hash) {
+                output.append(contentsOf: ids)
+            } else {
+                let first = output.count
+                mergeChunk(chunk, scratch: scratch, into: &output)
+                output.withUnsafeBufferPointer { cache!.insert(chunk, hash: hash, ids: UnsafeBufferPointer(rebasing: $0[first...])) }
+            }
+        }
+        return output
+    }
+
+    /// Chunks up to this length are merged in place in a small array (quadratic in the
+    /// length, and fastest for words); longer ones with a heap.
+    static let shortChunkLength = 64
+    /// Chunks up to this length are cached within one `encode` call.
+    public static let cachedChunkLength = 32
+
+    /// Appends the ids of one chunk to `output`.
+    func mergeChunk(_ chunk: UnsafeBufferPointer<UInt8>, scratch: ChunkScratch, into output: inout [Int32]) {
+        if chunk.count < 2 {
+            output.append(contentsOf: chunk.lazy.map { Int32($0) })
+            return
+        }
+        if chunk.count > Self.shortChunkLength {
+            output.append(contentsOf: mergeLongChunk(chunk))
+            return
+        }
+        let ids = scratch.ids, ranks = scratch.ranks
+        var count = chunk.count
+        for i in 0..<count { ids[i] = Int32(chunk[i]) }
+        for i in 0..<(count - 1) { ranks[i] = tables.byteRank(chunk[i], chunk[i + 1]) }
+        while count > 1 {
+            // The lowest rank; the first (leftmost) on ties.
+            var best = 0, bestRank = ranks[0]
+            var i = 1
+            while i < count - 1 {
+                if ranks[i] < bestRank { best = i; bestRank = ranks[i] }
+                i += 1
+            }
+            if bestRank == BPETables.noMerge { break }
+            ids[best] = 256 + bestRank
+            // Drop ids[best + 1] and the pair rank[best] it closed; the rest shift left.
+            i = best + 1
+            while i < count - 1 { ids[i] = ids[i + 1]; ranks[i] = ranks[i + 1]; i += 1 }
+            count -= 1
+            if best > 0 { ranks[best - 1] = tables.rank(ids[best - 1], ids[best]) }
+            if best < count - 1 { ranks[best] = tables.rank(ids[best], ids[best + 1]) }
+        }
+        output.append(contentsOf: UnsafeBufferPointer(start: ids, count: count))
+    }
+
+    /// The same merges for a long chunk (a run of spaces, a line of dashes, a huge word) in
+    /// O(n log n): a doubly linked list of tokens and a min-heap of (rank, position). A heap
+    /// entry whose pair has changed since it was pushed is skipped when popped.
+    func mergeLongChunk(_ chunk: UnsafeBufferPointer<UInt8>) -> [Int32] {
+        let n = chunk.count
+        var ids = chunk.map { Int32($0) }
+        var next = (0..<n).map { Int32($0 + 1) }, previous = (0..<n).map { Int32($0 - 1) }
+        var heap = MinHeap()
+        for i in 0..<(n - 1) {
+            let rank = tables.rank(ids[i], ids[i + 1])
+            if rank != BPETables.noMerge { heap.push(rank: rank, position: Int32(i)) }
+        }
+        while let (rank, position) = heap.pop() {
+            let left = Int(position)
+            let right = Int(next[left])
+            // Stale: the left token was absorbed (-1), or the pair there is no longer this merge.
+            guard ids[left] >= 0, right < n, tables.rank(ids[left], ids[right]) == rank else { continue }
+            ids[left] = 256 + rank
+            ids[right] = -1
+            let after = Int(next[right])
+            next[left] = Int32(after)
+            if after < n { previous[after] = Int32(left) }
+            let before = Int(previous[left])
+            if before >= 0 {
+                let r = tables.rank(ids[before], ids[left])
+                if r != BPETables.noMerge { heap.push(rank: r, position: Int32(before)) }
+            }
+            if after < n {
+                let r = tables.rank(ids[left], ids[after])
+                if r != BPETables.noMerge { heap.push(rank: r, position: Int32(left)) }
+            }
+        }
+        return ids.filter { $0 >= 0 }
+    }
+
+    // MARK: - Stored form
+
+    /// The merges as stored in a .tfq file: decimal ids separated by single spaces,
+    /// `left₀ right₀ left₁ right₁ …` (formats/tfq.md §10). A string, not a JSON array: a
+    /// 65,536-token tokenizer is parsed at every model load, and one string goes through
+    /// the JSON decoder as a single value.
+    public var storedMerges: String {
+        var text = [UInt8]()
+        text.reserveCapacity(merges.count * 12)
+        for (i, merge) in merges.enumerated() {
+            if i > 0 { text.append(0x20) }
+            text.append(contentsOf: String(merge.left).utf8)
+            text.append(0x20)
+            text.append(contentsOf: String(merge.right).utf8)
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// Parses ``storedMerges``; strict: digits and single spaces only, no leading zeros.
+    public init(storedMerges text: String, preSplit: String) throws(BPEError) {
+        guard let split = BPEPreSplit(rawValue: preSplit) else { throw BPEError("unknown pre_split '\(preSplit)'") }
+        var ids: [Int32] = []
+        var text = text
+        let parsed: BPEError? = text.withUTF8 { utf8 -> BPEError? in
+            ids.reserveCapacity(utf8.count / 5)
+            var value: Int64 = 0, digits = 0, leadingZero = false
+            for (offset, byte) in utf8.enumerated() {
+                if byte >= 0x30 && byte <= 0x39 {
+                    if leadingZero { return BPEError("merges: a number has a leading zero (at byte \(offset))") }
+                    if digits == 0 && byte == 0x30 { leadingZero = true }
+                    value = value * 10 + Int64(byte - 0x30)
+                    digits += 1
+                    if value > Int64(Int32.max) { return BPEError("merges: a token id is too large (at byte \(offset))") }
+                } else if byte == 0x20 && digits > 0 && offset + 1 < utf8.count {
+                    ids.append(Int32(value))
+                    value = 0; digits = 0; leadingZero = false
+                } else {
+                    return BPEError("merges: expected decimal ids separated by single spaces (byte \(offset))")
+                }
+            }
+            if digits > 0 { ids.append(Int32(value)) }
+            return nil
+        }
+        if let parsed { throw parsed }
+        guard ids.count % 2 == 0 else { throw BPEError("merges: an odd number of ids (\(ids.count)); they come in pairs") }
+        let merges = stride(from: 0, to: ids.count, by: 2).map { Merge(ids[$0], ids[$0 + 1]) }
+        try self.init(merges: merges, preSplit: split)
+    }
+}
+
+/// Why a stored BPE tokenizer is invalid.
+public struct BPEError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The lookup tables of a tokenizer, built once and immutable after: merge ranks by pair,
+/// and every token's bytes.
+final class BPETables: @unchecked Sendable {
+    static let noMerge = Int32.max
+    /// A token's bytes may total at most this over the vocabulary: merges can double a
+    /// token's length each, so a hostile file could otherwise ask for 2^65536 bytes.
+    static let maxTotalBytes = 1 << 26
+
+    // Merge ranks: open addressing on (left << 32 | right), linear probing; load ≤ 1/2.
+    let keys: UnsafeMutablePointer<UInt64>
+    let ranks: UnsafeMutablePointer<Int32>
+    /// The ranks of byte pairs, dense: every chunk starts as bytes, so these are the most
+    /// frequent lookups.
+    let byteRanks: UnsafeMutablePointer<Int32>
+    let mask: Int
+    let shift: UInt64
+    // Token t is bytes[starts[t] ..< starts[t + 1]].
+    let bytes: UnsafeMutablePointer<UInt8>
+    let starts: UnsafeMutablePointer<Int>
+
+    init(merges: [BPETokenizer.Merge]) throws(BPEError) {
+        let vocabulary = 256 + merges.count
+        var lengths = [Int](repeating: 1, count: vocabulary)
+        var total = 256
+        for (i, merge) in merges.enumerated() {
+            let limit = Int32(256 + i)
+            guard merge.left >= 0, merge.right >= 0, merge.left < limit, merge.right < limit else {
+                throw BPEError("merge \(i) (\(merge.left) \(merge.right)) refers to a token not defined before it (ids below \(limit))")
+            }
+            lengths[256 + i] = lengths[Int(merge.left)] + lengths[Int(merge.right)]
+            total += lengths[256 + i]
+            guard total <= Self.maxTotalBytes else { throw BPEError("the tokens total more than \(Self.maxTotalBytes) bytes") }
+        }
+        var capacity = 16
+        while capacity < 2 * max(1, merges.count) { capacity *= 2 }
+        mask = capacity - 1
+        shift = UInt64(64 - capacity.trailingZeroBitCount)
+        keys = .allocate(capacity: capacity)
+        keys.initialize(repeating: Self.empty, count: capacity)
+        ranks = .allocate(capacity: capacity)
+        ranks.initialize(repeating: Self.noMerge, count: capacity)
+        byteRanks = .allocate(capacity: 1 << 16)
+        byteRanks.initialize(repeating: Self.noMerge, count: 1 << 16)
+        bytes = .allocate(capacity: total)
+        starts = .allocate(capacity: vocabulary + 1)
+        for b in 0..<256 { bytes[b] = UInt8(b); starts[b] = b }
+        var end = 256
+        for (i, merge) in merges.enumerated() {
+            let key = Self.key(merge.left, merge.right)
+            var slot = Int(truncatingIfNeeded: (key &* Self.multiplier) >> shift)
+            while keys[slot] != Self.empty {
+                if keys[slot] == key {
+                    let first = ranks[slot]
+                    deallocate()
+                    throw BPEError("merge \(i) (\(merge.left) \(merge.right)) repeats merge \(first)")
+                }
+                slot = (slot + 1) & mask
+            }
+            keys[slot] = key
+            ranks[slot] = Int32(i)
+            if merge.left < 256 && merge.right < 256 { byteRanks[Int(merge.left) << 8 | Int(merge.right)] = Int32(i) }
+            starts[256 + i] = end
+            let left = Int(merge.left), right = Int(merge.right)
+            (bytes + end).update(from: bytes + starts[left], count: lengths[left])
+            end += lengths[left]
+            (bytes + end).update(from: bytes + starts[right], count: lengths[right])
+            end += lengths[right]
+        }
+        starts[vocabulary] = end
+    }
+
+    deinit { deallocate() }
+
+    private var released = false
+    private func deallocate() {
+        guard !released else { return }
+        released = true
+        keys.deallocate(); ranks.deallocate(); byteRanks.deallocate(); bytes.deallocate(); starts.deallocate()
+    }
+
+    static let empty = UInt64.max
+    static let multiplier: UInt64 = 0x9E37_79B9_7F4A_7C15
+
+    @inline(__always) static func key(_ left: Int32, _ right: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
+    }
+
+    /// The merge index of the pair, or ``noMerge``.
+    @inline(__always) func rank(_ left: Int32, _ right: Int32) -> Int32 {
+        let key = Self.key(left, right)
+        var slot = Int(truncatingIfNeeded: (key &* Self.multiplier) >> shift)
+        while true {
+            let stored = keys[slot]
+            if stored == key { return ranks[slot] }
+            if stored == Self.empty { return Self.noMerge }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    /// The merge index of two bytes, or ``noMerge``.
+    @inline(__always) func byteRank(_ left: UInt8, _ right: UInt8) -> Int32 {
+        byteRanks[Int(left) << 8 | Int(right)]
+    }
+}
+
+/// Scratch arrays for merging short chunks, allocated once per `encode` call.
+struct ChunkScratch {
+    let ids: UnsafeMutablePointer<Int32>
+    let ranks: UnsafeMutablePointer<Int32>
+    init(capacity: Int) { ids = .allocate(capacity: capacity); ranks = .allocate(capacity: capacity) }
+    func deallocate() { ids.deallocate(); ranks.deallocate() }
+}
+
+/// Chunk bytes → ids, for one `encode` call: open addressing keyed by the chunk's bytes
+/// (which stay in the caller's input), ids in an arena. Stops growing at 2^20 slots.
+struct ChunkCache {
+    struct Slot {
+        var hash: UInt64
+        var start: UnsafePointer<UInt8>?
+        var length: Int32
+        var idCount: Int32
+        var idStart: Int
+    }
+
+    static let maxCapacity = 1 << 16
+    private static let emptySlot = Slot(hash: 0, start: nil, length: 0, idCount: 0, idStart: 0)
+    private var slots: UnsafeMutablePointer<Slot>
+    private var capacity = 1024
+    private var count = 0
+    private var arena: UnsafeMutablePointer<Int32>
+    private var arenaCapacity = 4096
+    private var arenaCount = 0
+
+    init() {
+        slots = .allocate(capacity: capacity)
+        slots.initialize(repeating: Self.emptySlot, count: capacity)
+        arena = .allocate(capacity: arenaCapacity)
+    }
+
+    func deallocate() { slots.deallocate(); arena.deallocate() }
+
+    /// FNV-1a over the bytes.
+    @inline(__always) static func hash(_ chunk: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in chunk { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        return h
+    }
+
+    /// The cached ids of `chunk`: valid until the next `insert`.
+    func find(_ chunk: UnsafeBufferPointer<UInt8>, hash: UInt64) -> UnsafeBufferPointer<Int32>? {
+        var slot = Int(truncatingIfNeeded: hash) & (capacity - 1)
+        while let start = slots[slot].start {
+            let entry = slots[slot]
+            if entry.hash == hash && Int(entry.length) == chunk.count && memcmp(start, chunk.baseAddress!, chunk.count) == 0 {
+                return UnsafeBufferPointer(start: arena + entry.idStart, count: Int(entry.idCount))
+            }
+            slot = (slot + 1) & (capacity - 1)
+        }
+        return nil
+    }
+
+    mutating func insert(_ chunk: UnsafeBufferPointer<UInt8>, hash: UInt64, ids: UnsafeBufferPointer<Int32>) {
+        if 2 * (count + 1) > capacity {
+            guard capacity < Self.maxCapacity else { return }
+            growSlots()
+        }
+        if arenaCount + ids.count > arenaCapacity {
+            let grown = UnsafeMutablePointer<Int32>.allocate(capacity: 2 * arenaCapacity)
+            grown.update(from: arena, count: arenaCount)
+            arena.deallocate()
+            arena = grown
+            arenaCapacity *= 2
+        }
+        var slot = Int(truncatingIfNeeded: hash) & (capacity - 1)
+        while slots[slot].start != nil { slot = (slot + 1) & (capacity - 1) }
+        slots[slot] = Slot(hash: hash, start: chunk.baseAddress, length: Int32(chunk.count), idCount: Int32(ids.count), idStart: arenaCount)
+        (arena + arenaCount).update(from: ids.baseAddress!, count: ids.count)
+        arenaCount += ids.count
+        count += 1
+    }
+
+    private mutating func growSlots() {
+        let old = slots, oldCapacity = capacity
+        capacity *= 2
+        slots = .allocate(capacity: capacity)
+        slots.initialize(repeating: Self.emptySlot, count: capacity)
+        for i in 0..<oldCapacity where old[i].start != nil {
+            var slot = Int(truncatingIfNeeded: old[i].hash) & (capacity - 1)
+            while slots[slot].start != nil { slot = (slot + 1) & (capacity - 1) }
+            slots[slot] = old[i]
+        }
+        old.deallocate()
+    }
+}
+
+/// A binary min-heap of (rank, position), ordered by rank and then position.
+struct MinHeap {
+    private var items: [UInt64] = []
+
+    mutating func push(rank: Int32, position: Int32) {
+        items.append(UInt64(UInt32(bitPattern: rank)) << 32 | UInt64(UInt32(bitPattern: position)))
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard items[i] < items[parent] else { break }
+            items.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    mutating func pop() -> (rank: Int32, position: Int32)? {
+        guard let top = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var i = 0
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var smallest = i
+                if l < items.count && items[l] < items[smallest] { smallest = l }
+                if r < items.count && items[r] < items[smallest] { smallest = r }
+                if smallest == i { break }
+                items.swapAt(i, smallest)
+                i = smallest
+            }
+        }
+        return (Int32(truncatingIfNeeded: top >> 32), Int32(truncatingIfNeeded: top & 0xFFFF_FFFF))
+    }
+}
