@@ -136,6 +136,9 @@ public final class Llama2cCheckpoint {
             if quantized {
                 // Scales follow an odd number of int8 values at times: read them unaligned.
                 let scales = (0..<groups).map { Float(bitPattern: UInt32(littleEndian: (base + count).loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
+                if let bad = scales.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
+                    throw ImportError(path, "\(name): the scale of group \(bad) is \(scales[bad]), not a finite non-negative number")
+                }
                 tensors[name] = .q8(values: UnsafeBufferPointer(start: base.assumingMemoryBound(to: Int8.self), count: count), scales: scales)
             } else {
                 tensors[name] = .f32(UnsafeBufferPointer(start: base.assumingMemoryBound(to: Float.self), count: count))

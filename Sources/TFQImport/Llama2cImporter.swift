@@ -26,12 +26,6 @@ public enum Llama2cImporter {
         let tokenizer = try Llama2cTokenizer.read(path: tokenizerPath, vocabSize: config.vocabSize)
         var metadata = ModelMetadata(kind: "model", config: config, tokenizer: .llama2c(tokenizer))
         let quantized = checkpoint.version == 2
-        metadata.sections["quantization"] = .object([
-            "scheme": .string(quantized ? "q8_symmetric_grouped" : "f32"),
-            "group_size": quantized ? .string(String(checkpoint.groupSize)) : .null,
-            "layout": .string(quantized ? Q8Layout.interleaved16x4.description : "row-major"),
-            "zstd_level": .integer(0),
-        ])
         metadata.sections["import"] = .object([
             "format": .string("llama2c"),
             "version": .integer(Int64(checkpoint.version)),
@@ -86,6 +80,14 @@ public enum Llama2cImporter {
         }
         try write("ln_f.weight", ["rms_final"], [d])
         if !config.tieEmbeddings { try write("lm_head.weight", ["wcls"], [v, d]) }
+        // What was actually stored: a version-2 file may have had no tensor q8 could keep.
+        let kept = !summary.keptQuantized.isEmpty
+        metadata.sections["quantization"] = .object([
+            "scheme": .string(kept ? "q8_symmetric_grouped" : "f32"),
+            "group_size": kept ? .string(String(checkpoint.groupSize)) : .null,
+            "layout": .string(kept ? Q8Layout.interleaved16x4.description : "row-major"),
+            "zstd_level": .integer(0),
+        ])
         try writer.finish(metadata: metadata.encoded())
         summary.fileBytes = try TFQFile(path: output).fileLength
         return summary

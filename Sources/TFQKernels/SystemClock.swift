@@ -19,6 +19,11 @@ public enum ProcessMemory {
     /// Current resident set size (VmRSS), in bytes.
     public static func residentBytes() -> Int { statusField("VmRSS:") }
 
+    /// Bytes of physical memory.
+    public static var physicalBytes: Int {
+        Int(sysconf(Int32(_SC_PHYS_PAGES))) &* Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
     private static func statusField(_ name: String) -> Int {
         guard let file = fopen("/proc/self/status", "r") else { return 0 }
         defer { fclose(file) }

@@ -6,7 +6,8 @@
 ///    piece, or, when the vocabulary lacks it, one token per byte: id = byte + 3 (the
 ///    `<0xNN>` pieces).
 /// 3. Repeatedly, the adjacent pair whose concatenation is a piece with the highest score
-///    (the leftmost among equal scores) is merged, until no pair is a piece.
+///    (the leftmost among equal scores; only scores above −1e10, run.c's starting best) is
+///    merged, until no pair is such a piece.
 ///
 /// llama2.c rescans every pair after each merge (quadratic); here a heap of candidate pairs
 /// gives the same merges in O(n log n), so whole evaluation texts encode quickly.
@@ -15,6 +16,10 @@ public struct Llama2cTokenizer: Equatable, Sendable {
     public static let eos: Int32 = 2
     /// The byte-fallback token of byte b is b + 3, as in llama2.c.
     public static let byteOffset: Int32 = 3
+    /// BOS, EOS and the 256 byte tokens at least: every id the encoder can produce.
+    public static let minimumVocabularySize = 259
+    /// run.c only merges a pair whose piece scores above this (its starting best score).
+    public static let mergeScoreFloor: Float = -1e10
 
     public let pieces: [[UInt8]]
     public let scores: [Float]
@@ -22,7 +27,7 @@ public struct Llama2cTokenizer: Equatable, Sendable {
     private let ids: [[UInt8]: Int32]
 
     public init(pieces: [[UInt8]], scores: [Float]) {
-        precondition(pieces.count == scores.count)
+        precondition(pieces.count == scores.count && pieces.count >= Self.minimumVocabularySize)
         self.pieces = pieces
         self.scores = scores
         var ids: [[UInt8]: Int32] = [:]
@@ -114,7 +119,7 @@ public struct Llama2cTokenizer: Equatable, Sendable {
             buffer.removeAll(keepingCapacity: true)
             buffer += pieces[Int(token[Int(left)])]
             buffer += pieces[Int(token[Int(right)])]
-            if let merged = ids[buffer] {
+            if let merged = ids[buffer], scores[Int(merged)] > Self.mergeScoreFloor {
                 heap.push(Candidate(score: scores[Int(merged)], left: left, right: right, merged: merged,
                                     leftVersion: version[Int(left)], rightVersion: version[Int(right)]))
             }
@@ -137,8 +142,9 @@ public struct Llama2cTokenizer: Equatable, Sendable {
         while i < n { tokens.append(token[Int(i)]); i = next[Int(i)] }
     }
 
-    /// The byte of a `<0xNN>` piece, or nil. llama2.c reads it with sscanf "<0x%02hhX>":
-    /// "<0x" and one or two hex digits, either case (the closing ">" is not checked).
+    /// The byte of a `<0xNN>` piece, or nil: "<0x" and one or two hex digits, either case
+    /// (the closing ">" is not checked). llama2.c's sscanf "<0x%02hhX>" would also skip
+    /// white space and take a sign there; sentencepiece vocabularies have no such pieces.
     static func byteValue(of piece: ArraySlice<UInt8>) -> UInt8? {
         let piece = Array(piece)
         guard piece.count >= 4, piece[0] == UInt8(ascii: "<"), piece[1] == UInt8(ascii: "0"), piece[2] == UInt8(ascii: "x") else { return nil }

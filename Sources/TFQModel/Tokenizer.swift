@@ -199,7 +199,11 @@ extension Tokenizer: Encodable {
                 default: throw FormatError("'scores' must be an array of numbers")
                 }
             }
-            guard pieces.count == scores.count, !pieces.isEmpty else { throw FormatError("\(pieces.count) pieces but \(scores.count) scores") }
+            guard pieces.count == scores.count else { throw FormatError("\(pieces.count) pieces but \(scores.count) scores") }
+            guard pieces.count >= Llama2cTokenizer.minimumVocabularySize else {
+                throw FormatError("\(pieces.count) pieces; a llama2c vocabulary has at least \(Llama2cTokenizer.minimumVocabularySize) (BOS, EOS, 256 bytes)")
+            }
+            guard scores.allSatisfy(\.isFinite) else { throw FormatError("a score is not a finite f32") }
             guard json["bos_id"] == .integer(Int64(Llama2cTokenizer.bos)), json["eos_id"] == .integer(Int64(Llama2cTokenizer.eos)) else {
                 throw FormatError("llama2c tokenizers have bos_id 1 and eos_id 2")
             }

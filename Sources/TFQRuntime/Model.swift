@@ -112,6 +112,12 @@ public final class Model: @unchecked Sendable {
             return Linear(weights: weights, bias: try bias.flatMap { try optionalFloats($0, [rows]) }, rows: rows, columns: columns)
         }
 
+        // A session's buffers and the rotary tables are sized by the config, which the file
+        // states: refuse one that could not be allocated instead of trapping later.
+        if let need = Self.workingMemory(config), need <= ProcessMemory.physicalBytes {} else {
+            throw TFQFormatError(file: path, .badMetadata("config: a session would need more memory than this machine has "
+                                                          + "(context \(config.contextLength), vocab \(v), dim \(d), ff \(f), \(config.layers) layers)"))
+        }
         let tokens = try info("tok_emb", [v, d])
         tokenEmbedding = tokens.dtype == .q8 ? .q8(try q8(tokens)) : .f32(try floats("tok_emb", [v, d]))
         func norm(_ name: String) throws -> Norm {
@@ -157,6 +163,21 @@ public final class Model: @unchecked Sendable {
 
     deinit {
         for buffer in converted { AlignedMemory.free(buffer) }
+    }
+
+    /// Bytes of one session's buffers (Session.init) plus the rotary tables; nil on overflow.
+    static func workingMemory(_ c: ModelConfig) -> Int? {
+        let perPosition = [c.dim * 4, c.qkvRows, 2 * c.ffDim, c.vocabSize, 2 * c.layers * c.kvDim, c.headDim, max(c.dim, c.ffDim)]
+        var floats = 0
+        for term in perPosition {
+            let (product, overflow) = c.contextLength.multipliedReportingOverflow(by: term)
+            guard !overflow else { return nil }
+            let (sum, overflow2) = floats.addingReportingOverflow(product)
+            guard !overflow2 else { return nil }
+            floats = sum
+        }
+        let (bytes, overflow) = floats.multipliedReportingOverflow(by: 4)
+        return overflow ? nil : bytes
     }
 
     /// True when every matrix is int8.

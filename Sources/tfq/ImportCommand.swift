@@ -24,7 +24,7 @@ struct Llama2cImport: ParsableCommand {
         Versions 0 (run.c's legacy format) and 1 give an fp32 model: quantize it with
         `tfq export --int8 --eval-data FILE`. Version 2 (int8, per-group scales) keeps its int8
         values and scales. Without --tokenizer, tokenizer.bin is looked for next to the
-        checkpoint, then in the current directory, as llama2.c's run does.
+        checkpoint, then in the current directory (llama2.c's run looks there only).
         """
     )
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import TFQImport
+import TFQModel
 
 /// Broken and lying llama2.c files: each must fail with a message naming the problem, and
 /// leave no output behind. (llama2.c itself reads whatever the header says.)
@@ -61,6 +62,21 @@ import Testing
             #expect(text.contains(message), "\(name): \(text)")
             #expect(!text.contains("\n"), "\(name): more than one line")
         }
+    }
+
+    @Test func vocabulariesTooSmallForByteFallbackAreRefused() throws {
+        let path = LlamaFixtures.path("tokenizer.bin")
+        #expect(throws: ImportError.self) { try Llama2cTokenizer.read(path: path, vocabSize: 100) }
+        do { _ = try Llama2cTokenizer.read(path: path, vocabSize: 258) } catch { #expect("\(error)".contains("at least 259")) }
+    }
+
+    @Test func version2ScalesMustBeFiniteAndNonNegative() {
+        // The first q8 tensor (tok_emb, 384 × 16 values) follows the norms: its scales start
+        // after its int8 values.
+        let norms = 4 * (2 * 2 * 16 + 16), values = 384 * 16
+        var data = Self.goodV2
+        data.replaceSubrange((256 + norms + values)..<(256 + norms + values + 4), with: [0, 0, 0x80, 0xBF])  // −1.0
+        #expect(Self.failure(data).contains("token_embedding: the scale of group 0 is -1.0"))
     }
 
     @Test func tokenizers() {

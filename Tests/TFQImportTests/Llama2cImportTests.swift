@@ -134,7 +134,7 @@ enum LlamaFixtures {
         while true {
             var best: (score: Float, index: Int, id: Int32)? = nil
             for i in 0..<max(0, tokens.count - 1) {
-                if let id = t.id(of: t.pieces[Int(tokens[i])] + t.pieces[Int(tokens[i + 1])]), best == nil || t.scores[Int(id)] > best!.score {
+                if let id = t.id(of: t.pieces[Int(tokens[i])] + t.pieces[Int(tokens[i + 1])]), t.scores[Int(id)] > (best?.score ?? -1e10) {
                     best = (t.scores[Int(id)], i, id)
                 }
             }
@@ -165,6 +165,18 @@ enum LlamaFixtures {
                 }
             }
             #expect(tokens == Self.quadraticMerge(start, Self.tokenizer), "\(String(decoding: text, as: UTF8.self).debugDescription)")
+        }
+    }
+
+    /// run.c starts its search at a best score of −1e10: a piece scored at or below it is
+    /// never merged into.
+    @Test func piecesScoredAtOrBelowMinus1e10AreNeverMerged() {
+        var pieces: [[UInt8]] = [Array("<unk>".utf8), Array("\n<s>\n".utf8), Array("\n</s>\n".utf8)]
+        pieces += (0..<256).map { Array(String(format: "<0x%02X>", $0).utf8) }
+        pieces += [[0x61], [0x62], [0x61, 0x62]]  // a, b, ab
+        for (score, expected) in [(Float(-1e11), [Int32(1), 35, 259, 260]), (-1e10, [1, 35, 259, 260]), (-1, [1, 35, 261])] {
+            let tokenizer = Llama2cTokenizer(pieces: pieces, scores: [Float](repeating: 0, count: 261) + [score])
+            #expect(tokenizer.encode(Array("ab".utf8)) == expected, "score \(score)")
         }
     }
 

@@ -325,3 +325,16 @@ enum Fixture {
         #expect(text == model.tokenizer.decode(expected))
     }
 }
+
+/// A config the file states but no machine could run: refused at open, not a trap later.
+@Suite struct WorkingMemoryTests {
+    @Test func sessionSizesAreCheckedAgainstPhysicalMemory() {
+        var huge = ModelConfig.llama(vocabSize: 1 << 20, contextLength: 1 << 16, layers: 1, heads: 1, kvHeads: 1, dim: 2, ffDim: 2, tieEmbeddings: true)
+        #expect((Model.workingMemory(huge) ?? .max) > ProcessMemory.physicalBytes)
+        huge.layers = 1024; huge.dim = 1 << 16; huge.heads = 1; huge.kvHeads = 1
+        #expect((Model.workingMemory(huge) ?? .max) > ProcessMemory.physicalBytes)
+        let stories15M = ModelConfig.llama(vocabSize: 32000, contextLength: 256, layers: 6, heads: 6, kvHeads: 6, dim: 288, ffDim: 768, tieEmbeddings: true)
+        // logits 256×32000, KV 6×256×288×2, activations: about 40 MB.
+        #expect(Model.workingMemory(stories15M)! < 48 << 20)
+    }
+}
