@@ -24,10 +24,10 @@ public final class Session {
     public private(set) var position = 0
 
     private let kernels: Kernels
-    /// Keys transposed, [layers][kvDim][context]: a row of attention scores is then d_k
-    /// vector updates over the positions, not one short dot product per position.
+    /// The KV cache, per layer in ``CachedAttention``'s layout.
     private let keys: UnsafeMutablePointer<Float>
-    private let values: UnsafeMutablePointer<Float>  // [layers][context][kvDim]
+    private let values: UnsafeMutablePointer<Float>
+    private let cache: CachedAttention
     private let x, normed, qkv, attention, hidden, gated, branch: UnsafeMutablePointer<Float>
     private let logits: UnsafeMutablePointer<Float>  // [context][vocab]
     private let mean, rstd: UnsafeMutablePointer<Float>
@@ -49,7 +49,8 @@ public final class Session {
             allocations.append(UnsafeMutableRawPointer(buffer))
             return buffer
         }
-        keys = floats(c.layers * n * c.kvDim); values = floats(c.layers * n * c.kvDim)
+        cache = CachedAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, context: n)
+        keys = floats(c.layers * cache.cacheFloatsPerLayer); values = floats(c.layers * cache.cacheFloatsPerLayer)
         x = floats(n * d); normed = floats(n * d); qkv = floats(n * c.qkvRows); attention = floats(n * d)
         hidden = floats(n * f); branch = floats(n * d)
         if case .gated = model.blocks[0].feedForward { gated = floats(n * f) } else { gated = hidden }
@@ -111,19 +112,18 @@ public final class Session {
             }
             if case .learned(let table) = model.positions { VectorOps.add(table + (position + t) * d, into: row, count: d) }
         }
-        let kvDim = c.kvDim, rows = c.qkvRows, context = c.contextLength
+        let kvDim = c.kvDim, rows = c.qkvRows
         for (layer, block) in model.blocks.enumerated() {
             normalize(x, block.attentionNorm, rows: count)
             block.qkv.apply(normed, tokens: count, into: qkv, scratch: quantized, kernels: kernels)
-            let layerKeys = keys + layer * context * kvDim, layerValues = values + layer * context * kvDim
+            let layerKeys = keys + layer * cache.cacheFloatsPerLayer, layerValues = values + layer * cache.cacheFloatsPerLayer
             for t in 0..<count {
                 let q = qkv + t * rows, key = q + d
                 if case .rotary(let rotary) = model.positions {
                     rotary.apply(q, heads: c.heads, position: position + t)
                     rotary.apply(key, heads: c.kvHeads, position: position + t)
                 }
-                for i in 0..<kvDim { layerKeys[i * context + position + t] = key[i] }
-                (layerValues + (position + t) * kvDim).update(from: key + kvDim, count: kvDim)
+                cache.store(key: key, value: key + kvDim, position: position + t, keys: layerKeys, values: layerValues)
             }
             attend(tokens: count, keys: layerKeys, values: layerValues)
             block.proj.apply(attention, tokens: count, into: branch, scratch: quantized, kernels: kernels)
@@ -166,9 +166,7 @@ public final class Session {
     /// Causal attention of the `tokens` newest positions over the whole cache, heads split
     /// across the pool.
     private func attend(tokens: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>) {
-        let c = model.config
-        CachedAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, context: c.contextLength)
-            .attend(queries: qkv, queryStride: c.qkvRows, tokens: tokens, start: position, keys: keys, values: values,
-                    output: attention, outputStride: c.dim, pool: kernels.pool)
+        cache.attend(queries: qkv, queryStride: model.config.qkvRows, tokens: tokens, start: position, keys: keys, values: values,
+                     output: attention, outputStride: model.config.dim, pool: kernels.pool)
     }
 }
