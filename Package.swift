@@ -25,8 +25,10 @@ let package = Package(
             providers: [.apt(["libzstd-dev"])]
         ),
         .target(name: "TFQFormat", dependencies: ["CZstd"]),
+        // One header-only C function: a cache prefetch hint for the int8 kernels.
+        .target(name: "CPrefetch"),
         // BuiltinModule gives the AVX2 int8 instructions (compiled only with -DTFQ_AVX2).
-        .target(name: "TFQKernels", swiftSettings: [.enableExperimentalFeature("BuiltinModule")]),
+        .target(name: "TFQKernels", dependencies: ["CPrefetch"], swiftSettings: [.enableExperimentalFeature("BuiltinModule")]),
         .target(name: "TFQModel", dependencies: ["TFQFormat", "TFQKernels"]),
         .target(name: "TFQTrain", dependencies: ["TFQModel"]),
         .target(name: "TFQRuntime", dependencies: ["TFQModel", "TFQFormat", "TFQKernels"]),

@@ -5,8 +5,8 @@ public struct ExportOptions: Sendable {
     }
 
     /// Scale groups along the reduction dimension: a fixed size, one group per row, or
-    /// (`auto`) 64 where it divides the row, else the largest of 32, 16, 8 and 4 that does
-    /// (llama shapes like dim 288 take 32).
+    /// (`auto`) the largest multiple of 4 up to 64 that divides the row: 64 for most
+    /// shapes, 48 for llama2.c's dim 288.
     public enum GroupSize: Sendable, Equatable, CustomStringConvertible {
         case size(Int)
         case row
@@ -25,7 +25,7 @@ public struct ExportOptions: Sendable {
             switch self {
             case .size(let n): return n
             case .row: return columns
-            case .auto: return [64, 32, 16, 8, 4].first { columns % $0 == 0 } ?? 64
+            case .auto: return stride(from: 64, through: 4, by: -4).first { columns % $0 == 0 } ?? 64
             }
         }
     }

@@ -1,3 +1,5 @@
+import CPrefetch
+
 /// An int8 weight matrix with per-group f32 scales, in the `interleaved-16x4` layout of
 /// formats/tfq.md §6.2: blocks of 16 rows, and within a block 64-byte chunks holding 4
 /// consecutive values of each of the 16 rows, so one 64-byte load feeds 16 row lanes.
@@ -104,6 +106,8 @@ public enum Q8MatMul {
             var sums = SIMD16<Int32>()
             let firstQuad = g * quadsPerGroup
             for quad in firstQuad..<(firstQuad + quadsPerGroup) {
+                // The weights stream from L3 or memory: ask for the line 1 KiB ahead.
+                tfq_prefetch(base + quad * 64 + 1024)
                 let xQuad = UnsafeRawPointer(x + quad * 4).loadUnaligned(as: UInt32.self)
                 Int8Dot.accumulate(&sums, weights: base + quad * 64, activations: xQuad)
             }
@@ -125,6 +129,7 @@ public enum Q8MatMul {
             let firstQuad = g * quadsPerGroup
             for quad in firstQuad..<(firstQuad + quadsPerGroup) {
                 let chunk = base + quad * 64
+                tfq_prefetch(chunk + 1024)
                 let xp = UnsafeRawPointer(x + quad * 4)
                 Int8Dot.accumulate4(&s0, &s1, &s2, &s3, weights: chunk,
                                     xp.loadUnaligned(as: UInt32.self), xp.loadUnaligned(fromByteOffset: c, as: UInt32.self),

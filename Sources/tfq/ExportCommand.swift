@@ -23,7 +23,7 @@ struct ExportCommand: ParsableCommand {
     @Flag(help: "int8 weights with per-group scales.") var int8 = false
     @Flag(help: "fp16 matrices.") var fp16 = false
     @Flag(help: "fp32, as trained.") var fp32 = false
-    @Option(help: "Weights per scale group: a multiple of 4 dividing every row, 'row', or 'auto' (64, or the largest of 32, 16, 8, 4 dividing the row).")
+    @Option(help: "Weights per scale group: a multiple of 4 dividing every row, 'row', or 'auto' (the largest multiple of 4 up to 64 dividing the row).")
     var groupSize: GroupSizeArgument = .init(.auto)
     @Option(name: .customLong("zstd"), parsing: .upToNextOption,
             help: ArgumentHelp("Compress tensors with zstd where it pays, at LEVEL (default 3; the default behaviour).", valueName: "level"))
