@@ -438,37 +438,17 @@ struct ChunkCache {
     }
 }
 
-/// A binary min-heap of (rank, position), ordered by rank and then position.
+/// A min-heap of (rank, position), ordered by rank and then position: both packed in one
+/// UInt64, so a comparison is one integer compare.
 struct MinHeap {
-    private var items: [UInt64] = []
+    private var heap = Heap<UInt64>()
 
     mutating func push(rank: Int32, position: Int32) {
-        items.append(UInt64(UInt32(bitPattern: rank)) << 32 | UInt64(UInt32(bitPattern: position)))
-        var i = items.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard items[i] < items[parent] else { break }
-            items.swapAt(i, parent)
-            i = parent
-        }
+        heap.push(UInt64(UInt32(bitPattern: rank)) << 32 | UInt64(UInt32(bitPattern: position)))
     }
 
     mutating func pop() -> (rank: Int32, position: Int32)? {
-        guard let top = items.first else { return nil }
-        let last = items.removeLast()
-        if !items.isEmpty {
-            items[0] = last
-            var i = 0
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var smallest = i
-                if l < items.count && items[l] < items[smallest] { smallest = l }
-                if r < items.count && items[r] < items[smallest] { smallest = r }
-                if smallest == i { break }
-                items.swapAt(i, smallest)
-                i = smallest
-            }
-        }
+        guard let top = heap.pop() else { return nil }
         return (Int32(truncatingIfNeeded: top >> 32), Int32(truncatingIfNeeded: top & 0xFFFF_FFFF))
     }
 }
