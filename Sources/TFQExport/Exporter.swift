@@ -35,11 +35,12 @@ public enum Exporter {
     }
 
     public static func export(checkpoint: String, output: String, options: ExportOptions) throws -> ExportSummary {
-        let source = try TFQFile(path: checkpoint)
-        let metadata = try ModelMetadata(file: source)
+        // Opened once, by the runtime: that checks every tensor the architecture needs, and
+        // the same model is the fp32 reference the quality report measures against.
+        let reference = try Model(path: checkpoint)
+        let source = reference.file, metadata = reference.metadata
         let config = metadata.config
         let tensors = parameters(of: source)
-        _ = try Model(path: checkpoint)  // every tensor the architecture needs, with its shape
         let training = try source.metadataSection("training", as: TrainingState.self)
         let evalText = try evaluationText(options: options, training: training, checkpoint: checkpoint)
         try checkGroupSizes(options: options, tensors: tensors)
@@ -64,7 +65,7 @@ public enum Exporter {
         if let imported = metadata.sections["import"] { model.sections["import"] = imported }
         let errors = try writeWeights(tensors, of: source, options: options, to: staging, metadata: model)
 
-        let quality = try measure(checkpoint: checkpoint, exported: staging, text: evalText, tokenizer: metadata.tokenizer,
+        let quality = try measure(reference: reference, exported: staging, text: evalText, tokenizer: metadata.tokenizer,
                                   options: options, tensorErrors: errors)
         model.sections["quality"] = try JSONValue(encoding: quality)
         let staged = try TFQFile(path: staging)
@@ -154,9 +155,9 @@ public enum Exporter {
 
     /// Cross-entropy, agreement and divergence of the exported model against the fp32
     /// checkpoint, both run by the runtime, on the same positions.
-    static func measure(checkpoint: String, exported path: String, text: String, tokenizer: Tokenizer,
+    static func measure(reference model: Model, exported path: String, text: String, tokenizer: Tokenizer,
                         options: ExportOptions, tensorErrors: [String: Double]) throws -> QualityReport {
-        let reference = Session(model: try Model(path: checkpoint), threads: options.threads)
+        let reference = Session(model: model, threads: options.threads)
         let candidate = Session(model: try Model(path: path), threads: options.threads)
         let c = try ModelComparison.measure(reference: reference, candidate: candidate,
                                             tokens: tokenizer.encodeAllowingUnknown(text), maxPositions: options.evalTokens)

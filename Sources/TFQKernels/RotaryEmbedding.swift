@@ -20,8 +20,9 @@ public final class RotaryEmbedding: @unchecked Sendable {
         self.headDim = headDim
         self.contextLength = contextLength
         let half = headDim / 2
-        cosines = AlignedMemory.floats(contextLength * half)
-        sines = AlignedMemory.floats(contextLength * half)
+        // Every entry is written below.
+        cosines = AlignedMemory.uninitializedFloats(contextLength * half)
+        sines = AlignedMemory.uninitializedFloats(contextLength * half)
         for position in 0..<contextLength {
             for j in 0..<half {
                 let frequency = 1 / powf(theta, Float(2 * j) / Float(headDim))

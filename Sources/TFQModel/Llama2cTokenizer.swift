@@ -68,7 +68,7 @@ public struct Llama2cTokenizer: Equatable, Sendable {
             i = end
         }
         // llama2.c merges over everything so far, BOS and the dummy prefix included.
-        merge(&tokens, from: 0)
+        merge(&tokens)
         if eos { tokens.append(Self.eos) }
         return tokens
     }
@@ -100,13 +100,13 @@ public struct Llama2cTokenizer: Equatable, Sendable {
         static func < (a: Self, b: Self) -> Bool { a.score != b.score ? a.score > b.score : a.left < b.left }
     }
 
-    /// Applies llama2.c's merge rule to `tokens[start...]` in place.
-    private func merge(_ tokens: inout [Int32], from start: Int) {
-        let n = tokens.count - start
+    /// Applies llama2.c's merge rule to `tokens` in place.
+    private func merge(_ tokens: inout [Int32]) {
+        let n = tokens.count
         guard n > 1 else { return }
         // A doubly linked list over the positions; a node keeps its first position, so the
         // left-to-right order of nodes is the order of their indices.
-        var token = Array(tokens[start...])
+        var token = tokens
         var next = (0..<n).map { Int32($0 + 1) }, previous = (0..<n).map { Int32($0 - 1) }
         var alive = [Bool](repeating: true, count: n)
         var version = [Int32](repeating: 0, count: n)
@@ -137,7 +137,7 @@ public struct Llama2cTokenizer: Equatable, Sendable {
             consider(previous[l])
             consider(best.left)
         }
-        tokens.removeSubrange(start...)
+        tokens.removeAll(keepingCapacity: true)
         var i: Int32 = 0
         while i < n { tokens.append(token[Int(i)]); i = next[Int(i)] }
     }
@@ -146,8 +146,8 @@ public struct Llama2cTokenizer: Equatable, Sendable {
     /// (the closing ">" is not checked). llama2.c's sscanf "<0x%02hhX>" would also skip
     /// white space and take a sign there; sentencepiece vocabularies have no such pieces.
     static func byteValue(of piece: ArraySlice<UInt8>) -> UInt8? {
-        let piece = Array(piece)
-        guard piece.count >= 4, piece[0] == UInt8(ascii: "<"), piece[1] == UInt8(ascii: "0"), piece[2] == UInt8(ascii: "x") else { return nil }
+        let at = piece.startIndex
+        guard piece.count >= 4, piece[at] == UInt8(ascii: "<"), piece[at + 1] == UInt8(ascii: "0"), piece[at + 2] == UInt8(ascii: "x") else { return nil }
         func hex(_ c: UInt8) -> UInt8? {
             switch c {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
@@ -156,8 +156,8 @@ public struct Llama2cTokenizer: Equatable, Sendable {
             default: return nil
             }
         }
-        guard let high = hex(piece[3]) else { return nil }
-        if piece.count > 4, let low = hex(piece[4]) { return high * 16 + low }
+        guard let high = hex(piece[at + 3]) else { return nil }
+        if piece.count > 4, let low = hex(piece[at + 4]) { return high * 16 + low }
         return high
     }
 }

@@ -180,6 +180,25 @@ enum LlamaFixtures {
         }
     }
 
+    /// The stored form is checked at load like the imported file was: a vocabulary too small
+    /// for byte fallback, a score that is not a finite f32, other special ids.
+    @Test func storedFormsThatCannotWorkAreRefused() throws {
+        let good = try JSONParser.parse(Array(JSONEncoder().encode(Tokenizer.llama2c(Self.tokenizer))))
+        #expect(try Tokenizer(json: good) == .llama2c(Self.tokenizer))
+        guard case .object(let members) = good, case .array(let pieces)? = members["pieces"], case .array(let scores)? = members["scores"] else {
+            Issue.record("stored form is not an object with arrays"); return
+        }
+        func refusal(_ change: (inout [String: JSONValue]) -> Void) -> String {
+            var copy = members
+            change(&copy)
+            do { _ = try Tokenizer(json: .object(copy)); return "accepted" } catch { return error.description }
+        }
+        #expect(refusal { $0["pieces"] = .array(Array(pieces.prefix(258))); $0["scores"] = .array(Array(scores.prefix(258))) }.contains("at least 259"))
+        #expect(refusal { $0["scores"] = .array([.number(1e39)] + scores.dropFirst()) }.contains("not a finite f32"))
+        #expect(refusal { $0["scores"] = .array(Array(scores.dropFirst())) }.contains("384 pieces but 383 scores"))
+        #expect(refusal { $0["bos_id"] = .integer(0) }.contains("bos_id 1"))
+    }
+
     @Test func invalidUTF8FallsBackToByteTokensAndDecodesBack() {
         let text: [UInt8] = [0x41, 0xFF, 0xC3, 0x28, 0x80, 0x42]
         let tokens = Self.tokenizer.encode(text)
