@@ -38,20 +38,33 @@ public struct CachedAttention {
 
     /// For t in 0..<tokens, the query of position `start + t` (at `queries + t·queryStride`,
     /// heads side by side) attends to positions 0…start+t; its output goes to
-    /// `output + t·outputStride`.
+    /// `output + t·outputStride`. A prompt's queries go four at a time, sharing each key
+    /// and value load.
     public func attend(queries: UnsafePointer<Float>, queryStride: Int, tokens: Int, start: Int,
                        keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                        output: UnsafeMutablePointer<Float>, outputStride: Int, pool: ThreadPool) {
-        pool.parallelFor(tokens * heads) { items in
-            // The scores of one (token, head) at a time, on the stack: at most `context` floats
-            // (rounded up to whole blocks).
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: blocks * Self.block) { scores in
+        let quads = tokens / 4, singles = tokens % 4
+        pool.parallelFor((quads + singles) * heads) { items in
+            // The scores of up to four queries of one head at a time, on the stack: at most
+            // `context` floats each (rounded up to whole blocks).
+            let row = blocks * Self.block
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * row) { scores in
                 for item in items {
-                    let t = item / heads, h = item % heads
+                    let unit = item / heads, h = item % heads
                     let kv = h / (heads / kvHeads)
-                    head(query: queries + t * queryStride + h * headDim, visible: start + t + 1,
-                         keys: keys + kv * blocks * Self.block * headDim, values: values + kv * context * headDim,
-                         output: output + t * outputStride + h * headDim, p: scores.baseAddress!)
+                    let headKeys = keys + kv * blocks * Self.block * headDim, headValues = values + kv * context * headDim
+                    if unit < quads {
+                        let t = unit * 4
+                        fourHeads(query: queries + t * queryStride + h * headDim, queryStride: queryStride, visible: start + t + 1,
+                                  keys: headKeys, values: headValues,
+                                  output: output + t * outputStride + h * headDim, outputStride: outputStride,
+                                  p: scores.baseAddress!, row: row)
+                    } else {
+                        let t = quads * 4 + (unit - quads)
+                        head(query: queries + t * queryStride + h * headDim, visible: start + t + 1,
+                             keys: headKeys, values: headValues, output: output + t * outputStride + h * headDim,
+                             p: scores.baseAddress!)
+                    }
                 }
             }
         }
@@ -73,13 +86,13 @@ public struct CachedAttention {
             var a0 = V(), a1 = V(), a2 = V(), a3 = V()
             var i = 0
             while i + 4 <= headDim {
-                a0 += V(repeating: query[i]) * key(i)
-                a1 += V(repeating: query[i + 1]) * key(i + 1)
-                a2 += V(repeating: query[i + 2]) * key(i + 2)
-                a3 += V(repeating: query[i + 3]) * key(i + 3)
+                multiplyAdd(&a0, V(repeating: query[i]), key(i))
+                multiplyAdd(&a1, V(repeating: query[i + 1]), key(i + 1))
+                multiplyAdd(&a2, V(repeating: query[i + 2]), key(i + 2))
+                multiplyAdd(&a3, V(repeating: query[i + 3]), key(i + 3))
                 i += 4
             }
-            while i < headDim { a0 += V(repeating: query[i]) * key(i); i += 1 }
+            while i < headDim { multiplyAdd(&a0, V(repeating: query[i]), key(i)); i += 1 }
             rp.storeBytes(of: ((a0 + a1) + (a2 + a3)) * V(repeating: scale), toByteOffset: blockIndex * Self.block * 4, as: V.self)
         }
         Softmax.inPlace(p, count: visible)
@@ -92,28 +105,108 @@ public struct CachedAttention {
             var j = 0
             while j + 2 <= visible {
                 let w0 = V(repeating: p[j]), w1 = V(repeating: p[j + 1])
-                a0 += w0 * value(j, c); a1 += w0 * value(j, c + 8)
-                b0 += w1 * value(j + 1, c); b1 += w1 * value(j + 1, c + 8)
+                multiplyAdd(&a0, w0, value(j, c)); multiplyAdd(&a1, w0, value(j, c + 8))
+                multiplyAdd(&b0, w1, value(j + 1, c)); multiplyAdd(&b1, w1, value(j + 1, c + 8))
                 j += 2
             }
-            if j < visible { let w = V(repeating: p[j]); a0 += w * value(j, c); a1 += w * value(j, c + 8) }
+            if j < visible { let w = V(repeating: p[j]); multiplyAdd(&a0, w, value(j, c)); multiplyAdd(&a1, w, value(j, c + 8)) }
             ro.storeBytes(of: a0 + b0, toByteOffset: c * 4, as: V.self)
             ro.storeBytes(of: a1 + b1, toByteOffset: (c + 8) * 4, as: V.self)
             c += 16
         }
-        while c + 8 <= headDim {
-            var a = V(), b = V()
-            var j = 0
-            while j + 2 <= visible { a += V(repeating: p[j]) * value(j, c); b += V(repeating: p[j + 1]) * value(j + 1, c); j += 2 }
-            if j < visible { a += V(repeating: p[j]) * value(j, c) }
-            ro.storeBytes(of: a + b, toByteOffset: c * 4, as: V.self)
-            c += 8
+        valueTail(from: c, visible: visible, p: p, pStride: 0, queries: 1, values: values, output: output, outputStride: 0)
+    }
+
+    /// Four consecutive queries of one head; the first sees `visible` positions, the next
+    /// ones one more each. Scores of a query beyond what it sees are zeroed after its softmax,
+    /// so all four share one pass over the values.
+    @inline(__always)
+    private func fourHeads(query: UnsafePointer<Float>, queryStride: Int, visible: Int, keys: UnsafePointer<Float>,
+                           values: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, outputStride: Int,
+                           p: UnsafeMutablePointer<Float>, row: Int) {
+        let scale = V(repeating: 1 / Float(headDim).squareRoot())
+        let rk = UnsafeRawPointer(keys), rp = UnsafeMutableRawPointer(p)
+        let q0 = query, q1 = query + queryStride, q2 = query + 2 * queryStride, q3 = query + 3 * queryStride
+        let widest = visible + 3
+        for blockIndex in 0..<((widest + Self.block - 1) / Self.block) {
+            let base = blockIndex * headDim * Self.block
+            @inline(__always) func key(_ i: Int) -> V { rk.loadUnaligned(fromByteOffset: (base + i * Self.block) * 4, as: V.self) }
+            var a0 = V(), a1 = V(), a2 = V(), a3 = V(), b0 = V(), b1 = V(), b2 = V(), b3 = V()
+            var i = 0
+            while i + 2 <= headDim {
+                let k = key(i), l = key(i + 1)
+                multiplyAdd(&a0, V(repeating: q0[i]), k); multiplyAdd(&b0, V(repeating: q0[i + 1]), l)
+                multiplyAdd(&a1, V(repeating: q1[i]), k); multiplyAdd(&b1, V(repeating: q1[i + 1]), l)
+                multiplyAdd(&a2, V(repeating: q2[i]), k); multiplyAdd(&b2, V(repeating: q2[i + 1]), l)
+                multiplyAdd(&a3, V(repeating: q3[i]), k); multiplyAdd(&b3, V(repeating: q3[i + 1]), l)
+                i += 2
+            }
+            if i < headDim {
+                let k = key(i)
+                multiplyAdd(&a0, V(repeating: q0[i]), k); multiplyAdd(&a1, V(repeating: q1[i]), k)
+                multiplyAdd(&a2, V(repeating: q2[i]), k); multiplyAdd(&a3, V(repeating: q3[i]), k)
+            }
+            let offset = blockIndex * Self.block * 4
+            rp.storeBytes(of: (a0 + b0) * scale, toByteOffset: offset, as: V.self)
+            rp.storeBytes(of: (a1 + b1) * scale, toByteOffset: offset + row * 4, as: V.self)
+            rp.storeBytes(of: (a2 + b2) * scale, toByteOffset: offset + 2 * row * 4, as: V.self)
+            rp.storeBytes(of: (a3 + b3) * scale, toByteOffset: offset + 3 * row * 4, as: V.self)
         }
-        while c < headDim {
-            var a: Float = 0
-            for j in 0..<visible { a += p[j] * values[j * stride + c] }
-            output[c] = a
-            c += 1
+        for q in 0..<4 {
+            Softmax.inPlace(p + q * row, count: visible + q)
+            for j in (visible + q)..<widest { p[q * row + j] = 0 }
+        }
+        let rv = UnsafeRawPointer(values), ro = UnsafeMutableRawPointer(output)
+        let stride = headDim
+        @inline(__always) func value(_ j: Int, _ c: Int) -> V { rv.loadUnaligned(fromByteOffset: (j * stride + c) * 4, as: V.self) }
+        var c = 0
+        while c + 16 <= headDim {
+            var a0 = V(), a1 = V(), a2 = V(), a3 = V(), b0 = V(), b1 = V(), b2 = V(), b3 = V()
+            for j in 0..<widest {
+                let low = value(j, c), high = value(j, c + 8)
+                let w0 = V(repeating: p[j]), w1 = V(repeating: p[row + j])
+                let w2 = V(repeating: p[2 * row + j]), w3 = V(repeating: p[3 * row + j])
+                multiplyAdd(&a0, w0, low); multiplyAdd(&b0, w0, high)
+                multiplyAdd(&a1, w1, low); multiplyAdd(&b1, w1, high)
+                multiplyAdd(&a2, w2, low); multiplyAdd(&b2, w2, high)
+                multiplyAdd(&a3, w3, low); multiplyAdd(&b3, w3, high)
+            }
+            ro.storeBytes(of: a0, toByteOffset: c * 4, as: V.self); ro.storeBytes(of: b0, toByteOffset: (c + 8) * 4, as: V.self)
+            ro.storeBytes(of: a1, toByteOffset: (outputStride + c) * 4, as: V.self)
+            ro.storeBytes(of: b1, toByteOffset: (outputStride + c + 8) * 4, as: V.self)
+            ro.storeBytes(of: a2, toByteOffset: (2 * outputStride + c) * 4, as: V.self)
+            ro.storeBytes(of: b2, toByteOffset: (2 * outputStride + c + 8) * 4, as: V.self)
+            ro.storeBytes(of: a3, toByteOffset: (3 * outputStride + c) * 4, as: V.self)
+            ro.storeBytes(of: b3, toByteOffset: (3 * outputStride + c + 8) * 4, as: V.self)
+            c += 16
+        }
+        valueTail(from: c, visible: widest, p: p, pStride: row, queries: 4, values: values, output: output, outputStride: outputStride)
+    }
+
+    /// The output columns from `c` on when the head size is not a multiple of 16: weighted
+    /// sums of the values for `queries` score rows `pStride` apart.
+    @inline(__always)
+    private func valueTail(from start: Int, visible: Int, p: UnsafePointer<Float>, pStride: Int, queries: Int,
+                           values: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, outputStride: Int) {
+        guard start < headDim else { return }
+        let rv = UnsafeRawPointer(values)
+        for q in 0..<queries {
+            let scores = p + q * pStride, out = output + q * outputStride
+            var c = start
+            while c + 8 <= headDim {
+                var a = V()
+                for j in 0..<visible {
+                    multiplyAdd(&a, V(repeating: scores[j]), rv.loadUnaligned(fromByteOffset: (j * headDim + c) * 4, as: V.self))
+                }
+                UnsafeMutableRawPointer(out + c).storeBytes(of: a, as: V.self)
+                c += 8
+            }
+            while c < headDim {
+                var a: Float = 0
+                for j in 0..<visible { multiplyAdd(&a, scores[j], values[j * headDim + c]) }
+                out[c] = a
+                c += 1
+            }
         }
     }
 }

@@ -1,3 +1,5 @@
+import Builtin
+
 /// The innermost step of the int8 kernels: 16 rows × 4 columns of int8 weights (one
 /// 64-byte chunk of the interleaved layout) times 4 int8 activations, added to 16 int32 sums.
 ///
@@ -5,9 +7,13 @@
 /// AVX2 path (`-DTFQ_AVX2`) uses `vpmaddubsw`/`vpmaddwd`, which multiply and pair-sum 32
 /// bytes per instruction.
 enum Int8Dot {
+    /// One vector conversion (LLVM's `sitofp`, which every target lowers): the standard
+    /// library's generic initializer converts lane by lane.
     @inline(__always)
     static func toFloat(_ sums: SIMD16<Int32>) -> SIMD16<Float> {
-        SIMD16<Float>(sums)
+        var result = SIMD16<Float>()
+        result._storage._value = Builtin.sitofp_Vec16xInt32_Vec16xFPIEEE32(sums._storage._value)
+        return result
     }
 
     #if TFQ_AVX2 && arch(x86_64)

@@ -30,19 +30,51 @@ public struct Q8Matrix: @unchecked Sendable {
 /// Activations quantized on the fly to int8, one scale per group, to meet int8 weights in
 /// integer dot products.
 public enum ActivationQuantizer {
-    /// q = round(x / s), s = max|x| / 127 over each group of `groupSize` values.
+    typealias V = SIMD8<Float>
+
+    /// q = round(x / s), s = max|x| / 127 over each group of `groupSize` values (a
+    /// multiple of 4); ties round away from zero, as `Float.rounded()` and C's `roundf` do.
     public static func quantize(_ x: UnsafePointer<Float>, count: Int, groupSize: Int,
                                 values: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
-        typealias V = SIMD8<Float>
+        precondition(groupSize % 4 == 0)
+        let source = UnsafeRawPointer(x)
         for g in 0..<(count / groupSize) {
-            let start = g * groupSize
+            let start = g * groupSize, end = start + groupSize
+            var maximum8 = V(), i = start
+            while i + 8 <= end {
+                let v = source.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                let magnitude = v.replacing(with: -v, where: v .< 0)
+                maximum8 = maximum8.replacing(with: magnitude, where: magnitude .> maximum8)
+                i += 8
+            }
             var maximum: Float = 0
-            for i in start..<(start + groupSize) { maximum = max(maximum, abs(x[i])) }
+            for lane in 0..<8 { maximum = max(maximum, maximum8[lane]) }
+            for j in i..<end { maximum = max(maximum, abs(x[j])) }
             let scale = maximum / 127
             scales[g] = scale
             let inverse: Float = scale == 0 ? 0 : 1 / scale
-            for i in start..<(start + groupSize) { values[i] = Int8((x[i] * inverse).rounded()) }
+            i = start
+            while i + 8 <= end {
+                let q = integers(source.loadUnaligned(fromByteOffset: i * 4, as: V.self) * V(repeating: inverse))
+                for lane in 0..<8 { values[i + lane] = Int8(truncatingIfNeeded: q[lane]) }
+                i += 8
+            }
+            for j in i..<end { values[j] = Int8((x[j] * inverse).rounded()) }
         }
+    }
+
+    /// Round half away from zero, |v| ≤ 2²²: adding 1.5·2²³ rounds to the nearest integer
+    /// (ties to even) and leaves it in the low mantissa bits; a tie that went toward zero
+    /// then takes one step away from it. Plain SIMD arithmetic: no rounding instruction,
+    /// which baseline x86-64 lacks.
+    @inline(__always)
+    static func integers(_ v: V) -> SIMD8<Int32> {
+        let magic = V(repeating: 12_582_912)
+        let nearestEven = (v + magic) - magic
+        let difference = v - nearestEven
+        let away = V(repeating: 1).replacing(with: -1, where: v .< 0)
+        let rounded = nearestEven + V().replacing(with: away, where: difference * away .== V(repeating: 0.5))
+        return unsafeBitCast(rounded + magic, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: SIMD8<Int32>.self)
     }
 }
 

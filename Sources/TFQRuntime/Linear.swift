@@ -25,9 +25,12 @@ struct Linear {
                                       b: .transposed(w, columns: columns), c: y, ldc: rows, accumulate: false)
             }
         case .q8(let w):
-            for t in 0..<tokens {
-                ActivationQuantizer.quantize(x + t * columns, count: columns, groupSize: w.groupSize,
-                                             values: scratch.values + t * columns, scales: scratch.scales + t * w.groups)
+            // One token is too little work to share; a prompt's tokens are split across the pool.
+            kernels.pool.parallelFor(tokens, grain: max(1, 4096 / columns)) { range in
+                for t in range {
+                    ActivationQuantizer.quantize(x + t * columns, count: columns, groupSize: w.groupSize,
+                                                 values: scratch.values + t * columns, scales: scratch.scales + t * w.groups)
+                }
             }
             if tokens == 1 {
                 Q8MatMul.vector(w, x: scratch.values, xScales: scratch.scales, y: y, pool: kernels.pool)

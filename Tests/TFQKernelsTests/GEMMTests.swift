@@ -81,4 +81,34 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
             }
         }
     }
+
+    /// Thousands of short jobs of both kinds back to back on more threads than cores (so
+    /// workers are often preempted): `run` reaches every worker once, every index is counted
+    /// once, and no job is touched after its call returned.
+    @Test func interleavedJobsOnAnOversubscribedPool() {
+        let pool = ThreadPool(threads: 6)
+        let count = 97
+        let hits = UnsafeMutablePointer<Int>.allocate(capacity: count)
+        hits.initialize(repeating: 0, count: count)
+        defer { hits.deallocate() }
+        var workersSeen = 0
+        for round in 0..<3000 {
+            if round % 10 == 0 {
+                let seen = UnsafeMutablePointer<Int>.allocate(capacity: 6)
+                seen.initialize(repeating: 0, count: 6)
+                pool.run { worker in seen[worker] += 1 }
+                workersSeen += (0..<6).filter { seen[$0] == 1 }.count
+                seen.deallocate()
+            } else {
+                // The body's context lives on this stack frame only for this call.
+                var local = (0..<count).map { _ in 1 }
+                local.withUnsafeMutableBufferPointer { buffer in
+                    pool.parallelFor(count, grain: round % 4 + 1) { range in for i in range { hits[i] += buffer[i] } }
+                    for i in 0..<count { buffer[i] = -1_000_000 }
+                }
+            }
+        }
+        #expect(workersSeen == 300 * 6)
+        #expect((0..<count).allSatisfy { hits[$0] == 2700 })
+    }
 }

@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+@testable import TFQKernels
+
+/// The runtime's attention over its KV cache against the textbook formula in Double:
+/// softmax(q·kᵀ/√d)·V per head over the visible positions, for decode (one query) and
+/// prefill (many, four at a time and the rest one by one), with grouped-query heads.
+@Suite struct CachedAttentionTests {
+    @Test(arguments: [(2, 2, 16, 0, 1), (4, 2, 24, 5, 1), (2, 1, 64, 0, 11), (3, 3, 20, 7, 9), (6, 6, 64, 0, 128), (2, 2, 8, 30, 4)])
+    func matchesTheTextbookFormula(shape: (Int, Int, Int, Int, Int)) {
+        let (heads, kvHeads, headDim, start, tokens) = shape
+        let context = start + tokens + 3
+        let attention = CachedAttention(heads: heads, kvHeads: kvHeads, headDim: headDim, context: context)
+        let kvDim = kvHeads * headDim, qDim = heads * headDim
+        let positions = start + tokens
+        let k = randomFloats(positions * kvDim, seed: 11), v = randomFloats(positions * kvDim, seed: 12)
+        let q = randomFloats(tokens * qDim, seed: 13).map { $0 * 4 }
+        // The cache beyond what was stored holds garbage, as a session's does.
+        var keys = [Float](repeating: .nan, count: attention.cacheFloatsPerLayer)
+        var values = [Float](repeating: .nan, count: attention.cacheFloatsPerLayer)
+        var output = [Float](repeating: .nan, count: tokens * qDim)
+        for threads in [1, 2] {
+            k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
+                keys.withUnsafeMutableBufferPointer { keysp in values.withUnsafeMutableBufferPointer { valuesp in
+                    for position in 0..<positions {
+                        attention.store(key: kp.baseAddress! + position * kvDim, value: vp.baseAddress! + position * kvDim, position: position,
+                                        keys: keysp.baseAddress!, values: valuesp.baseAddress!)
+                    }
+                } }
+            } }
+            q.withUnsafeBufferPointer { qp in keys.withUnsafeBufferPointer { keysp in values.withUnsafeBufferPointer { valuesp in
+                output.withUnsafeMutableBufferPointer { op in
+                    attention.attend(queries: qp.baseAddress!, queryStride: qDim, tokens: tokens, start: start,
+                                     keys: keysp.baseAddress!, values: valuesp.baseAddress!,
+                                     output: op.baseAddress!, outputStride: qDim, pool: ThreadPool(threads: threads))
+                }
+            } } }
+            var worst = 0.0
+            for t in 0..<tokens {
+                for h in 0..<heads {
+                    let kvh = h / (heads / kvHeads), visible = start + t + 1
+                    var scores = (0..<visible).map { j in
+                        (0..<headDim).reduce(0.0) { $0 + Double(q[t * qDim + h * headDim + $1]) * Double(k[j * kvDim + kvh * headDim + $1]) }
+                            / Double(headDim).squareRoot()
+                    }
+                    let top = scores.max()!
+                    scores = scores.map { exp($0 - top) }
+                    let total = scores.reduce(0, +)
+                    for c in 0..<headDim {
+                        let expected = (0..<visible).reduce(0.0) { $0 + scores[$1] / total * Double(v[$1 * kvDim + kvh * headDim + c]) }
+                        worst = max(worst, abs(Double(output[t * qDim + h * headDim + c]) - expected))
+                    }
+                }
+            }
+            #expect(worst < 2e-6, "\(shape) threads \(threads): \(worst)")
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import Testing
+@testable import TFQKernels
+
+/// The int8 kernels against plain scalar arithmetic: the activation quantizer against
+/// `Float.rounded()` (ties away from zero), the matrix products against integer sums done
+/// one product at a time in Double.
+@Suite struct Q8KernelTests {
+    /// Values that include exact ties after scaling: multiples of max/254 land on k + ½.
+    static func activations(_ count: Int, seed: UInt64) -> [Float] {
+        var x = randomFloats(count, seed: seed).map { $0 * 3 }
+        for i in stride(from: 0, to: count, by: 7) { x[i] = Float(i % 5 - 2) * 0.5 }   // 0, ±0.5, ±1
+        if count > 12 { x[3] = -0; x[5] = 1.5; x[11] = -2.5 }
+        return x
+    }
+
+    static func referenceQuantize(_ x: [Float], groupSize: Int) -> (values: [Int8], scales: [Float]) {
+        var values = [Int8](), scales = [Float]()
+        for g in 0..<(x.count / groupSize) {
+            let group = x[(g * groupSize)..<((g + 1) * groupSize)]
+            let scale = group.map { abs($0) }.max()! / 127
+            let inverse: Float = scale == 0 ? 0 : 1 / scale
+            scales.append(scale)
+            values += group.map { Int8(($0 * inverse).rounded()) }
+        }
+        return (values, scales)
+    }
+
+    @Test(arguments: [4, 12, 32, 48, 64])
+    func quantizerMatchesScalarRounding(groupSize: Int) {
+        for (seed, groups) in [(1, 1), (2, 5), (3, 17)] {
+            var x = Self.activations(groupSize * groups, seed: UInt64(seed))
+            if groups > 2 { for i in groupSize..<(2 * groupSize) { x[i] = 0 } }   // an all-zero group
+            // Exact ties: with max 127·0.25, x = (k + ½)·0.25 scales to k + ½.
+            x[0] = 127 * 0.25; x[1] = 2.5 * 0.25; x[2] = -3.5 * 0.25; x[3] = 0.5 * 0.25
+            let expected = Self.referenceQuantize(x, groupSize: groupSize)
+            var values = [Int8](repeating: 99, count: x.count), scales = [Float](repeating: -1, count: groups)
+            x.withUnsafeBufferPointer { xp in values.withUnsafeMutableBufferPointer { vp in scales.withUnsafeMutableBufferPointer { sp in
+                ActivationQuantizer.quantize(xp.baseAddress!, count: x.count, groupSize: groupSize,
+                                             values: vp.baseAddress!, scales: sp.baseAddress!)
+            } } }
+            #expect(scales == expected.scales)
+            #expect(values == expected.values, "group \(groupSize), \(groups) groups")
+            #expect(values[1] == 3 && values[2] == -4 && values[3] == 1, "ties round away from zero")
+        }
+    }
+
+    /// A random int8 matrix in the interleaved-16×4 layout (rows padded to 16), with the same
+    /// values row-major for the reference.
+    struct Packed {
+        let rowMajor: [Int8], scalesRowMajor: [Float]
+        let values: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>
+        let matrix: Q8Matrix
+
+        init(rows: Int, columns: Int, groupSize: Int, seed: UInt64) {
+            let groups = columns / groupSize, blocks = (rows + 15) / 16
+            rowMajor = randomFloats(rows * columns, seed: seed).map { Int8(($0 * 127).rounded()) }
+            scalesRowMajor = randomFloats(rows * groups, seed: seed + 1).map { abs($0) * 0.01 + 1e-4 }
+            values = .allocate(capacity: blocks * 16 * columns); values.initialize(repeating: 0, count: blocks * 16 * columns)
+            scales = .allocate(capacity: blocks * 16 * groups); scales.initialize(repeating: 0, count: blocks * 16 * groups)
+            for r in 0..<rows {
+                let block = r / 16, lane = r % 16
+                for c in 0..<columns { values[block * 16 * columns + (c / 4) * 64 + lane * 4 + c % 4] = rowMajor[r * columns + c] }
+                for g in 0..<groups { scales[(block * groups + g) * 16 + lane] = scalesRowMajor[r * groups + g] }
+            }
+            matrix = Q8Matrix(values: values, scales: scales, rows: rows, columns: columns, groupSize: groupSize)
+        }
+
+        func expected(x: [Int8], xScales: [Float], tokens: Int) -> [Double] {
+            let (rows, columns, groupSize) = (matrix.rows, matrix.columns, matrix.groupSize)
+            let groups = columns / groupSize
+            var y = [Double](repeating: 0, count: tokens * rows)
+            for t in 0..<tokens { for r in 0..<rows { for g in 0..<groups {
+                var sum = 0
+                for c in (g * groupSize)..<((g + 1) * groupSize) { sum += Int(rowMajor[r * columns + c]) * Int(x[t * columns + c]) }
+                y[t * rows + r] += Double(sum) * Double(scalesRowMajor[r * groups + g]) * Double(xScales[t * groups + g])
+            } } }
+            return y
+        }
+
+        func free() { values.deallocate(); scales.deallocate() }
+    }
+
+    @Test(arguments: [(16, 64, 64), (37, 96, 32), (5, 48, 48), (130, 1536, 64), (24, 288, 48)])
+    func matrixProductsMatchIntegerSums(shape: (Int, Int, Int)) {
+        let (rows, columns, groupSize) = shape
+        let w = Packed(rows: rows, columns: columns, groupSize: groupSize, seed: UInt64(rows * 7 + columns))
+        defer { w.free() }
+        for threads in [1, 2] {
+            let pool = ThreadPool(threads: threads)
+            for tokens in [1, 3, 4, 9] {
+                // Extreme activations too: ±127 everywhere in one token.
+                var x = randomFloats(tokens * columns, seed: UInt64(tokens)).map { Int8(($0 * 127).rounded()) }
+                if tokens > 1 { for c in 0..<columns { x[columns + c] = c % 2 == 0 ? 127 : -127 } }
+                let xScales = randomFloats(tokens * w.matrix.groups, seed: 9).map { abs($0) * 0.02 + 1e-3 }
+                let expected = w.expected(x: x, xScales: xScales, tokens: tokens)
+                var y = [Float](repeating: .nan, count: tokens * rows)
+                x.withUnsafeBufferPointer { xp in xScales.withUnsafeBufferPointer { sp in y.withUnsafeMutableBufferPointer { yp in
+                    if tokens == 1 {
+                        Q8MatMul.vector(w.matrix, x: xp.baseAddress!, xScales: sp.baseAddress!, y: yp.baseAddress!, pool: pool)
+                    } else {
+                        Q8MatMul.matrix(w.matrix, x: xp.baseAddress!, xScales: sp.baseAddress!, tokens: tokens, y: yp.baseAddress!, pool: pool)
+                    }
+                } } }
+                var worst = 0.0, largest = 0.0
+                for i in 0..<y.count { worst = max(worst, abs(Double(y[i]) - expected[i])); largest = max(largest, abs(expected[i])) }
+                #expect(worst <= 1e-5 * max(largest, 1e-3), "\(shape) tokens \(tokens) threads \(threads): \(worst) of \(largest)")
+            }
+        }
+    }
+}
