@@ -32,9 +32,24 @@ public struct Sampler {
 
     /// The index of the largest logit; the lowest index among equals.
     public static func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
-        var best = 0
-        for i in 1..<logits.count where logits[i] > logits[best] { best = i }
-        return Int32(best)
+        // Two passes, the first vectorized (a 32,000-token vocabulary made the scalar loop a
+        // few percent of a small model's decode step): the largest value, then its first
+        // index. The same answer as the scalar "first strictly greater" scan, NaNs included.
+        let count = logits.count
+        guard count > 1, !logits[0].isNaN else { return 0 }
+        typealias V = SIMD8<Float>
+        let raw = UnsafeRawPointer(logits.baseAddress!)
+        var best8 = V(repeating: logits[0]), i = 0
+        while i + 8 <= count {
+            let v = raw.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+            best8 = best8.replacing(with: v, where: v .> best8)
+            i += 8
+        }
+        var best = logits[0]
+        for lane in 0..<8 where best8[lane] > best { best = best8[lane] }
+        while i < count { if logits[i] > best { best = logits[i] }; i += 1 }
+        for j in 0..<count where logits[j] == best { return Int32(j) }
+        return 0
     }
 
     public mutating func next(_ logits: UnsafeBufferPointer<Float>) -> Int32 {

@@ -222,6 +222,27 @@ enum Fixture {
         #expect(session.position == 0)
     }
 
+    /// The vectorized argmax against the scalar "first strictly greater" scan: ties, NaNs,
+    /// signed zeros, lengths around the vector width and a llama-sized vocabulary.
+    @Test func argmaxMatchesTheScalarScan() {
+        func scalar(_ x: [Float]) -> Int32 {
+            var best = 0
+            for i in 1..<x.count where x[i] > x[best] { best = i }
+            return Int32(best)
+        }
+        var state: UInt64 = 7
+        func next() -> Float { state = state &* 6364136223846793005 &+ 1442695040888963407; return Float(state >> 41 % 9) - 4 }
+        for count in [1, 2, 7, 8, 9, 15, 16, 17, 31, 65, 32000] {
+            for trial in 0..<20 {
+                var x = (0..<count).map { _ in next() }   // small integers: many ties
+                if trial % 4 == 1, count > 3 { x[count / 2] = .nan; x[count - 1] = .infinity }
+                if trial % 4 == 2 { for i in 0..<count { x[i] = i % 2 == 0 ? -0.0 : 0.0 } }
+                if trial % 4 == 3 { x[0] = .nan }
+                #expect(x.withUnsafeBufferPointer { Sampler.argmax($0) } == scalar(x), "count \(count) trial \(trial)")
+            }
+        }
+    }
+
     @Test func samplingIsReproducibleAndGreedyPicksTheLowestTie() {
         let logits: [Float] = [1, 3, 3, 0.5]
         #expect(logits.withUnsafeBufferPointer { Sampler.argmax($0) } == 1)
