@@ -4,53 +4,63 @@
 /// and writes `y` [batch·T × dim] with the heads side by side. The attention weights are
 /// kept for the backward pass.
 ///
-/// Each head's keys (and values, backward) are first transposed into a `d_k × T` scratch, so
-/// a row of scores is d_k vector updates over the keys rather than T short dot products with
-/// a horizontal sum each.
+/// Every product is a GEMM on strided views of `qkv` (no copies): scores Q·Kᵀ, outputs P·V,
+/// and backward's dY·Vᵀ, Pᵀ·dY, dS·K and dSᵀ·Q. Rows go in blocks of `rowBlock`, each block
+/// multiplying only the keys its last row can see, which skips most of the masked half.
+/// Threads split the (batch, head) pairs; each has a single-threaded GEMM of its own.
 public struct CausalAttention {
     public let batch: Int, length: Int, heads: Int, dim: Int
+    /// Query rows per block of scores.
+    public let rowBlock: Int
     public var headDim: Int { dim / heads }
     /// Floats needed to keep the weights: batch × heads × T × T.
     public var probabilityCount: Int { batch * heads * length * length }
-    /// Scratch floats per thread for forward and backward.
-    public var scratchPerThread: Int { length * (2 * headDim + 1) }
+    /// Scratch floats per thread (backward's block of ∂L/∂P).
+    public var scratchPerThread: Int { rowBlock * length }
 
-    public init(batch: Int, length: Int, heads: Int, dim: Int) {
-        precondition(dim % heads == 0)
+    public init(batch: Int, length: Int, heads: Int, dim: Int, rowBlock: Int = 64) {
+        precondition(dim % heads == 0 && rowBlock > 0)
         self.batch = batch; self.length = length; self.heads = heads; self.dim = dim
+        self.rowBlock = min(rowBlock, max(1, length))
     }
 
-    /// Copies column block `column ..< column + d_k` of `rows` [T × stride] into `out` [d_k × T].
-    @inline(__always)
-    private func transpose(_ rows: UnsafePointer<Float>, stride: Int, column: Int, into out: UnsafeMutablePointer<Float>) {
-        for j in 0..<length {
-            let source = rows + j * stride + column
-            for d in 0..<headDim { out[d * length + j] = source[d] }
-        }
+    /// One single-threaded GEMM per thread of `pool`: what forward and backward take as `gemms`.
+    public static func gemms(for pool: ThreadPool) -> [GEMM] {
+        (0..<pool.threadCount).map { _ in GEMM(pool: ThreadPool(threads: 1)) }
     }
 
-    /// `scratch` holds `threads × scratchPerThread` floats.
+    /// `scratch` holds `threads × scratchPerThread` floats (unused here, shared with backward).
     public func forward(qkv: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, probabilities: UnsafeMutablePointer<Float>,
-                        scratch: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+                        scratch: UnsafeMutablePointer<Float>, gemms: [GEMM], pool: ThreadPool) {
+        precondition(gemms.count >= pool.threadCount)
         let (T, D, dk, H) = (length, dim, headDim, heads)
         let scale = 1 / Float(dk).squareRoot()
         let count = batch * H
         pool.run { worker in
             let workers = pool.threadCount
-            let keysT = scratch + worker * scratchPerThread
+            let gemm = gemms[worker]
             for bh in (count * worker / workers)..<(count * (worker + 1) / workers) {
                 let b = bh / H, h = bh % H
                 let rows = qkv + b * T * 3 * D
-                transpose(rows, stride: 3 * D, column: D + h * dk, into: keysT)
-                for i in 0..<T {
-                    let q = rows + i * 3 * D + h * dk
-                    let p = probabilities + (bh * T + i) * T
-                    p.update(repeating: 0, count: T)
-                    for d in 0..<dk { VectorOps.axpy(q[d] * scale, keysT + d * T, p, count: i + 1) }
-                    Softmax.inPlace(p, count: i + 1)
-                    let out = y + (b * T + i) * D + h * dk
-                    out.update(repeating: 0, count: dk)
-                    for j in 0...i { VectorOps.axpy(p[j], rows + j * 3 * D + 2 * D + h * dk, out, count: dk) }
+                let p = probabilities + bh * T * T
+                let keysTransposed = MatrixView(rows + D + h * dk, rowStride: 1, columnStride: 3 * D)
+                var r0 = 0
+                while r0 < T {
+                    let r1 = min(T, r0 + rowBlock)
+                    // S[r0..<r1, 0..<r1] = Q[r0..<r1] · K[0..<r1]ᵀ
+                    gemm.multiply(m: r1 - r0, n: r1, k: dk, a: MatrixView(rows + r0 * 3 * D + h * dk, columns: 3 * D),
+                                  b: keysTransposed, c: p + r0 * T, ldc: T, accumulate: false)
+                    for i in r0..<r1 {
+                        let row = p + i * T
+                        VectorOps.scale(row, by: scale, count: i + 1)
+                        Softmax.inPlace(row, count: i + 1)
+                        (row + i + 1).update(repeating: 0, count: T - i - 1)
+                    }
+                    // Y[r0..<r1] = P[r0..<r1, 0..<r1] · V[0..<r1]
+                    gemm.multiply(m: r1 - r0, n: dk, k: r1, a: MatrixView(p + r0 * T, columns: T),
+                                  b: MatrixView(rows + 2 * D + h * dk, columns: 3 * D),
+                                  c: y + (b * T + r0) * D + h * dk, ldc: D, accumulate: false)
+                    r0 = r1
                 }
             }
         }
@@ -58,34 +68,46 @@ public struct CausalAttention {
 
     /// dqkv = ∂L/∂qkv (overwritten) from dy = ∂L/∂y. `scratch` as for forward.
     public func backward(dy: UnsafePointer<Float>, qkv: UnsafePointer<Float>, probabilities: UnsafePointer<Float>,
-                         dqkv: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+                         dqkv: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, gemms: [GEMM], pool: ThreadPool) {
+        precondition(gemms.count >= pool.threadCount)
         let (T, D, dk, H) = (length, dim, headDim, heads)
         let scale = 1 / Float(dk).squareRoot()
         dqkv.update(repeating: 0, count: batch * T * 3 * D)
         let count = batch * H
         pool.run { worker in
             let workers = pool.threadCount
-            let valuesT = scratch + worker * scratchPerThread
-            let dp = valuesT + dk * T  // one row of ∂L/∂P
+            let gemm = gemms[worker]
+            let dP = scratch + worker * scratchPerThread   // [rowBlock × T], row stride T
             for bh in (count * worker / workers)..<(count * (worker + 1) / workers) {
                 let b = bh / H, h = bh % H
                 let rows = qkv + b * T * 3 * D, drows = dqkv + b * T * 3 * D
-                transpose(rows, stride: 3 * D, column: 2 * D + h * dk, into: valuesT)
-                for i in 0..<T {
-                    let p = probabilities + (bh * T + i) * T
-                    let g = dy + (b * T + i) * D + h * dk
-                    // dP_ij = dy_i · v_j; dV_j += P_ij dy_i
-                    dp.update(repeating: 0, count: i + 1)
-                    for d in 0..<dk { VectorOps.axpy(g[d], valuesT + d * T, dp, count: i + 1) }
-                    let weighted = VectorOps.dot(p, dp, count: i + 1)
-                    for j in 0...i { VectorOps.axpy(p[j], g, drows + j * 3 * D + 2 * D + h * dk, count: dk) }
-                    // dS_ij = P_ij (dP_ij − Σ_j P_ij dP_ij); dQ_i += dS_ij K_j / √dk; dK_j += dS_ij Q_i / √dk
-                    let q = rows + i * 3 * D + h * dk, dq = drows + i * 3 * D + h * dk
-                    for j in 0...i {
-                        let ds = p[j] * (dp[j] - weighted) * scale
-                        VectorOps.axpy(ds, rows + j * 3 * D + D + h * dk, dq, count: dk)
-                        VectorOps.axpy(ds, q, drows + j * 3 * D + D + h * dk, count: dk)
+                let p = probabilities + bh * T * T
+                var r0 = 0
+                while r0 < T {
+                    let r1 = min(T, r0 + rowBlock), m = r1 - r0
+                    let dyBlock = MatrixView(dy + (b * T + r0) * D + h * dk, columns: D)
+                    // dP = dY[r0..<r1] · V[0..<r1]ᵀ
+                    gemm.multiply(m: m, n: r1, k: dk, a: dyBlock,
+                                  b: MatrixView(rows + 2 * D + h * dk, rowStride: 1, columnStride: 3 * D),
+                                  c: dP, ldc: T, accumulate: false)
+                    // dV[0..<r1] += P[r0..<r1, 0..<r1]ᵀ · dY[r0..<r1]
+                    gemm.multiply(m: r1, n: dk, k: m, a: MatrixView(p + r0 * T, rowStride: 1, columnStride: T), b: dyBlock,
+                                  c: drows + 2 * D + h * dk, ldc: 3 * D, accumulate: true)
+                    // dS_ij = P_ij (dP_ij − Σ_j P_ij dP_ij) / √d_k, in place of dP; 0 where j > i
+                    for i in r0..<r1 {
+                        let pr = p + i * T, dr = dP + (i - r0) * T
+                        let weighted = VectorOps.dot(pr, dr, count: i + 1)
+                        for j in 0...i { dr[j] = pr[j] * (dr[j] - weighted) * scale }
+                        (dr + i + 1).update(repeating: 0, count: r1 - i - 1)
                     }
+                    // dQ[r0..<r1] += dS · K[0..<r1];  dK[0..<r1] += dSᵀ · Q[r0..<r1]
+                    gemm.multiply(m: m, n: dk, k: r1, a: MatrixView(dP, columns: T),
+                                  b: MatrixView(rows + D + h * dk, columns: 3 * D),
+                                  c: drows + r0 * 3 * D + h * dk, ldc: 3 * D, accumulate: true)
+                    gemm.multiply(m: r1, n: dk, k: m, a: MatrixView(dP, rowStride: 1, columnStride: T),
+                                  b: MatrixView(rows + r0 * 3 * D + h * dk, columns: 3 * D),
+                                  c: drows + D + h * dk, ldc: 3 * D, accumulate: true)
+                    r0 = r1
                 }
             }
         }

@@ -5,14 +5,32 @@ public enum LayerNorm {
     public static func forward(x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                                rows: Int, dim: Int, eps: Float, pool: ThreadPool) {
+        typealias V = SIMD8<Float>
         pool.parallelFor(rows, grain: 4) { range in
             for r in range {
                 let row = x + r * dim, out = y + r * dim
+                let rx = UnsafeRawPointer(row), ro = UnsafeMutableRawPointer(out)
+                let rw = UnsafeRawPointer(weight), rb = bias.map { UnsafeRawPointer($0) }
                 let mu = VectorOps.sum(row, count: dim) / Float(dim)
-                var variance: Float = 0
-                for i in 0..<dim { let d = row[i] - mu; variance += d * d }
+                let vmu = V(repeating: mu)
+                var squares = V(), variance: Float = 0, i = 0
+                while i + 8 <= dim {
+                    let d = rx.loadUnaligned(fromByteOffset: i * 4, as: V.self) - vmu
+                    squares += d * d
+                    i += 8
+                }
+                variance = squares.sum()
+                while i < dim { let d = row[i] - mu; variance += d * d; i += 1 }
                 let s = 1 / (variance / Float(dim) + eps).squareRoot()
-                for i in 0..<dim { out[i] = (row[i] - mu) * s * weight[i] + (bias?[i] ?? 0) }
+                let vs = V(repeating: s)
+                i = 0
+                while i + 8 <= dim {
+                    var v = (rx.loadUnaligned(fromByteOffset: i * 4, as: V.self) - vmu) * vs * rw.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                    if let rb { v += rb.loadUnaligned(fromByteOffset: i * 4, as: V.self) }
+                    ro.storeBytes(of: v, toByteOffset: i * 4, as: V.self)
+                    i += 8
+                }
+                while i < dim { out[i] = (row[i] - mu) * s * weight[i] + (bias?[i] ?? 0); i += 1 }
                 mean[r] = mu
                 rstd[r] = s
             }

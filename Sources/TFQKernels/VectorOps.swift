@@ -42,6 +42,19 @@ public enum VectorOps {
         while i < count { y[i] += alpha * x[i]; i += 1 }
     }
 
+    /// x *= alpha
+    @inline(__always)
+    public static func scale(_ x: UnsafeMutablePointer<Float>, by alpha: Float, count: Int) {
+        var i = 0
+        let rx = UnsafeMutableRawPointer(x)
+        let va = V(repeating: alpha)
+        while i + 8 <= count {
+            rx.storeBytes(of: rx.loadUnaligned(fromByteOffset: i * 4, as: V.self) * va, toByteOffset: i * 4, as: V.self)
+            i += 8
+        }
+        while i < count { x[i] *= alpha; i += 1 }
+    }
+
     /// y += x
     @inline(__always)
     public static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {

@@ -34,7 +34,8 @@ final class TrainingActivations {
     let dQKV: UnsafeMutablePointer<Float>             // [N, 3D]
     let dHidden: UnsafeMutablePointer<Float>          // [N, F]
     let normScratch: UnsafeMutablePointer<Float>      // [threads, 2D]
-    let attentionScratch: UnsafeMutablePointer<Float> // [threads, T·(2·d_k + 1)]
+    let attentionScratch: UnsafeMutablePointer<Float> // [threads, rowBlock·T]
+    let attentionGEMMs: [GEMM]                        // one single-threaded GEMM per thread
     let residualScratch: UnsafeMutablePointer<Float>  // [N, D] a branch's output before it joins the stream
 
     private var allocations: [UnsafeMutableRawPointer] = []
@@ -66,6 +67,7 @@ final class TrainingActivations {
         dQKV = floats(n * 3 * d); dHidden = floats(n * f)
         normScratch = floats(threads * 2 * d)
         attentionScratch = floats(threads * CausalAttention(batch: batch, length: length, heads: config.heads, dim: d).scratchPerThread)
+        attentionGEMMs = (0..<threads).map { _ in GEMM(pool: ThreadPool(threads: 1)) }
         residualScratch = floats(n * d)
         self.allocations = allocations
     }

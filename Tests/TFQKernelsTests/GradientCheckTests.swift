@@ -65,25 +65,36 @@ import Testing
         if activation == .gelu { #expect(abs(run([1])[0] - 0.841_192) < 1e-5) }
     }
 
-    @Test func causalAttention() {
-        let attention = CausalAttention(batch: 2, length: 5, heads: 2, dim: 8)
+    /// Whole (one block of rows) and in blocks of 2 rows, so the blocked causal products and
+    /// their accumulation across blocks are checked too.
+    @Test(arguments: [64, 2])
+    func causalAttention(rowBlock: Int) {
+        let attention = CausalAttention(batch: 2, length: 5, heads: 2, dim: 8, rowBlock: rowBlock)
+        let gemms = CausalAttention.gemms(for: Self.pool)
         let rows = 2 * 5
         var qkv = randomFloats(rows * 24, seed: 7)
         let r = randomFloats(rows * 8, seed: 8)
         func run(_ qkv: [Float]) -> (y: [Float], p: [Float]) {
             var y = [Float](repeating: 0, count: rows * 8), p = [Float](repeating: 0, count: attention.probabilityCount)
-            var scratch = [Float](repeating: 0, count: 2 * attention.scratchPerThread)
-            attention.forward(qkv: qkv, y: &y, probabilities: &p, scratch: &scratch, pool: Self.pool)
+            var scratch = [Float](repeating: .nan, count: Self.pool.threadCount * attention.scratchPerThread)
+            attention.forward(qkv: qkv, y: &y, probabilities: &p, scratch: &scratch, gemms: gemms, pool: Self.pool)
             return (y, p)
         }
         let f = run(qkv)
-        var dqkv = [Float](repeating: 0, count: rows * 24), scratch = [Float](repeating: 0, count: 2 * attention.scratchPerThread)
-        attention.backward(dy: r, qkv: qkv, probabilities: f.p, dqkv: &dqkv, scratch: &scratch, pool: Self.pool)
+        var dqkv = [Float](repeating: .nan, count: rows * 24)
+        var scratch = [Float](repeating: .nan, count: Self.pool.threadCount * attention.scratchPerThread)
+        attention.backward(dy: r, qkv: qkv, probabilities: f.p, dqkv: &dqkv, scratch: &scratch, gemms: gemms, pool: Self.pool)
         Self.check("attention dqkv", x: &qkv, analytic: dqkv) { Self.project(run($0).y, r) }
         // Causality: changing the last position's key and value leaves earlier outputs alone.
         var changed = qkv
         for c in 8..<24 { changed[4 * 24 + c] += 1 }
         #expect(Array(run(changed).y[0..<32]) == Array(f.y[0..<32]))
+        // The weights: each row sums to 1 over the positions it sees and is 0 beyond.
+        for row in 0..<(2 * 2 * 5) {
+            let i = row % 5, weights = f.p[(row * 5)..<(row * 5 + 5)]
+            #expect(abs(weights.prefix(i + 1).reduce(0, +) - 1) < 1e-5)
+            #expect(weights.dropFirst(i + 1).allSatisfy { $0 == 0 })
+        }
     }
 
     @Test func softmaxCrossEntropy() {
