@@ -100,6 +100,23 @@ public struct CachedAttention {
         let stride = headDim
         @inline(__always) func value(_ j: Int, _ c: Int) -> V { rv.loadUnaligned(fromByteOffset: (j * stride + c) * 4, as: V.self) }
         var c = 0
+        // 64 columns at a time: each position's values are read once, in order, into eight
+        // accumulators (narrower passes re-read every position's row once per pass).
+        while c + 64 <= headDim {
+            var a0 = V(), a1 = V(), a2 = V(), a3 = V(), a4 = V(), a5 = V(), a6 = V(), a7 = V()
+            for j in 0..<visible {
+                let w = V(repeating: p[j])
+                multiplyAdd(&a0, w, value(j, c)); multiplyAdd(&a1, w, value(j, c + 8))
+                multiplyAdd(&a2, w, value(j, c + 16)); multiplyAdd(&a3, w, value(j, c + 24))
+                multiplyAdd(&a4, w, value(j, c + 32)); multiplyAdd(&a5, w, value(j, c + 40))
+                multiplyAdd(&a6, w, value(j, c + 48)); multiplyAdd(&a7, w, value(j, c + 56))
+            }
+            ro.storeBytes(of: a0, toByteOffset: c * 4, as: V.self); ro.storeBytes(of: a1, toByteOffset: (c + 8) * 4, as: V.self)
+            ro.storeBytes(of: a2, toByteOffset: (c + 16) * 4, as: V.self); ro.storeBytes(of: a3, toByteOffset: (c + 24) * 4, as: V.self)
+            ro.storeBytes(of: a4, toByteOffset: (c + 32) * 4, as: V.self); ro.storeBytes(of: a5, toByteOffset: (c + 40) * 4, as: V.self)
+            ro.storeBytes(of: a6, toByteOffset: (c + 48) * 4, as: V.self); ro.storeBytes(of: a7, toByteOffset: (c + 56) * 4, as: V.self)
+            c += 64
+        }
         while c + 16 <= headDim {
             var a0 = V(), a1 = V(), b0 = V(), b1 = V()
             var j = 0
