@@ -8,8 +8,25 @@ public enum Optimizer {
                              step: Int, pool: ThreadPool) {
         let correction1 = 1 - Float(Double(beta1).power(step))
         let correction2 = 1 - Float(Double(beta2).power(step))
+        typealias V = SIMD8<Float>
         pool.parallelFor(count, grain: 1024) { range in
-            for i in range {
+            // Eight at a time (same arithmetic, lane by lane), then the tail.
+            let rp = UnsafeMutableRawPointer(parameters), rg = UnsafeRawPointer(gradients)
+            let rm = UnsafeMutableRawPointer(m), rv = UnsafeMutableRawPointer(v)
+            var i = range.lowerBound
+            while i + 8 <= range.upperBound {
+                let offset = i * 4
+                let g = rg.loadUnaligned(fromByteOffset: offset, as: V.self)
+                let mi = V(repeating: beta1) * rm.loadUnaligned(fromByteOffset: offset, as: V.self) + V(repeating: 1 - beta1) * g
+                let vi = V(repeating: beta2) * rv.loadUnaligned(fromByteOffset: offset, as: V.self) + V(repeating: 1 - beta2) * g * g
+                rm.storeBytes(of: mi, toByteOffset: offset, as: V.self)
+                rv.storeBytes(of: vi, toByteOffset: offset, as: V.self)
+                let update = (mi / V(repeating: correction1)) / ((vi / V(repeating: correction2)).squareRoot() + V(repeating: epsilon))
+                let p = rp.loadUnaligned(fromByteOffset: offset, as: V.self)
+                rp.storeBytes(of: p - V(repeating: learningRate) * (update + V(repeating: weightDecay) * p), toByteOffset: offset, as: V.self)
+                i += 8
+            }
+            for i in i..<range.upperBound {
                 let g = gradients[i]
                 let mi = beta1 * m[i] + (1 - beta1) * g
                 let vi = beta2 * v[i] + (1 - beta2) * g * g

@@ -143,6 +143,22 @@ import Testing
         Optimizer.sgd(parameters: &q, gradients: [10, -10], count: 2, learningRate: 0.01, pool: Self.pool)
         #expect(q == [0.9, 2.1])
         #expect(abs(Optimizer.norm([3, 4], count: 2, pool: Self.pool) - 5) < 1e-12)
+
+        // A length that takes the vector path and a tail, against the scalar formula in Double.
+        let n = 2 * 1024 + 19
+        let g2 = randomFloats(n, seed: 21), m2 = randomFloats(n, seed: 22).map { $0 * 0.1 }
+        let v2 = randomFloats(n, seed: 23).map { $0 * $0 * 0.01 }, p2 = randomFloats(n, seed: 24)
+        var p3 = p2, m3 = m2, v3 = v2
+        Optimizer.adamW(parameters: &p3, gradients: g2, m: &m3, v: &v3, count: n, learningRate: 0.01, beta1: 0.9, beta2: 0.95,
+                        epsilon: 1e-8, weightDecay: 0.1, step: 3, pool: Self.pool)
+        var worst = 0.0
+        for i in 0..<n {
+            let mi = 0.9 * Double(m2[i]) + 0.1 * Double(g2[i]), vi = 0.95 * Double(v2[i]) + 0.05 * Double(g2[i]) * Double(g2[i])
+            let update = (mi / (1 - 0.729)) / ((vi / (1 - 0.857375)).squareRoot() + 1e-8)
+            let expected = Double(p2[i]) - 0.01 * (update + 0.1 * Double(p2[i]))
+            worst = max(worst, abs(Double(p3[i]) - expected), abs(Double(m3[i]) - mi), abs(Double(v3[i]) - vi))
+        }
+        #expect(worst < 1e-5, "\(worst)")
     }
 }
 
