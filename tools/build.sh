@@ -47,6 +47,7 @@ fi
 # CLI alone (in its own folder by default: the flag changes how every module is built).
 product_args=()
 if [ "$static" = 1 ]; then
+  if [ "$mode" = test ]; then echo "tools/build.sh: --static builds the CLI only; it does not combine with test" >&2; exit 2; fi
   product_args=(--static-swift-stdlib --product tfq)
   TFQ_SCRATCH=${TFQ_SCRATCH:-.build-static}
 fi

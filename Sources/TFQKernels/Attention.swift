@@ -24,14 +24,14 @@ public struct CausalAttention {
         self.rowBlock = min(rowBlock, max(1, length))
     }
 
-    /// One single-threaded GEMM per thread of `pool`: what forward and backward take as `gemms`.
-    public static func gemms(for pool: ThreadPool) -> [GEMM] {
-        (0..<pool.threadCount).map { _ in GEMM(pool: ThreadPool(threads: 1)) }
+    /// One single-threaded GEMM for each of `threads` threads: what forward and backward take
+    /// as `gemms`.
+    public static func gemms(threads: Int) -> [GEMM] {
+        (0..<threads).map { _ in GEMM(pool: ThreadPool(threads: 1)) }
     }
 
-    /// `scratch` holds `threads × scratchPerThread` floats (unused here, shared with backward).
     public func forward(qkv: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, probabilities: UnsafeMutablePointer<Float>,
-                        scratch: UnsafeMutablePointer<Float>, gemms: [GEMM], pool: ThreadPool) {
+                        gemms: [GEMM], pool: ThreadPool) {
         precondition(gemms.count >= pool.threadCount)
         let (T, D, dk, H) = (length, dim, headDim, heads)
         let scale = 1 / Float(dk).squareRoot()
@@ -66,7 +66,8 @@ public struct CausalAttention {
         }
     }
 
-    /// dqkv = ∂L/∂qkv (overwritten) from dy = ∂L/∂y. `scratch` as for forward.
+    /// dqkv = ∂L/∂qkv (overwritten) from dy = ∂L/∂y. `scratch` holds `threads ×
+    /// scratchPerThread` floats.
     public func backward(dy: UnsafePointer<Float>, qkv: UnsafePointer<Float>, probabilities: UnsafePointer<Float>,
                          dqkv: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, gemms: [GEMM], pool: ThreadPool) {
         precondition(gemms.count >= pool.threadCount)

@@ -55,7 +55,7 @@ public struct CachedAttention {
                     let headKeys = keys + kv * blocks * Self.block * headDim, headValues = values + kv * context * headDim
                     if unit < quads {
                         let t = unit * 4
-                        fourHeads(query: queries + t * queryStride + h * headDim, queryStride: queryStride, visible: start + t + 1,
+                        fourQueries(query: queries + t * queryStride + h * headDim, queryStride: queryStride, visible: start + t + 1,
                                   keys: headKeys, values: headValues,
                                   output: output + t * outputStride + h * headDim, outputStride: outputStride,
                                   p: scores.baseAddress!, row: row)
@@ -138,7 +138,7 @@ public struct CachedAttention {
     /// ones one more each. Scores of a query beyond what it sees are zeroed after its softmax,
     /// so all four share one pass over the values.
     @inline(__always)
-    private func fourHeads(query: UnsafePointer<Float>, queryStride: Int, visible: Int, keys: UnsafePointer<Float>,
+    private func fourQueries(query: UnsafePointer<Float>, queryStride: Int, visible: Int, keys: UnsafePointer<Float>,
                            values: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, outputStride: Int,
                            p: UnsafeMutablePointer<Float>, row: Int) {
         let scale = V(repeating: 1 / Float(headDim).squareRoot())

@@ -107,7 +107,7 @@ public final class GPT {
                               mean: s.ln1Mean, rstd: s.ln1Rstd, rows: n, dim: d, eps: config.normEps, pool: pool)
             linear(s.ln1, rows: n, inFeatures: d, weight: p + block.qkvWeight, bias: block.qkvBias.map { p + $0 },
                    output: s.qkv, outFeatures: 3 * d, accumulate: false)
-            attention.forward(qkv: s.qkv, y: s.attention, probabilities: s.probabilities, scratch: a.attentionScratch, gemms: a.attentionGEMMs, pool: pool)
+            attention.forward(qkv: s.qkv, y: s.attention, probabilities: s.probabilities, gemms: a.attentionGEMMs, pool: pool)
             residualBranch(s.attention, inFeatures: d, weight: p + block.projWeight, bias: block.projBias.map { p + $0 },
                            stream: s.input, output: s.middle, site: dropping ? 1 + 2 * l : nil, buffers: a)
             LayerNorm.forward(x: s.middle, weight: p + block.ln2Weight, bias: block.ln2Bias.map { p + $0 }, y: s.ln2,

@@ -67,7 +67,7 @@ final class TrainingActivations {
         dQKV = floats(n * 3 * d); dHidden = floats(n * f)
         normScratch = floats(threads * 2 * d)
         attentionScratch = floats(threads * CausalAttention(batch: batch, length: length, heads: config.heads, dim: d).scratchPerThread)
-        attentionGEMMs = (0..<threads).map { _ in GEMM(pool: ThreadPool(threads: 1)) }
+        attentionGEMMs = CausalAttention.gemms(threads: threads)
         residualScratch = floats(n * d)
         self.allocations = allocations
     }

@@ -70,14 +70,13 @@ import Testing
     @Test(arguments: [64, 2])
     func causalAttention(rowBlock: Int) {
         let attention = CausalAttention(batch: 2, length: 5, heads: 2, dim: 8, rowBlock: rowBlock)
-        let gemms = CausalAttention.gemms(for: Self.pool)
+        let gemms = CausalAttention.gemms(threads: Self.pool.threadCount)
         let rows = 2 * 5
         var qkv = randomFloats(rows * 24, seed: 7)
         let r = randomFloats(rows * 8, seed: 8)
         func run(_ qkv: [Float]) -> (y: [Float], p: [Float]) {
             var y = [Float](repeating: 0, count: rows * 8), p = [Float](repeating: 0, count: attention.probabilityCount)
-            var scratch = [Float](repeating: .nan, count: Self.pool.threadCount * attention.scratchPerThread)
-            attention.forward(qkv: qkv, y: &y, probabilities: &p, scratch: &scratch, gemms: gemms, pool: Self.pool)
+            attention.forward(qkv: qkv, y: &y, probabilities: &p, gemms: gemms, pool: Self.pool)
             return (y, p)
         }
         let f = run(qkv)
