@@ -52,6 +52,7 @@ let package = Package(
         .testTarget(name: "TFQModelTests", dependencies: ["TFQModel", "TFQFormat"], exclude: ["Fixtures"]),
         .testTarget(name: "TFQTrainTests", dependencies: ["TFQTrain", "TFQFormat"]),
         .testTarget(name: "TFQRuntimeTests", dependencies: ["TFQRuntime", "TFQExport", "TFQTrain"], exclude: ["Fixtures"]),
+        .testTarget(name: "TFQExportTests", dependencies: ["TFQExport", "TFQFormat", "TFQKernels"]),
         .testTarget(name: "TFQImportTests", dependencies: ["TFQImport", "TFQRuntime"], exclude: ["Fixtures"]),
         .testTarget(name: "TFQCAPITests", dependencies: ["TFQCAPI"]),
         .testTarget(name: "tfqCLITests", dependencies: ["tfq"]),

@@ -168,6 +168,37 @@ def build(out_dir) -> list[str]:
     return written
 
 
+TWO_PASS_MODEL = "tiny-v1.two-pass.int8.tfq"
+TWO_PASS_TEXT = "Lily saw a dog! The cat ran to the park."
+
+
+def two_pass_expectations(model_path) -> dict:
+    """The logits tfq's runtime must give for TWO_PASS_MODEL: tiny-v1.bin imported, then
+    exported by `tfq export --int8 --group-size 16 --no-gptq --embedding int8 --no-zstd`, so
+    its quantization.two_pass_activations lists block 0's weights. Computed in float64 from
+    the file's dequantized weights, with every matmul input rounded to int8 in groups of 16:
+    in two passes in block 0, in one elsewhere; and, for contrast, in one pass everywhere."""
+    import tfq_read
+    with tfq_read.read(model_path) as f:
+        listed = f.metadata["quantization"]["two_pass_activations"]
+        group = int(f.metadata["quantization"]["group_size"])
+    config, weights = reference.llama_weights_from_tfq(model_path)
+    layers = sorted({int(name.split(".")[1]) for name in listed})
+    pieces, scores, _ = llama2c.read_tokenizer(os.path.join(os.path.dirname(model_path), "tokenizer.bin"), config.vocab_size)
+    ids = llama2c.encode(TWO_PASS_TEXT, pieces, scores)
+    two = reference.llama_logits(config, weights, ids, np.float64, activation_group=group, two_pass_layers=layers)
+    one = reference.llama_logits(config, weights, ids, np.float64, activation_group=group)
+    return {
+        "about": "Made by python3 tools/llama_fixtures.py two-pass MODEL: float64 logits of the model's "
+                 "dequantized weights with int8 activations, two passes in the listed blocks (logits_two_pass) "
+                 "and one pass everywhere (logits_one_pass). Rounded to 7 significant digits.",
+        "model": os.path.basename(model_path), "group_size": group, "two_pass_weights": listed,
+        "two_pass_layers": layers, "text": TWO_PASS_TEXT, "ids": ids,
+        "logits_two_pass": [[_round(x) for x in row] for row in two.tolist()],
+        "logits_one_pass": [[_round(x) for x in row] for row in one.tolist()],
+    }
+
+
 def _json(value, indent: int = 0) -> str:
     """JSON with one line per object member and per list of lists, a list of numbers on
     one line: readable, and diffs stay small."""
@@ -178,3 +209,11 @@ def _json(value, indent: int = 0) -> str:
     if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
         return "[\n" + ",\n".join(pad + _json(v, indent + 1) for v in value) + "\n" + end + "]"
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "two-pass":
+        sys.exit("usage: llama_fixtures.py two-pass MODEL   (writes two-pass.json beside MODEL)")
+    doc = two_pass_expectations(sys.argv[2])
+    with open(os.path.join(os.path.dirname(sys.argv[2]), "two-pass.json"), "w", encoding="utf-8") as fh:
+        fh.write(_json(doc) + "\n")

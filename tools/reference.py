@@ -408,6 +408,14 @@ def runq_activations(x, group_size: int):
     return (q.astype(x.dtype) * scale).reshape(x.shape)
 
 
+def two_pass_activations(x, group_size: int):
+    """formats/tfq.md §8's two-pass quantization of an activation, returned dequantized: one
+    pass as runq_activations, then the same rounding of what it left, x − s1·q1; the sum
+    s1·q1 + s2·q2 is within s2/2 of x."""
+    first = runq_activations(x, group_size)
+    return first + runq_activations(x - first, group_size)
+
+
 def llama_token_ids(config, tokens) -> np.ndarray:
     t = np.asarray(tokens)
     if t.ndim != 1 or t.size == 0 or not np.issubdtype(t.dtype, np.integer):
@@ -419,22 +427,29 @@ def llama_token_ids(config, tokens) -> np.ndarray:
     return t
 
 
-def llama_logits(config, weights: dict, tokens, dtype=np.float32, activation_group=None):
+def llama_logits(config, weights: dict, tokens, dtype=np.float32, activation_group=None, two_pass_layers=()):
     """-> logits [T, V] at every position of `tokens` (causal), as run.c's forward() would
     give them one position at a time. activation_group=GS also rounds every matmul's input
-    as runq.c does (its weights are those of the file, dequantized: pass them)."""
+    as runq.c does (its weights are those of the file, dequantized: pass them); the layers
+    in two_pass_layers round theirs in two passes (two_pass_activations), as tfq's runtime
+    does for the weights a file lists in quantization.two_pass_activations."""
     c, t = config, llama_token_ids(config, tokens)
     w = {name: np.asarray(a, dtype) for name, a in weights.items()}
     T, S, kv_mul = t.size, c.dim // c.n_heads, c.n_heads // c.n_kv_heads
     cos, sin = rope_tables(c, np.arange(T), dtype)
     future = np.triu(np.ones((T, T), bool), 1)
+    layer = None                                  # the block being computed (None: the classifier)
 
     def linear(x, weight):                        # W (d, n) @ x (n,) per position
-        return (x if activation_group is None else runq_activations(x, activation_group)) @ weight.T
+        if activation_group is None:
+            return x @ weight.T
+        rounding = two_pass_activations if layer in two_pass_layers else runq_activations
+        return rounding(x, activation_group) @ weight.T
 
     x = w["token_embedding_table"][t]                                        # [T, D]
     with np.errstate(over="ignore"):              # exp(-v) of a very negative v: silu(v) = 0
         for l in range(c.n_layers):
+            layer = l
             xb = rmsnorm(x, w["rms_att_weight"][l], dtype)
             q = rope(linear(xb, w["wq"][l]), cos, sin)                       # [T, D]
             k = rope(linear(xb, w["wk"][l]), cos, sin)                       # [T, KV]
@@ -450,6 +465,7 @@ def llama_logits(config, weights: dict, tokens, dtype=np.float32, activation_gro
             xb = rmsnorm(x, w["rms_ffn_weight"][l], dtype)
             h1, h3 = linear(xb, w["w1"][l]), linear(xb, w["w3"][l])         # [T, F]
             x = x + linear(h1 * (dtype(1) / (dtype(1) + np.exp(-h1))) * h3, w["w2"][l])
+    layer = None
     x = rmsnorm(x, w["rms_final_weight"], dtype)
     return linear(x, w.get("wcls", w["token_embedding_table"]))             # [T, V]
 

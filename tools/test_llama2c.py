@@ -30,7 +30,8 @@ import llama_fixtures  # noqa: E402
 import tfq_write  # noqa: E402
 from llama2c import Config, decode, decode_piece, encode  # noqa: E402
 from reference import (llama_generate_greedy, llama_logits, llama_tfq_config,  # noqa: E402
-                       llama_tfq_tensors, llama_weights_from_tfq, rope_tables, runq_activations)
+                       llama_tfq_tensors, llama_weights_from_tfq, rope_tables, runq_activations,
+                       two_pass_activations)
 
 TOOLS = Path(__file__).parent
 ROOT = TOOLS.parent
@@ -583,7 +584,8 @@ def test_shapes_of_the_stories_models():
 def test_fixtures_regenerate_byte_for_byte(tmp_path):
     llama_fixtures.build(tmp_path)
     made = sorted(p.name for p in tmp_path.iterdir())
-    assert made == sorted(p.name for p in FIXTURES.iterdir()), "the fixture files differ"
+    swift_made = {llama_fixtures.TWO_PASS_MODEL, "two-pass.json"}   # an export by tfq, and its expectations
+    assert made == sorted(p.name for p in FIXTURES.iterdir() if p.name not in swift_made), "the fixture files differ"
     for name in made:
         assert (tmp_path / name).read_bytes() == (FIXTURES / name).read_bytes(), \
             f"{name} differs: run python3 tools/llama2c.py fixtures --out {FIXTURES.relative_to(ROOT)}"
@@ -703,3 +705,31 @@ def test_tfq_run_greedy_matches_the_reference(tfq, imported, name):
 def test_tfq_encodes_like_run_c(tfq, imported, text):
     case = next(c for c in expected_doc()["tokenizer"]["encode"] if c["text"] == text)
     assert tfq_run(tfq, imported["tiny-v0.bin"], text, 1)["prompt_token_ids"] == case["ids"]
+
+
+def test_two_pass_activations_rebuild_within_half_the_second_scale():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3, 64)) * np.array([1, 10, 0.01])[:, None]
+    x[1, :16] = 0                                           # a zero group: zeros, no NaN
+    got = two_pass_activations(x, 16)
+    first = runq_activations(x, 16)
+    g = (x - first).reshape(3, 4, 16)
+    s2 = np.abs(g).max(axis=-1, keepdims=True) / 127
+    assert np.all(np.abs(got - x).reshape(3, 4, 16) <= s2 / 2 + 1e-15)
+    assert np.all(got[1, :16] == 0)
+    assert np.abs(got - x).max() < np.abs(first - x).max() / 100
+
+
+def test_two_pass_expectations_are_the_reference():
+    """two-pass.json (the Swift test's expectations for the committed two-pass export) is
+    what tools/reference.py computes from that file, and the two roundings differ enough
+    for the Swift test to tell which one the runtime did."""
+    doc = json.loads((FIXTURES / "two-pass.json").read_text(encoding="utf-8"))
+    fresh = llama_fixtures.two_pass_expectations(str(FIXTURES / llama_fixtures.TWO_PASS_MODEL))
+    assert {k: v for k, v in fresh.items() if not k.startswith("logits")} == \
+        {k: v for k, v in doc.items() if not k.startswith("logits")}
+    two, one = np.array(doc["logits_two_pass"]), np.array(doc["logits_one_pass"])
+    np.testing.assert_allclose(fresh["logits_two_pass"], two, rtol=0, atol=1e-5 * np.abs(two).max())
+    np.testing.assert_allclose(fresh["logits_one_pass"], one, rtol=0, atol=1e-5 * np.abs(one).max())
+    assert doc["two_pass_layers"] == [0] and len(doc["two_pass_weights"]) == 5
+    assert np.abs(two - one).max() > 0.01 * np.abs(two).max()

@@ -30,8 +30,26 @@ public struct ExportOptions: Sendable {
         }
     }
 
+    /// How int8 export stores the vocabulary tables (`tok_emb`, and `lm_head` when untied).
+    public enum EmbeddingPrecision: String, Sendable, CaseIterable {
+        /// fp32 when they hold at most 1/64 of the parameters (small character or byte
+        /// vocabularies), int8 otherwise.
+        case auto
+        case int8
+        case fp32
+    }
+
     public var precision: Precision
+    public var embedding: EmbeddingPrecision = .auto
+    /// int8 export: the first this many blocks quantize their layers' inputs in two int8
+    /// passes at run time (formats/tfq.md §8, `two_pass_activations`).
+    public var twoPassLayers = 1
     public var groupSize: GroupSize = .auto
+    /// int8: choose the weights with GPTQ on calibration text (plain rounding without).
+    public var gptq = true
+    /// GPTQ's calibration text; nil uses the checkpoint's training split.
+    public var calibrationData: String?
+    public var calibrationTokens = 16_384
     /// nil writes every tensor raw (fully zero-copy to load).
     public var zstdLevel: Int32? = 3
     /// Text for the quality report; nil uses the checkpoint's validation split.

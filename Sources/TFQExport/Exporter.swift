@@ -17,6 +17,10 @@ public struct ExportSummary: Sendable {
     public var fileBytes: Int
     public var fp32WeightBytes: Int
     public var quality: QualityReport
+    /// How int8 weights were chosen: `gptq` or `round-to-nearest` (nil unless int8).
+    public var weightMethod: String?
+    /// Why GPTQ was not used, when it was asked for and could not be.
+    public var note: String?
 }
 
 /// Checkpoint → model file: drops training state, converts the weights (int8 with per-group
@@ -24,9 +28,34 @@ public struct ExportSummary: Sendable {
 /// the fp32 checkpoint, and writes the file with its quality report.
 public enum Exporter {
     /// The matrices int8 export quantizes: every weight multiplied at inference, and the
-    /// token embedding (not gpt's position table).
-    static func isQuantized(_ tensor: TensorInfo) -> Bool {
-        tensor.shape.count == 2 && tensor.name != "pos_emb"
+    /// vocabulary tables (`tok_emb`, `lm_head`) unless `options.embedding` keeps them fp32;
+    /// never gpt's position table.
+    static func quantizedNames(_ tensors: [TensorInfo], options: ExportOptions) -> Set<String> {
+        guard options.precision == .int8 else { return [] }
+        let vocabularyTables: Set = ["tok_emb", "lm_head.weight"]
+        let matrices = tensors.filter { $0.shape.count == 2 && $0.name != "pos_emb" }
+        let keepTablesFP32: Bool
+        switch options.embedding {
+        case .int8: keepTablesFP32 = false
+        case .fp32: keepTablesFP32 = true
+        case .auto:
+            // Small tables cost little as fp32 and carry the error that matters most: the
+            // lookup's error enters every layer, and a tied table is also the last matrix.
+            let tableParameters = tensors.filter { vocabularyTables.contains($0.name) }.reduce(0) { $0 + $1.elementCount }
+            let allParameters = tensors.reduce(0) { $0 + $1.elementCount }
+            keepTablesFP32 = tableParameters * 64 <= allParameters
+        }
+        return Set(matrices.map(\.name).filter { !(keepTablesFP32 && vocabularyTables.contains($0)) })
+    }
+
+    /// The int8 layers of the first `options.twoPassLayers` blocks: their inputs are
+    /// quantized in two passes at run time. Layer 0's activations weigh most on accuracy
+    /// (BENCHMARKS.md, "int8 quality").
+    static func twoPassNames(_ quantized: Set<String>, options: ExportOptions) -> [String] {
+        quantized.filter { name in
+            guard name.hasPrefix("blocks."), let index = Int(name.split(separator: ".")[1]) else { return false }
+            return index < options.twoPassLayers
+        }.sorted()
     }
 
     /// The model's own tensors in `file`: a checkpoint's optimizer state left out.
@@ -43,7 +72,9 @@ public enum Exporter {
         let tensors = parameters(of: source)
         let training = try source.metadataSection("training", as: TrainingState.self)
         let evalText = try evaluationText(options: options, training: training, checkpoint: checkpoint)
-        try checkGroupSizes(options: options, tensors: tensors)
+        let quantized = quantizedNames(tensors, options: options)
+        try checkGroupSizes(options: options, tensors: tensors.filter { quantized.contains($0.name) })
+        let calibration = try calibrate(reference, quantized: quantized, options: options, training: training)
 
         // The model is written raw next to the output first, measured with the runtime, and
         // then written again with the quality report and the requested compression.
@@ -61,9 +92,13 @@ public enum Exporter {
             "group_size": options.precision == .int8 ? .string(options.groupSize.description) : .null,
             "layout": .string(options.precision == .int8 ? Q8Layout.interleaved16x4.description : "row-major"),
             "zstd_level": .integer(Int64(options.zstdLevel ?? 0)),
+            "two_pass_activations": .array(twoPassNames(quantized, options: options).map { .string($0) }),
+            "weights": options.precision == .int8 ? .string(calibration.method) : .null,
+            "calibration": calibration.description,
         ])
         if let imported = metadata.sections["import"] { model.sections["import"] = imported }
-        let errors = try writeWeights(tensors, of: source, options: options, to: staging, metadata: model)
+        let errors = try writeWeights(tensors, of: source, quantized: quantized, hessians: calibration.hessians, options: options,
+                                      to: staging, metadata: model)
 
         let quality = try measure(reference: reference, exported: staging, text: evalText, tokenizer: metadata.tokenizer,
                                   options: options, tensorErrors: errors)
@@ -78,23 +113,84 @@ public enum Exporter {
         try writer.finish(metadata: model.encoded())
         let size = try TFQFile(path: output).fileLength
         let fp32Bytes = tensors.reduce(0) { $0 + $1.elementCount * 4 }
-        return ExportSummary(output: output, fileBytes: size, fp32WeightBytes: fp32Bytes, quality: quality)
+        return ExportSummary(output: output, fileBytes: size, fp32WeightBytes: fp32Bytes, quality: quality,
+                             weightMethod: options.precision == .int8 ? calibration.method : nil, note: calibration.note)
+    }
+
+    /// What GPTQ needs, gathered before anything is written.
+    struct CalibrationResult {
+        var hessians: [String: [Double]] = [:]
+        var method = "round-to-nearest"
+        var description: JSONValue = .null
+        var note: String?
+    }
+
+    /// Input second moments of the int8 layers GPTQ can improve, from the calibration text:
+    /// `--calibration-data`, else the checkpoint's training split. The token embedding is
+    /// rounded plainly: it is also a lookup table, which GPTQ's objective does not see.
+    static func calibrate(_ reference: Model, quantized: Set<String>, options: ExportOptions,
+                          training: TrainingState?) throws -> CalibrationResult {
+        var result = CalibrationResult()
+        guard options.precision == .int8, options.gptq else { return result }
+        let text: String, source: String
+        if let path = options.calibrationData {
+            do { text = try Corpus.readText(path) } catch { throw ExportError("\(error)") }
+            source = path
+        } else if let path = training?.dataPath, let whole = try? Corpus.readText(path) {
+            if training?.validationPath != nil {
+                text = whole
+            } else {
+                // Training's split: the last 10% was validation, so calibration stays before it.
+                let scalars = Array(whole.unicodeScalars)
+                var head = String.UnicodeScalarView()
+                head.append(contentsOf: scalars[..<(scalars.count - scalars.count / 10)])
+                text = String(head)
+            }
+            source = path
+        } else {
+            result.note = "no calibration text (the training data is not at its recorded path; give --calibration-data FILE): int8 weights rounded to nearest"
+            return result
+        }
+        let tokens = reference.tokenizer.encodeAllowingUnknown(text)
+        guard tokens.count >= 2 else { throw ExportError("\(source): too little calibration text for the model's vocabulary") }
+        let seed: UInt64 = 0x7466_7167  // "tfqg": a fixed seed, so an export is reproducible
+        let layers = quantized.subtracting(["tok_emb"])
+        result.hessians = try Calibration.hessians(model: reference, tokens: tokens, weights: layers, maxTokens: options.calibrationTokens,
+                                                   seed: seed, threads: options.threads)
+        result.method = "gptq"
+        result.description = .object([
+            "source": .string(String(source.split(separator: "/").last ?? Substring(source))),
+            "tokens": .integer(Int64(min(options.calibrationTokens, tokens.count))),
+            "damping": .number(0.01),
+        ])
+        return result
     }
 
     /// Writes every tensor converted as `options` says; returns each converted tensor's
     /// relative error.
-    static func writeWeights(_ tensors: [TensorInfo], of source: TFQFile, options: ExportOptions, to path: String,
-                             metadata: ModelMetadata) throws -> [String: Double] {
+    static func writeWeights(_ tensors: [TensorInfo], of source: TFQFile, quantized: Set<String>, hessians: [String: [Double]],
+                             options: ExportOptions, to path: String, metadata: ModelMetadata) throws -> [String: Double] {
         let writer = try TFQWriter(path: path)
+        let pool = ThreadPool(threads: options.threads)
         var errors: [String: Double] = [:]
         for tensor in tensors {
             let floats = source.floats(tensor)
             try floats.withUnsafeBufferPointer { values in
                 switch options.precision {
-                case .int8 where isQuantized(tensor):
+                case .int8 where quantized.contains(tensor.name):
                     let rows = tensor.shape[0], columns = tensor.shape[1]
                     let group = options.groupSize.resolved(columns: columns)
-                    let bytes = try Q8Codec.encode(values, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4)
+                    let bytes: [UInt8]
+                    if let hessian = hessians[tensor.name],
+                       let chosen = GPTQ.quantize(values, rows: rows, columns: columns, groupSize: group, hessian: hessian, pool: pool) {
+                        bytes = try chosen.values.withUnsafeBufferPointer { v in
+                            try chosen.scales.withUnsafeBufferPointer { s in
+                                try Q8Codec.pack(values: v, scales: s, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4)
+                            }
+                        }
+                    } else {
+                        bytes = try Q8Codec.encode(values, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4)
+                    }
                     let info = try bytes.withUnsafeBytes {
                         try writer.add(name: tensor.name, dtype: .q8, shape: tensor.shape, layout: .interleaved16x4, groupSize: group, bytes: $0)
                     }
@@ -127,7 +223,7 @@ public enum Exporter {
         if case .size(let n) = options.groupSize, n < 4 || n % 4 != 0 {
             throw ExportError("--group-size \(n) is not supported: use a multiple of 4 (e.g. 32, 64, 128) or 'row'")
         }
-        for tensor in tensors where isQuantized(tensor) {
+        for tensor in tensors {
             let columns = tensor.shape[1]
             let group = options.groupSize.resolved(columns: columns)
             guard columns % group == 0, columns % 4 == 0 else {

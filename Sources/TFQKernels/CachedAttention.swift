@@ -72,8 +72,8 @@ public struct CachedAttention {
 
     typealias V = SIMD8<Float>
 
-    // Each loop keeps several independent accumulators: a single one makes every step wait
-    // for the previous add (4 cycles), and the loops were latency-bound.
+    // Loops keep independent accumulators where the order of the sum allows: a single one
+    // makes every step wait for the previous add (4 cycles).
     @inline(__always)
     private func head(query: UnsafePointer<Float>, visible: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                       output: UnsafeMutablePointer<Float>, p: UnsafeMutablePointer<Float>) {
@@ -83,17 +83,17 @@ public struct CachedAttention {
         for blockIndex in 0..<((visible + Self.block - 1) / Self.block) {
             let base = blockIndex * headDim * Self.block
             @inline(__always) func key(_ i: Int) -> V { rk.loadUnaligned(fromByteOffset: (base + i * Self.block) * 4, as: V.self) }
-            var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+            // Even and odd dimensions in two accumulators, added at the end: the order
+            // fourQueries uses, so a prompt's scores equal its tokens' decoded one by one.
+            var a = V(), b = V()
             var i = 0
-            while i + 4 <= headDim {
-                multiplyAdd(&a0, V(repeating: query[i]), key(i))
-                multiplyAdd(&a1, V(repeating: query[i + 1]), key(i + 1))
-                multiplyAdd(&a2, V(repeating: query[i + 2]), key(i + 2))
-                multiplyAdd(&a3, V(repeating: query[i + 3]), key(i + 3))
-                i += 4
+            while i + 2 <= headDim {
+                multiplyAdd(&a, V(repeating: query[i]), key(i))
+                multiplyAdd(&b, V(repeating: query[i + 1]), key(i + 1))
+                i += 2
             }
-            while i < headDim { multiplyAdd(&a0, V(repeating: query[i]), key(i)); i += 1 }
-            rp.storeBytes(of: ((a0 + a1) + (a2 + a3)) * V(repeating: scale), toByteOffset: blockIndex * Self.block * 4, as: V.self)
+            if i < headDim { multiplyAdd(&a, V(repeating: query[i]), key(i)) }
+            rp.storeBytes(of: (a + b) * V(repeating: scale), toByteOffset: blockIndex * Self.block * 4, as: V.self)
         }
         Softmax.inPlace(p, count: visible)
         let rv = UnsafeRawPointer(values), ro = UnsafeMutableRawPointer(output)
@@ -117,18 +117,27 @@ public struct CachedAttention {
             ro.storeBytes(of: a6, toByteOffset: (c + 48) * 4, as: V.self); ro.storeBytes(of: a7, toByteOffset: (c + 56) * 4, as: V.self)
             c += 64
         }
-        while c + 16 <= headDim {
-            var a0 = V(), a1 = V(), b0 = V(), b1 = V()
-            var j = 0
-            while j + 2 <= visible {
-                let w0 = V(repeating: p[j]), w1 = V(repeating: p[j + 1])
-                multiplyAdd(&a0, w0, value(j, c)); multiplyAdd(&a1, w0, value(j, c + 8))
-                multiplyAdd(&b0, w1, value(j + 1, c)); multiplyAdd(&b1, w1, value(j + 1, c + 8))
-                j += 2
+        // Every output column is one sum over the positions in order, in every path here and
+        // in fourQueries: prefill and decode agree bit for bit.
+        while c + 32 <= headDim {
+            var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+            for j in 0..<visible {
+                let w = V(repeating: p[j])
+                multiplyAdd(&a0, w, value(j, c)); multiplyAdd(&a1, w, value(j, c + 8))
+                multiplyAdd(&a2, w, value(j, c + 16)); multiplyAdd(&a3, w, value(j, c + 24))
             }
-            if j < visible { let w = V(repeating: p[j]); multiplyAdd(&a0, w, value(j, c)); multiplyAdd(&a1, w, value(j, c + 8)) }
-            ro.storeBytes(of: a0 + b0, toByteOffset: c * 4, as: V.self)
-            ro.storeBytes(of: a1 + b1, toByteOffset: (c + 8) * 4, as: V.self)
+            ro.storeBytes(of: a0, toByteOffset: c * 4, as: V.self); ro.storeBytes(of: a1, toByteOffset: (c + 8) * 4, as: V.self)
+            ro.storeBytes(of: a2, toByteOffset: (c + 16) * 4, as: V.self); ro.storeBytes(of: a3, toByteOffset: (c + 24) * 4, as: V.self)
+            c += 32
+        }
+        while c + 16 <= headDim {
+            var a0 = V(), a1 = V()
+            for j in 0..<visible {
+                let w = V(repeating: p[j])
+                multiplyAdd(&a0, w, value(j, c)); multiplyAdd(&a1, w, value(j, c + 8))
+            }
+            ro.storeBytes(of: a0, toByteOffset: c * 4, as: V.self)
+            ro.storeBytes(of: a1, toByteOffset: (c + 8) * 4, as: V.self)
             c += 16
         }
         valueTail(from: c, visible: visible, p: p, pStride: 0, queries: 1, values: values, output: output, outputStride: 0)

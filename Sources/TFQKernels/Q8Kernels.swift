@@ -59,8 +59,38 @@ public enum ActivationQuantizer {
                 for lane in 0..<8 { values[i + lane] = Int8(truncatingIfNeeded: q[lane]) }
                 i += 8
             }
-            for j in i..<end { values[j] = Int8((x[j] * inverse).rounded()) }
+            for j in i..<end { values[j] = int8(x[j] * inverse) }
         }
+    }
+
+    /// Two int8 passes over each group, for the layers where one pass loses too much:
+    /// x ≈ s₁·q₁ + s₂·q₂, q₁ as `quantize` makes it and q₂ the same rounding of the residual
+    /// x − s₁·q₁ (|residual| ≤ s₁/2, so s₂ ≤ s₁/254: about 15 bits in all). `values` holds
+    /// q₁ then q₂ (2·count), `scales` s₁ then s₂ (2·count/groupSize): two rows of one token,
+    /// as ``Q8MatMul/vectorTwoPass(_:x:xScales:y:pool:)`` reads them.
+    public static func quantizeTwoPass(_ x: UnsafePointer<Float>, count: Int, groupSize: Int,
+                                       values: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
+        quantize(x, count: count, groupSize: groupSize, values: values, scales: scales)
+        let groups = count / groupSize
+        // The residual is small work next to the matmul it feeds: plain scalar code,
+        // recomputed rather than stored so that nothing needs a buffer.
+        for g in 0..<groups {
+            let start = g * groupSize, end = start + groupSize, first = scales[g]
+            var maximum: Float = 0
+            for i in start..<end { maximum = max(maximum, abs(x[i] - Float(values[i]) * first)) }
+            let scale = maximum / 127
+            scales[groups + g] = scale
+            let inverse: Float = scale == 0 ? 0 : 1 / scale
+            for i in start..<end { values[count + i] = int8((x[i] - Float(values[i]) * first) * inverse) }
+        }
+    }
+
+    /// v rounded half away from zero into ±127; NaN (from a non-finite activation) gives 0
+    /// instead of a trap.
+    @inline(__always)
+    static func int8(_ v: Float) -> Int8 {
+        let r = v.rounded()
+        return r.isNaN ? 0 : Int8(max(-127, min(127, r)))
     }
 
     /// Round half away from zero, |v| ≤ 2²²: adding 1.5·2²³ rounds to the nearest integer
@@ -113,6 +143,44 @@ public enum Q8MatMul {
                     let result = blockDot(w, block: block, x: x + t * w.columns, xScales: xScales + t * w.groups)
                     store(result, block: block, rows: w.rows, into: y + t * w.rows)
                     t += 1
+                }
+            }
+        }
+    }
+
+    /// `vector` for an activation in two passes (``ActivationQuantizer/quantizeTwoPass``):
+    /// y = W·(s₁q₁) + W·(s₂q₂). The second pass finds the block's weights in L1.
+    public static func vectorTwoPass(_ w: Q8Matrix, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>,
+                                     y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+        let grain = max(1, 1024 / max(1, w.columns))
+        pool.parallelFor(w.blocks, grain: grain) { range in
+            for block in range {
+                let result = blockDot(w, block: block, x: x, xScales: xScales)
+                    + blockDot(w, block: block, x: x + w.columns, xScales: xScales + w.groups)
+                store(result, block: block, rows: w.rows, into: y)
+            }
+        }
+    }
+
+    /// `matrix` for activations in two passes: X holds, per token, q₁ then q₂ (2·tokens rows
+    /// of `columns`), and each token's result is the sum of its two rows, in the same order
+    /// as `vectorTwoPass` adds them, so prefill and decode agree bit for bit.
+    public static func matrixTwoPass(_ w: Q8Matrix, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>, tokens: Int,
+                                     y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+        pool.parallelFor(w.blocks) { range in
+            for block in range {
+                var t = 0
+                while t + 2 <= tokens {
+                    let (a1, a2, b1, b2) = blockDot4(w, block: block, x: x + 2 * t * w.columns, xScales: xScales + 2 * t * w.groups)
+                    store(a1 + a2, block: block, rows: w.rows, into: y + t * w.rows)
+                    store(b1 + b2, block: block, rows: w.rows, into: y + (t + 1) * w.rows)
+                    t += 2
+                }
+                if t < tokens {
+                    let row = x + 2 * t * w.columns, rowScales = xScales + 2 * t * w.groups
+                    let result = blockDot(w, block: block, x: row, xScales: rowScales)
+                        + blockDot(w, block: block, x: row + w.columns, xScales: rowScales + w.groups)
+                    store(result, block: block, rows: w.rows, into: y + t * w.rows)
                 }
             }
         }

@@ -9,10 +9,15 @@ enum LinearWeights {
 
 /// y = W·x + b for W [rows × columns].
 struct Linear {
+    /// The weight tensor's name in the file.
+    let name: String
     let weights: LinearWeights
     let bias: UnsafePointer<Float>?
     let rows: Int
     let columns: Int
+    /// Quantize the input in two int8 passes (formats/tfq.md §8, `two_pass_activations`):
+    /// the layers whose activation error costs most accuracy, at twice the integer work.
+    var twoPass = false
 
     /// Y[tokens × rows] = X[tokens × columns]·Wᵀ + b. `scratch` supplies the int8 copy of X.
     func apply(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, scratch: QuantizationScratch, kernels: Kernels) {
@@ -23,6 +28,18 @@ struct Linear {
             } else {
                 kernels.gemm.multiply(m: tokens, n: rows, k: columns, a: MatrixView(x, columns: columns),
                                       b: .transposed(w, columns: columns), c: y, ldc: rows, accumulate: false)
+            }
+        case .q8(let w) where twoPass:
+            kernels.pool.parallelFor(tokens, grain: max(1, 2048 / columns)) { range in
+                for t in range {
+                    ActivationQuantizer.quantizeTwoPass(x + t * columns, count: columns, groupSize: w.groupSize,
+                                                        values: scratch.values + 2 * t * columns, scales: scratch.scales + 2 * t * w.groups)
+                }
+            }
+            if tokens == 1 {
+                Q8MatMul.vectorTwoPass(w, x: scratch.values, xScales: scratch.scales, y: y, pool: kernels.pool)
+            } else {
+                Q8MatMul.matrixTwoPass(w, x: scratch.values, xScales: scratch.scales, tokens: tokens, y: y, pool: kernels.pool)
             }
         case .q8(let w):
             // One token is too little work to share; a prompt's tokens are split across the pool.
@@ -44,7 +61,8 @@ struct Linear {
     }
 }
 
-/// Room for a block of activations quantized to int8 (values and per-group scales).
+/// Room for a block of activations quantized to int8 (values and per-group scales), twice
+/// over when a layer quantizes in two passes.
 struct QuantizationScratch {
     let values: UnsafeMutablePointer<Int8>
     let scales: UnsafeMutablePointer<Float>

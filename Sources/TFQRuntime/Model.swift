@@ -58,6 +58,8 @@ public final class Model: @unchecked Sendable {
     let head: Linear
     /// The largest q8 group count any layer needs per token (sizes the quantization scratch).
     let maxGroups: Int
+    /// Some layer quantizes its input in two passes (a session's int8 scratch is doubled).
+    let hasTwoPassLayers: Bool
     private var converted: [UnsafeMutablePointer<Float>] = []
 
     /// Opens the model at `path`. With `verify`, checks every tensor checksum first.
@@ -106,10 +108,16 @@ public final class Model: @unchecked Sendable {
             let scales = (bytes.baseAddress! + offset).assumingMemoryBound(to: Float.self)
             return Q8Matrix(values: values, scales: scales, rows: info.rows, columns: info.columns, groupSize: info.groupSize)
         }
+        var twoPass = try Self.twoPassActivations(metadata, path: path)
         func linear(_ name: String, rows: Int, columns: Int, bias: String?) throws -> Linear {
             let info = try info(name, [rows, columns])
             let weights: LinearWeights = info.dtype == .q8 ? .q8(try q8(info)) : .f32(try floats(name, [rows, columns]))
-            return Linear(weights: weights, bias: try bias.flatMap { try optionalFloats($0, [rows]) }, rows: rows, columns: columns)
+            var layer = Linear(name: name, weights: weights, bias: try bias.flatMap { try optionalFloats($0, [rows]) }, rows: rows, columns: columns)
+            if twoPass.remove(name) != nil {
+                guard info.dtype == .q8 else { throw fail(name, "is listed in two_pass_activations but is not q8") }
+                layer.twoPass = true
+            }
+            return layer
         }
 
         // A session's buffers and the rotary tables are sized by the config, which the file
@@ -149,6 +157,9 @@ public final class Model: @unchecked Sendable {
         }
         finalNorm = try norm("ln_f")
         head = try linear(config.tieEmbeddings ? "tok_emb" : "lm_head.weight", rows: v, columns: d, bias: nil)
+        if let unknown = twoPass.sorted().first {
+            throw TFQFormatError(file: path, .badMetadata("quantization.two_pass_activations names \"\(unknown)\", not a linear layer of this model"))
+        }
         let linears = blocks.flatMap { block -> [Linear] in
             switch block.feedForward {
             case .mlp(let up, let down): return [block.qkv, block.proj, up, down]
@@ -158,11 +169,27 @@ public final class Model: @unchecked Sendable {
         maxGroups = linears.map { linear -> Int in
             if case .q8(let w) = linear.weights { return w.groups } else { return 0 }
         }.max() ?? 0
+        hasTwoPassLayers = linears.contains { $0.twoPass }
         self.converted = converted
     }
 
     deinit {
         for buffer in converted { AlignedMemory.free(buffer) }
+    }
+
+    /// The linear layers whose input the exporter asked to quantize in two int8 passes.
+    static func twoPassActivations(_ metadata: ModelMetadata, path: String) throws -> Set<String> {
+        guard let list = metadata.sections["quantization"]?["two_pass_activations"] else { return [] }
+        guard case .array(let items) = list else {
+            throw TFQFormatError(file: path, .badMetadata("quantization.two_pass_activations is not a list of tensor names"))
+        }
+        var names = Set<String>()
+        for item in items {
+            guard case .string(let name) = item, names.insert(name).inserted else {
+                throw TFQFormatError(file: path, .badMetadata("quantization.two_pass_activations holds a non-name or a repeated name"))
+            }
+        }
+        return names
     }
 
     /// Bytes of one session's buffers (Session.init) plus the rotary tables; nil on overflow.
@@ -180,8 +207,8 @@ public final class Model: @unchecked Sendable {
         return overflow ? nil : bytes
     }
 
-    /// True when every matrix is int8.
+    /// True when the blocks' matrices are int8 (a small vocabulary table may stay fp32).
     public var isQuantized: Bool {
-        if case .q8 = head.weights { return true } else { return false }
+        if case .q8 = blocks[0].qkv.weights { return true } else { return false }
     }
 }

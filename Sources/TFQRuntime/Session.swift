@@ -34,6 +34,10 @@ public final class Session {
     private let quantized: QuantizationScratch
     private var allocations: [UnsafeMutableRawPointer] = []
 
+    /// Called with every linear layer's input (weight name, `tokens` rows of `columns`
+    /// floats) before the layer runs: how export calibrates its quantization.
+    @_spi(Calibration) public var linearInputObserver: ((_ weight: String, _ input: UnsafePointer<Float>, _ tokens: Int, _ columns: Int) -> Void)?
+
     /// A session running its kernels on `threads` threads (default: all processors).
     public init(model: Model, threads: Int = ThreadPool.availableProcessors) {
         self.model = model
@@ -56,11 +60,12 @@ public final class Session {
         if case .gated = model.blocks[0].feedForward { gated = floats(n * f) } else { gated = hidden }
         logits = floats(n * v)
         mean = floats(n); rstd = floats(n)
-        let widest = max(d, f)
-        let int8 = UnsafeMutableRawPointer.allocate(byteCount: n * widest, alignment: 64)
+        let rowsPerToken = model.hasTwoPassLayers ? 2 : 1
+        let int8Count = n * max(d, f) * rowsPerToken
+        let int8 = UnsafeMutableRawPointer.allocate(byteCount: int8Count, alignment: 64)
         allocations.append(int8)
-        quantized = QuantizationScratch(values: int8.bindMemory(to: Int8.self, capacity: n * widest),
-                                        scales: floats(n * max(1, model.maxGroups)))
+        quantized = QuantizationScratch(values: int8.bindMemory(to: Int8.self, capacity: int8Count),
+                                        scales: floats(n * max(1, model.maxGroups) * rowsPerToken))
         self.allocations = allocations
     }
 
@@ -115,7 +120,7 @@ public final class Session {
         let kvDim = c.kvDim, rows = c.qkvRows
         for (layer, block) in model.blocks.enumerated() {
             normalize(x, block.attentionNorm, rows: count)
-            block.qkv.apply(normed, tokens: count, into: qkv, scratch: quantized, kernels: kernels)
+            apply(block.qkv, normed, tokens: count, into: qkv)
             let layerKeys = keys + layer * cache.cacheFloatsPerLayer, layerValues = values + layer * cache.cacheFloatsPerLayer
             for t in 0..<count {
                 let q = qkv + t * rows, key = q + d
@@ -126,19 +131,19 @@ public final class Session {
                 cache.store(key: key, value: key + kvDim, position: position + t, keys: layerKeys, values: layerValues)
             }
             attend(tokens: count, keys: layerKeys, values: layerValues)
-            block.proj.apply(attention, tokens: count, into: branch, scratch: quantized, kernels: kernels)
+            apply(block.proj, attention, tokens: count, into: branch)
             VectorOps.add(branch, into: x, count: count * d)
             normalize(x, block.feedForwardNorm, rows: count)
             switch block.feedForward {
             case .mlp(let up, let down):
-                up.apply(normed, tokens: count, into: hidden, scratch: quantized, kernels: kernels)
+                apply(up, normed, tokens: count, into: hidden)
                 c.activation.forward(hidden, hidden, count: count * c.ffDim, pool: pool)
-                down.apply(hidden, tokens: count, into: branch, scratch: quantized, kernels: kernels)
+                apply(down, hidden, tokens: count, into: branch)
             case .gated(let gate, let up, let down):
-                gate.apply(normed, tokens: count, into: hidden, scratch: quantized, kernels: kernels)
-                up.apply(normed, tokens: count, into: gated, scratch: quantized, kernels: kernels)
+                apply(gate, normed, tokens: count, into: hidden)
+                apply(up, normed, tokens: count, into: gated)
                 c.activation.forward(gate: hidden, up: gated, into: hidden, count: count * c.ffDim, pool: pool)
-                down.apply(hidden, tokens: count, into: branch, scratch: quantized, kernels: kernels)
+                apply(down, hidden, tokens: count, into: branch)
             }
             VectorOps.add(branch, into: x, count: count * d)
         }
@@ -146,9 +151,15 @@ public final class Session {
         let first = allLogits ? 0 : count - 1
         let wanted = count - first
         normalize(x + first * d, model.finalNorm, rows: wanted)
-        model.head.apply(normed, tokens: wanted, into: logits, scratch: quantized, kernels: kernels)
+        apply(model.head, normed, tokens: wanted, into: logits)
         position += count
         return UnsafeBufferPointer(start: logits, count: wanted * c.vocabSize)
+    }
+
+    /// y = layer(x) for `tokens` rows, shown first to the calibration observer if one is set.
+    private func apply(_ layer: Linear, _ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>) {
+        linearInputObserver?(layer.name, x, tokens, layer.columns)
+        layer.apply(x, tokens: tokens, into: y, scratch: quantized, kernels: kernels)
     }
 
     /// normed = Norm(rows of `input`).

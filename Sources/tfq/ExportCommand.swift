@@ -2,6 +2,9 @@ import ArgumentParser
 import TFQExport
 import TFQFormat
 import TFQKernels
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -10,7 +13,9 @@ struct ExportCommand: ParsableCommand {
         discussion: """
         --int8 quantizes every matrix multiplied at inference and the token embedding to int8,
         symmetric, one fp32 scale per --group-size weights along the reduction dimension, in
-        the runtime's interleaved layout; LayerNorm parameters and biases stay fp32. Tensors
+        the runtime's interleaved layout; LayerNorm parameters and biases stay fp32, and so do
+        small vocabulary tables (see --embedding). The first block's layers quantize their
+        inputs in two int8 passes at run time (see --two-pass-layers). Tensors
         are zstd-compressed where that pays (--no-zstd keeps every tensor raw, for a fully
         zero-copy load; `tfq unpack` turns a compressed file into one). The quality report,
         measured on --eval-data (default: the checkpoint's validation split), is printed and
@@ -25,6 +30,14 @@ struct ExportCommand: ParsableCommand {
     @Flag(help: "fp32, as trained.") var fp32 = false
     @Option(help: "Weights per scale group: a multiple of 4 dividing every row, 'row', or 'auto' (the largest multiple of 4 up to 64 dividing the row).")
     var groupSize: GroupSizeArgument = .init(.auto)
+    @Option(help: "int8: the vocabulary tables (tok_emb, lm_head) as int8, fp32, or auto (fp32 when they hold at most 1/64 of the parameters).")
+    var embedding: ExportOptions.EmbeddingPrecision = .auto
+    @Option(help: "int8: the first N blocks quantize their layers' inputs in two int8 passes at run time (more accurate, twice the integer work there).")
+    var twoPassLayers = 1
+    @Flag(inversion: .prefixedNo, help: "int8: choose the weights with GPTQ on calibration text (--no-gptq rounds each weight to nearest).")
+    var gptq = true
+    @Option(help: "int8: GPTQ's calibration text (default: the checkpoint's training split).") var calibrationData: String?
+    @Option(help: "int8: calibration tokens GPTQ reads.") var calibrationTokens = 16_384
     @Option(name: .customLong("zstd"), parsing: .upToNextOption,
             help: ArgumentHelp("Compress tensors with zstd where it pays, at LEVEL (default 3; the default behaviour).", valueName: "level"))
     var zstdLevels: [Int32] = []
@@ -42,6 +55,8 @@ struct ExportCommand: ParsableCommand {
         if zstdLevels.count > 1 { throw UsageError("--zstd takes one level") }
         if zstdLevel < 1 || zstdLevel > 19 { throw UsageError("--zstd level must be 1 to 19 (got \(zstdLevel))") }
         if noZstd && !zstdLevels.isEmpty { throw UsageError("give --zstd or --no-zstd, not both") }
+        if calibrationTokens < 1 { throw UsageError("--calibration-tokens must be at least 1") }
+        if twoPassLayers < 0 { throw UsageError("--two-pass-layers must be 0 or more") }
         if evalTokens < 1 { throw UsageError("--eval-tokens must be at least 1") }
         try ThreadOption.validate(threads)
     }
@@ -49,20 +64,27 @@ struct ExportCommand: ParsableCommand {
     func run() throws {
         var options = ExportOptions(precision: int8 ? .int8 : fp16 ? .fp16 : .fp32, threads: ThreadOption.resolve(threads))
         options.groupSize = groupSize.value
+        options.embedding = embedding
+        options.twoPassLayers = twoPassLayers
+        options.gptq = gptq
+        options.calibrationData = calibrationData
+        options.calibrationTokens = calibrationTokens
         options.zstdLevel = noZstd ? nil : zstdLevel
         options.evalData = evalData
         options.evalTokens = evalTokens
         let summary = try Exporter.export(checkpoint: checkpoint, output: output, options: options)
         let q = summary.quality
+        if let note = summary.note { fputs("note: \(note)\n", stderr) }
         if json {
             struct Output: Encodable {
-                var output: String, file_bytes: Int, fp32_weight_bytes: Int, quality: QualityReport
+                var output: String, file_bytes: Int, fp32_weight_bytes: Int, weights: String?, quality: QualityReport
             }
             print(try JSONOutput.string(Output(output: summary.output, file_bytes: summary.fileBytes,
-                                               fp32_weight_bytes: summary.fp32WeightBytes, quality: q)))
+                                               fp32_weight_bytes: summary.fp32WeightBytes, weights: summary.weightMethod, quality: q)))
             return
         }
-        print("wrote \(summary.output): \(summary.fileBytes) bytes (\(format2(Double(summary.fileBytes) / Double(summary.fp32WeightBytes))) × the fp32 weights)")
+        print("wrote \(summary.output): \(summary.fileBytes) bytes (\(format2(Double(summary.fileBytes) / Double(summary.fp32WeightBytes))) × the fp32 weights)"
+              + (summary.weightMethod.map { ", int8 weights by \($0)" } ?? ""))
         print(Table.render(header: ["on \(q.positions) positions", "fp32", "exported"], rows: [
             ["cross-entropy", format4(q.referenceCrossEntropy), format4(q.modelCrossEntropy)],
             ["perplexity", format4(q.referencePerplexity), format4(q.modelPerplexity)],
@@ -77,6 +99,8 @@ struct ExportCommand: ParsableCommand {
         }
     }
 }
+
+extension ExportOptions.EmbeddingPrecision: ExpressibleByArgument {}
 
 /// `--group-size`: a number, `row` for one group per row, or `auto`.
 struct GroupSizeArgument: ExpressibleByArgument {

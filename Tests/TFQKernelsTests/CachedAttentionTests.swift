@@ -55,4 +55,43 @@ import Testing
             #expect(worst < 2e-6, "\(shape) threads \(threads): \(worst)")
         }
     }
+
+    /// A prompt attended in one call gives, bit for bit, what its tokens give one call each:
+    /// int8 layers downstream re-round their inputs, so a last-bit difference here would
+    /// become a whole quantization step there.
+    @Test(arguments: [(2, 2, 16, 0, 9), (4, 2, 24, 5, 7), (2, 1, 64, 0, 11), (3, 3, 20, 7, 9), (2, 2, 72, 3, 6), (1, 1, 7, 0, 5)])
+    func promptEqualsItsTokensOneByOne(shape: (Int, Int, Int, Int, Int)) {
+        let (heads, kvHeads, headDim, start, tokens) = shape
+        let context = start + tokens + 3
+        let attention = CachedAttention(heads: heads, kvHeads: kvHeads, headDim: headDim, context: context)
+        let kvDim = kvHeads * headDim, qDim = heads * headDim
+        let positions = start + tokens
+        let k = randomFloats(positions * kvDim, seed: 21), v = randomFloats(positions * kvDim, seed: 22)
+        let q = randomFloats(tokens * qDim, seed: 23).map { $0 * 4 }
+        var keys = [Float](repeating: .nan, count: attention.cacheFloatsPerLayer)
+        var values = [Float](repeating: .nan, count: attention.cacheFloatsPerLayer)
+        var prompt = [Float](repeating: .nan, count: tokens * qDim), single = prompt
+        let pool = ThreadPool(threads: 2)
+        k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in q.withUnsafeBufferPointer { qp in
+            keys.withUnsafeMutableBufferPointer { keysp in values.withUnsafeMutableBufferPointer { valuesp in
+                for position in 0..<positions {
+                    attention.store(key: kp.baseAddress! + position * kvDim, value: vp.baseAddress! + position * kvDim, position: position,
+                                    keys: keysp.baseAddress!, values: valuesp.baseAddress!)
+                }
+                prompt.withUnsafeMutableBufferPointer { op in
+                    attention.attend(queries: qp.baseAddress!, queryStride: qDim, tokens: tokens, start: start,
+                                     keys: UnsafePointer(keysp.baseAddress!), values: UnsafePointer(valuesp.baseAddress!),
+                                     output: op.baseAddress!, outputStride: qDim, pool: pool)
+                }
+                single.withUnsafeMutableBufferPointer { op in
+                    for t in 0..<tokens {
+                        attention.attend(queries: qp.baseAddress! + t * qDim, queryStride: qDim, tokens: 1, start: start + t,
+                                         keys: UnsafePointer(keysp.baseAddress!), values: UnsafePointer(valuesp.baseAddress!),
+                                         output: op.baseAddress! + t * qDim, outputStride: qDim, pool: pool)
+                    }
+                }
+            } }
+        } } }
+        #expect(prompt.map(\.bitPattern) == single.map(\.bitPattern), "\(shape)")
+    }
 }

@@ -107,4 +107,71 @@ import Testing
             }
         }
     }
+
+    /// Two passes: q₁ is exactly the one-pass result; q₂ is the scalar rounding of the
+    /// residual; together they rebuild x to within half the second scale.
+    @Test(arguments: [4, 12, 32, 64])
+    func twoPassQuantizerRebuildsWithinHalfTheSecondScale(groupSize: Int) {
+        let groups = 5, count = groupSize * groups
+        var x = Self.activations(count, seed: UInt64(groupSize))
+        for i in groupSize..<(2 * groupSize) { x[i] = 0 }   // an all-zero group: both scales 0
+        var values = [Int8](repeating: 99, count: 2 * count), scales = [Float](repeating: -1, count: 2 * groups)
+        x.withUnsafeBufferPointer { xp in values.withUnsafeMutableBufferPointer { vp in scales.withUnsafeMutableBufferPointer { sp in
+            ActivationQuantizer.quantizeTwoPass(xp.baseAddress!, count: count, groupSize: groupSize,
+                                                values: vp.baseAddress!, scales: sp.baseAddress!)
+        } } }
+        let first = Self.referenceQuantize(x, groupSize: groupSize)
+        #expect(Array(values[..<count]) == first.values && Array(scales[..<groups]) == first.scales)
+        let residual = (0..<count).map { x[$0] - Float(first.values[$0]) * first.scales[$0 / groupSize] }
+        let second = Self.referenceQuantize(residual, groupSize: groupSize)
+        #expect(Array(values[count...]) == second.values && Array(scales[groups...]) == second.scales)
+        #expect(scales[1] == 0 && scales[groups + 1] == 0 && values[groupSize] == 0 && values[count + groupSize] == 0)
+        for i in 0..<count {
+            let g = i / groupSize
+            #expect(scales[groups + g] <= scales[g] / 254 * 1.0001)
+            let rebuilt = Double(scales[g]) * Double(values[i]) + Double(scales[groups + g]) * Double(values[count + i])
+            #expect(abs(rebuilt - Double(x[i])) <= Double(scales[groups + g]) * 0.5001 + 1e-12, "element \(i)")
+        }
+    }
+
+    /// The two-pass products against integer sums in Double, and prefill (`matrixTwoPass`)
+    /// against decode (`vectorTwoPass`) token by token, bit for bit.
+    @Test(arguments: [(37, 96, 32), (130, 384, 64)])
+    func twoPassProductsMatchIntegerSumsAndEachOther(shape: (Int, Int, Int)) {
+        let (rows, columns, groupSize) = shape
+        let w = Packed(rows: rows, columns: columns, groupSize: groupSize, seed: UInt64(rows + columns))
+        defer { w.free() }
+        let groups = w.matrix.groups
+        for threads in [1, 2] {
+            let pool = ThreadPool(threads: threads)
+            for tokens in [1, 2, 3, 5] {
+                // Per token: q₁ then q₂, as quantizeTwoPass lays them out.
+                let x = randomFloats(2 * tokens * columns, seed: UInt64(tokens + 40)).map { Int8(($0 * 127).rounded()) }
+                let xScales = randomFloats(2 * tokens * groups, seed: 11).map { abs($0) * 0.02 + 1e-3 }
+                let passes = w.expected(x: x, xScales: xScales, tokens: 2 * tokens)
+                var prefill = [Float](repeating: .nan, count: tokens * rows), decode = prefill
+                x.withUnsafeBufferPointer { xp in xScales.withUnsafeBufferPointer { sp in
+                    prefill.withUnsafeMutableBufferPointer { yp in
+                        Q8MatMul.matrixTwoPass(w.matrix, x: xp.baseAddress!, xScales: sp.baseAddress!, tokens: tokens,
+                                               y: yp.baseAddress!, pool: pool)
+                    }
+                    decode.withUnsafeMutableBufferPointer { yp in
+                        for t in 0..<tokens {
+                            Q8MatMul.vectorTwoPass(w.matrix, x: xp.baseAddress! + 2 * t * columns, xScales: sp.baseAddress! + 2 * t * groups,
+                                                   y: yp.baseAddress! + t * rows, pool: pool)
+                        }
+                    }
+                } }
+                #expect(prefill == decode, "\(shape) tokens \(tokens) threads \(threads)")
+                var worst = 0.0, largest = 0.0
+                for t in 0..<tokens {
+                    for r in 0..<rows {
+                        let expected = passes[2 * t * rows + r] + passes[(2 * t + 1) * rows + r]
+                        worst = max(worst, abs(Double(prefill[t * rows + r]) - expected)); largest = max(largest, abs(expected))
+                    }
+                }
+                #expect(worst <= 1e-5 * max(largest, 1e-3), "\(shape) tokens \(tokens): \(worst) of \(largest)")
+            }
+        }
+    }
 }

@@ -1,0 +1,66 @@
+import Testing
+@testable import TFQExport
+@testable import TFQFormat
+
+/// Which tensors int8 export quantizes, and which layers it asks to run in two passes.
+@Suite struct ExportChoicesTests {
+    static func tensor(_ name: String, _ shape: [Int]) -> TensorInfo {
+        TensorInfo(name: name, dtype: .f32, encoding: .raw, layout: .rowMajor, groupSize: 0, shape: shape,
+                   offset: 0, storedLength: 0, decodedLength: 0, crc32: 0)
+    }
+
+    /// A gpt model's tensors: `layers` blocks of width `dim`, a vocabulary of `vocab`.
+    static func gpt(vocab: Int, dim: Int, layers: Int, tied: Bool) -> [TensorInfo] {
+        var tensors = [tensor("tok_emb", [vocab, dim]), tensor("pos_emb", [64, dim])]
+        for i in 0..<layers {
+            tensors += [tensor("blocks.\(i).ln1.weight", [dim]), tensor("blocks.\(i).attn.qkv.weight", [3 * dim, dim]),
+                        tensor("blocks.\(i).attn.proj.weight", [dim, dim]), tensor("blocks.\(i).ffn.up.weight", [4 * dim, dim]),
+                        tensor("blocks.\(i).ffn.down.weight", [dim, 4 * dim])]
+        }
+        return tensors + [tensor("ln_f.weight", [dim])] + (tied ? [] : [tensor("lm_head.weight", [vocab, dim])])
+    }
+
+    static func options(_ embedding: ExportOptions.EmbeddingPrecision, twoPass: Int = 1) -> ExportOptions {
+        var options = ExportOptions(precision: .int8, threads: 1)
+        options.embedding = embedding
+        options.twoPassLayers = twoPass
+        return options
+    }
+
+    @Test func autoKeepsOnlySmallTablesInFP32() {
+        // The Shakespeare model's shape: a 65-character table is 1% of the parameters.
+        let small = Self.gpt(vocab: 65, dim: 128, layers: 4, tied: true)
+        let quantized = Exporter.quantizedNames(small, options: Self.options(.auto))
+        #expect(!quantized.contains("tok_emb") && !quantized.contains("pos_emb") && !quantized.contains("ln_f.weight"))
+        #expect(quantized.count == 16 && quantized.contains("blocks.3.ffn.down.weight"))
+        // Two untied 4,000-token tables are most of a small model: they are quantized.
+        let large = Self.gpt(vocab: 4000, dim: 128, layers: 4, tied: false)
+        let all = Exporter.quantizedNames(large, options: Self.options(.auto))
+        #expect(all.contains("tok_emb") && all.contains("lm_head.weight") && all.count == 18)
+        // 1/64 is the line: 8,192 table parameters beside 524,288 in all.
+        let edge = [Self.tensor("tok_emb", [64, 128]), Self.tensor("blocks.0.attn.qkv.weight", [4032, 128])]
+        #expect(!Exporter.quantizedNames(edge, options: Self.options(.auto)).contains("tok_emb"))
+        let over = [Self.tensor("tok_emb", [65, 128]), Self.tensor("blocks.0.attn.qkv.weight", [4031, 128])]
+        #expect(Exporter.quantizedNames(over, options: Self.options(.auto)).contains("tok_emb"))
+    }
+
+    @Test func explicitChoicesWin() {
+        let small = Self.gpt(vocab: 65, dim: 128, layers: 2, tied: false)
+        #expect(Exporter.quantizedNames(small, options: Self.options(.int8)).isSuperset(of: ["tok_emb", "lm_head.weight"]))
+        let large = Self.gpt(vocab: 4000, dim: 128, layers: 2, tied: false)
+        #expect(Exporter.quantizedNames(large, options: Self.options(.fp32)).isDisjoint(with: ["tok_emb", "lm_head.weight"]))
+        var fp16 = Self.options(.auto)
+        fp16.precision = .fp16
+        #expect(Exporter.quantizedNames(small, options: fp16).isEmpty)
+    }
+
+    @Test(arguments: [0, 1, 2, 9])
+    func twoPassCoversTheFirstBlocks(layers: Int) {
+        let tensors = Self.gpt(vocab: 4000, dim: 64, layers: 3, tied: true)
+        let quantized = Exporter.quantizedNames(tensors, options: Self.options(.auto))
+        let names = Exporter.twoPassNames(quantized, options: Self.options(.auto, twoPass: layers))
+        #expect(names.count == 4 * min(layers, 3))
+        #expect(names == names.sorted() && !names.contains("tok_emb"))
+        #expect(names.allSatisfy { Int($0.split(separator: ".")[1])! < layers })
+    }
+}
