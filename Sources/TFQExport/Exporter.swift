@@ -2,7 +2,7 @@ import FoundationEssentials
 import TFQFormat
 import TFQKernels
 import TFQModel
-import TFQRuntime
+@_spi(Calibration) import TFQRuntime
 import TFQTrain
 
 /// Why an export could not be made; the message names the file or flag.
@@ -17,7 +17,8 @@ public struct ExportSummary: Sendable {
     public var fileBytes: Int
     public var fp32WeightBytes: Int
     public var quality: QualityReport
-    /// How int8 weights were chosen: `gptq` or `round-to-nearest` (nil unless int8).
+    /// How int8 weights were chosen: `gptq`, `gptq+rounded` (some tensors rounded, e.g. a
+    /// token-embedding table) or `round-to-nearest`; nil unless int8.
     public var weightMethod: String?
     /// Why GPTQ was not used, when it was asked for and could not be.
     public var note: String?
@@ -51,9 +52,10 @@ public enum Exporter {
     /// The int8 layers of the first `options.twoPassLayers` blocks: their inputs are
     /// quantized in two passes at run time. Layer 0's activations weigh most on accuracy
     /// (BENCHMARKS.md, "int8 quality").
-    static func twoPassNames(_ quantized: Set<String>, options: ExportOptions) -> [String] {
-        quantized.filter { name in
-            guard name.hasPrefix("blocks."), let index = Int(name.split(separator: ".")[1]) else { return false }
+    static func twoPassNames(_ quantized: Set<String>, options: ExportOptions, linears: Set<String>) -> [String] {
+        quantized.intersection(linears).filter { name in
+            let parts = name.split(separator: ".")
+            guard parts.count > 2, parts[0] == "blocks", let index = Int(parts[1]) else { return false }
             return index < options.twoPassLayers
         }.sorted()
     }
@@ -74,7 +76,7 @@ public enum Exporter {
         let evalText = try evaluationText(options: options, training: training, checkpoint: checkpoint)
         let quantized = quantizedNames(tensors, options: options)
         try checkGroupSizes(options: options, tensors: tensors.filter { quantized.contains($0.name) })
-        let calibration = try calibrate(reference, quantized: quantized, options: options, training: training)
+        var calibration = try Calibration.run(reference, weights: quantized.subtracting(["tok_emb"]), options: options, training: training)
 
         // The model is written raw next to the output first, measured with the runtime, and
         // then written again with the quality report and the requested compression.
@@ -92,13 +94,24 @@ public enum Exporter {
             "group_size": options.precision == .int8 ? .string(options.groupSize.description) : .null,
             "layout": .string(options.precision == .int8 ? Q8Layout.interleaved16x4.description : "row-major"),
             "zstd_level": .integer(Int64(options.zstdLevel ?? 0)),
-            "two_pass_activations": .array(twoPassNames(quantized, options: options).map { .string($0) }),
-            "weights": options.precision == .int8 ? .string(calibration.method) : .null,
-            "calibration": calibration.description,
+            "two_pass_activations": .array(twoPassNames(quantized, options: options, linears: Set(reference.linearShapes.map(\.name)))
+                .map { .string($0) }),
         ])
         if let imported = metadata.sections["import"] { model.sections["import"] = imported }
-        let errors = try writeWeights(tensors, of: source, quantized: quantized, hessians: calibration.hessians, options: options,
-                                      to: staging, metadata: model)
+        let (errors, chosen) = try writeWeights(tensors, of: source, quantized: quantized, hessians: &calibration.hessians,
+                                                options: options, to: staging, metadata: model)
+        // How the int8 values were chosen, as it happened: GPTQ for the layers it ran on, and
+        // plain rounding for the rest (a token-embedding table always).
+        let rounded = quantized.subtracting(chosen).sorted()
+        let method = options.precision != .int8 ? nil : chosen.isEmpty ? "round-to-nearest" : rounded.isEmpty ? "gptq" : "gptq+rounded"
+        if case .object(var section) = model.sections["quantization"] {
+            section["weights"] = method.map { .string($0) } ?? .null
+            section["calibration"] = chosen.isEmpty ? .null : .object([
+                "source": .string(calibration.source ?? ""), "tokens": .integer(Int64(calibration.tokens)),
+                "damping": .number(Calibration.damping), "rounded": .array(rounded.map { .string($0) }),
+            ])
+            model.sections["quantization"] = .object(section)
+        }
 
         let quality = try measure(reference: reference, exported: staging, text: evalText, tokenizer: metadata.tokenizer,
                                   options: options, tensorErrors: errors)
@@ -114,65 +127,18 @@ public enum Exporter {
         let size = try TFQFile(path: output).fileLength
         let fp32Bytes = tensors.reduce(0) { $0 + $1.elementCount * 4 }
         return ExportSummary(output: output, fileBytes: size, fp32WeightBytes: fp32Bytes, quality: quality,
-                             weightMethod: options.precision == .int8 ? calibration.method : nil, note: calibration.note)
-    }
-
-    /// What GPTQ needs, gathered before anything is written.
-    struct CalibrationResult {
-        var hessians: [String: [Double]] = [:]
-        var method = "round-to-nearest"
-        var description: JSONValue = .null
-        var note: String?
-    }
-
-    /// Input second moments of the int8 layers GPTQ can improve, from the calibration text:
-    /// `--calibration-data`, else the checkpoint's training split. The token embedding is
-    /// rounded plainly: it is also a lookup table, which GPTQ's objective does not see.
-    static func calibrate(_ reference: Model, quantized: Set<String>, options: ExportOptions,
-                          training: TrainingState?) throws -> CalibrationResult {
-        var result = CalibrationResult()
-        guard options.precision == .int8, options.gptq else { return result }
-        let text: String, source: String
-        if let path = options.calibrationData {
-            do { text = try Corpus.readText(path) } catch { throw ExportError("\(error)") }
-            source = path
-        } else if let path = training?.dataPath, let whole = try? Corpus.readText(path) {
-            if training?.validationPath != nil {
-                text = whole
-            } else {
-                // Training's split: the last 10% was validation, so calibration stays before it.
-                let scalars = Array(whole.unicodeScalars)
-                var head = String.UnicodeScalarView()
-                head.append(contentsOf: scalars[..<(scalars.count - scalars.count / 10)])
-                text = String(head)
-            }
-            source = path
-        } else {
-            result.note = "no calibration text (the training data is not at its recorded path; give --calibration-data FILE): int8 weights rounded to nearest"
-            return result
-        }
-        let tokens = reference.tokenizer.encodeAllowingUnknown(text)
-        guard tokens.count >= 2 else { throw ExportError("\(source): too little calibration text for the model's vocabulary") }
-        let seed: UInt64 = 0x7466_7167  // "tfqg": a fixed seed, so an export is reproducible
-        let layers = quantized.subtracting(["tok_emb"])
-        result.hessians = try Calibration.hessians(model: reference, tokens: tokens, weights: layers, maxTokens: options.calibrationTokens,
-                                                   seed: seed, threads: options.threads)
-        result.method = "gptq"
-        result.description = .object([
-            "source": .string(String(source.split(separator: "/").last ?? Substring(source))),
-            "tokens": .integer(Int64(min(options.calibrationTokens, tokens.count))),
-            "damping": .number(0.01),
-        ])
-        return result
+                             weightMethod: method, note: calibration.note)
     }
 
     /// Writes every tensor converted as `options` says; returns each converted tensor's
     /// relative error.
-    static func writeWeights(_ tensors: [TensorInfo], of source: TFQFile, quantized: Set<String>, hessians: [String: [Double]],
-                             options: ExportOptions, to path: String, metadata: ModelMetadata) throws -> [String: Double] {
+    static func writeWeights(_ tensors: [TensorInfo], of source: TFQFile, quantized: Set<String>,
+                             hessians: inout [String: Calibration.Hessian], options: ExportOptions, to path: String,
+                             metadata: ModelMetadata) throws -> (errors: [String: Double], gptq: Set<String>) {
         let writer = try TFQWriter(path: path)
         let pool = ThreadPool(threads: options.threads)
         var errors: [String: Double] = [:]
+        var chosen = Set<String>()
         for tensor in tensors {
             let floats = source.floats(tensor)
             try floats.withUnsafeBufferPointer { values in
@@ -181,13 +147,16 @@ public enum Exporter {
                     let rows = tensor.shape[0], columns = tensor.shape[1]
                     let group = options.groupSize.resolved(columns: columns)
                     let bytes: [UInt8]
-                    if let hessian = hessians[tensor.name],
-                       let chosen = GPTQ.quantize(values, rows: rows, columns: columns, groupSize: group, hessian: hessian, pool: pool) {
-                        bytes = try chosen.values.withUnsafeBufferPointer { v in
-                            try chosen.scales.withUnsafeBufferPointer { s in
+                    // Each H is freed once its last layer is chosen.
+                    if let hessian = hessians.removeValue(forKey: tensor.name), hessian.columns == columns,
+                       let q = GPTQ.quantize(values, rows: rows, columns: columns, groupSize: group, hessian: hessian.doubles,
+                                             damping: Calibration.damping, pool: pool) {
+                        bytes = try q.values.withUnsafeBufferPointer { v in
+                            try q.scales.withUnsafeBufferPointer { s in
                                 try Q8Codec.pack(values: v, scales: s, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4)
                             }
                         }
+                        chosen.insert(tensor.name)
                     } else {
                         bytes = try Q8Codec.encode(values, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4)
                     }
@@ -205,7 +174,7 @@ public enum Exporter {
             }
         }
         try writer.finish(metadata: metadata.encoded())
-        return errors
+        return (errors, chosen)
     }
 
     static func relativeError(_ original: UnsafeBufferPointer<Float>, _ restored: [Float]) -> Double {

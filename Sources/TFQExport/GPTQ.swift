@@ -21,7 +21,7 @@ enum GPTQ {
     /// diagonal, tenfold more for each retry while H is not positive definite; nil if it never
     /// is (the caller then rounds plainly).
     static func quantize(_ weights: UnsafeBufferPointer<Float>, rows: Int, columns: Int, groupSize: Int,
-                         hessian: [Double], damping: Double = 0.01, pool: ThreadPool) -> Quantized? {
+                         hessian: [Double], damping: Double = Calibration.damping, pool: ThreadPool) -> Quantized? {
         precondition(weights.count == rows * columns && hessian.count == columns * columns && columns % groupSize == 0)
         var h = hessian
         // An input that is always zero says nothing about its column: that weight is dropped.

@@ -13,28 +13,60 @@ public final class ThreadPool: @unchecked Sendable {
     /// Number of threads that run a job, the caller included.
     public let threadCount: Int
 
-    private let generation = Atomic<Int>(0)
-    private let pending = Atomic<Int>(0)
-    private var job: ((Int) -> Void)?
+    /// What the workers share with the pool. They hold this, not the pool, so dropping the
+    /// last reference to a pool runs its deinit, which stops and joins them.
+    private final class Shared: @unchecked Sendable {
+        let generation = Atomic<Int>(0)
+        let pending = Atomic<Int>(0)
+        let stopping = Atomic<Bool>(false)
+        var job: ((Int) -> Void)?
+        var mutex = pthread_mutex_t()
+        var wake = pthread_cond_t()
+
+        init() {
+            pthread_mutex_init(&mutex, nil)
+            pthread_cond_init(&wake, nil)
+        }
+
+        deinit {
+            pthread_cond_destroy(&wake)
+            pthread_mutex_destroy(&mutex)
+        }
+
+        func workerLoop(index: Int) {
+            var seen = 0
+            while true {
+                var spins = 0
+                while generation.load(ordering: .acquiring) == seen {
+                    spins += 1
+                    if spins < 200_000 { continue }
+                    pthread_mutex_lock(&mutex)
+                    while generation.load(ordering: .acquiring) == seen { pthread_cond_wait(&wake, &mutex) }
+                    pthread_mutex_unlock(&mutex)
+                }
+                seen = generation.load(ordering: .acquiring)
+                if stopping.load(ordering: .acquiring) { return }
+                job?(index)
+                pending.subtract(1, ordering: .releasing)
+            }
+        }
+    }
+
+    private let shared = Shared()
     private var threads: [pthread_t] = []
-    private var mutex = pthread_mutex_t()
     /// Held for the whole of a job, so callers on different threads take turns.
     private var jobLock = pthread_mutex_t()
-    private var wake = pthread_cond_t()
-    private let stopping = Atomic<Bool>(false)
 
     /// A pool of `threads` threads (at least 1); 1 runs everything on the caller.
     public init(threads: Int) {
         threadCount = max(1, threads)
-        pthread_mutex_init(&mutex, nil)
         pthread_mutex_init(&jobLock, nil)
-        pthread_cond_init(&wake, nil)
         for index in 1..<threadCount {
-            let context = Unmanaged.passRetained(WorkerContext(pool: self, index: index)).toOpaque()
+            let context = Unmanaged.passRetained(WorkerContext(shared: shared, index: index)).toOpaque()
             var thread = pthread_t()
             pthread_create(&thread, nil, { raw in
                 let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
-                context.pool.workerLoop(index: context.index)
+                context.shared.workerLoop(index: context.index)
                 return nil
             }, context)
             self.threads.append(thread)
@@ -42,14 +74,12 @@ public final class ThreadPool: @unchecked Sendable {
     }
 
     deinit {
-        stopping.store(true, ordering: .sequentiallyConsistent)
-        pthread_mutex_lock(&mutex)
-        generation.add(1, ordering: .sequentiallyConsistent)
-        pthread_cond_broadcast(&wake)
-        pthread_mutex_unlock(&mutex)
+        shared.stopping.store(true, ordering: .sequentiallyConsistent)
+        pthread_mutex_lock(&shared.mutex)
+        shared.generation.add(1, ordering: .sequentiallyConsistent)
+        pthread_cond_broadcast(&shared.wake)
+        pthread_mutex_unlock(&shared.mutex)
         for thread in threads { pthread_join(thread, nil) }
-        pthread_cond_destroy(&wake)
-        pthread_mutex_destroy(&mutex)
         pthread_mutex_destroy(&jobLock)
     }
 
@@ -65,22 +95,23 @@ public final class ThreadPool: @unchecked Sendable {
         if threadCount == 1 { body(0); return }
         pthread_mutex_lock(&jobLock)
         defer { pthread_mutex_unlock(&jobLock) }
+        let shared = self.shared
         // The job never outlives this call (it waits for every worker), so its closure
         // context can stay on the stack: no allocation per fork/join.
         withoutActuallyEscaping(body) { body in
-            job = body
-            pending.store(threadCount - 1, ordering: .sequentiallyConsistent)
-            pthread_mutex_lock(&mutex)
-            generation.add(1, ordering: .sequentiallyConsistent)
-            pthread_cond_broadcast(&wake)
-            pthread_mutex_unlock(&mutex)
+            shared.job = body
+            shared.pending.store(threadCount - 1, ordering: .sequentiallyConsistent)
+            pthread_mutex_lock(&shared.mutex)
+            shared.generation.add(1, ordering: .sequentiallyConsistent)
+            pthread_cond_broadcast(&shared.wake)
+            pthread_mutex_unlock(&shared.mutex)
             body(0)
             var spins = 0
-            while pending.load(ordering: .acquiring) > 0 {
+            while shared.pending.load(ordering: .acquiring) > 0 {
                 spins += 1
                 if spins > 10_000 { sched_yield() }
             }
-            job = nil
+            shared.job = nil
         }
     }
 
@@ -98,27 +129,9 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
-    private func workerLoop(index: Int) {
-        var seen = 0
-        while true {
-            var spins = 0
-            while generation.load(ordering: .acquiring) == seen {
-                spins += 1
-                if spins < 200_000 { continue }
-                pthread_mutex_lock(&mutex)
-                while generation.load(ordering: .acquiring) == seen { pthread_cond_wait(&wake, &mutex) }
-                pthread_mutex_unlock(&mutex)
-            }
-            seen = generation.load(ordering: .acquiring)
-            if stopping.load(ordering: .acquiring) { return }
-            job?(index)
-            pending.subtract(1, ordering: .releasing)
-        }
-    }
-
     private final class WorkerContext {
-        let pool: ThreadPool
+        let shared: Shared
         let index: Int
-        init(pool: ThreadPool, index: Int) { self.pool = pool; self.index = index }
+        init(shared: Shared, index: Int) { self.shared = shared; self.index = index }
     }
 }

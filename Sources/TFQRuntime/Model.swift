@@ -60,6 +60,9 @@ public final class Model: @unchecked Sendable {
     let maxGroups: Int
     /// Some layer quantizes its input in two passes (a session's int8 scratch is doubled).
     let hasTwoPassLayers: Bool
+    /// Every linear layer's weight name and shape, in the order a token meets them (a tied
+    /// head appears as `tok_emb`).
+    @_spi(Calibration) public let linearShapes: [(name: String, rows: Int, columns: Int)]
     private var converted: [UnsafeMutablePointer<Float>] = []
 
     /// Opens the model at `path`. With `verify`, checks every tensor checksum first.
@@ -170,6 +173,7 @@ public final class Model: @unchecked Sendable {
             if case .q8(let w) = linear.weights { return w.groups } else { return 0 }
         }.max() ?? 0
         hasTwoPassLayers = linears.contains { $0.twoPass }
+        linearShapes = linears.map { ($0.name, $0.rows, $0.columns) }
         self.converted = converted
     }
 
@@ -179,7 +183,7 @@ public final class Model: @unchecked Sendable {
 
     /// The linear layers whose input the exporter asked to quantize in two int8 passes.
     static func twoPassActivations(_ metadata: ModelMetadata, path: String) throws -> Set<String> {
-        guard let list = metadata.sections["quantization"]?["two_pass_activations"] else { return [] }
+        guard let list = metadata.sections["quantization"]?["two_pass_activations"], list != .null else { return [] }
         guard case .array(let items) = list else {
             throw TFQFormatError(file: path, .badMetadata("quantization.two_pass_activations is not a list of tensor names"))
         }

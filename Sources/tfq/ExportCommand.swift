@@ -31,13 +31,13 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "Weights per scale group: a multiple of 4 dividing every row, 'row', or 'auto' (the largest multiple of 4 up to 64 dividing the row).")
     var groupSize: GroupSizeArgument = .init(.auto)
     @Option(help: "int8: the vocabulary tables (tok_emb, lm_head) as int8, fp32, or auto (fp32 when they hold at most 1/64 of the parameters).")
-    var embedding: ExportOptions.EmbeddingPrecision = .auto
+    var embedding: ExportOptions.EmbeddingPrecision?
     @Option(help: "int8: the first N blocks quantize their layers' inputs in two int8 passes at run time (more accurate, twice the integer work there).")
-    var twoPassLayers = 1
+    var twoPassLayers: Int?
     @Flag(inversion: .prefixedNo, help: "int8: choose the weights with GPTQ on calibration text (--no-gptq rounds each weight to nearest).")
     var gptq = true
     @Option(help: "int8: GPTQ's calibration text (default: the checkpoint's training split).") var calibrationData: String?
-    @Option(help: "int8: calibration tokens GPTQ reads.") var calibrationTokens = 16_384
+    @Option(help: "int8: calibration tokens GPTQ reads (default 16384).") var calibrationTokens: Int?
     @Option(name: .customLong("zstd"), parsing: .upToNextOption,
             help: ArgumentHelp("Compress tensors with zstd where it pays, at LEVEL (default 3; the default behaviour).", valueName: "level"))
     var zstdLevels: [Int32] = []
@@ -55,8 +55,16 @@ struct ExportCommand: ParsableCommand {
         if zstdLevels.count > 1 { throw UsageError("--zstd takes one level") }
         if zstdLevel < 1 || zstdLevel > 19 { throw UsageError("--zstd level must be 1 to 19 (got \(zstdLevel))") }
         if noZstd && !zstdLevels.isEmpty { throw UsageError("give --zstd or --no-zstd, not both") }
-        if calibrationTokens < 1 { throw UsageError("--calibration-tokens must be at least 1") }
-        if twoPassLayers < 0 { throw UsageError("--two-pass-layers must be 0 or more") }
+        if let calibrationTokens, calibrationTokens < 1 { throw UsageError("--calibration-tokens must be at least 1") }
+        if let twoPassLayers, twoPassLayers < 0 { throw UsageError("--two-pass-layers must be 0 or more") }
+        if !int8 {
+            let given = [("--embedding", embedding != nil), ("--two-pass-layers", twoPassLayers != nil), ("--no-gptq", !gptq),
+                         ("--calibration-data", calibrationData != nil), ("--calibration-tokens", calibrationTokens != nil)]
+            if let flag = given.first(where: { $0.1 })?.0 { throw UsageError("\(flag) applies to --int8 exports only") }
+        }
+        if !gptq, let flag = calibrationData != nil ? "--calibration-data" : calibrationTokens != nil ? "--calibration-tokens" : nil {
+            throw UsageError("\(flag) is for GPTQ, which --no-gptq turns off")
+        }
         if evalTokens < 1 { throw UsageError("--eval-tokens must be at least 1") }
         try ThreadOption.validate(threads)
     }
@@ -64,11 +72,11 @@ struct ExportCommand: ParsableCommand {
     func run() throws {
         var options = ExportOptions(precision: int8 ? .int8 : fp16 ? .fp16 : .fp32, threads: ThreadOption.resolve(threads))
         options.groupSize = groupSize.value
-        options.embedding = embedding
-        options.twoPassLayers = twoPassLayers
+        if let embedding { options.embedding = embedding }
+        if let twoPassLayers { options.twoPassLayers = twoPassLayers }
         options.gptq = gptq
         options.calibrationData = calibrationData
-        options.calibrationTokens = calibrationTokens
+        if let calibrationTokens { options.calibrationTokens = calibrationTokens }
         options.zstdLevel = noZstd ? nil : zstdLevel
         options.evalData = evalData
         options.evalTokens = evalTokens
@@ -77,10 +85,10 @@ struct ExportCommand: ParsableCommand {
         if let note = summary.note { fputs("note: \(note)\n", stderr) }
         if json {
             struct Output: Encodable {
-                var output: String, file_bytes: Int, fp32_weight_bytes: Int, weights: String?, quality: QualityReport
+                var output: String, file_bytes: Int, fp32_weight_bytes: Int, weights: String?, note: String?, quality: QualityReport
             }
-            print(try JSONOutput.string(Output(output: summary.output, file_bytes: summary.fileBytes,
-                                               fp32_weight_bytes: summary.fp32WeightBytes, weights: summary.weightMethod, quality: q)))
+            print(try JSONOutput.string(Output(output: summary.output, file_bytes: summary.fileBytes, fp32_weight_bytes: summary.fp32WeightBytes,
+                                               weights: summary.weightMethod, note: summary.note, quality: q)))
             return
         }
         print("wrote \(summary.output): \(summary.fileBytes) bytes (\(format2(Double(summary.fileBytes) / Double(summary.fp32WeightBytes))) × the fp32 weights)"

@@ -65,6 +65,8 @@ struct RunCommand: ParsableCommand {
             throw UsageError("the prompt is \(promptTokens.count) tokens; the model's context is \(context), leaving no room to generate")
         }
 
+        // Everything start-up needed is done: give its code pages back (the weights stay).
+        ProcessMemory.releaseCleanFilePages(keeping: [model])
         var generated: [Int32] = []
         var output = ""
         var firstTokenAt = 0.0, prefillSeconds = 0.0

@@ -58,9 +58,14 @@ import Testing
     func twoPassCoversTheFirstBlocks(layers: Int) {
         let tensors = Self.gpt(vocab: 4000, dim: 64, layers: 3, tied: true)
         let quantized = Exporter.quantizedNames(tensors, options: Self.options(.auto))
-        let names = Exporter.twoPassNames(quantized, options: Self.options(.auto, twoPass: layers))
+        let linears = Set(tensors.map(\.name).filter { $0.contains(".attn.") || $0.contains(".ffn.") })
+        let names = Exporter.twoPassNames(quantized, options: Self.options(.auto, twoPass: layers), linears: linears)
         #expect(names.count == 4 * min(layers, 3))
         #expect(names == names.sorted() && !names.contains("tok_emb"))
         #expect(names.allSatisfy { Int($0.split(separator: ".")[1])! < layers })
+        // Only linear layers, and no name it cannot parse.
+        let odd: Set = ["blocks.", "blocks.x.attn.qkv.weight", "blocks.0.extra"]
+        #expect(Exporter.twoPassNames(quantized.union(odd), options: Self.options(.auto, twoPass: 9), linears: linears.union(["blocks."]))
+                == Exporter.twoPassNames(quantized, options: Self.options(.auto, twoPass: 9), linears: linears))
     }
 }

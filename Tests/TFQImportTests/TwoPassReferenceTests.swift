@@ -21,7 +21,9 @@ import TFQRuntime
         let model = try Model(path: LlamaFixtures.path(expected.model), verify: true)
         #expect(model.metadata.sections["quantization"]?["two_pass_activations"] == .array(expected.two_pass_weights.map { .string($0) }))
         #expect(expected.two_pass_weights.allSatisfy { $0.hasPrefix("blocks.0.") } && expected.two_pass_weights.count == 5)
-        let logits = Array(try Session(model: model, threads: threads).evaluate(expected.ids, allLogits: true))
+        // The logits live in the session's buffer: keep the session until they are copied.
+        let session = Session(model: model, threads: threads)
+        let logits = try withExtendedLifetime(session) { Array(try session.evaluate(expected.ids, allLogits: true)) }
         let vocab = model.config.vocabSize
         var twoPass = 0.0, onePass = 0.0, largest = 0.0
         for (t, row) in expected.logits_two_pass.enumerated() {

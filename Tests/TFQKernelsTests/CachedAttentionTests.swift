@@ -6,7 +6,8 @@ import Testing
 /// softmax(q·kᵀ/√d)·V per head over the visible positions, for decode (one query) and
 /// prefill (many, four at a time and the rest one by one), with grouped-query heads.
 @Suite struct CachedAttentionTests {
-    @Test(arguments: [(2, 2, 16, 0, 1), (4, 2, 24, 5, 1), (2, 1, 64, 0, 11), (3, 3, 20, 7, 9), (6, 6, 64, 0, 128), (2, 2, 8, 30, 4)])
+    @Test(arguments: [(2, 2, 16, 0, 1), (4, 2, 24, 5, 1), (2, 1, 64, 0, 11), (3, 3, 20, 7, 9), (6, 6, 64, 0, 128), (2, 2, 8, 30, 4),
+                      (2, 2, 32, 3, 1), (2, 1, 48, 0, 6), (1, 1, 96, 4, 1)])
     func matchesTheTextbookFormula(shape: (Int, Int, Int, Int, Int)) {
         let (heads, kvHeads, headDim, start, tokens) = shape
         let context = start + tokens + 3
@@ -59,7 +60,8 @@ import Testing
     /// A prompt attended in one call gives, bit for bit, what its tokens give one call each:
     /// int8 layers downstream re-round their inputs, so a last-bit difference here would
     /// become a whole quantization step there.
-    @Test(arguments: [(2, 2, 16, 0, 9), (4, 2, 24, 5, 7), (2, 1, 64, 0, 11), (3, 3, 20, 7, 9), (2, 2, 72, 3, 6), (1, 1, 7, 0, 5)])
+    @Test(arguments: [(2, 2, 16, 0, 9), (4, 2, 24, 5, 7), (2, 1, 64, 0, 11), (3, 3, 20, 7, 9), (2, 2, 72, 3, 6), (1, 1, 7, 0, 5),
+                      (2, 2, 32, 1, 6), (2, 1, 48, 0, 9), (1, 1, 96, 2, 5)])
     func promptEqualsItsTokensOneByOne(shape: (Int, Int, Int, Int, Int)) {
         let (heads, kvHeads, headDim, start, tokens) = shape
         let context = start + tokens + 3

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import TFQKernels
 
@@ -85,6 +86,23 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
     /// Thousands of short jobs of both kinds back to back on more threads than cores (so
     /// workers are often preempted): `run` reaches every worker once, every index is counted
     /// once, and no job is touched after its call returned.
+    /// A dropped pool stops and joins its threads (its workers must not keep it alive): a
+    /// library user opening and closing sessions would otherwise gather threads.
+    @Test func droppedPoolsEndTheirThreads() throws {
+        func threads() throws -> Int { try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count }
+        let before = try threads()
+        for _ in 0..<40 {
+            let pool = ThreadPool(threads: 4)
+            var total = 0
+            let lock = NSLock()
+            pool.parallelFor(8) { range in lock.lock(); total += range.count; lock.unlock() }
+            #expect(total == 8)
+        }
+        // 120 worker threads were made; other tests may run beside this one.
+        let after = try threads()
+        #expect(after < before + 40, "threads: \(before) before, \(after) after")
+    }
+
     @Test func interleavedJobsOnAnOversubscribedPool() {
         let pool = ThreadPool(threads: 6)
         let count = 97
