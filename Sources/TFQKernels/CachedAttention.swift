@@ -79,12 +79,37 @@ public struct CachedAttention {
                       output: UnsafeMutablePointer<Float>, p: UnsafeMutablePointer<Float>) {
         let scale = 1 / Float(headDim).squareRoot()
         let rk = UnsafeRawPointer(keys), rp = UnsafeMutableRawPointer(p)
-        // Whole blocks, the last one partly beyond `visible` (those scores are ignored).
-        for blockIndex in 0..<((visible + Self.block - 1) / Self.block) {
-            let base = blockIndex * headDim * Self.block
+        // Whole blocks, the last one partly beyond `visible` (those scores are ignored). In
+        // each block, even and odd dimensions go to two accumulators added at the end: the
+        // order fourQueries uses, so a prompt's scores equal its tokens' decoded one by one.
+        // Two blocks at a time, so four independent chains hide the FMA latency.
+        let blockCount = (visible + Self.block - 1) / Self.block
+        let blockFloats = headDim * Self.block
+        var blockIndex = 0
+        while blockIndex + 2 <= blockCount {
+            let base = blockIndex * blockFloats
+            @inline(__always) func key(_ i: Int, _ other: Int) -> V {
+                rk.loadUnaligned(fromByteOffset: (base + other * blockFloats + i * Self.block) * 4, as: V.self)
+            }
+            var a0 = V(), b0 = V(), a1 = V(), b1 = V()
+            var i = 0
+            while i + 2 <= headDim {
+                let q0 = V(repeating: query[i]), q1 = V(repeating: query[i + 1])
+                multiplyAdd(&a0, q0, key(i, 0)); multiplyAdd(&b0, q1, key(i + 1, 0))
+                multiplyAdd(&a1, q0, key(i, 1)); multiplyAdd(&b1, q1, key(i + 1, 1))
+                i += 2
+            }
+            if i < headDim {
+                let q = V(repeating: query[i])
+                multiplyAdd(&a0, q, key(i, 0)); multiplyAdd(&a1, q, key(i, 1))
+            }
+            rp.storeBytes(of: (a0 + b0) * V(repeating: scale), toByteOffset: blockIndex * Self.block * 4, as: V.self)
+            rp.storeBytes(of: (a1 + b1) * V(repeating: scale), toByteOffset: (blockIndex + 1) * Self.block * 4, as: V.self)
+            blockIndex += 2
+        }
+        if blockIndex < blockCount {
+            let base = blockIndex * blockFloats
             @inline(__always) func key(_ i: Int) -> V { rk.loadUnaligned(fromByteOffset: (base + i * Self.block) * 4, as: V.self) }
-            // Even and odd dimensions in two accumulators, added at the end: the order
-            // fourQueries uses, so a prompt's scores equal its tokens' decoded one by one.
             var a = V(), b = V()
             var i = 0
             while i + 2 <= headDim {
