@@ -72,16 +72,37 @@ public enum ActivationQuantizer {
                                        values: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
         quantize(x, count: count, groupSize: groupSize, values: values, scales: scales)
         let groups = count / groupSize
-        // The residual is small work next to the matmul it feeds: plain scalar code,
-        // recomputed rather than stored so that nothing needs a buffer.
+        let source = UnsafeRawPointer(x)
+        // The residual is recomputed rather than stored, so nothing needs a buffer: eight
+        // lanes redo the first pass's rounding (the same float q₁ it stored), the tail
+        // reads q₁ back.
         for g in 0..<groups {
             let start = g * groupSize, end = start + groupSize, first = scales[g]
+            let firstInverse: Float = first == 0 ? 0 : 1 / first
+            @inline(__always) func residual(_ at: Int) -> V {
+                let v = source.loadUnaligned(fromByteOffset: at * 4, as: V.self)
+                return v - roundedHalfAway(v * V(repeating: firstInverse)) * V(repeating: first)
+            }
+            var maximum8 = V(), i = start
+            while i + 8 <= end {
+                let r = residual(i)
+                let magnitude = r.replacing(with: -r, where: r .< 0)
+                maximum8 = maximum8.replacing(with: magnitude, where: magnitude .> maximum8)
+                i += 8
+            }
             var maximum: Float = 0
-            for i in start..<end { maximum = max(maximum, abs(x[i] - Float(values[i]) * first)) }
+            for lane in 0..<8 { maximum = max(maximum, maximum8[lane]) }
+            for j in i..<end { maximum = max(maximum, abs(x[j] - Float(values[j]) * first)) }
             let scale = maximum / 127
             scales[groups + g] = scale
             let inverse: Float = scale == 0 ? 0 : 1 / scale
-            for i in start..<end { values[count + i] = int8((x[i] - Float(values[i]) * first) * inverse) }
+            i = start
+            while i + 8 <= end {
+                let q = integers(residual(i) * V(repeating: inverse))
+                for lane in 0..<8 { values[count + i + lane] = Int8(truncatingIfNeeded: q[lane]) }
+                i += 8
+            }
+            for j in i..<end { values[count + j] = int8((x[j] - Float(values[j]) * first) * inverse) }
         }
     }
 
@@ -100,11 +121,17 @@ public enum ActivationQuantizer {
     @inline(__always)
     static func integers(_ v: V) -> SIMD8<Int32> {
         let magic = V(repeating: 12_582_912)
+        return unsafeBitCast(roundedHalfAway(v) + magic, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: SIMD8<Int32>.self)
+    }
+
+    /// v rounded half away from zero, as floats (|v| ≤ 2²²).
+    @inline(__always)
+    static func roundedHalfAway(_ v: V) -> V {
+        let magic = V(repeating: 12_582_912)
         let nearestEven = (v + magic) - magic
         let difference = v - nearestEven
         let away = V(repeating: 1).replacing(with: -1, where: v .< 0)
-        let rounded = nearestEven + V().replacing(with: away, where: difference * away .== V(repeating: 0.5))
-        return unsafeBitCast(rounded + magic, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: SIMD8<Int32>.self)
+        return nearestEven + V().replacing(with: away, where: difference * away .== V(repeating: 0.5))
     }
 }
 
