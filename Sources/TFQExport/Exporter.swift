@@ -130,8 +130,9 @@ public enum Exporter {
                              weightMethod: method, note: calibration.note)
     }
 
-    /// Writes every tensor converted as `options` says; returns each converted tensor's
-    /// relative error.
+    /// Writes every tensor converted as `options` says, choosing int8 values with GPTQ where
+    /// `hessians` has the layer's input; returns each converted tensor's relative error and
+    /// the tensors GPTQ chose.
     static func writeWeights(_ tensors: [TensorInfo], of source: TFQFile, quantized: Set<String>,
                              hessians: inout [String: Calibration.Hessian], options: ExportOptions, to path: String,
                              metadata: ModelMetadata) throws -> (errors: [String: Double], gptq: Set<String>) {
