@@ -25,7 +25,8 @@ extension ProcessMemory {
         var line: UnsafeMutablePointer<CChar>?
         var capacity = 0
         while getline(&line, &capacity, file) > 0 {
-            let text = String(cString: line!)
+            var text = String(cString: line!)
+            if text.last == "\n" { text.removeLast() }
             if let header = mapping(text) {
                 current = header.readOnlyFile && !kept.contains(header.path) ? (header.start, header.end) : nil
             } else if current != nil, text.hasPrefix("Anonymous:") || text.hasPrefix("Private_Dirty:") {
@@ -49,7 +50,7 @@ extension ProcessMemory {
               let start = UInt(fields[0][..<dash], radix: 16), let end = UInt(fields[0][fields[0].index(after: dash)...], radix: 16)
         else { return nil }
         let perms = Array(fields[1].utf8)
-        let path = fields.count == 6 ? fields[5].trimmingCharacters(in: " \n") : ""
+        let path = fields.count == 6 ? String(fields[5].drop { $0 == " " }) : ""
         let readOnlyFile = perms.count == 4 && perms[0] == UInt8(ascii: "r") && perms[1] == UInt8(ascii: "-") && path.hasPrefix("/")
         return (start, end, readOnlyFile, path)
     }
@@ -57,14 +58,5 @@ extension ProcessMemory {
     /// The number of a `Name:   N kB` line.
     private static func kilobytes(_ line: String) -> Int {
         Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? -1
-    }
-}
-
-private extension Substring {
-    func trimmingCharacters(in set: String) -> String {
-        var s = self
-        while let last = s.last, set.contains(last) { s.removeLast() }
-        while let first = s.first, set.contains(first) { s.removeFirst() }
-        return String(s)
     }
 }

@@ -32,34 +32,15 @@ public struct Q8Matrix: @unchecked Sendable {
 public enum ActivationQuantizer {
     typealias V = SIMD8<Float>
 
-    /// q = round(x / s), s = max|x| / 127 over each group of `groupSize` values (a
+    /// q = round(x · (1/s)), s = max|x| / 127 over each group of `groupSize` values (a
     /// multiple of 4); ties round away from zero, as `Float.rounded()` and C's `roundf` do.
     public static func quantize(_ x: UnsafePointer<Float>, count: Int, groupSize: Int,
                                 values: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
         precondition(groupSize % 4 == 0)
         let source = UnsafeRawPointer(x)
         for g in 0..<(count / groupSize) {
-            let start = g * groupSize, end = start + groupSize
-            var maximum8 = V(), i = start
-            while i + 8 <= end {
-                let v = source.loadUnaligned(fromByteOffset: i * 4, as: V.self)
-                let magnitude = v.replacing(with: -v, where: v .< 0)
-                maximum8 = maximum8.replacing(with: magnitude, where: magnitude .> maximum8)
-                i += 8
-            }
-            var maximum: Float = 0
-            for lane in 0..<8 { maximum = max(maximum, maximum8[lane]) }
-            for j in i..<end { maximum = max(maximum, abs(x[j])) }
-            let scale = maximum / 127
-            scales[g] = scale
-            let inverse: Float = scale == 0 ? 0 : 1 / scale
-            i = start
-            while i + 8 <= end {
-                let q = integers(source.loadUnaligned(fromByteOffset: i * 4, as: V.self) * V(repeating: inverse))
-                for lane in 0..<8 { values[i + lane] = Int8(truncatingIfNeeded: q[lane]) }
-                i += 8
-            }
-            for j in i..<end { values[j] = int8(x[j] * inverse) }
+            scales[g] = quantizeGroup(g * groupSize, (g + 1) * groupSize, into: values,
+                                      lanes: { source.loadUnaligned(fromByteOffset: $0 * 4, as: V.self) }, element: { x[$0] })
         }
     }
 
@@ -77,33 +58,43 @@ public enum ActivationQuantizer {
         // lanes redo the first pass's rounding (the same float q₁ it stored), the tail
         // reads q₁ back.
         for g in 0..<groups {
-            let start = g * groupSize, end = start + groupSize, first = scales[g]
+            let first = scales[g]
             let firstInverse: Float = first == 0 ? 0 : 1 / first
             @inline(__always) func residual(_ at: Int) -> V {
                 let v = source.loadUnaligned(fromByteOffset: at * 4, as: V.self)
                 return v - roundedHalfAway(v * V(repeating: firstInverse)) * V(repeating: first)
             }
-            var maximum8 = V(), i = start
-            while i + 8 <= end {
-                let r = residual(i)
-                let magnitude = r.replacing(with: -r, where: r .< 0)
-                maximum8 = maximum8.replacing(with: magnitude, where: magnitude .> maximum8)
-                i += 8
-            }
-            var maximum: Float = 0
-            for lane in 0..<8 { maximum = max(maximum, maximum8[lane]) }
-            for j in i..<end { maximum = max(maximum, abs(x[j] - Float(values[j]) * first)) }
-            let scale = maximum / 127
-            scales[groups + g] = scale
-            let inverse: Float = scale == 0 ? 0 : 1 / scale
-            i = start
-            while i + 8 <= end {
-                let q = integers(residual(i) * V(repeating: inverse))
-                for lane in 0..<8 { values[count + i + lane] = Int8(truncatingIfNeeded: q[lane]) }
-                i += 8
-            }
-            for j in i..<end { values[count + j] = int8((x[j] - Float(values[j]) * first) * inverse) }
+            scales[groups + g] = quantizeGroup(g * groupSize, (g + 1) * groupSize, into: values + count, lanes: residual,
+                                               element: { x[$0] - Float(values[$0]) * first })
         }
+    }
+
+    /// One group, elements start..<end: returns its scale s = max|v| / 127 and writes
+    /// round(v · (1/s)) to `values[start..<end]`. `lanes(i)` gives elements i..<i+8,
+    /// `element(j)` one element (the tail of a group that is not a multiple of 8).
+    @inline(__always)
+    static func quantizeGroup(_ start: Int, _ end: Int, into values: UnsafeMutablePointer<Int8>,
+                              lanes: (Int) -> V, element: (Int) -> Float) -> Float {
+        var maximum8 = V(), i = start
+        while i + 8 <= end {
+            let v = lanes(i)
+            let magnitude = v.replacing(with: -v, where: v .< 0)
+            maximum8 = maximum8.replacing(with: magnitude, where: magnitude .> maximum8)
+            i += 8
+        }
+        var maximum: Float = 0
+        for lane in 0..<8 { maximum = max(maximum, maximum8[lane]) }
+        for j in i..<end { maximum = max(maximum, abs(element(j))) }
+        let scale = maximum / 127
+        let inverse: Float = scale == 0 ? 0 : 1 / scale
+        i = start
+        while i + 8 <= end {
+            let q = integers(lanes(i) * V(repeating: inverse))
+            for lane in 0..<8 { values[i + lane] = Int8(truncatingIfNeeded: q[lane]) }
+            i += 8
+        }
+        for j in i..<end { values[j] = int8(element(j) * inverse) }
+        return scale
     }
 
     /// v rounded half away from zero into ±127; NaN (from a non-finite activation) gives 0

@@ -34,11 +34,11 @@ public final class Session {
     private let quantized: QuantizationScratch
     private var allocations: [UnsafeMutableRawPointer] = []
 
-    /// Called with every linear layer's input (weight name, `tokens` rows of `columns`
-    /// floats) before the layer runs: how export calibrates its quantization.
     /// The session's GEMM (on its thread pool), for an observer's own products.
     @_spi(Calibration) public var calibrationGEMM: GEMM { kernels.gemm }
 
+    /// Called with every linear layer's input (weight name, `tokens` rows of `columns`
+    /// floats) before the layer runs: how export calibrates its quantization.
     @_spi(Calibration) public var linearInputObserver: ((_ weight: String, _ input: UnsafePointer<Float>, _ tokens: Int, _ columns: Int) -> Void)?
 
     /// A session running its kernels on `threads` threads (default: all processors).

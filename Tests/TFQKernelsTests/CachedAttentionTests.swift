@@ -6,36 +6,48 @@ import Testing
 /// softmax(q·kᵀ/√d)·V per head over the visible positions, for decode (one query) and
 /// prefill (many, four at a time and the rest one by one), with grouped-query heads.
 @Suite struct CachedAttentionTests {
+    /// One layer's cache holding keys `k` and values `v` ([positions × kvDim] each) for
+    /// positions 0..<positions, and NaN garbage beyond them, as a session's cache holds.
+    static func filledCache(_ attention: CachedAttention, k: [Float], v: [Float], positions: Int) -> (keys: [Float], values: [Float]) {
+        var keys = [Float](repeating: .nan, count: attention.cacheFloatsPerLayer)
+        var values = [Float](repeating: .nan, count: attention.cacheFloatsPerLayer)
+        k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
+            keys.withUnsafeMutableBufferPointer { keysp in values.withUnsafeMutableBufferPointer { valuesp in
+                for position in 0..<positions {
+                    attention.store(key: kp.baseAddress! + position * attention.kvDim, value: vp.baseAddress! + position * attention.kvDim,
+                                    position: position, keys: keysp.baseAddress!, values: valuesp.baseAddress!)
+                }
+            } }
+        } }
+        return (keys, values)
+    }
+
+    /// `attend` for `tokens` queries (q: [tokens × heads·headDim]) from position `start`.
+    static func attend(_ attention: CachedAttention, q: [Float], tokens: Int, start: Int, cache: (keys: [Float], values: [Float]),
+                       pool: ThreadPool) -> [Float] {
+        let qDim = attention.heads * attention.headDim
+        var output = [Float](repeating: .nan, count: tokens * qDim)
+        q.withUnsafeBufferPointer { qp in cache.keys.withUnsafeBufferPointer { keysp in cache.values.withUnsafeBufferPointer { valuesp in
+            output.withUnsafeMutableBufferPointer { op in
+                attention.attend(queries: qp.baseAddress!, queryStride: qDim, tokens: tokens, start: start,
+                                 keys: keysp.baseAddress!, values: valuesp.baseAddress!,
+                                 output: op.baseAddress!, outputStride: qDim, pool: pool)
+            }
+        } } }
+        return output
+    }
+
     @Test(arguments: [(2, 2, 16, 0, 1), (4, 2, 24, 5, 1), (2, 1, 64, 0, 11), (3, 3, 20, 7, 9), (6, 6, 64, 0, 128), (2, 2, 8, 30, 4),
                       (2, 2, 32, 3, 1), (2, 1, 48, 0, 6), (1, 1, 96, 4, 1)])
     func matchesTheTextbookFormula(shape: (Int, Int, Int, Int, Int)) {
         let (heads, kvHeads, headDim, start, tokens) = shape
-        let context = start + tokens + 3
-        let attention = CachedAttention(heads: heads, kvHeads: kvHeads, headDim: headDim, context: context)
+        let attention = CachedAttention(heads: heads, kvHeads: kvHeads, headDim: headDim, context: start + tokens + 3)
         let kvDim = kvHeads * headDim, qDim = heads * headDim
-        let positions = start + tokens
-        let k = randomFloats(positions * kvDim, seed: 11), v = randomFloats(positions * kvDim, seed: 12)
+        let k = randomFloats((start + tokens) * kvDim, seed: 11), v = randomFloats((start + tokens) * kvDim, seed: 12)
         let q = randomFloats(tokens * qDim, seed: 13).map { $0 * 4 }
-        // The cache beyond what was stored holds garbage, as a session's does.
-        var keys = [Float](repeating: .nan, count: attention.cacheFloatsPerLayer)
-        var values = [Float](repeating: .nan, count: attention.cacheFloatsPerLayer)
-        var output = [Float](repeating: .nan, count: tokens * qDim)
+        let cache = Self.filledCache(attention, k: k, v: v, positions: start + tokens)
         for threads in [1, 2] {
-            k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
-                keys.withUnsafeMutableBufferPointer { keysp in values.withUnsafeMutableBufferPointer { valuesp in
-                    for position in 0..<positions {
-                        attention.store(key: kp.baseAddress! + position * kvDim, value: vp.baseAddress! + position * kvDim, position: position,
-                                        keys: keysp.baseAddress!, values: valuesp.baseAddress!)
-                    }
-                } }
-            } }
-            q.withUnsafeBufferPointer { qp in keys.withUnsafeBufferPointer { keysp in values.withUnsafeBufferPointer { valuesp in
-                output.withUnsafeMutableBufferPointer { op in
-                    attention.attend(queries: qp.baseAddress!, queryStride: qDim, tokens: tokens, start: start,
-                                     keys: keysp.baseAddress!, values: valuesp.baseAddress!,
-                                     output: op.baseAddress!, outputStride: qDim, pool: ThreadPool(threads: threads))
-                }
-            } } }
+            let output = Self.attend(attention, q: q, tokens: tokens, start: start, cache: cache, pool: ThreadPool(threads: threads))
             var worst = 0.0
             for t in 0..<tokens {
                 for h in 0..<heads {
@@ -64,36 +76,16 @@ import Testing
                       (2, 2, 32, 1, 6), (2, 1, 48, 0, 9), (1, 1, 96, 2, 5)])
     func promptEqualsItsTokensOneByOne(shape: (Int, Int, Int, Int, Int)) {
         let (heads, kvHeads, headDim, start, tokens) = shape
-        let context = start + tokens + 3
-        let attention = CachedAttention(heads: heads, kvHeads: kvHeads, headDim: headDim, context: context)
+        let attention = CachedAttention(heads: heads, kvHeads: kvHeads, headDim: headDim, context: start + tokens + 3)
         let kvDim = kvHeads * headDim, qDim = heads * headDim
-        let positions = start + tokens
-        let k = randomFloats(positions * kvDim, seed: 21), v = randomFloats(positions * kvDim, seed: 22)
+        let k = randomFloats((start + tokens) * kvDim, seed: 21), v = randomFloats((start + tokens) * kvDim, seed: 22)
         let q = randomFloats(tokens * qDim, seed: 23).map { $0 * 4 }
-        var keys = [Float](repeating: .nan, count: attention.cacheFloatsPerLayer)
-        var values = [Float](repeating: .nan, count: attention.cacheFloatsPerLayer)
-        var prompt = [Float](repeating: .nan, count: tokens * qDim), single = prompt
+        let cache = Self.filledCache(attention, k: k, v: v, positions: start + tokens)
         let pool = ThreadPool(threads: 2)
-        k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in q.withUnsafeBufferPointer { qp in
-            keys.withUnsafeMutableBufferPointer { keysp in values.withUnsafeMutableBufferPointer { valuesp in
-                for position in 0..<positions {
-                    attention.store(key: kp.baseAddress! + position * kvDim, value: vp.baseAddress! + position * kvDim, position: position,
-                                    keys: keysp.baseAddress!, values: valuesp.baseAddress!)
-                }
-                prompt.withUnsafeMutableBufferPointer { op in
-                    attention.attend(queries: qp.baseAddress!, queryStride: qDim, tokens: tokens, start: start,
-                                     keys: UnsafePointer(keysp.baseAddress!), values: UnsafePointer(valuesp.baseAddress!),
-                                     output: op.baseAddress!, outputStride: qDim, pool: pool)
-                }
-                single.withUnsafeMutableBufferPointer { op in
-                    for t in 0..<tokens {
-                        attention.attend(queries: qp.baseAddress! + t * qDim, queryStride: qDim, tokens: 1, start: start + t,
-                                         keys: UnsafePointer(keysp.baseAddress!), values: UnsafePointer(valuesp.baseAddress!),
-                                         output: op.baseAddress! + t * qDim, outputStride: qDim, pool: pool)
-                    }
-                }
-            } }
-        } } }
+        let prompt = Self.attend(attention, q: q, tokens: tokens, start: start, cache: cache, pool: pool)
+        let single = (0..<tokens).flatMap { t in
+            Self.attend(attention, q: Array(q[(t * qDim)..<((t + 1) * qDim)]), tokens: 1, start: start + t, cache: cache, pool: pool)
+        }
         #expect(prompt.map(\.bitPattern) == single.map(\.bitPattern), "\(shape)")
     }
 }
