@@ -8,6 +8,9 @@
 #
 #   tools/benchmarks.sh            # everything
 #   TFQ_TRAIN_STEPS=200 tools/benchmarks.sh   # a quicker, less faithful training run
+#   TFQ_TORCH_PYTHON=venv/bin/python tools/benchmarks.sh   # a python with torch: PyTorch
+#                                  # trains the same config side by side (tools/torch_train.py);
+#                                  # plain python3 is tried when it has torch
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +30,11 @@ echo "== training: nanoGPT's CPU config, $steps steps" >&2
 "$tfq" train --data "$data" --out "$work/baby.tfq" --tokenizer char --layers 4 --heads 4 --dim 128 --context 64 \
   --batch 12 --steps "$steps" --activation gelu --tie-embeddings --no-bias --lr 1e-3 --min-lr 1e-4 --warmup 100 \
   --beta2 0.99 --weight-decay 0.1 --grad-clip 1.0 --eval-batches 20 --seed 1337 --json > "$work/train.json"
+torch_python=${TFQ_TORCH_PYTHON:-python3}
+if "$torch_python" -c 'import torch' 2>/dev/null; then
+  echo "== training: the same config in PyTorch ($torch_python)" >&2
+  "$torch_python" tools/torch_train.py --data "$data" --steps "$steps" --threads "$(nproc)" --json > "$work/torch.json"
+fi
 
 echo "== kernels" >&2
 "$kernels" --seconds 0.3 > "$work/kernels.txt"

@@ -29,9 +29,16 @@ def cpu():
 train = load("train.json")
 print(f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {cpu()}.\n")
 print("### Training (nanoGPT's CPU config on Tiny Shakespeare)\n")
-print("| steps | tokens/s | train loss | val loss | peak RSS | wall |\n|---:|---:|---:|---:|---:|---:|")
-print(f"| {train['steps']} | {train['tokens_per_second']:,.0f} | {train['train_loss']:.4f} | {train['val_loss']:.4f} | "
-      f"{train['peak_rss_bytes'] / 2**20:.0f} MB | {train['wall_seconds']:.0f} s |\n")
+print("| trainer | steps | tokens/s | train loss | val loss | peak RSS | wall |\n|---|---:|---:|---:|---:|---:|---:|")
+runs = [("tfq", train)]
+if os.path.exists(os.path.join(work, "torch.json")):
+    runs.append((f"PyTorch {load('torch.json')['torch']} (tools/torch_train.py)", load("torch.json")))
+for name, run in runs:
+    print(f"| {name} | {run['steps']} | {run['tokens_per_second']:,.0f} | {run['train_loss']:.4f} | {run['val_loss']:.4f} | "
+          f"{run['peak_rss_bytes'] / 2**20:.0f} MB | {run['wall_seconds']:.0f} s |")
+if len(runs) > 1:
+    print(f"\ntfq trains {train['tokens_per_second'] / runs[1][1]['tokens_per_second']:.2f}× as many tokens/s as PyTorch, one after the other on this machine.")
+print()
 print("![loss curves](benchmarks/loss.png)\n")
 
 print("### int8 accuracy against fp32 (validation split, same positions)\n")

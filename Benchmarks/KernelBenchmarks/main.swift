@@ -10,13 +10,15 @@ import TFQKernels
 var threads = ThreadPool.availableProcessors
 var seconds = 1.0
 var bandwidthOnly = false
+var gemmOnly = false
 var arguments = CommandLine.arguments.dropFirst()
 while let argument = arguments.popFirst() {
     switch argument {
     case "--threads": threads = Int(arguments.popFirst() ?? "") ?? threads
     case "--seconds": seconds = Double(arguments.popFirst() ?? "") ?? seconds
     case "--bandwidth-only": bandwidthOnly = true
-    default: print("usage: tfq-kernel-bench [--threads N] [--seconds S] [--bandwidth-only]"); exit(2)
+    case "--gemm-only": gemmOnly = true
+    default: print("usage: tfq-kernel-bench [--threads N] [--seconds S] [--bandwidth-only | --gemm-only]"); exit(2)
     }
 }
 
@@ -37,7 +39,7 @@ func measure(_ body: () -> Void) -> Double {
 
 // Memory read bandwidth: the ceiling of decoding a model larger than the caches, whose
 // every weight byte is read once per token (tokens/s ≤ bandwidth ÷ weight bytes).
-do {
+if !gemmOnly {
     let bytes = 1 << 30
     let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
     memset(buffer, 1, bytes)
@@ -74,8 +76,11 @@ print("GEMM (fp32), \(threads) thread(s), vector \(FloatVector.scalarCount) lane
 print("shape (m×n×k)           form    GFLOP/s")
 for counts in [1, threads].uniqued() {
     let gemm = GEMM(pool: ThreadPool(threads: counts))
-    // Training shapes: nanoGPT's CPU config (rows 768 = 12×64, dim 128) and the 10.65M config.
-    let shapes = [(768, 384, 128), (768, 128, 128), (768, 512, 128), (768, 128, 512), (128, 512, 768), (512, 384, 768), (512, 512, 512), (16384, 1152, 384), (16384, 384, 1536)]
+    // Training shapes: nanoGPT's CPU config (rows 768 = 12×64, dim 128; each of 2 threads
+    // runs half the batch, 384 rows) and the 10.65M config (8192 rows per thread).
+    let shapes = [(768, 384, 128), (768, 128, 128), (768, 512, 128), (768, 128, 512), (128, 512, 768), (512, 384, 768),
+                  (384, 384, 128), (384, 128, 512), (512, 128, 384), (128, 512, 384),
+                  (512, 512, 512), (16384, 1152, 384), (16384, 384, 1536), (8192, 1152, 384), (1152, 384, 8192)]
     for (m, n, k) in shapes {
         let a = AlignedMemory.floats(m * k), b = AlignedMemory.floats(k * n), c = AlignedMemory.floats(m * n)
         for i in 0..<(m * k) { a[i] = Float(i % 7) * 0.1 }
@@ -91,6 +96,7 @@ for counts in [1, threads].uniqued() {
     }
 }
 print("PERF-NOTES.md ceilings (Zen 4, AVX-512): OpenBLAS ~100 GFLOP/s on 1 thread, 140–208 on 2; FMA peak ~116 per core.")
+if gemmOnly { exit(0) }
 
 // Decode and prefill shapes: the GPT-2-shaped model (dim 384, ff 1536, vocab 65) and
 // stories15M (dim 288, hidden 768, vocab 32000). rows × columns of W in y = W·x.

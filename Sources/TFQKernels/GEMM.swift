@@ -24,9 +24,10 @@ public struct MatrixView {
 /// Single-precision matrix multiply, C = A·B or C += A·B, with packed panels and a
 /// register-blocked SIMD microkernel (the BLIS design).
 ///
-/// B is packed into panels `kc × nr` and A into slivers `kc × mr`, both contiguous in the
-/// order the microkernel reads them, so its inner loop is one vector load per B row, one
-/// broadcast per A row, and `mr·2` fused multiply-adds into accumulators held in registers.
+/// B is packed into panels `kc × nr`, contiguous in the order the microkernel reads them;
+/// A is read in place (its 6-row slivers are small enough to stay in L1 across a row of
+/// panels), so the inner loop is one vector load per B row, one broadcast per A row, and
+/// `mr·2` fused multiply-adds into accumulators held in registers.
 /// Rows of C are split across the thread pool.
 public final class GEMM: @unchecked Sendable {
     /// Rows per microkernel tile.
@@ -79,11 +80,20 @@ public final class GEMM: @unchecked Sendable {
                 pool.run { worker in
                     let workers = self.pool.threadCount
                     let begin = tiles * worker / workers, end = tiles * (worker + 1) / workers
-                    let sliver = packedA[worker]
                     for tile in begin..<end {
                         let row = tile * Self.mr
                         let rows = min(Self.mr, m - row)
-                        Self.packA(a, row: row, column: pc, kc: kc, rows: rows, into: sliver)
+                        // Full tiles of a row-major A are read where they lie: 6 rows × kc stay
+                        // in L1 across the panels. A transposed A (each k a row of memory, often
+                        // a power-of-two stride apart that L1 cannot hold) and the ragged last
+                        // tile are packed.
+                        let sliver: ASliver
+                        if rows == Self.mr && a.columnStride == 1 {
+                            sliver = ASliver(base: a.base + row * a.rowStride + pc, rowStride: a.rowStride, step: 1)
+                        } else {
+                            Self.packA(a, row: row, column: pc, kc: kc, rows: rows, into: packedA[worker])
+                            sliver = ASliver(base: packedA[worker], rowStride: 1, step: Self.mr)
+                        }
                         for panel in 0..<panels {
                             let column = jc + panel * Self.nr
                             Self.microkernel(kc: kc, a: sliver, b: packedB + panel * kc * Self.nr,
@@ -116,6 +126,14 @@ public final class GEMM: @unchecked Sendable {
     /// Copies A[row ..< row+rows, column ..< column+kc] into a `kc × mr` sliver, k-major, zero-padded.
     @inline(__always)
     static func packA(_ a: MatrixView, row: Int, column: Int, kc: Int, rows: Int, into sliver: UnsafeMutablePointer<Float>) {
+        if a.rowStride == 1 && rows == mr {
+            // Transposed A: the tile's rows sit side by side at each k.
+            for p in 0..<kc {
+                let source = a.base + row + (column + p) * a.columnStride
+                for i in 0..<mr { sliver[p * mr + i] = source[i] }
+            }
+            return
+        }
         for i in 0..<mr {
             if i < rows {
                 let source = a.base + (row + i) * a.rowStride + column * a.columnStride
@@ -130,26 +148,36 @@ public final class GEMM: @unchecked Sendable {
         }
     }
 
+    /// Six rows of A as the microkernel reads them: row i of step p at
+    /// `base[i·rowStride + p·step]`. A packed sliver is (1, mr); a row-major A in place is
+    /// (its row stride, 1); a transposed one, (1, its column stride).
+    struct ASliver {
+        let base: UnsafePointer<Float>
+        let rowStride: Int
+        let step: Int
+    }
+
     /// The 6 × 2-vector tile: 12 accumulators in registers across the whole k loop.
     @inline(__always)
-    static func microkernel(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+    static func microkernel(kc: Int, a: ASliver, b: UnsafePointer<Float>,
                             c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, columns: Int, overwrite: Bool) {
         typealias V = FloatVector
         let w = V.scalarCount
         var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
         var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
         let rawB = UnsafeRawPointer(b)
-        var ap = a
+        let r1 = a.rowStride, r2 = 2 * a.rowStride, r3 = 3 * a.rowStride, r4 = 4 * a.rowStride, r5 = 5 * a.rowStride
+        var ap = a.base
         for p in 0..<kc {
             let b0 = rawB.loadUnaligned(fromByteOffset: p * nr * 4, as: V.self)
             let b1 = rawB.loadUnaligned(fromByteOffset: (p * nr + w) * 4, as: V.self)
             var s = V(repeating: ap[0]); multiplyAdd(&c00, s, b0); multiplyAdd(&c01, s, b1)
-            s = V(repeating: ap[1]); multiplyAdd(&c10, s, b0); multiplyAdd(&c11, s, b1)
-            s = V(repeating: ap[2]); multiplyAdd(&c20, s, b0); multiplyAdd(&c21, s, b1)
-            s = V(repeating: ap[3]); multiplyAdd(&c30, s, b0); multiplyAdd(&c31, s, b1)
-            s = V(repeating: ap[4]); multiplyAdd(&c40, s, b0); multiplyAdd(&c41, s, b1)
-            s = V(repeating: ap[5]); multiplyAdd(&c50, s, b0); multiplyAdd(&c51, s, b1)
-            ap += mr
+            s = V(repeating: ap[r1]); multiplyAdd(&c10, s, b0); multiplyAdd(&c11, s, b1)
+            s = V(repeating: ap[r2]); multiplyAdd(&c20, s, b0); multiplyAdd(&c21, s, b1)
+            s = V(repeating: ap[r3]); multiplyAdd(&c30, s, b0); multiplyAdd(&c31, s, b1)
+            s = V(repeating: ap[r4]); multiplyAdd(&c40, s, b0); multiplyAdd(&c41, s, b1)
+            s = V(repeating: ap[r5]); multiplyAdd(&c50, s, b0); multiplyAdd(&c51, s, b1)
+            ap += a.step
         }
         if rows == mr && columns == nr {
             store(c00, c01, to: c, overwrite: overwrite)
