@@ -24,10 +24,11 @@ public struct MatrixView {
 /// Single-precision matrix multiply, C = A·B or C += A·B, with packed panels and a
 /// register-blocked SIMD microkernel (the BLIS design).
 ///
-/// B is packed into panels `kc × nr`, contiguous in the order the microkernel reads them;
-/// A is read in place (its 6-row slivers are small enough to stay in L1 across a row of
-/// panels), so the inner loop is one vector load per B row, one broadcast per A row, and
-/// `mr·2` fused multiply-adds into accumulators held in registers.
+/// B is packed into panels `kc × nr`, contiguous in the order the microkernel reads them.
+/// A row-major A is read in place (a 6-row sliver stays in L1 across a row of panels); a
+/// transposed A, and a ragged last tile, are packed into `kc × mr` slivers. The inner loop
+/// is one vector load per B row, one broadcast per A row, and `mr·2` fused multiply-adds
+/// into accumulators held in registers.
 /// Rows of C are split across the thread pool.
 public final class GEMM: @unchecked Sendable {
     /// Rows per microkernel tile.
@@ -149,8 +150,8 @@ public final class GEMM: @unchecked Sendable {
     }
 
     /// Six rows of A as the microkernel reads them: row i of step p at
-    /// `base[i·rowStride + p·step]`. A packed sliver is (1, mr); a row-major A in place is
-    /// (its row stride, 1); a transposed one, (1, its column stride).
+    /// `base[i·rowStride + p·step]`. A packed sliver is (1, mr); a row-major A read in
+    /// place is (its row stride, 1).
     struct ASliver {
         let base: UnsafePointer<Float>
         let rowStride: Int

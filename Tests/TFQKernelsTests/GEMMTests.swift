@@ -57,6 +57,23 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
         }
     }
 
+    /// A row-major A is read in place: a view into a wider matrix (row stride > k, starting
+    /// mid-row, as attention's views of the fused qkv rows are) must multiply like a copy,
+    /// across two k blocks and a ragged last tile.
+    @Test func aViewIntoAWiderMatrixIsReadInPlace() {
+        let (m, n, k, stride, offset) = (13, 20, 300, 311, 7)
+        let wide = randomFloats(m * stride, seed: 11), b = randomFloats(k * n, seed: 12)
+        var c = [Float](repeating: 0, count: m * n)
+        wide.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+            GEMM(pool: ThreadPool(threads: 2)).multiply(
+                m: m, n: n, k: k, a: MatrixView(ap.baseAddress! + offset, rowStride: stride, columnStride: 1),
+                b: MatrixView(bp.baseAddress!, columns: n), c: cp.baseAddress!, ldc: n, accumulate: false)
+        } } }
+        let expected = Self.naive(m: m, n: n, k: k, a: { wide[$0 * stride + offset + $1] }, b: { b[$0 * n + $1] })
+        let worst = zip(c, expected).map { abs(Double($0) - $1) }.max()!
+        #expect(worst <= 1e-5 * Double(k).squareRoot() * 4, "worst \(worst)")
+    }
+
     @Test func strideLeavesColumnsOutsideTheOutputAlone() {
         let gemm = GEMM(pool: ThreadPool(threads: 2))
         let a: [Float] = [1, 2, 3, 4], b: [Float] = [1, 0, 0, 1]
