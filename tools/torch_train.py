@@ -11,21 +11,67 @@ global-norm clipping) on a char-level corpus split 90/10 like tfq's. Evaluation 
 tfq's protocol: the mean loss of --eval-batches validation batches every --eval-every
 steps and at the end, and tokens/s counts the whole loop, evaluations included.
 
+With --init CKPT it starts from a tfq checkpoint instead (`tfq train ... --steps 0` makes
+one): the checkpoint's weights, vocabulary, model and training options, and the batches tfq
+draws, from tfq's own sampler (xoshiro256**, ported below) in its saved state. --log writes
+one line of JSON per step, like tfq's metrics log, so the two runs' losses can be compared
+step by step: any difference in the model, the optimizer or the schedule shows as the step
+where they part.
+
 Needs torch (a CPU wheel): `pip install torch --index-url https://download.pytorch.org/whl/cpu`.
 
     python3 tools/torch_train.py --data ../shared/data/tinyshakespeare.txt --threads 2 --json
+    tfq train --data D --out start.tfq FLAGS --steps 0 && python3 tools/torch_train.py --init start.tfq --steps 2000 --log torch.jsonl
 """
 import argparse
 import json
 import math
+import os
 import resource
 import sys
 import time
 
+MASK64 = (1 << 64) - 1
+
+
+class Xoshiro256:
+    """tfq's generator (Sources/TFQModel/Random.swift), word for word: xoshiro256** from a
+    saved state of four hex words."""
+
+    def __init__(self, words):
+        self.s = [int(w, 16) for w in words]
+
+    @staticmethod
+    def seeded(seed):
+        """The state tfq's Xoshiro256(seed:) starts from: four SplitMix64 outputs."""
+        words, x = [], seed & MASK64
+        for _ in range(4):
+            x = (x + 0x9E3779B97F4A7C15) & MASK64
+            z = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+            words.append(format(z ^ (z >> 31), "x"))
+        return Xoshiro256(words)
+
+    def next(self):
+        s = self.s
+        rotl = lambda x, k: ((x << k) | (x >> (64 - k))) & MASK64  # noqa: E731
+        result = (rotl((s[1] * 5) & MASK64, 7) * 9) & MASK64
+        t = (s[1] << 17) & MASK64
+        s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3]  # noqa: E702
+        s[2] ^= t
+        s[3] = rotl(s[3], 45)
+        return result
+
+    def starts(self, tokens, batch, length):
+        """The window starts of one tfq training batch (Trainer.sample)."""
+        return [self.next() % (tokens - length) for _ in range(batch)]
+
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", help="the corpus (with --init, the checkpoint's data path is the default)")
+    p.add_argument("--init", help="start from this tfq checkpoint: its weights, vocabulary, options and batch sampler")
+    p.add_argument("--log", help="write one JSON line per step (step, loss, lr) to this file")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--dim", type=int, default=128)
@@ -46,7 +92,43 @@ def parse():
     p.add_argument("--full-val", action="store_true",
                    help="also report the loss over the whole validation split, in windows of the context "
                         "length (as `tfq bench accuracy` measures it)")
-    return p.parse_args()
+    args = p.parse_args()
+    if args.data is None and args.init is None:
+        p.error("--data or --init is required")
+    return args
+
+
+def load_checkpoint(args):
+    """The tfq checkpoint's metadata, with its model and training options copied into args."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import tfq_read
+    checkpoint = tfq_read.read(args.init)
+    training = checkpoint.metadata.get("training")
+    if training is None or checkpoint.metadata.get("tokenizer", {}).get("type") != "char":
+        sys.exit(f"torch_train.py: {args.init}: not a char-level tfq training checkpoint")
+    options = training["options"]
+    if options["activation"] != "gelu" or not options["tie_embeddings"] or options["bias"] or options["dropout"]:
+        sys.exit(f"torch_train.py: {args.init}: this script's model is GELU, tied, without biases or dropout")
+    for name in ("layers", "heads", "dim", "context", "batch", "lr", "warmup", "beta2", "seed"):
+        setattr(args, name, options[name])
+    args.min_lr, args.weight_decay, args.grad_clip = options["min_lr"], options["weight_decay"], options["grad_clip"]
+    args.eval_batches = options["eval_batches"]
+    if options["beta1"] != 0.9 or options["optimizer"] != "adamw":
+        sys.exit(f"torch_train.py: {args.init}: this script trains with AdamW and beta1 0.9")
+    args.data = args.data or training["data_path"]
+    return checkpoint
+
+
+# tfq's parameter names for this script's modules.
+TFQ_NAMES = {"tok.weight": "tok_emb", "pos.weight": "pos_emb", "ln_f.weight": "ln_f.weight"}
+TFQ_LAYERS = {"ln1": "ln1", "ln2": "ln2", "qkv": "attn.qkv", "proj": "attn.proj", "up": "ffn.up", "down": "ffn.down"}
+
+
+def tfq_name(name):
+    if name in TFQ_NAMES:
+        return TFQ_NAMES[name]
+    _, layer, module, _ = name.split(".")  # blocks.I.MODULE.weight
+    return f"blocks.{layer}.{TFQ_LAYERS[module]}.weight"
 
 
 def build_model(torch, vocab, args):
@@ -101,23 +183,34 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
+    checkpoint = load_checkpoint(args) if args.init else None
     with open(args.data, encoding="utf-8") as f:
         text = f.read()
     if not text:
         sys.exit(f"torch_train.py: {args.data} is empty")
-    chars = sorted(set(text))
+    chars = checkpoint.metadata["tokenizer"]["vocab"] if checkpoint else sorted(set(text))
     index = {c: i for i, c in enumerate(chars)}
+    if any(c not in index for c in set(text)):
+        sys.exit(f"torch_train.py: {args.data} has characters the checkpoint's vocabulary lacks")
     data = torch.tensor([index[c] for c in text], dtype=torch.long)
-    cut = len(data) * 9 // 10
+    cut = len(data) - len(data) // 10  # tfq's split: the last 10% is validation
     train, val = data[:cut], data[cut:]
+    sampler = Xoshiro256(checkpoint.metadata["training"]["sampler"]) if checkpoint else None
 
     def batch(split, generator=None):
-        starts = torch.randint(len(split) - args.context - 1, (args.batch,), generator=generator)
+        if split is train and sampler is not None:
+            starts = sampler.starts(len(split), args.batch, args.context)
+        else:
+            starts = torch.randint(len(split) - args.context - 1, (args.batch,), generator=generator)
         x = torch.stack([split[s:s + args.context] for s in starts])
         y = torch.stack([split[s + 1:s + 1 + args.context] for s in starts])
         return x, y
 
     model = build_model(torch, len(chars), args)
+    if checkpoint:
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                parameter.copy_(torch.from_numpy(checkpoint.tensor(tfq_name(name)).copy()))
     decay = [p for p in model.parameters() if p.dim() >= 2]
     other = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
@@ -150,6 +243,7 @@ def main():
             total += model(x, y).item() * len(chunk)
         return total / len(starts)
 
+    log = open(args.log, "w") if args.log else None
     started = time.perf_counter()
     loss = val_loss = float("nan")
     for step in range(args.steps):
@@ -162,6 +256,8 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         optimizer.step()
         loss = loss_tensor.item()
+        if log:
+            log.write(json.dumps({"step": step + 1, "loss": loss, "lr": rate(step)}) + "\n")
         if args.eval_every > 0 and (step + 1) % args.eval_every == 0:
             val_loss = evaluate()
         if not args.json and (step + 1) % 50 == 0:
