@@ -7,8 +7,10 @@ import TFQKernels
 ///     per block:  x = x + Attn(LN1(x));  x = x + FFN(LN2(x))
 ///     logits = L_final · LN_f(x)
 ///
-/// The model is not thread-safe: one training loop drives it, and it spreads each kernel
-/// over its thread pool.
+/// The model is not thread-safe: one training loop drives it. It splits each batch into
+/// one slice of whole sequences per thread (``GPTReplica``), runs the slices side by side,
+/// and sums their gradients; a batch smaller than the pool splits into fewer slices, each
+/// spreading its kernels over a share of the threads.
 public final class GPT {
     public let config: ModelConfig
     public let layout: ParameterLayout
@@ -18,16 +20,23 @@ public final class GPT {
     /// training (0 turns dropout off).
     public var dropout: Float = 0
     public let pool: ThreadPool
-    private let gemm: GEMM
-    private var activations: TrainingActivations?
+    private var replicas: [GPTReplica] = []
+    /// The pool that runs the replicas side by side, one thread each.
+    private var replicaPool: ThreadPool?
+    /// Gradient buffers of the replicas after the first, which adds into ``gradients``.
+    private var replicaGradients: [UnsafeMutablePointer<Float>] = []
+    private var logitsBuffer: UnsafeMutablePointer<Float>?
     private var dropoutStep: UInt64 = 0
+    /// The mask of the last forward pass, so backward drops the same elements.
+    private var lastDropout: DropoutMask?
+    /// Positions the last forward pass counted in its mean loss.
+    private var lastCounted = 0
 
     public init(config: ModelConfig, pool: ThreadPool) {
         precondition(config.problem == nil && config.arch == .gpt, config.problem ?? "GPT builds the gpt architecture")
         self.config = config
         self.pool = pool
         layout = ParameterLayout(config: config)
-        gemm = GEMM(pool: pool)
         parameters = Self.allocate(layout.count)
         gradients = Self.allocate(layout.count)
     }
@@ -35,6 +44,8 @@ public final class GPT {
     deinit {
         AlignedMemory.free(parameters.baseAddress!)
         AlignedMemory.free(gradients.baseAddress!)
+        for buffer in replicaGradients { AlignedMemory.free(buffer) }
+        if let logitsBuffer { AlignedMemory.free(logitsBuffer) }
     }
 
     private static func allocate(_ count: Int) -> UnsafeMutableBufferPointer<Float> {
@@ -69,16 +80,42 @@ public final class GPT {
         gradients.update(repeating: 0)
     }
 
-    /// Buffers for batches of `batch × length` tokens, made on first use of that shape.
-    private func buffers(batch: Int, length: Int) -> TrainingActivations {
-        if let activations, activations.batch == batch, activations.length == length { return activations }
-        activations = nil
-        let made = TrainingActivations(config: config, batch: batch, length: length, threads: pool.threadCount)
-        activations = made
-        return made
+    // MARK: - Splitting the batch
+
+    /// The replicas for batches of `batch × length` tokens, made on first use of that shape:
+    /// as many as the pool has threads (at most one per sequence), each with an equal share
+    /// of the threads and a contiguous run of sequences.
+    private func replicas(batch: Int, length: Int) -> [GPTReplica] {
+        if let first = replicas.first, replicas.reduce(0, { $0 + $1.batch }) == batch, first.length == length { return replicas }
+        replicas = []
+        if let logitsBuffer { AlignedMemory.free(logitsBuffer) }
+        let logits = AlignedMemory.floats(batch * length * config.vocabSize)
+        logitsBuffer = logits
+        let slices = min(pool.threadCount, batch)
+        while replicaGradients.count < slices - 1 { replicaGradients.append(AlignedMemory.floats(layout.count)) }
+        let threadsEach = pool.threadCount / slices
+        replicaPool = slices == 1 ? nil : slices == pool.threadCount ? pool : ThreadPool(threads: slices)
+        let p = UnsafePointer(parameters.baseAddress!)
+        replicas = (0..<slices).map { s in
+            let first = batch * s / slices, end = batch * (s + 1) / slices
+            return GPTReplica(config: config, layout: layout, parameters: p,
+                              gradients: s == 0 ? gradients.baseAddress! : replicaGradients[s - 1],
+                              logits: logits + first * length * config.vocabSize, batch: end - first, length: length,
+                              firstRow: first * length, pool: slices == 1 ? pool : ThreadPool(threads: threadsEach))
+        }
+        return replicas
     }
 
-    // MARK: - Forward
+    /// Runs `body` on every replica at once, one replica per thread of ``replicaPool``.
+    private func onEachReplica(_ body: (GPTReplica) -> Void) {
+        guard let replicaPool else { body(replicas[0]); return }
+        let replicas = self.replicas
+        replicaPool.run { worker in
+            if worker < replicas.count { body(replicas[worker]) }
+        }
+    }
+
+    // MARK: - Forward and backward
 
     /// Runs the model on `inputs` [batch × length]. With `targets`, returns the mean
     /// cross-entropy over positions whose target is ≥ 0 and keeps what ``backward()`` needs;
@@ -87,165 +124,41 @@ public final class GPT {
     public func forward(inputs: UnsafePointer<Int32>, targets: UnsafePointer<Int32>?, batch: Int, length: Int,
                         training: Bool = false) -> Double {
         precondition(length >= 1 && length <= config.contextLength && batch >= 1)
-        let a = buffers(batch: batch, length: length)
-        let n = a.rows, d = config.dim, f = config.ffDim
-        a.inputs.update(from: inputs, count: n)
-        if let targets { a.targets.update(from: targets, count: n) } else { a.targets.update(repeating: -1, count: n) }
-        let dropping = training && dropout > 0
-        if dropping { dropoutStep &+= 1 }
-        lastForwardDropped = dropping
-        let p = UnsafePointer(parameters.baseAddress!)
-        let attention = CausalAttention(batch: batch, length: length, heads: config.heads, dim: d)
-
-        Embedding.forward(ids: a.inputs, tokenTable: p + layout.tokenEmbedding, positionTable: p + layout.positionEmbedding,
-                          x: a.layers[0].input, rows: n, length: length, dim: d, pool: pool)
-        if dropping { applyDropout(a.layers[0].input, count: n * d, site: 0) }
-        for (l, block) in layout.blocks.enumerated() {
-            let s = a.layers[l]
-            let next = l + 1 < config.layers ? a.layers[l + 1].input : a.output
-            LayerNorm.forward(x: s.input, weight: p + block.ln1Weight, bias: block.ln1Bias.map { p + $0 }, y: s.ln1,
-                              mean: s.ln1Mean, rstd: s.ln1Rstd, rows: n, dim: d, eps: config.normEps, pool: pool)
-            linear(s.ln1, rows: n, inFeatures: d, weight: p + block.qkvWeight, bias: block.qkvBias.map { p + $0 },
-                   output: s.qkv, outFeatures: 3 * d, accumulate: false)
-            attention.forward(qkv: s.qkv, y: s.attention, probabilities: s.probabilities, gemms: a.attentionGEMMs, pool: pool)
-            residualBranch(s.attention, inFeatures: d, weight: p + block.projWeight, bias: block.projBias.map { p + $0 },
-                           stream: s.input, output: s.middle, site: dropping ? 1 + 2 * l : nil, buffers: a)
-            LayerNorm.forward(x: s.middle, weight: p + block.ln2Weight, bias: block.ln2Bias.map { p + $0 }, y: s.ln2,
-                              mean: s.ln2Mean, rstd: s.ln2Rstd, rows: n, dim: d, eps: config.normEps, pool: pool)
-            linear(s.ln2, rows: n, inFeatures: d, weight: p + block.upWeight, bias: block.upBias.map { p + $0 },
-                   output: s.up, outFeatures: f, accumulate: false)
-            config.activation.forward(s.up, s.activated, count: n * f, pool: pool)
-            residualBranch(s.activated, inFeatures: f, weight: p + block.downWeight, bias: block.downBias.map { p + $0 },
-                           stream: s.middle, output: next, site: dropping ? 2 + 2 * l : nil, buffers: a)
+        let replicas = self.replicas(batch: batch, length: length)
+        var mask: DropoutMask?
+        if training && dropout > 0 {
+            dropoutStep &+= 1
+            mask = DropoutMask(rate: dropout, step: dropoutStep)
         }
-        LayerNorm.forward(x: a.output, weight: p + layout.finalNormWeight, bias: layout.finalNormBias.map { p + $0 }, y: a.lnf,
-                          mean: a.lnfMean, rstd: a.lnfRstd, rows: n, dim: d, eps: config.normEps, pool: pool)
-        linear(a.lnf, rows: n, inFeatures: d, weight: p + layout.head, bias: nil, output: a.logits,
-               outFeatures: config.vocabSize, accumulate: false)
-        guard targets != nil else { return 0 }
-        let total = CrossEntropy.forward(logits: a.logits, targets: a.targets, rows: n, vocab: config.vocabSize,
-                                         losses: a.losses, pool: pool)
-        let counted = (0..<n).reduce(0) { $0 + (a.targets[$1] >= 0 ? 1 : 0) }
-        return counted > 0 ? total / Double(counted) : 0
+        lastDropout = mask
+        onEachReplica { $0.forward(inputs: inputs, targets: targets, dropout: mask) }
+        lastCounted = replicas.reduce(0) { $0 + $1.counted }
+        let total = replicas.reduce(0.0) { $0 + $1.lossSum }
+        return lastCounted > 0 ? total / Double(lastCounted) : 0
     }
 
-    /// The logits of the last ``forward(inputs:targets:batch:length:training:)`` without targets:
-    /// [batch·length × vocab].
+    /// The logits of the last ``forward(inputs:targets:batch:length:training:)``:
+    /// [batch·length × vocab] (after ``backward()``, its scratch instead).
     public var logits: UnsafeBufferPointer<Float> {
-        guard let a = activations else { return UnsafeBufferPointer(start: nil, count: 0) }
-        return UnsafeBufferPointer(start: a.logits, count: a.rows * config.vocabSize)
+        guard let logitsBuffer, !replicas.isEmpty else { return UnsafeBufferPointer(start: nil, count: 0) }
+        let rows = replicas.reduce(0) { $0 + $1.batch } * replicas[0].length
+        return UnsafeBufferPointer(start: logitsBuffer, count: rows * config.vocabSize)
     }
-
-    /// Per-position losses of the last forward with targets.
-    public var positionLosses: UnsafeBufferPointer<Float> {
-        guard let a = activations else { return UnsafeBufferPointer(start: nil, count: 0) }
-        return UnsafeBufferPointer(start: a.losses, count: a.rows)
-    }
-
-    // MARK: - Backward
 
     /// Adds ∂(mean loss)/∂θ of the last forward-with-targets to ``gradients``.
     public func backward() {
-        guard let a = activations else { preconditionFailure("backward() needs a forward pass with targets first") }
-        let n = a.rows, d = config.dim, f = config.ffDim, v = config.vocabSize
-        let counted = (0..<n).reduce(0) { $0 + (a.targets[$1] >= 0 ? 1 : 0) }
-        let dropping = lastForwardDropped
-        let p = UnsafePointer(parameters.baseAddress!)
+        precondition(!replicas.isEmpty, "backward() needs a forward pass with targets first")
+        let scale = lastCounted > 0 ? 1 / Float(lastCounted) : 0
+        let mask = lastDropout
+        // The first replica adds into `gradients`; the others start their own buffers from zero.
+        onEachReplica { $0.backward(lossScale: scale, dropout: mask, zeroingFirst: $0.firstRow > 0) }
+        let extra = replicaGradients.prefix(replicas.count - 1)
+        guard !extra.isEmpty else { return }
         let g = gradients.baseAddress!
-        let attention = CausalAttention(batch: a.batch, length: a.length, heads: config.heads, dim: d)
-
-        CrossEntropy.backward(probabilities: a.logits, targets: a.targets, rows: n, vocab: v,
-                              scale: counted > 0 ? 1 / Float(counted) : 0, pool: pool)
-        linearBackward(dOutput: a.logits, input: a.lnf, rows: n, inFeatures: d, outFeatures: v, weight: p + layout.head,
-                       dWeight: g + layout.head, dBias: nil, dInput: a.dNormed)
-        a.dResidual.update(repeating: 0, count: n * d)
-        LayerNorm.backward(dy: a.dNormed, x: a.output, weight: p + layout.finalNormWeight, mean: a.lnfMean, rstd: a.lnfRstd,
-                           dx: a.dResidual, dWeight: g + layout.finalNormWeight, dBias: layout.finalNormBias.map { g + $0 },
-                           rows: n, dim: d, scratch: a.normScratch, pool: pool)
-        for (l, block) in layout.blocks.enumerated().reversed() {
-            let s = a.layers[l]
-            // x_out = middle + down(act(up(LN2(middle))))
-            let dDown = branchGradient(a.dResidual, count: n * d, site: dropping ? 2 + 2 * l : nil, buffers: a)
-            linearBackward(dOutput: dDown, input: s.activated, rows: n, inFeatures: f, outFeatures: d, weight: p + block.downWeight,
-                           dWeight: g + block.downWeight, dBias: block.downBias.map { g + $0 }, dInput: a.dHidden)
-            config.activation.backward(a.dHidden, x: s.up, dx: a.dHidden, count: n * f, pool: pool)
-            linearBackward(dOutput: a.dHidden, input: s.ln2, rows: n, inFeatures: d, outFeatures: f, weight: p + block.upWeight,
-                           dWeight: g + block.upWeight, dBias: block.upBias.map { g + $0 }, dInput: a.dNormed)
-            LayerNorm.backward(dy: a.dNormed, x: s.middle, weight: p + block.ln2Weight, mean: s.ln2Mean, rstd: s.ln2Rstd,
-                               dx: a.dResidual, dWeight: g + block.ln2Weight, dBias: block.ln2Bias.map { g + $0 },
-                               rows: n, dim: d, scratch: a.normScratch, pool: pool)
-            // middle = input + proj(attention(qkv(LN1(input))))
-            let dProj = branchGradient(a.dResidual, count: n * d, site: dropping ? 1 + 2 * l : nil, buffers: a)
-            linearBackward(dOutput: dProj, input: s.attention, rows: n, inFeatures: d, outFeatures: d, weight: p + block.projWeight,
-                           dWeight: g + block.projWeight, dBias: block.projBias.map { g + $0 }, dInput: a.dAttention)
-            attention.backward(dy: a.dAttention, qkv: s.qkv, probabilities: s.probabilities, dqkv: a.dQKV,
-                               scratch: a.attentionScratch, gemms: a.attentionGEMMs, pool: pool)
-            linearBackward(dOutput: a.dQKV, input: s.ln1, rows: n, inFeatures: d, outFeatures: 3 * d, weight: p + block.qkvWeight,
-                           dWeight: g + block.qkvWeight, dBias: block.qkvBias.map { g + $0 }, dInput: a.dNormed)
-            LayerNorm.backward(dy: a.dNormed, x: s.input, weight: p + block.ln1Weight, mean: s.ln1Mean, rstd: s.ln1Rstd,
-                               dx: a.dResidual, dWeight: g + block.ln1Weight, dBias: block.ln1Bias.map { g + $0 },
-                               rows: n, dim: d, scratch: a.normScratch, pool: pool)
-        }
-        if dropping { applyDropout(a.dResidual, count: n * d, site: 0) }
-        Embedding.backward(dx: a.dResidual, ids: a.inputs, dTokens: g + layout.tokenEmbedding, dPositions: g + layout.positionEmbedding,
-                           rows: n, length: a.length, dim: d, pool: pool)
-    }
-
-    // MARK: - Layers
-
-    /// output [rows × out] = input [rows × in] · weightᵀ (+ bias); weight is [out × in].
-    private func linear(_ input: UnsafePointer<Float>, rows: Int, inFeatures: Int, weight: UnsafePointer<Float>,
-                        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, outFeatures: Int, accumulate: Bool) {
-        gemm.multiply(m: rows, n: outFeatures, k: inFeatures, a: MatrixView(input, columns: inFeatures),
-                      b: .transposed(weight, columns: inFeatures), c: output, ldc: outFeatures, accumulate: accumulate)
-        if let bias { VectorOps.addBias(bias, to: output, rows: rows, columns: outFeatures, pool: pool) }
-    }
-
-    /// dInput = dOutput · weight (overwritten); dWeight += dOutputᵀ · input; dBias += column sums.
-    private func linearBackward(dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>, rows: Int, inFeatures: Int,
-                                outFeatures: Int, weight: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>,
-                                dBias: UnsafeMutablePointer<Float>?, dInput: UnsafeMutablePointer<Float>) {
-        gemm.multiply(m: rows, n: inFeatures, k: outFeatures, a: MatrixView(dOutput, columns: outFeatures),
-                      b: MatrixView(weight, columns: inFeatures), c: dInput, ldc: inFeatures, accumulate: false)
-        gemm.multiply(m: outFeatures, n: inFeatures, k: rows, a: .transposed(dOutput, columns: outFeatures),
-                      b: MatrixView(input, columns: inFeatures), c: dWeight, ldc: inFeatures, accumulate: true)
-        if let dBias { VectorOps.accumulateBiasGradient(dOutput, rows: rows, columns: outFeatures, into: dBias, pool: pool) }
-    }
-
-    /// output = stream + dropout(input · weightᵀ + bias).
-    private func residualBranch(_ input: UnsafePointer<Float>, inFeatures: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                                stream: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, site: Int?, buffers a: TrainingActivations) {
-        let n = a.rows, d = config.dim
-        if let site {
-            linear(input, rows: n, inFeatures: inFeatures, weight: weight, bias: bias, output: a.residualScratch, outFeatures: d, accumulate: false)
-            applyDropout(a.residualScratch, count: n * d, site: site)
-            output.update(from: stream, count: n * d)
-            VectorOps.add(a.residualScratch, into: output, count: n * d)
-        } else {
-            // The branch accumulates straight onto a copy of the stream: no extra pass.
-            output.update(from: stream, count: n * d)
-            linear(input, rows: n, inFeatures: inFeatures, weight: weight, bias: bias, output: output, outFeatures: d, accumulate: true)
-        }
-    }
-
-    /// Whether the last forward pass applied dropout, so backward masks the same elements.
-    private var lastForwardDropped = false
-
-    /// The gradient reaching a residual branch: the stream's, masked like the forward pass.
-    private func branchGradient(_ dStream: UnsafeMutablePointer<Float>, count: Int, site: Int?, buffers a: TrainingActivations) -> UnsafePointer<Float> {
-        guard let site else { return UnsafePointer(dStream) }
-        a.residualScratch.update(from: dStream, count: count)
-        applyDropout(a.residualScratch, count: count, site: site)
-        return UnsafePointer(a.residualScratch)
-    }
-
-    /// Zeroes each element with probability `dropout` and scales survivors by 1/(1 − dropout).
-    /// The mask is a hash of (step, site, index), so the backward pass recomputes it exactly.
-    private func applyDropout(_ values: UnsafeMutablePointer<Float>, count: Int, site: Int) {
-        let keep = 1 - dropout, scale = 1 / keep
-        let key = dropoutStep &* 1_000_003 &+ UInt64(site)
-        pool.parallelFor(count, grain: 4096) { range in
-            for i in range { values[i] = hashUniform(key, UInt64(i)) < keep ? values[i] * scale : 0 }
+        pool.parallelFor(layout.count, grain: 4096) { range in
+            for buffer in extra {
+                VectorOps.add(buffer + range.lowerBound, into: g + range.lowerBound, count: range.count)
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ final class TrainingActivations {
     let layers: [Layer]
     let output: UnsafeMutablePointer<Float>           // [N, D] residual stream after the last block
     let lnf: UnsafeMutablePointer<Float>, lnfMean: UnsafeMutablePointer<Float>, lnfRstd: UnsafeMutablePointer<Float>
-    let logits: UnsafeMutablePointer<Float>           // [N, V]; probabilities, then ∂L/∂logits
+    let logits: UnsafeMutablePointer<Float>           // [N, V]; probabilities, then ∂L/∂logits (the caller's)
     let losses: UnsafeMutablePointer<Float>           // [N]
     let inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>
 
@@ -40,7 +40,9 @@ final class TrainingActivations {
 
     private var allocations: [UnsafeMutableRawPointer] = []
 
-    init(config: ModelConfig, batch: Int, length: Int, threads: Int) {
+    /// `logits` is [batch·length × vocab], owned by the caller: ``GPT`` keeps the logits of
+    /// all its replicas side by side in one buffer.
+    init(config: ModelConfig, batch: Int, length: Int, threads: Int, logits: UnsafeMutablePointer<Float>) {
         self.batch = batch
         self.length = length
         let n = batch * length, d = config.dim, f = config.ffDim
@@ -57,7 +59,7 @@ final class TrainingActivations {
         }
         output = floats(n * d)
         lnf = floats(n * d); lnfMean = floats(n); lnfRstd = floats(n)
-        logits = floats(n * config.vocabSize)
+        self.logits = logits
         losses = floats(n)
         let ids = UnsafeMutableRawPointer.allocate(byteCount: 2 * n * 4, alignment: 64)
         allocations.append(ids)

@@ -1,0 +1,197 @@
+import TFQKernels
+
+/// One slice of a training batch, run forward and backward on a thread group of its own.
+///
+/// Replicas read the model's shared parameters and add into their own gradient buffer, so
+/// two of them never touch the same memory until ``GPT`` sums their gradients. Splitting a
+/// batch this way keeps each thread on whole sequences: one fork/join per replica per pass
+/// instead of one per kernel, and every GEMM runs at its single-thread rate.
+final class GPTReplica {
+    let config: ModelConfig
+    let layout: ParameterLayout
+    /// The sequences of the batch this replica runs, and where its rows start in the batch.
+    let batch: Int, length: Int, firstRow: Int
+    let pool: ThreadPool
+    private let parameters: UnsafePointer<Float>
+    private let gradients: UnsafeMutablePointer<Float>
+    private let gemm: GEMM
+    private let buffers: TrainingActivations
+    /// The last forward pass's summed loss and the number of positions it counted.
+    private(set) var lossSum = 0.0
+    private(set) var counted = 0
+
+    init(config: ModelConfig, layout: ParameterLayout, parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>,
+         logits: UnsafeMutablePointer<Float>, batch: Int, length: Int, firstRow: Int, pool: ThreadPool) {
+        self.config = config
+        self.layout = layout
+        self.parameters = parameters
+        self.gradients = gradients
+        self.batch = batch
+        self.length = length
+        self.firstRow = firstRow
+        self.pool = pool
+        gemm = GEMM(pool: pool)
+        buffers = TrainingActivations(config: config, batch: batch, length: length, threads: pool.threadCount, logits: logits)
+    }
+
+    // MARK: - Forward
+
+    /// Runs this replica's rows of `inputs`; with `targets`, sums their cross-entropy into
+    /// ``lossSum`` (positions whose target is ≥ 0, counted in ``counted``).
+    func forward(inputs: UnsafePointer<Int32>, targets: UnsafePointer<Int32>?, dropout: DropoutMask?) {
+        let a = buffers
+        let n = a.rows, d = config.dim, f = config.ffDim
+        a.inputs.update(from: inputs + firstRow, count: n)
+        if let targets { a.targets.update(from: targets + firstRow, count: n) } else { a.targets.update(repeating: -1, count: n) }
+        let p = parameters
+        let attention = CausalAttention(batch: batch, length: length, heads: config.heads, dim: d)
+
+        Embedding.forward(ids: a.inputs, tokenTable: p + layout.tokenEmbedding, positionTable: p + layout.positionEmbedding,
+                          x: a.layers[0].input, rows: n, length: length, dim: d, pool: pool)
+        if let dropout { apply(dropout, to: a.layers[0].input, site: 0) }
+        for (l, block) in layout.blocks.enumerated() {
+            let s = a.layers[l]
+            let next = l + 1 < config.layers ? a.layers[l + 1].input : a.output
+            LayerNorm.forward(x: s.input, weight: p + block.ln1Weight, bias: block.ln1Bias.map { p + $0 }, y: s.ln1,
+                              mean: s.ln1Mean, rstd: s.ln1Rstd, rows: n, dim: d, eps: config.normEps, pool: pool)
+            linear(s.ln1, inFeatures: d, weight: p + block.qkvWeight, bias: block.qkvBias.map { p + $0 },
+                   output: s.qkv, outFeatures: 3 * d, accumulate: false)
+            attention.forward(qkv: s.qkv, y: s.attention, probabilities: s.probabilities, gemms: a.attentionGEMMs, pool: pool)
+            residualBranch(s.attention, inFeatures: d, weight: p + block.projWeight, bias: block.projBias.map { p + $0 },
+                           stream: s.input, output: s.middle, dropout: dropout, site: 1 + 2 * l)
+            LayerNorm.forward(x: s.middle, weight: p + block.ln2Weight, bias: block.ln2Bias.map { p + $0 }, y: s.ln2,
+                              mean: s.ln2Mean, rstd: s.ln2Rstd, rows: n, dim: d, eps: config.normEps, pool: pool)
+            linear(s.ln2, inFeatures: d, weight: p + block.upWeight, bias: block.upBias.map { p + $0 },
+                   output: s.up, outFeatures: f, accumulate: false)
+            config.activation.forward(s.up, s.activated, count: n * f, pool: pool)
+            residualBranch(s.activated, inFeatures: f, weight: p + block.downWeight, bias: block.downBias.map { p + $0 },
+                           stream: s.middle, output: next, dropout: dropout, site: 2 + 2 * l)
+        }
+        LayerNorm.forward(x: a.output, weight: p + layout.finalNormWeight, bias: layout.finalNormBias.map { p + $0 }, y: a.lnf,
+                          mean: a.lnfMean, rstd: a.lnfRstd, rows: n, dim: d, eps: config.normEps, pool: pool)
+        linear(a.lnf, inFeatures: d, weight: p + layout.head, bias: nil, output: a.logits, outFeatures: config.vocabSize, accumulate: false)
+        lossSum = 0
+        counted = 0
+        guard targets != nil else { return }
+        lossSum = CrossEntropy.forward(logits: a.logits, targets: a.targets, rows: n, vocab: config.vocabSize, losses: a.losses, pool: pool)
+        counted = (0..<n).reduce(0) { $0 + (a.targets[$1] >= 0 ? 1 : 0) }
+    }
+
+    // MARK: - Backward
+
+    /// Adds `lossScale` × ∂(summed loss of the last forward)/∂θ to this replica's gradients,
+    /// after zeroing them first when `zeroingFirst`.
+    func backward(lossScale: Float, dropout: DropoutMask?, zeroingFirst: Bool) {
+        let a = buffers
+        let n = a.rows, d = config.dim, f = config.ffDim, v = config.vocabSize
+        let p = parameters, g = gradients
+        if zeroingFirst { g.update(repeating: 0, count: layout.count) }
+        let attention = CausalAttention(batch: batch, length: length, heads: config.heads, dim: d)
+
+        CrossEntropy.backward(probabilities: a.logits, targets: a.targets, rows: n, vocab: v, scale: lossScale, pool: pool)
+        linearBackward(dOutput: a.logits, input: a.lnf, inFeatures: d, outFeatures: v, weight: p + layout.head,
+                       dWeight: g + layout.head, dBias: nil, dInput: a.dNormed)
+        a.dResidual.update(repeating: 0, count: n * d)
+        LayerNorm.backward(dy: a.dNormed, x: a.output, weight: p + layout.finalNormWeight, mean: a.lnfMean, rstd: a.lnfRstd,
+                           dx: a.dResidual, dWeight: g + layout.finalNormWeight, dBias: layout.finalNormBias.map { g + $0 },
+                           rows: n, dim: d, scratch: a.normScratch, pool: pool)
+        for (l, block) in layout.blocks.enumerated().reversed() {
+            let s = a.layers[l]
+            // x_out = middle + down(act(up(LN2(middle))))
+            let dDown = branchGradient(a.dResidual, dropout: dropout, site: 2 + 2 * l)
+            linearBackward(dOutput: dDown, input: s.activated, inFeatures: f, outFeatures: d, weight: p + block.downWeight,
+                           dWeight: g + block.downWeight, dBias: block.downBias.map { g + $0 }, dInput: a.dHidden)
+            config.activation.backward(a.dHidden, x: s.up, dx: a.dHidden, count: n * f, pool: pool)
+            linearBackward(dOutput: a.dHidden, input: s.ln2, inFeatures: d, outFeatures: f, weight: p + block.upWeight,
+                           dWeight: g + block.upWeight, dBias: block.upBias.map { g + $0 }, dInput: a.dNormed)
+            LayerNorm.backward(dy: a.dNormed, x: s.middle, weight: p + block.ln2Weight, mean: s.ln2Mean, rstd: s.ln2Rstd,
+                               dx: a.dResidual, dWeight: g + block.ln2Weight, dBias: block.ln2Bias.map { g + $0 },
+                               rows: n, dim: d, scratch: a.normScratch, pool: pool)
+            // middle = input + proj(attention(qkv(LN1(input))))
+            let dProj = branchGradient(a.dResidual, dropout: dropout, site: 1 + 2 * l)
+            linearBackward(dOutput: dProj, input: s.attention, inFeatures: d, outFeatures: d, weight: p + block.projWeight,
+                           dWeight: g + block.projWeight, dBias: block.projBias.map { g + $0 }, dInput: a.dAttention)
+            attention.backward(dy: a.dAttention, qkv: s.qkv, probabilities: s.probabilities, dqkv: a.dQKV,
+                               scratch: a.attentionScratch, gemms: a.attentionGEMMs, pool: pool)
+            linearBackward(dOutput: a.dQKV, input: s.ln1, inFeatures: d, outFeatures: 3 * d, weight: p + block.qkvWeight,
+                           dWeight: g + block.qkvWeight, dBias: block.qkvBias.map { g + $0 }, dInput: a.dNormed)
+            LayerNorm.backward(dy: a.dNormed, x: s.input, weight: p + block.ln1Weight, mean: s.ln1Mean, rstd: s.ln1Rstd,
+                               dx: a.dResidual, dWeight: g + block.ln1Weight, dBias: block.ln1Bias.map { g + $0 },
+                               rows: n, dim: d, scratch: a.normScratch, pool: pool)
+        }
+        if let dropout { apply(dropout, to: a.dResidual, site: 0) }
+        Embedding.backward(dx: a.dResidual, ids: a.inputs, dTokens: g + layout.tokenEmbedding, dPositions: g + layout.positionEmbedding,
+                           rows: n, length: length, dim: d, pool: pool)
+    }
+
+    // MARK: - Layers
+
+    /// output [rows × out] = input [rows × in] · weightᵀ (+ bias); weight is [out × in].
+    private func linear(_ input: UnsafePointer<Float>, inFeatures: Int, weight: UnsafePointer<Float>,
+                        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, outFeatures: Int, accumulate: Bool) {
+        let rows = buffers.rows
+        gemm.multiply(m: rows, n: outFeatures, k: inFeatures, a: MatrixView(input, columns: inFeatures),
+                      b: .transposed(weight, columns: inFeatures), c: output, ldc: outFeatures, accumulate: accumulate)
+        if let bias { VectorOps.addBias(bias, to: output, rows: rows, columns: outFeatures, pool: pool) }
+    }
+
+    /// dInput = dOutput · weight (overwritten); dWeight += dOutputᵀ · input; dBias += column sums.
+    private func linearBackward(dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>, inFeatures: Int,
+                                outFeatures: Int, weight: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>,
+                                dBias: UnsafeMutablePointer<Float>?, dInput: UnsafeMutablePointer<Float>) {
+        let rows = buffers.rows
+        gemm.multiply(m: rows, n: inFeatures, k: outFeatures, a: MatrixView(dOutput, columns: outFeatures),
+                      b: MatrixView(weight, columns: inFeatures), c: dInput, ldc: inFeatures, accumulate: false)
+        gemm.multiply(m: outFeatures, n: inFeatures, k: rows, a: .transposed(dOutput, columns: outFeatures),
+                      b: MatrixView(input, columns: inFeatures), c: dWeight, ldc: inFeatures, accumulate: true)
+        if let dBias { VectorOps.accumulateBiasGradient(dOutput, rows: rows, columns: outFeatures, into: dBias, pool: pool) }
+    }
+
+    /// output = stream + dropout(input · weightᵀ + bias).
+    private func residualBranch(_ input: UnsafePointer<Float>, inFeatures: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                stream: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, dropout: DropoutMask?, site: Int) {
+        let a = buffers
+        let count = a.rows * config.dim
+        if let dropout {
+            linear(input, inFeatures: inFeatures, weight: weight, bias: bias, output: a.residualScratch, outFeatures: config.dim, accumulate: false)
+            apply(dropout, to: a.residualScratch, site: site)
+            output.update(from: stream, count: count)
+            VectorOps.add(a.residualScratch, into: output, count: count)
+        } else {
+            // The branch accumulates straight onto a copy of the stream: no extra pass.
+            output.update(from: stream, count: count)
+            linear(input, inFeatures: inFeatures, weight: weight, bias: bias, output: output, outFeatures: config.dim, accumulate: true)
+        }
+    }
+
+    /// The gradient reaching a residual branch: the stream's, masked like the forward pass.
+    private func branchGradient(_ dStream: UnsafeMutablePointer<Float>, dropout: DropoutMask?, site: Int) -> UnsafePointer<Float> {
+        guard let dropout else { return UnsafePointer(dStream) }
+        let a = buffers
+        a.residualScratch.update(from: dStream, count: a.rows * config.dim)
+        apply(dropout, to: a.residualScratch, site: site)
+        return UnsafePointer(a.residualScratch)
+    }
+
+    /// Masks this replica's rows of a [batch·length × dim] activation, indexed as in the whole
+    /// batch: the mask does not depend on how the batch was split.
+    private func apply(_ mask: DropoutMask, to values: UnsafeMutablePointer<Float>, site: Int) {
+        mask.apply(to: values, count: buffers.rows * config.dim, site: site, firstIndex: firstRow * config.dim, pool: pool)
+    }
+}
+
+/// Dropout for one training step: zeroes each element with probability `rate` and scales
+/// survivors by 1/(1 − rate). The mask is a hash of (step, site, index), so the backward pass
+/// recomputes it exactly instead of storing it.
+struct DropoutMask {
+    let rate: Float
+    let step: UInt64
+
+    func apply(to values: UnsafeMutablePointer<Float>, count: Int, site: Int, firstIndex: Int, pool: ThreadPool) {
+        let keep = 1 - rate, scale = 1 / keep
+        let key = step &* 1_000_003 &+ UInt64(site)
+        pool.parallelFor(count, grain: 4096) { range in
+            for i in range { values[i] = hashUniform(key, UInt64(firstIndex + i)) < keep ? values[i] * scale : 0 }
+        }
+    }
+}
