@@ -23,6 +23,45 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
         }
     }
 
+    /// y = R(x), and x overwritten with R'(x): what training's forward pass keeps, so that
+    /// backward is one multiply (``backward(_:derivative:dx:count:pool:)``) and GELU's tanh
+    /// is evaluated once per element and step, not twice. Same values as ``forward`` and
+    /// ``backward(_:x:dx:count:pool:)``, bit for bit.
+    public func forwardKeepingDerivative(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int,
+                                         pool: ThreadPool) {
+        pool.parallelFor(count, grain: 4096) { range in
+            var i = range.lowerBound
+            let rx = UnsafeMutableRawPointer(x), ry = UnsafeMutableRawPointer(y)
+            while i + 8 <= range.upperBound {
+                let (value, slope) = valueAndDerivative(rx.loadUnaligned(fromByteOffset: i * 4, as: V.self))
+                ry.storeBytes(of: value, toByteOffset: i * 4, as: V.self)
+                rx.storeBytes(of: slope, toByteOffset: i * 4, as: V.self)
+                i += 8
+            }
+            while i < range.upperBound {
+                let (value, slope) = valueAndDerivative(V(repeating: x[i]))
+                y[i] = value[0]; x[i] = slope[0]
+                i += 1
+            }
+        }
+    }
+
+    /// dx = dy · R'(x) from the derivative ``forwardKeepingDerivative(_:_:count:pool:)`` kept;
+    /// dx may alias dy.
+    public func backward(_ dy: UnsafePointer<Float>, derivative: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                         count: Int, pool: ThreadPool) {
+        pool.parallelFor(count, grain: 4096) { range in
+            var i = range.lowerBound
+            let rd = UnsafeRawPointer(derivative), rdy = UnsafeRawPointer(dy), rdx = UnsafeMutableRawPointer(dx)
+            while i + 8 <= range.upperBound {
+                let product = rdy.loadUnaligned(fromByteOffset: i * 4, as: V.self) * rd.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                rdx.storeBytes(of: product, toByteOffset: i * 4, as: V.self)
+                i += 8
+            }
+            while i < range.upperBound { dx[i] = dy[i] * derivative[i]; i += 1 }
+        }
+    }
+
     /// dx = dy · R'(x), elementwise; dx may alias dy.
     public func backward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, count: Int, pool: ThreadPool) {
         pool.parallelFor(count, grain: 4096) { range in
@@ -46,8 +85,7 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
         case .relu:
             return v.replacing(with: 0, where: v .< 0)
         case .gelu:
-            let inner = V(repeating: Self.geluScale) * (v + V(repeating: 0.044715) * v * v * v)
-            return V(repeating: 0.5) * v * (V(repeating: 1) + FastMath.tanh(inner))
+            return V(repeating: 0.5) * v * (V(repeating: 1) + Self.geluTanh(v))
         case .silu:
             return v / (V(repeating: 1) + FastMath.exp(-v))
         }
@@ -59,13 +97,30 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
         case .relu:
             return V(repeating: 1).replacing(with: 0, where: v .<= 0)
         case .gelu:
-            let t = FastMath.tanh(V(repeating: Self.geluScale) * (v + V(repeating: 0.044715) * v * v * v))
-            let dInner = V(repeating: Self.geluScale) * (V(repeating: 1) + V(repeating: 3 * 0.044715) * v * v)
-            return V(repeating: 0.5) * (V(repeating: 1) + t) + V(repeating: 0.5) * v * (V(repeating: 1) - t * t) * dInner
+            return Self.geluDerivative(v, tanh: Self.geluTanh(v))
         case .silu:
             let sigma = V(repeating: 1) / (V(repeating: 1) + FastMath.exp(-v))
             return sigma * (V(repeating: 1) + v * (V(repeating: 1) - sigma))
         }
+    }
+
+    @inline(__always)
+    func valueAndDerivative(_ v: V) -> (V, V) {
+        guard self == .gelu else { return (forward(v), derivative(v)) }
+        let t = Self.geluTanh(v)
+        return (V(repeating: 0.5) * v * (V(repeating: 1) + t), Self.geluDerivative(v, tanh: t))
+    }
+
+    /// tanh(√(2/π)·(x + 0.044715·x³)), shared by GELU's value and derivative.
+    @inline(__always)
+    static func geluTanh(_ v: V) -> V {
+        FastMath.tanh(V(repeating: geluScale) * (v + V(repeating: 0.044715) * v * v * v))
+    }
+
+    @inline(__always)
+    static func geluDerivative(_ v: V, tanh t: V) -> V {
+        let dInner = V(repeating: geluScale) * (V(repeating: 1) + V(repeating: 3 * 0.044715) * v * v)
+        return V(repeating: 0.5) * (V(repeating: 1) + t) + V(repeating: 0.5) * v * (V(repeating: 1) - t * t) * dInner
     }
 }
 

@@ -19,6 +19,9 @@ final class GPTReplica {
     /// The last forward pass's summed loss and the number of positions it counted.
     private(set) var lossSum = 0.0
     private(set) var counted = 0
+    /// Whether the last forward pass had targets, and so left R'(up) in each block's `up`
+    /// for ``backward(lossScale:dropout:zeroingFirst:)``.
+    private var derivativesKept = false
 
     init(config: ModelConfig, layout: ParameterLayout, parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>,
          logits: UnsafeMutablePointer<Float>, batch: Int, length: Int, firstRow: Int, pool: ThreadPool) {
@@ -63,7 +66,11 @@ final class GPTReplica {
                               mean: s.ln2Mean, rstd: s.ln2Rstd, rows: n, dim: d, eps: config.normEps, pool: pool)
             linear(s.ln2, inFeatures: d, weight: p + block.upWeight, bias: block.upBias.map { p + $0 },
                    output: s.up, outFeatures: f, accumulate: false)
-            config.activation.forward(s.up, s.activated, count: n * f, pool: pool)
+            if targets != nil {
+                config.activation.forwardKeepingDerivative(s.up, s.activated, count: n * f, pool: pool)
+            } else {
+                config.activation.forward(s.up, s.activated, count: n * f, pool: pool)
+            }
             residualBranch(s.activated, inFeatures: f, weight: p + block.downWeight, bias: block.downBias.map { p + $0 },
                            stream: s.middle, output: next, dropout: dropout, site: 2 + 2 * l)
         }
@@ -72,6 +79,7 @@ final class GPTReplica {
         linear(a.lnf, inFeatures: d, weight: p + layout.head, bias: nil, output: a.logits, outFeatures: config.vocabSize, accumulate: false)
         lossSum = 0
         counted = 0
+        derivativesKept = targets != nil
         guard targets != nil else { return }
         lossSum = CrossEntropy.forward(logits: a.logits, targets: a.targets, rows: n, vocab: config.vocabSize, losses: a.losses, pool: pool)
         counted = (0..<n).reduce(0) { $0 + (a.targets[$1] >= 0 ? 1 : 0) }
@@ -85,6 +93,7 @@ final class GPTReplica {
         let a = buffers
         let n = a.rows, d = config.dim, f = config.ffDim, v = config.vocabSize
         let p = parameters, g = gradients
+        precondition(derivativesKept, "backward() needs a forward pass with targets first")
         if zeroingFirst { g.update(repeating: 0, count: layout.count) }
         let attention = CausalAttention(batch: batch, length: length, heads: config.heads, dim: d)
 
@@ -101,7 +110,7 @@ final class GPTReplica {
             let dDown = branchGradient(a.dResidual, dropout: dropout, site: 2 + 2 * l)
             linearBackward(dOutput: dDown, input: s.activated, inFeatures: f, outFeatures: d, weight: p + block.downWeight,
                            dWeight: g + block.downWeight, dBias: block.downBias.map { g + $0 }, dInput: a.dHidden)
-            config.activation.backward(a.dHidden, x: s.up, dx: a.dHidden, count: n * f, pool: pool)
+            config.activation.backward(a.dHidden, derivative: s.up, dx: a.dHidden, count: n * f, pool: pool)
             linearBackward(dOutput: a.dHidden, input: s.ln2, inFeatures: d, outFeatures: f, weight: p + block.upWeight,
                            dWeight: g + block.upWeight, dBias: block.upBias.map { g + $0 }, dInput: a.dNormed)
             LayerNorm.backward(dy: a.dNormed, x: s.middle, weight: p + block.ln2Weight, mean: s.ln2Mean, rstd: s.ln2Rstd,

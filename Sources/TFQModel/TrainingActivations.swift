@@ -16,7 +16,7 @@ final class TrainingActivations {
         let middle: UnsafeMutablePointer<Float>       // [N, D] residual stream after attention
         let ln2: UnsafeMutablePointer<Float>          // [N, D]
         let ln2Mean: UnsafeMutablePointer<Float>, ln2Rstd: UnsafeMutablePointer<Float>
-        let up: UnsafeMutablePointer<Float>           // [N, F] before the activation
+        let up: UnsafeMutablePointer<Float>           // [N, F] before the activation; R'(up) after a forward with targets
         let activated: UnsafeMutablePointer<Float>    // [N, F]
     }
 

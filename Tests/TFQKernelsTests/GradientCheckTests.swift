@@ -61,6 +61,13 @@ import Testing
         var dx = [Float](repeating: 0, count: 200)
         activation.backward(r, x: x, dx: &dx, count: 200, pool: Self.pool)
         Self.check("\(activation)", x: &x, analytic: dx, step: 1e-3) { Self.project(run($0), r) }
+        // Training's forward keeps R'(x) for a one-multiply backward: the same values, bit for bit.
+        var kept = x, y = x
+        activation.forwardKeepingDerivative(&kept, &y, count: 200, pool: Self.pool)
+        var dxKept = [Float](repeating: 0, count: 200)
+        activation.backward(r, derivative: kept, dx: &dxKept, count: 200, pool: Self.pool)
+        #expect(y == run(x))
+        #expect(dxKept == dx)
         if activation == .relu { #expect(run([-1, 0, 2]) == [0, 0, 2]) }
         if activation == .gelu { #expect(abs(run([1])[0] - 0.841_192) < 1e-5) }
     }
