@@ -32,7 +32,8 @@ print("### Training (nanoGPT's CPU config on Tiny Shakespeare)\n")
 print("| trainer | steps | tokens/s | train loss | val loss | peak RSS | wall |\n|---|---:|---:|---:|---:|---:|---:|")
 runs = [("tfq", train)]
 if os.path.exists(os.path.join(work, "torch.json")):
-    runs.append((f"PyTorch {load('torch.json')['torch']} (tools/torch_train.py)", load("torch.json")))
+    torch_run = load("torch.json")
+    runs.append((f"PyTorch {torch_run['torch']} (tools/torch_train.py)", torch_run))
 for name, run in runs:
     print(f"| {name} | {run['steps']} | {run['tokens_per_second']:,.0f} | {run['train_loss']:.4f} | {run['val_loss']:.4f} | "
           f"{run['peak_rss_bytes'] / 2**20:.0f} MB | {run['wall_seconds']:.0f} s |")

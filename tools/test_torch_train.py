@@ -1,4 +1,5 @@
-"""Tests for tools/torch_train.py's port of tfq's batch sampler (no torch needed).
+"""Tests for tools/torch_train.py's port of tfq's batch sampler, and for what --init takes
+from a checkpoint and what it refuses (no torch needed).
 
     cd /work/main && python3 -m pytest -q tools/test_torch_train.py
 
@@ -8,6 +9,8 @@ at step 0, and after 5 steps of 12 windows each.
 """
 import os
 import sys
+
+import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_train import Xoshiro256  # noqa: E402
@@ -40,3 +43,40 @@ def test_starts_stay_inside_the_tokens():
 
 def test_a_different_saved_state_draws_differently():
     assert Xoshiro256(SEED_1337).next() != Xoshiro256(AFTER_60_DRAWS).next()
+
+
+def checkpoint(tmp_path, step=0, ff_dim=512, **options):
+    """A metadata-only stand-in for `tfq train ... --steps 0`: what load_checkpoint reads."""
+    import numpy as np
+    import tfq_write
+    base = {"activation": "gelu", "tie_embeddings": True, "bias": False, "dropout": 0, "beta1": 0.9, "optimizer": "adamw",
+            "layers": 4, "heads": 4, "dim": 128, "context": 64, "batch": 12, "lr": 1e-3, "min_lr": 1e-4, "warmup": 100,
+            "beta2": 0.99, "weight_decay": 0.1, "grad_clip": 1.0, "eval_batches": 20, "seed": 1337}
+    base.update(options)
+    path = tmp_path / "start.tfq"
+    tfq_write.write(path, [("tok_emb", np.zeros((2, 2), dtype=np.float32))], {
+        "kind": "checkpoint", "config": {"ff_dim": ff_dim}, "tokenizer": {"type": "char", "vocab": ["a"]},
+        "training": {"options": base, "step": step, "sampler": SEED_1337, "data_path": "corpus.txt"}})
+    return str(path)
+
+
+def load(path):
+    import argparse
+    import torch_train
+    args = argparse.Namespace(init=path, data=None, lr=5.0, layers=1)
+    torch_train.load_checkpoint(args)
+    return args
+
+
+def test_init_takes_the_checkpoints_options(tmp_path):
+    args = load(checkpoint(tmp_path, lr=3e-4, layers=6))
+    assert (args.lr, args.layers, args.min_lr, args.grad_clip, args.seed) == (3e-4, 6, 1e-4, 1.0, 1337)
+    assert args.data == "corpus.txt"
+
+
+def test_init_refuses_what_it_cannot_reproduce(tmp_path):
+    for bad, reason in [({"step": 5}, "step 5"), ({"ff_dim": 256}, "ff 4·dim"), ({"bias": True}, "without biases"),
+                        ({"optimizer": "sgd"}, "AdamW")]:
+        with pytest.raises(SystemExit) as exit:
+            load(checkpoint(tmp_path, **bad))
+        assert reason in str(exit.value)

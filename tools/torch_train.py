@@ -34,6 +34,10 @@ import time
 MASK64 = (1 << 64) - 1
 
 
+def rotl(x, k):
+    return ((x << k) | (x >> (64 - k))) & MASK64
+
+
 class Xoshiro256:
     """tfq's generator (Sources/TFQModel/Random.swift), word for word: xoshiro256** from a
     saved state of four hex words."""
@@ -54,7 +58,6 @@ class Xoshiro256:
 
     def next(self):
         s = self.s
-        rotl = lambda x, k: ((x << k) | (x >> (64 - k))) & MASK64  # noqa: E731
         result = (rotl((s[1] * 5) & MASK64, 7) * 9) & MASK64
         t = (s[1] << 17) & MASK64
         s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3]  # noqa: E702
@@ -107,14 +110,20 @@ def load_checkpoint(args):
     if training is None or checkpoint.metadata.get("tokenizer", {}).get("type") != "char":
         sys.exit(f"torch_train.py: {args.init}: not a char-level tfq training checkpoint")
     options = training["options"]
-    if options["activation"] != "gelu" or not options["tie_embeddings"] or options["bias"] or options["dropout"]:
-        sys.exit(f"torch_train.py: {args.init}: this script's model is GELU, tied, without biases or dropout")
-    for name in ("layers", "heads", "dim", "context", "batch", "lr", "warmup", "beta2", "seed"):
-        setattr(args, name, options[name])
-    args.min_lr, args.weight_decay, args.grad_clip = options["min_lr"], options["weight_decay"], options["grad_clip"]
-    args.eval_batches = options["eval_batches"]
+    if options["activation"] != "gelu" or not options["tie_embeddings"] or options["bias"] or options["dropout"] \
+            or checkpoint.metadata["config"]["ff_dim"] != 4 * options["dim"]:
+        sys.exit(f"torch_train.py: {args.init}: this script's model is GELU with ff 4·dim, tied, without biases or dropout")
     if options["beta1"] != 0.9 or options["optimizer"] != "adamw":
         sys.exit(f"torch_train.py: {args.init}: this script trains with AdamW and beta1 0.9")
+    if training["step"] != 0:
+        # Its AdamW moments and place in the schedule are not carried over.
+        sys.exit(f"torch_train.py: {args.init}: a checkpoint at step {training['step']}; "
+                 "--init needs one at step 0 (`tfq train ... --steps 0`)")
+    if training.get("validation_path"):
+        sys.exit(f"torch_train.py: {args.init}: trained with --val-data; this script splits one corpus 90/10")
+    for name in ("layers", "heads", "dim", "context", "batch", "lr", "min_lr", "warmup", "beta2", "weight_decay",
+                 "grad_clip", "eval_batches", "seed"):
+        setattr(args, name, options[name])
     args.data = args.data or training["data_path"]
     return checkpoint
 
