@@ -69,7 +69,8 @@ tfq_status tfq_tokenize(const tfq_model *model, const char *text, size_t length,
 tfq_status tfq_detokenize(const tfq_model *model, const int32_t *tokens, size_t count,
                           char *text, size_t capacity, size_t *length);
 
-/* A new session running its kernels on `threads` threads (0: all processors). */
+/* A new session running its kernels on `threads` threads (0: all processors). Its KV cache
+ * holds half-precision keys and values for an int8 model, floats otherwise. */
 tfq_status tfq_session_new(tfq_model *model, int32_t threads, tfq_session **session);
 
 /* Frees a session. NULL is ignored. */

@@ -9,30 +9,47 @@
 /// Both stream through memory in order, which the hardware prefetcher follows; a plain
 /// [context][kvDim] layout made every score a jump of a whole row. With grouped-query
 /// attention, query head h reads key/value head h / (heads / kvHeads).
+///
+/// The cache holds floats or halves (``KVCachePrecision``); the arithmetic is in floats
+/// either way, and halves widen as they load.
 public struct CachedAttention {
     public let heads: Int, kvHeads: Int, headDim: Int, context: Int
+    public let precision: KVCachePrecision
     public var kvDim: Int { kvHeads * headDim }
     /// Positions per key block.
     static let block = 8
     var blocks: Int { (context + Self.block - 1) / Self.block }
-    /// Floats of keys (or of values) per layer.
-    public var cacheFloatsPerLayer: Int { kvHeads * blocks * Self.block * headDim }
+    /// Values of keys (or of values) per layer.
+    public var cacheValuesPerLayer: Int { kvHeads * blocks * Self.block * headDim }
+    /// Bytes of keys (or of values) per layer.
+    public var cacheBytesPerLayer: Int { cacheValuesPerLayer * precision.bytesPerValue }
 
-    public init(heads: Int, kvHeads: Int, headDim: Int, context: Int) {
+    public init(heads: Int, kvHeads: Int, headDim: Int, context: Int, precision: KVCachePrecision = .f32) {
         precondition(heads % kvHeads == 0)
         self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.context = context
+        self.precision = precision
     }
 
     /// Stores the key and value of `position` (`key` and `value`: kvDim floats each, heads
-    /// side by side) into one layer's cache.
+    /// side by side) into one layer's cache, `cacheBytesPerLayer` bytes each.
     @inline(__always)
     public func store(key: UnsafePointer<Float>, value: UnsafePointer<Float>, position: Int,
-                      keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>) {
+                      keys: UnsafeMutableRawPointer, values: UnsafeMutableRawPointer) {
+        switch precision {
+        case .f32: store(Float.self, key: key, value: value, position: position, keys: keys, values: values)
+        case .f16: store(Float16.self, key: key, value: value, position: position, keys: keys, values: values)
+        }
+    }
+
+    @inline(__always)
+    private func store<S: CacheScalar>(_: S.Type, key: UnsafePointer<Float>, value: UnsafePointer<Float>, position: Int,
+                                       keys: UnsafeMutableRawPointer, values: UnsafeMutableRawPointer) {
         let b = Self.block
         for h in 0..<kvHeads {
-            let keyBlock = keys + ((h * blocks + position / b) * headDim) * b + position % b
-            for i in 0..<headDim { keyBlock[i * b] = key[h * headDim + i] }
-            (values + (h * context + position) * headDim).update(from: value + h * headDim, count: headDim)
+            let keyBlock = ((h * blocks + position / b) * headDim) * b + position % b
+            for i in 0..<headDim { S.store(key[h * headDim + i], keys, keyBlock + i * b) }
+            let valueRow = (h * context + position) * headDim
+            for i in 0..<headDim { S.store(value[h * headDim + i], values, valueRow + i) }
         }
     }
 
@@ -41,8 +58,21 @@ public struct CachedAttention {
     /// `output + t·outputStride`. A prompt's queries go four at a time, sharing each key
     /// and value load.
     public func attend(queries: UnsafePointer<Float>, queryStride: Int, tokens: Int, start: Int,
-                       keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                       keys: UnsafeRawPointer, values: UnsafeRawPointer,
                        output: UnsafeMutablePointer<Float>, outputStride: Int, pool: ThreadPool) {
+        switch precision {
+        case .f32:
+            attend(Float.self, queries: queries, queryStride: queryStride, tokens: tokens, start: start, keys: keys, values: values,
+                   output: output, outputStride: outputStride, pool: pool)
+        case .f16:
+            attend(Float16.self, queries: queries, queryStride: queryStride, tokens: tokens, start: start, keys: keys, values: values,
+                   output: output, outputStride: outputStride, pool: pool)
+        }
+    }
+
+    private func attend<S: CacheScalar>(_ scalar: S.Type, queries: UnsafePointer<Float>, queryStride: Int, tokens: Int, start: Int,
+                                        keys: UnsafeRawPointer, values: UnsafeRawPointer,
+                                        output: UnsafeMutablePointer<Float>, outputStride: Int, pool: ThreadPool) {
         let quads = tokens / 4, singles = tokens % 4
         pool.parallelFor((quads + singles) * heads) { items in
             // The scores of up to four queries of one head at a time, on the stack: at most
@@ -52,16 +82,17 @@ public struct CachedAttention {
                 for item in items {
                     let unit = item / heads, h = item % heads
                     let kv = h / (heads / kvHeads)
-                    let headKeys = keys + kv * blocks * Self.block * headDim, headValues = values + kv * context * headDim
+                    let bytes = MemoryLayout<S>.size
+                    let headKeys = keys + kv * blocks * Self.block * headDim * bytes, headValues = values + kv * context * headDim * bytes
                     if unit < quads {
                         let t = unit * 4
-                        fourQueries(query: queries + t * queryStride + h * headDim, queryStride: queryStride, visible: start + t + 1,
+                        fourQueries(scalar, query: queries + t * queryStride + h * headDim, queryStride: queryStride, visible: start + t + 1,
                                   keys: headKeys, values: headValues,
                                   output: output + t * outputStride + h * headDim, outputStride: outputStride,
                                   p: scores.baseAddress!, row: row)
                     } else {
                         let t = quads * 4 + (unit - quads)
-                        head(query: queries + t * queryStride + h * headDim, visible: start + t + 1,
+                        head(scalar, query: queries + t * queryStride + h * headDim, visible: start + t + 1,
                              keys: headKeys, values: headValues, output: output + t * outputStride + h * headDim,
                              p: scores.baseAddress!)
                     }
@@ -75,10 +106,10 @@ public struct CachedAttention {
     // Loops keep independent accumulators where the order of the sum allows: a single one
     // makes every step wait for the previous add (4 cycles).
     @inline(__always)
-    private func head(query: UnsafePointer<Float>, visible: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
-                      output: UnsafeMutablePointer<Float>, p: UnsafeMutablePointer<Float>) {
+    private func head<S: CacheScalar>(_ scalar: S.Type, query: UnsafePointer<Float>, visible: Int, keys: UnsafeRawPointer,
+                                      values: UnsafeRawPointer, output: UnsafeMutablePointer<Float>, p: UnsafeMutablePointer<Float>) {
         let scale = 1 / Float(headDim).squareRoot()
-        let rk = UnsafeRawPointer(keys), rp = UnsafeMutableRawPointer(p)
+        let rp = UnsafeMutableRawPointer(p)
         // Whole blocks, the last one partly beyond `visible` (those scores are ignored). In
         // each block, even and odd dimensions go to two accumulators added at the end: the
         // order fourQueries uses, so a prompt's scores equal its tokens' decoded one by one.
@@ -88,9 +119,7 @@ public struct CachedAttention {
         var blockIndex = 0
         while blockIndex + 2 <= blockCount {
             let base = blockIndex * blockFloats
-            @inline(__always) func key(_ i: Int, _ other: Int) -> V {
-                rk.loadUnaligned(fromByteOffset: (base + other * blockFloats + i * Self.block) * 4, as: V.self)
-            }
+            @inline(__always) func key(_ i: Int, _ other: Int) -> V { S.load8(keys, base + other * blockFloats + i * Self.block) }
             var a0 = V(), b0 = V(), a1 = V(), b1 = V()
             var i = 0
             while i + 2 <= headDim {
@@ -109,7 +138,7 @@ public struct CachedAttention {
         }
         if blockIndex < blockCount {
             let base = blockIndex * blockFloats
-            @inline(__always) func key(_ i: Int) -> V { rk.loadUnaligned(fromByteOffset: (base + i * Self.block) * 4, as: V.self) }
+            @inline(__always) func key(_ i: Int) -> V { S.load8(keys, base + i * Self.block) }
             var a = V(), b = V()
             var i = 0
             while i + 2 <= headDim {
@@ -121,9 +150,9 @@ public struct CachedAttention {
             rp.storeBytes(of: (a + b) * V(repeating: scale), toByteOffset: blockIndex * Self.block * 4, as: V.self)
         }
         Softmax.inPlace(p, count: visible)
-        let rv = UnsafeRawPointer(values), ro = UnsafeMutableRawPointer(output)
+        let ro = UnsafeMutableRawPointer(output)
         let stride = headDim
-        @inline(__always) func value(_ j: Int, _ c: Int) -> V { rv.loadUnaligned(fromByteOffset: (j * stride + c) * 4, as: V.self) }
+        @inline(__always) func value(_ j: Int, _ c: Int) -> V { S.load8(values, j * stride + c) }
         var c = 0
         // 64 columns at a time: each position's values are read once, in order, into eight
         // accumulators (narrower passes re-read every position's row once per pass).
@@ -165,23 +194,23 @@ public struct CachedAttention {
             ro.storeBytes(of: a1, toByteOffset: (c + 8) * 4, as: V.self)
             c += 16
         }
-        valueTail(from: c, visible: visible, p: p, pStride: 0, queries: 1, values: values, output: output, outputStride: 0)
+        valueTail(scalar, from: c, visible: visible, p: p, pStride: 0, queries: 1, values: values, output: output, outputStride: 0)
     }
 
     /// Four consecutive queries of one head; the first sees `visible` positions, the next
     /// ones one more each. Scores of a query beyond what it sees are zeroed after its softmax,
     /// so all four share one pass over the values.
     @inline(__always)
-    private func fourQueries(query: UnsafePointer<Float>, queryStride: Int, visible: Int, keys: UnsafePointer<Float>,
-                           values: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, outputStride: Int,
-                           p: UnsafeMutablePointer<Float>, row: Int) {
+    private func fourQueries<S: CacheScalar>(_ scalar: S.Type, query: UnsafePointer<Float>, queryStride: Int, visible: Int,
+                                             keys: UnsafeRawPointer, values: UnsafeRawPointer, output: UnsafeMutablePointer<Float>,
+                                             outputStride: Int, p: UnsafeMutablePointer<Float>, row: Int) {
         let scale = V(repeating: 1 / Float(headDim).squareRoot())
-        let rk = UnsafeRawPointer(keys), rp = UnsafeMutableRawPointer(p)
+        let rp = UnsafeMutableRawPointer(p)
         let q0 = query, q1 = query + queryStride, q2 = query + 2 * queryStride, q3 = query + 3 * queryStride
         let widest = visible + 3
         for blockIndex in 0..<((widest + Self.block - 1) / Self.block) {
             let base = blockIndex * headDim * Self.block
-            @inline(__always) func key(_ i: Int) -> V { rk.loadUnaligned(fromByteOffset: (base + i * Self.block) * 4, as: V.self) }
+            @inline(__always) func key(_ i: Int) -> V { S.load8(keys, base + i * Self.block) }
             var a0 = V(), a1 = V(), a2 = V(), a3 = V(), b0 = V(), b1 = V(), b2 = V(), b3 = V()
             var i = 0
             while i + 2 <= headDim {
@@ -207,9 +236,9 @@ public struct CachedAttention {
             Softmax.inPlace(p + q * row, count: visible + q)
             for j in (visible + q)..<widest { p[q * row + j] = 0 }
         }
-        let rv = UnsafeRawPointer(values), ro = UnsafeMutableRawPointer(output)
+        let ro = UnsafeMutableRawPointer(output)
         let stride = headDim
-        @inline(__always) func value(_ j: Int, _ c: Int) -> V { rv.loadUnaligned(fromByteOffset: (j * stride + c) * 4, as: V.self) }
+        @inline(__always) func value(_ j: Int, _ c: Int) -> V { S.load8(values, j * stride + c) }
         var c = 0
         while c + 16 <= headDim {
             var a0 = V(), a1 = V(), a2 = V(), a3 = V(), b0 = V(), b1 = V(), b2 = V(), b3 = V()
@@ -231,30 +260,30 @@ public struct CachedAttention {
             ro.storeBytes(of: b3, toByteOffset: (3 * outputStride + c + 8) * 4, as: V.self)
             c += 16
         }
-        valueTail(from: c, visible: widest, p: p, pStride: row, queries: 4, values: values, output: output, outputStride: outputStride)
+        valueTail(scalar, from: c, visible: widest, p: p, pStride: row, queries: 4, values: values, output: output, outputStride: outputStride)
     }
 
     /// The output columns from `c` on when the head size is not a multiple of 16: weighted
     /// sums of the values for `queries` score rows `pStride` apart.
     @inline(__always)
-    private func valueTail(from start: Int, visible: Int, p: UnsafePointer<Float>, pStride: Int, queries: Int,
-                           values: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, outputStride: Int) {
+    private func valueTail<S: CacheScalar>(_: S.Type, from start: Int, visible: Int, p: UnsafePointer<Float>, pStride: Int,
+                                           queries: Int, values: UnsafeRawPointer, output: UnsafeMutablePointer<Float>,
+                                           outputStride: Int) {
         guard start < headDim else { return }
-        let rv = UnsafeRawPointer(values)
         for q in 0..<queries {
             let scores = p + q * pStride, out = output + q * outputStride
             var c = start
             while c + 8 <= headDim {
                 var a = V()
                 for j in 0..<visible {
-                    multiplyAdd(&a, V(repeating: scores[j]), rv.loadUnaligned(fromByteOffset: (j * headDim + c) * 4, as: V.self))
+                    multiplyAdd(&a, V(repeating: scores[j]), S.load8(values, j * headDim + c))
                 }
                 UnsafeMutableRawPointer(out + c).storeBytes(of: a, as: V.self)
                 c += 8
             }
             while c < headDim {
                 var a: Float = 0
-                for j in 0..<visible { multiplyAdd(&a, scores[j], values[j * headDim + c]) }
+                for j in 0..<visible { multiplyAdd(&a, scores[j], S.load(values, j * headDim + c)) }
                 out[c] = a
                 c += 1
             }

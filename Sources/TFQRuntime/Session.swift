@@ -25,9 +25,11 @@ public final class Session {
 
     private let kernels: Kernels
     /// The KV cache, per layer in ``CachedAttention``'s layout.
-    private let keys: UnsafeMutablePointer<Float>
-    private let values: UnsafeMutablePointer<Float>
+    private let keys: UnsafeMutableRawPointer
+    private let values: UnsafeMutableRawPointer
     private let cache: CachedAttention
+    /// How the KV cache stores keys and values.
+    public var kvCachePrecision: KVCachePrecision { cache.precision }
     private let x, normed, qkv, attention, hidden, gated, branch: UnsafeMutablePointer<Float>
     private let logits: UnsafeMutablePointer<Float>  // [context][vocab]
     private let mean, rstd: UnsafeMutablePointer<Float>
@@ -42,7 +44,11 @@ public final class Session {
     @_spi(Calibration) public var linearInputObserver: ((_ weight: String, _ input: UnsafePointer<Float>, _ tokens: Int, _ columns: Int) -> Void)?
 
     /// A session running its kernels on `threads` threads (default: all processors).
-    public init(model: Model, threads: Int = ThreadPool.availableProcessors) {
+    ///
+    /// `kvCache` is how keys and values are cached; the default is half precision for an
+    /// int8 model (half the bytes a decode step reads per position, an error well inside
+    /// int8's) and floats otherwise (an fp32 model's logits match the training model's).
+    public init(model: Model, threads: Int = ThreadPool.availableProcessors, kvCache: KVCachePrecision? = nil) {
         self.model = model
         let pool = ThreadPool(threads: threads)
         kernels = Kernels(pool: pool, gemm: GEMM(pool: pool))
@@ -56,8 +62,10 @@ public final class Session {
             allocations.append(UnsafeMutableRawPointer(buffer))
             return buffer
         }
-        cache = CachedAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, context: n)
-        keys = floats(c.layers * cache.cacheFloatsPerLayer); values = floats(c.layers * cache.cacheFloatsPerLayer)
+        cache = CachedAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, context: n,
+                                precision: kvCache ?? (model.isQuantized ? .f16 : .f32))
+        let cacheFloats = (c.layers * cache.cacheBytesPerLayer + 3) / 4
+        keys = UnsafeMutableRawPointer(floats(cacheFloats)); values = UnsafeMutableRawPointer(floats(cacheFloats))
         x = floats(n * d); normed = floats(n * d); qkv = floats(n * c.qkvRows); attention = floats(n * d)
         hidden = floats(n * f); branch = floats(n * d)
         if case .gated = model.blocks[0].feedForward { gated = floats(n * f) } else { gated = hidden }
@@ -124,7 +132,7 @@ public final class Session {
         for (layer, block) in model.blocks.enumerated() {
             normalize(x, block.attentionNorm, rows: count)
             apply(block.qkv, normed, tokens: count, into: qkv)
-            let layerKeys = keys + layer * cache.cacheFloatsPerLayer, layerValues = values + layer * cache.cacheFloatsPerLayer
+            let layerKeys = keys + layer * cache.cacheBytesPerLayer, layerValues = values + layer * cache.cacheBytesPerLayer
             for t in 0..<count {
                 let q = qkv + t * rows, key = q + d
                 if case .rotary(let rotary) = model.positions {
@@ -179,7 +187,7 @@ public final class Session {
 
     /// Causal attention of the `tokens` newest positions over the whole cache, heads split
     /// across the pool.
-    private func attend(tokens: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>) {
+    private func attend(tokens: Int, keys: UnsafeRawPointer, values: UnsafeRawPointer) {
         cache.attend(queries: qkv, queryStride: model.config.qkvRows, tokens: tokens, start: position, keys: keys, values: values,
                      output: attention, outputStride: model.config.dim, pool: kernels.pool)
     }

@@ -29,6 +29,8 @@ struct BenchAccuracyCommand: ParsableCommand {
     @Option(help: "Positions to measure.") var tokens = 32_768
     @Option(help: "Prompts for greedy-continuation agreement.") var prompts = 16
     @Option(help: "Threads (default: all processors).") var threads: Int?
+    @Option(help: ArgumentHelp("The measured model's KV cache: f32 or f16 (default: f16 for an int8 model, f32 otherwise; the reference always has its default).",
+                               valueName: "f32|f16")) var kvCache: KVCachePrecision?
     @Flag(help: "One JSON object instead of the table.") var json = false
 
     func validate() throws {
@@ -46,7 +48,8 @@ struct BenchAccuracyCommand: ParsableCommand {
         do { bytes = try FileBytes.read(data) } catch { throw UsageError("\(data): \(error)") }
         guard let text = String(validating: bytes, as: UTF8.self) else { throw UsageError("\(data): not valid UTF-8 text") }
         let ids = candidateModel.tokenizer.encodeAllowingUnknown(text)
-        let a = Session(model: referenceModel, threads: threadCount), b = Session(model: candidateModel, threads: threadCount)
+        let a = Session(model: referenceModel, threads: threadCount)
+        let b = Session(model: candidateModel, threads: threadCount, kvCache: kvCache)
         let c = try ModelComparison.measure(reference: a, candidate: b, tokens: ids, maxPositions: tokens)
         guard c.positions > 0 else { throw UsageError("\(data): no position the vocabulary can encode") }
         let greedy = try continuationAgreement(a, b, ids: ids)
@@ -115,6 +118,7 @@ struct BenchLatencyCommand: ParsableCommand {
     @Option(help: "Prompt lengths, comma-separated.") var promptLengths = "16,64,128"
     @Option(name: .customShort("n"), help: "Tokens decoded per measurement.") var count = 32
     @Option(help: "Measured runs (after one warm-up).") var runs = 5
+    @Option(help: KVCacheOption.help) var kvCache: KVCachePrecision?
     @Flag(help: "One JSON object instead of the table.") var json = false
 
     func parseList(_ text: String, _ flag: String) throws -> [Int] {
@@ -132,13 +136,15 @@ struct BenchLatencyCommand: ParsableCommand {
         guard !usable.isEmpty, count < context else { throw UsageError("the prompt lengths and -n must fit in the context of \(context)") }
         let positions = [("start", 1), ("middle", context / 2), ("end", max(1, context - count - 1))]
         var rows: [LatencyRow] = []
+        var cachePrecision = ""
         for t in threadCounts {
             var loads: [Double] = [], ttft: [Int: [Double]] = [:], prefill: [Int: [Double]] = [:], decode: [String: [Double]] = [:]
             for run in 0...runs {
                 let start = Clock.seconds()
                 let loaded = try Model(path: model)
-                let session = Session(model: loaded, threads: t)
+                let session = Session(model: loaded, threads: t, kvCache: kvCache)
                 let loadTime = Clock.seconds() - start
+                cachePrecision = session.kvCachePrecision.rawValue
                 let vocab = Int32(loaded.config.vocabSize)
                 func prompt(_ n: Int) -> [Int32] { (0..<n).map { Int32(($0 * 7 + 3) % Int(vocab)) } }
                 var measured: [(Int, Double)] = []
@@ -171,10 +177,11 @@ struct BenchLatencyCommand: ParsableCommand {
                                    decode: positions.map { DecodeStat(position: $0.0, start_token: $0.1, tokens_per_second: Stat(decode[$0.0]!)) }))
         }
         let file = try TFQFile(path: model)
-        let report = LatencyReport(model: model, file_bytes: file.fileLength, zero_copy: file.isZeroCopy, runs: runs,
-                                   peak_rss_bytes: ProcessMemory.peakResidentBytes(), rows: rows)
+        let report = LatencyReport(model: model, file_bytes: file.fileLength, zero_copy: file.isZeroCopy, kv_cache: cachePrecision,
+                                   runs: runs, peak_rss_bytes: ProcessMemory.peakResidentBytes(), rows: rows)
         if json { print(try JSONOutput.string(report)); return }
-        print("\(model): \(file.fileLength) bytes, \(file.isZeroCopy ? "raw (zero-copy)" : "zstd (decoded at load)"); median [min–max] of \(runs) runs after a warm-up")
+        print("\(model): \(file.fileLength) bytes, \(file.isZeroCopy ? "raw (zero-copy)" : "zstd (decoded at load)"), \(cachePrecision) KV cache; "
+              + "median [min–max] of \(runs) runs after a warm-up")
         var table: [[String]] = []
         for row in rows {
             table.append(["\(row.threads)", "load", row.load_ms.text(" ms")])
@@ -205,5 +212,6 @@ struct PromptStat: Encodable { var prompt_tokens: Int; var ttft_ms: Stat; var pr
 struct DecodeStat: Encodable { var position: String; var start_token: Int; var tokens_per_second: Stat }
 struct LatencyRow: Encodable { var threads: Int; var load_ms: Stat; var prompts: [PromptStat]; var decode: [DecodeStat] }
 struct LatencyReport: Encodable {
-    var model: String; var file_bytes: Int; var zero_copy: Bool; var runs: Int; var peak_rss_bytes: Int; var rows: [LatencyRow]
+    var model: String; var file_bytes: Int; var zero_copy: Bool; var kv_cache: String; var runs: Int; var peak_rss_bytes: Int
+    var rows: [LatencyRow]
 }

@@ -30,6 +30,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Sample among the most likely tokens up to probability p.") var topP: Float = 1
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
     @Option(help: "Threads (default: all processors).") var threads: Int?
+    @Option(help: KVCacheOption.help) var kvCache: KVCachePrecision?
     @Flag(help: "Timing and memory figures on stderr.") var stats = false
     @Flag(help: "One JSON object with the text, the token ids and the figures.") var json = false
 
@@ -45,7 +46,7 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         let start = Clock.seconds()
         let loaded = try Model(path: model)
-        let session = Session(model: loaded, threads: ThreadOption.resolve(threads))
+        let session = Session(model: loaded, threads: ThreadOption.resolve(threads), kvCache: kvCache)
         let loadSeconds = Clock.seconds() - start
 
         var text = prompt ?? ""
@@ -96,7 +97,7 @@ struct RunCommand: ParsableCommand {
             decode_tokens_per_second: decodeTokens > 0 ? Double(decodeTokens) / max(decodeSeconds, 1e-9) : 0,
             peak_rss_bytes: ProcessMemory.peakResidentBytes(), text: output,
             prompt_token_ids: promptTokens, token_ids: generated,
-            stop_reason: reason.rawValue)
+            stop_reason: reason.rawValue, kv_cache: session.kvCachePrecision.rawValue)
         if json {
             print(try JSONOutput.string(figures))
         }
@@ -127,4 +128,13 @@ struct RunFigures: Encodable {
     var prompt_token_ids: [Int32]
     var token_ids: [Int32]
     var stop_reason: String
+    var kv_cache: String
 }
+
+/// `--kv-cache f32|f16`: how a session caches keys and values.
+enum KVCacheOption {
+    static let help = ArgumentHelp("How the KV cache stores keys and values: f32 or f16 (default: f16 for an int8 model, f32 otherwise).",
+                                   valueName: "f32|f16")
+}
+
+extension KVCachePrecision: ExpressibleByArgument {}

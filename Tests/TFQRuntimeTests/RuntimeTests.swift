@@ -164,6 +164,33 @@ enum Fixture {
         #expect(calibration?["tokens"] == .integer(64 * 256))
     }
 
+    /// An int8 model caches keys and values as halves unless told otherwise, an fp32 one as
+    /// floats. On the fp32 model, where nothing else rounds, the halves alone move the logits
+    /// by about 1e-4 (8.7e-5 when written; int8 moves them by up to 0.02, int8StaysCloseToFp32)
+    /// and leave 200 greedy tokens as they were.
+    @Test func halfKVCacheIsTheInt8DefaultAndStaysClose() throws {
+        let (fp32Path, _) = try Fixture.export(.fp32)
+        let (int8Path, _) = try Fixture.export(.int8, group: .size(32))
+        let int8Model = try Model(path: int8Path), fp32Model = try Model(path: fp32Path)
+        #expect(Session(model: int8Model, threads: 1).kvCachePrecision == .f16)
+        #expect(Session(model: int8Model, threads: 1, kvCache: .f32).kvCachePrecision == .f32)
+        let full = Session(model: fp32Model, threads: 2), half = Session(model: fp32Model, threads: 2, kvCache: .f16)
+        #expect(full.kvCachePrecision == .f32 && half.kvCachePrecision == .f16)
+        let tokens = Fixture.prompt + (0..<40).map { Int32($0 % 20) }
+        let (exact, rounded) = try withExtendedLifetime((full, half)) {
+            (Array(try full.evaluate(tokens, allLogits: true)), Array(try half.evaluate(tokens, allLogits: true)))
+        }
+        let error = exact.withUnsafeBufferPointer { e in rounded.withUnsafeBufferPointer { Self.relativeError($0, e) } }
+        #expect(error > 0 && error < 5e-4, "half-cache relative logit error \(error)")
+        func greedy(_ session: Session) throws -> [Int32] {
+            session.reset()
+            var tokens: [Int32] = []
+            try session.generate(prompt: Fixture.prompt, maxTokens: 200) { token, _ in tokens.append(token); return true }
+            return tokens
+        }
+        #expect(try greedy(half) == greedy(full))
+    }
+
     /// The choices of int8 export that buy accuracy: vocabulary tables in fp32 (here asked
     /// for; `auto` decides by size, ExportChoicesTests), the first block's inputs in two int8
     /// passes and GPTQ weights (defaults); each can be turned off.

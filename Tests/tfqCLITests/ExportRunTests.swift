@@ -36,6 +36,12 @@ import TFQFormat
         }
         #expect(figures["generated_tokens"] == .integer(12) && figures["prompt_tokens"] == .integer(10))
         #expect(run.stderr.contains("stopped: generated 12 tokens"))
+        // An int8 model's KV cache is f16 unless --kv-cache says otherwise.
+        #expect(figures["kv_cache"] == .string("f16"))
+        let exactCache = try CLI.run(["run", model, "--prompt", "alpha beta", "-n", "12", "--json", "--kv-cache", "f32"])
+        #expect(try JSONDecoder().decode(JSONValue.self, from: Data(exactCache.stdout.utf8))["kv_cache"] == .string("f32"))
+        let badCache = try CLI.run(["run", model, "--kv-cache", "f8"])
+        #expect(badCache.status != 0 && badCache.stderr.contains("--kv-cache"))
         // Streaming output equals the JSON text, and greedy is the same with any thread count.
         let streamed = try CLI.run(["run", model, "--prompt", "alpha beta", "-n", "12", "--threads", "2"])
         guard case .string(let text)? = figures["text"] else { Issue.record("no text"); return }
@@ -129,6 +135,10 @@ import TFQFormat
         guard case .array(let decode)? = rows[0]["decode"], case .array(let prompts)? = rows[0]["prompts"] else { Issue.record("no decode"); return }
         #expect(decode.count == 3 && prompts.count == 2)
         #expect(rows[0]["load_ms"]?["median"] != nil)
+        #expect(report["kv_cache"] == .string("f16"))
+        let exactCache = try CLI.run(["bench", "latency", Self.golden, "--threads", "1", "--prompt-lengths", "4", "-n", "2", "--runs", "1",
+                                      "--kv-cache", "f32", "--json"])
+        #expect(try JSONDecoder().decode(JSONValue.self, from: Data(exactCache.stdout.utf8))["kv_cache"] == .string("f32"))
         let bad = try CLI.run(["bench", "latency", Self.golden, "--threads", "one"])
         #expect(bad.status != 0 && bad.stderr.contains("--threads"))
     }
