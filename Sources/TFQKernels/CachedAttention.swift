@@ -2,7 +2,7 @@
 ///
 /// The cache layout is this kernel's, per layer and per key/value head:
 /// - keys in blocks of 8 positions, [kvHeads][context/8][d_k][8]: the scores of a query
-///   against 8 positions are one vector accumulated over d_k contiguous 32-byte rows (each
+///   against 8 positions are one vector accumulated over d_k contiguous 8-value rows (each
 ///   key value loaded once, the eight scores kept in a register, the block read in order);
 /// - values as [kvHeads][context][d_k]: each 8-wide slice of a head's output is accumulated
 ///   in a register over consecutive positions.

@@ -196,7 +196,8 @@ public final class Model: @unchecked Sendable {
         return names
     }
 
-    /// Bytes of one session's buffers (Session.init) plus the rotary tables; nil on overflow.
+    /// Bytes of one session's buffers (Session.init, the KV cache counted as floats: an upper
+    /// bound for a half cache) plus the rotary tables; nil on overflow.
     static func workingMemory(_ c: ModelConfig) -> Int? {
         let perPosition = [c.dim * 4, c.qkvRows, 2 * c.ffDim, c.vocabSize, 2 * c.layers * c.kvDim, c.headDim, max(c.dim, c.ffDim)]
         var floats = 0

@@ -64,7 +64,8 @@ enum LlamaFixtures {
                 }
             }
             // fp32 against the float64 reference: rounding only. Version 2 also quantizes the
-            // activations to int8 (the reference keeps them fp32).
+            // activations to int8 and caches keys and values as halves (the reference keeps
+            // both fp32).
             let tolerance: Float = expected.version == 2 ? 0.05 : 2e-5
             #expect(worst <= tolerance * scale, "\(file), \(threads) threads: max |Δlogit| \(worst) of \(scale)")
 

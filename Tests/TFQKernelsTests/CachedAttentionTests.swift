@@ -98,9 +98,9 @@ import Testing
         #expect(prompt.map(\.bitPattern) == single.map(\.bitPattern), "\(precision) \(shape)")
     }
 
-    /// Every one of the 65,536 halves widens to the float it stands for (the portable
-    /// build's integer conversion and the instructions of the fast ones alike), and a cache
-    /// stores a float as the nearest half.
+    /// Every one of the 65,536 halves widens to the float it stands for, by the path this
+    /// build compiled (x86 without -DTFQ_AVX2: the integer conversion; with it, and on
+    /// ARM64: the conversion instruction), and a cache stores a float as the nearest half.
     @Test func halvesWidenExactly() {
         var mismatches: [UInt16] = []
         for high in 0..<8192 {
