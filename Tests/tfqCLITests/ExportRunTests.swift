@@ -124,6 +124,14 @@ import TFQFormat
         #expect(report["skipped"] == .integer(2))
         #expect(report["greedy_tokens_compared"] == report["greedy_tokens_matching"])
         if case .number(let bpb)? = report["model"]?["bits_per_byte"] { #expect(bpb > 0 && bpb < 8) } else { Issue.record("no bits per byte") }
+
+        // --kv-cache applies to the measured model only: an f32 cache against the reference's
+        // default f16 one is no longer the same model, but a close one.
+        let exactCache = try CLI.run(["bench", "accuracy", "--reference", Self.golden, "--model", Self.golden, "--data", text,
+                                      "--prompts", "0", "--kv-cache", "f32", "--json"])
+        #expect(exactCache.status == 0, "\(exactCache.stderr)")
+        let cached = try JSONDecoder().decode(JSONValue.self, from: Data(exactCache.stdout.utf8))
+        if case .number(let kl)? = cached["mean_kl"] { #expect(kl > 0 && kl < 1e-3, "mean KL \(kl)") } else { Issue.record("no mean KL") }
     }
 
     @Test func latencyReportsEveryMeasure() throws {
