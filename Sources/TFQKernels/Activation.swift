@@ -85,7 +85,8 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
         case .relu:
             return v.replacing(with: 0, where: v .< 0)
         case .gelu:
-            return V(repeating: 0.5) * v * (V(repeating: 1) + Self.geluTanh(v))
+            let halfV = V(repeating: 0.5) * v
+            return FastMath.multiplyAdd(halfV, Self.geluTanh(v), halfV)
         case .silu:
             return v / (V(repeating: 1) + FastMath.exp(-v))
         }
@@ -108,19 +109,21 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
     func valueAndDerivative(_ v: V) -> (V, V) {
         guard self == .gelu else { return (forward(v), derivative(v)) }
         let t = Self.geluTanh(v)
-        return (V(repeating: 0.5) * v * (V(repeating: 1) + t), Self.geluDerivative(v, tanh: t))
+        let halfV = V(repeating: 0.5) * v
+        return (FastMath.multiplyAdd(halfV, t, halfV), Self.geluDerivative(v, tanh: t))
     }
 
     /// tanh(√(2/π)·(x + 0.044715·x³)), shared by GELU's value and derivative.
     @inline(__always)
     static func geluTanh(_ v: V) -> V {
-        FastMath.tanh(V(repeating: geluScale) * (v + V(repeating: 0.044715) * v * v * v))
+        FastMath.tanh(V(repeating: geluScale) * FastMath.multiplyAdd(V(repeating: 0.044715) * v * v, v, v))
     }
 
     @inline(__always)
     static func geluDerivative(_ v: V, tanh t: V) -> V {
-        let dInner = V(repeating: geluScale) * (V(repeating: 1) + V(repeating: 3 * 0.044715) * v * v)
-        return V(repeating: 0.5) * (V(repeating: 1) + t) + V(repeating: 0.5) * v * (V(repeating: 1) - t * t) * dInner
+        let dInner = V(repeating: geluScale) * FastMath.multiplyAdd(V(repeating: 3 * 0.044715) * v, v, V(repeating: 1))
+        let half = V(repeating: 0.5)
+        return FastMath.multiplyAdd(half * v * FastMath.multiplyAdd(-t, t, V(repeating: 1)), dInner, FastMath.multiplyAdd(half, t, half))
     }
 }
 

@@ -6,7 +6,8 @@
 ///
 /// Every product is a GEMM on strided views of `qkv` (no copies): scores Q·Kᵀ, outputs P·V,
 /// and backward's dY·Vᵀ, Pᵀ·dY, dS·K and dSᵀ·Q. Rows go in blocks of `rowBlock`, each block
-/// multiplying only the keys its last row can see, which skips most of the masked half.
+/// multiplying only the keys its last row can see; within a block, each GEMM skips the
+/// tiles the causal mask zeroes (``Triangle``), so the masked half costs little.
 /// Threads split the (batch, head) pairs; each has a single-threaded GEMM of its own.
 public struct CausalAttention {
     public let batch: Int, length: Int, heads: Int, dim: Int
@@ -49,7 +50,7 @@ public struct CausalAttention {
                     let r1 = min(T, r0 + rowBlock)
                     // S[r0..<r1, 0..<r1] = Q[r0..<r1] · K[0..<r1]ᵀ
                     gemm.multiply(m: r1 - r0, n: r1, k: dk, a: MatrixView(rows + r0 * 3 * D + h * dk, columns: 3 * D),
-                                  b: keysTransposed, c: p + r0 * T, ldc: T, accumulate: false)
+                                  b: keysTransposed, c: p + r0 * T, ldc: T, accumulate: false, zeros: .cBelowDiagonal(offset: r0))
                     for i in r0..<r1 {
                         let row = p + i * T
                         VectorOps.scale(row, by: scale, count: i + 1)
@@ -59,7 +60,7 @@ public struct CausalAttention {
                     // Y[r0..<r1] = P[r0..<r1, 0..<r1] · V[0..<r1]
                     gemm.multiply(m: r1 - r0, n: dk, k: r1, a: MatrixView(p + r0 * T, columns: T),
                                   b: MatrixView(rows + 2 * D + h * dk, columns: 3 * D),
-                                  c: y + (b * T + r0) * D + h * dk, ldc: D, accumulate: false)
+                                  c: y + (b * T + r0) * D + h * dk, ldc: D, accumulate: false, zeros: .aBelowDiagonal(offset: r0))
                     r0 = r1
                 }
             }
@@ -90,10 +91,10 @@ public struct CausalAttention {
                     // dP = dY[r0..<r1] · V[0..<r1]ᵀ
                     gemm.multiply(m: m, n: r1, k: dk, a: dyBlock,
                                   b: MatrixView(rows + 2 * D + h * dk, rowStride: 1, columnStride: 3 * D),
-                                  c: dP, ldc: T, accumulate: false)
+                                  c: dP, ldc: T, accumulate: false, zeros: .cBelowDiagonal(offset: r0))
                     // dV[0..<r1] += P[r0..<r1, 0..<r1]ᵀ · dY[r0..<r1]
                     gemm.multiply(m: r1, n: dk, k: m, a: MatrixView(p + r0 * T, rowStride: 1, columnStride: T), b: dyBlock,
-                                  c: drows + 2 * D + h * dk, ldc: 3 * D, accumulate: true)
+                                  c: drows + 2 * D + h * dk, ldc: 3 * D, accumulate: true, zeros: .aAboveDiagonal(offset: r0))
                     // dS_ij = P_ij (dP_ij − Σ_j P_ij dP_ij) / √d_k, in place of dP; 0 where j > i
                     for i in r0..<r1 {
                         let pr = p + i * T, dr = dP + (i - r0) * T
@@ -104,10 +105,10 @@ public struct CausalAttention {
                     // dQ[r0..<r1] += dS · K[0..<r1];  dK[0..<r1] += dSᵀ · Q[r0..<r1]
                     gemm.multiply(m: m, n: dk, k: r1, a: MatrixView(dP, columns: T),
                                   b: MatrixView(rows + D + h * dk, columns: 3 * D),
-                                  c: drows + r0 * 3 * D + h * dk, ldc: 3 * D, accumulate: true)
+                                  c: drows + r0 * 3 * D + h * dk, ldc: 3 * D, accumulate: true, zeros: .aBelowDiagonal(offset: r0))
                     gemm.multiply(m: r1, n: dk, k: m, a: MatrixView(dP, rowStride: 1, columnStride: T),
                                   b: MatrixView(rows + r0 * 3 * D + h * dk, columns: 3 * D),
-                                  c: drows + D + h * dk, ldc: 3 * D, accumulate: true)
+                                  c: drows + D + h * dk, ldc: 3 * D, accumulate: true, zeros: .aAboveDiagonal(offset: r0))
                     r0 = r1
                 }
             }

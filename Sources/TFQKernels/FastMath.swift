@@ -12,16 +12,16 @@ public enum FastMath {
         let clamped = x.replacing(with: -87.3, where: x .< -87.3).replacing(with: 88.3, where: x .> 88.3)
         // Adding 1.5·2²³ rounds to the nearest integer and leaves it in the low mantissa bits.
         let magic = V(repeating: 12_582_912)
-        let shifted = clamped * V(repeating: 1.442_695_04) + magic
+        let shifted = multiplyAdd(clamped, V(repeating: 1.442_695_04), magic)
         let n = shifted - magic
-        let r = clamped - n * V(repeating: 0.693_145_751_953_125) - n * V(repeating: 1.428_606_765_330_187e-6)
+        let r = multiplyAdd(n, V(repeating: -1.428_606_765_330_187e-6), multiplyAdd(n, V(repeating: -0.693_145_751_953_125), clamped))
         var p = V(repeating: 1.0 / 720)
-        p = p * r + V(repeating: 1.0 / 120)
-        p = p * r + V(repeating: 1.0 / 24)
-        p = p * r + V(repeating: 1.0 / 6)
-        p = p * r + V(repeating: 0.5)
-        p = p * r + V(repeating: 1)
-        p = p * r + V(repeating: 1)
+        p = multiplyAdd(p, r, V(repeating: 1.0 / 120))
+        p = multiplyAdd(p, r, V(repeating: 1.0 / 24))
+        p = multiplyAdd(p, r, V(repeating: 1.0 / 6))
+        p = multiplyAdd(p, r, V(repeating: 0.5))
+        p = multiplyAdd(p, r, V(repeating: 1))
+        p = multiplyAdd(p, r, V(repeating: 1))
         let integer = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: SIMD8<Int32>.self)
         let scale = unsafeBitCast((integer &+ 127) &<< 23, to: V.self)
         let result = p * scale
@@ -34,6 +34,17 @@ public enum FastMath {
         let clamped = x.replacing(with: -10, where: x .< -10).replacing(with: 10, where: x .> 10)
         let e = exp(2 * clamped)
         return V(repeating: 1) - V(repeating: 2) / (e + V(repeating: 1))
+    }
+
+    /// a·b + c, fused (one rounding, one instruction) where the target has FMA; the portable
+    /// build multiplies and adds, since a fused call there would be a library call per lane.
+    @inline(__always)
+    public static func multiplyAdd(_ a: V, _ b: V, _ c: V) -> V {
+        #if TFQ_FMA || arch(arm64)
+        return c.addingProduct(a, b)
+        #else
+        return a * b + c
+        #endif
     }
 
     /// Scalar e^x through the vector path, for tails.

@@ -21,6 +21,37 @@ public struct MatrixView {
     }
 }
 
+/// A triangle of a product known to be zero (in A) or not wanted (in C), for causal
+/// attention, whose weights P are lower triangular. The GEMM skips what it covers at tile
+/// granularity: every result it is asked for is exact, since the skipped terms are zeros.
+public enum Triangle: Sendable {
+    case none
+    /// A[i][p] = 0 where p > i + offset (P, or a product of it, read as A).
+    case aBelowDiagonal(offset: Int)
+    /// A[i][p] = 0 where p < i − offset (Pᵀ read as A).
+    case aAboveDiagonal(offset: Int)
+    /// Only C[i][j] with j ≤ i + offset is wanted (scores of keys a query can see); whole
+    /// tiles beyond it are left as they were.
+    case cBelowDiagonal(offset: Int)
+
+    /// The k range where rows `rows` of A can be nonzero.
+    @inline(__always)
+    func kRange(rows: Range<Int>, k: Int) -> (Int, Int) {
+        switch self {
+        case .aBelowDiagonal(let offset): return (0, min(k, rows.upperBound + offset))
+        case .aAboveDiagonal(let offset): return (min(k, max(0, rows.lowerBound - offset)), k)
+        default: return (0, k)
+        }
+    }
+
+    /// The last column of C wanted in a tile whose last row is `row`.
+    @inline(__always)
+    func lastColumn(row: Int, n: Int) -> Int {
+        if case .cBelowDiagonal(let offset) = self { return min(n - 1, row + offset) }
+        return n - 1
+    }
+}
+
 /// Single-precision matrix multiply, C = A·B or C += A·B, with packed panels and a
 /// register-blocked SIMD microkernel (the BLIS design).
 ///
@@ -54,8 +85,10 @@ public final class GEMM: @unchecked Sendable {
     }
 
     /// C[m × n] (with row stride ldc) = A[m × k] · B[k × n], or += when `accumulate`.
+    /// `zeros` names a triangle of A known to be zero, or of C not wanted: the work it
+    /// covers is skipped (see ``Triangle``).
     public func multiply(m: Int, n: Int, k: Int, a: MatrixView, b: MatrixView,
-                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, zeros: Triangle = .none) {
         guard m > 0, n > 0 else { return }
         if k == 0 {
             if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
@@ -84,20 +117,26 @@ public final class GEMM: @unchecked Sendable {
                     for tile in begin..<end {
                         let row = tile * Self.mr
                         let rows = min(Self.mr, m - row)
+                        // The part of this k block where the tile's rows of A can be nonzero,
+                        // and the last column of C asked of the tile.
+                        let (kBegin, kEnd) = zeros.kRange(rows: row..<(row + rows), k: k)
+                        let begin = max(kBegin - pc, 0), count = max(min(kEnd - pc, kc) - begin, 0)
+                        let lastColumn = zeros.lastColumn(row: row + rows - 1, n: n)
                         // Full tiles of a row-major A are read where they lie: 6 rows × kc stay
                         // in L1 across the panels. A transposed A (each k a row of memory, often
                         // a power-of-two stride apart that L1 cannot hold) and the ragged last
                         // tile are packed.
                         let sliver: ASliver
                         if rows == Self.mr && a.columnStride == 1 {
-                            sliver = ASliver(base: a.base + row * a.rowStride + pc, rowStride: a.rowStride, step: 1)
+                            sliver = ASliver(base: a.base + row * a.rowStride + pc + begin, rowStride: a.rowStride, step: 1)
                         } else {
-                            Self.packA(a, row: row, column: pc, kc: kc, rows: rows, into: packedA[worker])
+                            Self.packA(a, row: row, column: pc + begin, kc: count, rows: rows, into: packedA[worker])
                             sliver = ASliver(base: packedA[worker], rowStride: 1, step: Self.mr)
                         }
                         for panel in 0..<panels {
                             let column = jc + panel * Self.nr
-                            Self.microkernel(kc: kc, a: sliver, b: packedB + panel * kc * Self.nr,
+                            if column > lastColumn { break }
+                            Self.microkernel(kc: count, a: sliver, b: packedB + (panel * kc + begin) * Self.nr,
                                              c: c + row * ldc + column, ldc: ldc, rows: rows,
                                              columns: min(Self.nr, n - column), overwrite: first)
                         }
@@ -128,10 +167,13 @@ public final class GEMM: @unchecked Sendable {
     @inline(__always)
     static func packA(_ a: MatrixView, row: Int, column: Int, kc: Int, rows: Int, into sliver: UnsafeMutablePointer<Float>) {
         if a.rowStride == 1 && rows == mr {
-            // Transposed A: the tile's rows sit side by side at each k.
+            // Transposed A: the tile's six rows sit side by side at each k, copied as 4 + 2.
+            let out = UnsafeMutableRawPointer(sliver)
             for p in 0..<kc {
-                let source = a.base + row + (column + p) * a.columnStride
-                for i in 0..<mr { sliver[p * mr + i] = source[i] }
+                let source = UnsafeRawPointer(a.base + row + (column + p) * a.columnStride)
+                out.storeBytes(of: source.loadUnaligned(as: SIMD4<Float>.self), toByteOffset: p * mr * 4, as: SIMD4<Float>.self)
+                out.storeBytes(of: source.loadUnaligned(fromByteOffset: 16, as: SIMD2<Float>.self), toByteOffset: p * mr * 4 + 16,
+                               as: SIMD2<Float>.self)
             }
             return
         }
@@ -193,11 +235,17 @@ public final class GEMM: @unchecked Sendable {
         withUnsafeTemporaryAllocation(of: V.self, capacity: 2 * mr) { tile in
             tile[0] = c00; tile[1] = c01; tile[2] = c10; tile[3] = c11; tile[4] = c20; tile[5] = c21
             tile[6] = c30; tile[7] = c31; tile[8] = c40; tile[9] = c41; tile[10] = c50; tile[11] = c51
+            if columns == nr {
+                for i in 0..<rows { store(tile[2 * i], tile[2 * i + 1], to: c + i * ldc, overwrite: overwrite) }
+                return
+            }
             let values = UnsafeRawPointer(tile.baseAddress!).assumingMemoryBound(to: Float.self)
             for i in 0..<rows {
-                for j in 0..<columns {
-                    let value = values[i * nr + j]
-                    c[i * ldc + j] = overwrite ? value : c[i * ldc + j] + value
+                let row = c + i * ldc
+                if overwrite {
+                    row.update(from: values + i * nr, count: columns)
+                } else {
+                    for j in 0..<columns { row[j] += values[i * nr + j] }
                 }
             }
         }

@@ -1,11 +1,13 @@
 /// Parameter updates over contiguous ranges of a flat parameter buffer.
 public enum Optimizer {
     /// AdamW (decoupled weight decay): m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
-    /// p −= lr·(m̂ / (√v̂ + ε) + decay·p), with bias-corrected m̂, v̂ at `step` (from 1).
+    /// p −= lr·(m̂ / (√v̂ + ε) + decay·p), with bias-corrected m̂, v̂ at `step` (from 1),
+    /// where g is the stored gradient times `gradientScale` (gradient clipping's factor,
+    /// applied here instead of in a pass of its own).
     public static func adamW(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
                              m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count: Int,
                              learningRate: Float, beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float,
-                             step: Int, pool: ThreadPool) {
+                             step: Int, gradientScale: Float = 1, pool: ThreadPool) {
         let correction1 = 1 - Float(Double(beta1).power(step))
         let correction2 = 1 - Float(Double(beta2).power(step))
         typealias V = SIMD8<Float>
@@ -16,7 +18,7 @@ public enum Optimizer {
             var i = range.lowerBound
             while i + 8 <= range.upperBound {
                 let offset = i * 4
-                let g = rg.loadUnaligned(fromByteOffset: offset, as: V.self)
+                let g = rg.loadUnaligned(fromByteOffset: offset, as: V.self) * V(repeating: gradientScale)
                 let mi = V(repeating: beta1) * rm.loadUnaligned(fromByteOffset: offset, as: V.self) + V(repeating: 1 - beta1) * g
                 let vi = V(repeating: beta2) * rv.loadUnaligned(fromByteOffset: offset, as: V.self) + V(repeating: 1 - beta2) * g * g
                 rm.storeBytes(of: mi, toByteOffset: offset, as: V.self)
@@ -27,7 +29,7 @@ public enum Optimizer {
                 i += 8
             }
             for i in i..<range.upperBound {
-                let g = gradients[i]
+                let g = gradients[i] * gradientScale
                 let mi = beta1 * m[i] + (1 - beta1) * g
                 let vi = beta2 * v[i] + (1 - beta2) * g * g
                 m[i] = mi
@@ -40,14 +42,17 @@ public enum Optimizer {
 
     /// Plain gradient descent, the seed's θ ← θ − η·∂L/∂θ.
     public static func sgd(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, count: Int,
-                           learningRate: Float, pool: ThreadPool) {
+                           learningRate: Float, gradientScale: Float = 1, pool: ThreadPool) {
         pool.parallelFor(count, grain: 4096) { range in
-            for i in range { parameters[i] -= learningRate * gradients[i] }
+            for i in range { parameters[i] -= learningRate * (gradients[i] * gradientScale) }
         }
     }
 
-    /// ‖g‖₂ over `count` floats, accumulated in Double per thread.
-    public static func norm(_ values: UnsafePointer<Float>, count: Int, pool: ThreadPool) -> Double {
+    /// ‖g‖₂ over `count` floats, accumulated in Double per thread. `prepare` runs on each
+    /// chunk just before it is read (it may write the chunk): a pass that produces the
+    /// values can hand them over while they are still in L1.
+    public static func norm(_ values: UnsafePointer<Float>, count: Int, pool: ThreadPool,
+                            prepare: (Range<Int>) -> Void = { _ in }) -> Double {
         withUnsafeTemporaryAllocation(of: Double.self, capacity: pool.threadCount) { partial in
             let threads = pool.threadCount
             pool.run { worker in
@@ -55,18 +60,13 @@ public enum Optimizer {
                 var i = count * worker / threads, sum = 0.0
                 while i < end {
                     let chunk = min(256, end - i)
+                    prepare(i..<(i + chunk))
                     sum += Double(VectorOps.dot(values + i, values + i, count: chunk))
                     i += chunk
                 }
                 partial[worker] = sum
             }
             return partial.reduce(0, +).squareRoot()
-        }
-    }
-
-    public static func scale(_ values: UnsafeMutablePointer<Float>, count: Int, by factor: Float, pool: ThreadPool) {
-        pool.parallelFor(count, grain: 4096) { range in
-            for i in range { values[i] *= factor }
         }
     }
 }

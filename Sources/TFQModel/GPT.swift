@@ -152,13 +152,58 @@ public final class GPT {
         let mask = lastDropout
         // The first replica adds into `gradients`; the others start their own buffers from zero.
         onEachReplica { $0.backward(lossScale: scale, dropout: mask, zeroingFirst: $0.firstRow > 0) }
+        _ = sumReplicaGradients(measuringNorm: false)
+    }
+
+    /// One training step's gradients: sets ``gradients`` to ∂(mean loss)/∂θ on `inputs` and
+    /// `targets` [batch × length] (targets < 0 are not counted), with dropout if it is on.
+    /// Returns the mean loss and, when `measuringNorm`, the gradients' L2 norm.
+    ///
+    /// The same values as ``zeroGradients()``, ``forward(inputs:targets:batch:length:training:)``
+    /// with `training`, then ``backward()``, bit for bit, but each replica runs its forward and
+    /// backward passes in one job: one fork/join per step instead of two, and the gradients
+    /// are zeroed by the threads that fill them. The norm comes out of the pass that sums
+    /// the replicas' gradients.
+    public func trainingStep(inputs: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, batch: Int, length: Int,
+                             measuringNorm: Bool) -> (loss: Double, gradientNorm: Double?) {
+        precondition(length >= 1 && length <= config.contextLength && batch >= 1)
+        let replicas = self.replicas(batch: batch, length: length)
+        var mask: DropoutMask?
+        if dropout > 0 {
+            dropoutStep &+= 1
+            mask = DropoutMask(rate: dropout, step: dropoutStep)
+        }
+        lastDropout = mask
+        lastCounted = (0..<(batch * length)).reduce(0) { $0 + (targets[$1] >= 0 ? 1 : 0) }
+        let scale = lastCounted > 0 ? 1 / Float(lastCounted) : 0
+        onEachReplica { replica in
+            replica.forward(inputs: inputs, targets: targets, dropout: mask)
+            replica.backward(lossScale: scale, dropout: mask, zeroingFirst: true)
+        }
+        let total = replicas.reduce(0.0) { $0 + $1.lossSum }
+        let norm = sumReplicaGradients(measuringNorm: measuringNorm)
+        return (lastCounted > 0 ? total / Double(lastCounted) : 0, norm)
+    }
+
+    /// Adds the other replicas' gradients into ``gradients``; when `measuringNorm`, returns
+    /// the sum's L2 norm, taken in the same pass with the same chunks and partial sums as
+    /// `Optimizer.norm`, so the value is the same bit for bit.
+    private func sumReplicaGradients(measuringNorm: Bool) -> Double? {
         let extra = replicaGradients.prefix(replicas.count - 1)
-        guard !extra.isEmpty else { return }
-        let g = gradients.baseAddress!
-        pool.parallelFor(layout.count, grain: 4096) { range in
-            for buffer in extra {
-                VectorOps.add(buffer + range.lowerBound, into: g + range.lowerBound, count: range.count)
+        let g = gradients.baseAddress!, count = layout.count
+        guard !extra.isEmpty else {
+            return measuringNorm ? Optimizer.norm(g, count: count, pool: pool) : nil
+        }
+        guard measuringNorm else {
+            pool.parallelFor(count, grain: 4096) { range in
+                for buffer in extra {
+                    VectorOps.add(buffer + range.lowerBound, into: g + range.lowerBound, count: range.count)
+                }
             }
+            return nil
+        }
+        return Optimizer.norm(g, count: count, pool: pool) { chunk in
+            for buffer in extra { VectorOps.add(buffer + chunk.lowerBound, into: g + chunk.lowerBound, count: chunk.count) }
         }
     }
 }

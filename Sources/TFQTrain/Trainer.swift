@@ -109,13 +109,12 @@ public final class Trainer {
         while state.step < options.steps {
             if shouldStop() { interrupted = true; break }
             sampleBatch(into: &inputs, &targets)
-            model.zeroGradients()
-            let loss = inputs.withUnsafeBufferPointer { i in targets.withUnsafeBufferPointer { t in
-                model.forward(inputs: i.baseAddress!, targets: t.baseAddress!, batch: batch, length: length, training: true)
+            let (loss, norm) = inputs.withUnsafeBufferPointer { i in targets.withUnsafeBufferPointer { t in
+                model.trainingStep(inputs: i.baseAddress!, targets: t.baseAddress!, batch: batch, length: length,
+                                   measuringNorm: options.gradClip > 0)
             } }
-            model.backward()
             let rate = options.learningRate(at: state.step)
-            optimizerStep(learningRate: rate)
+            optimizerStep(learningRate: rate, gradientNorm: norm)
             state.step += 1
             state.tokens += tokensPerStep
             state.lastTrainLoss = loss
@@ -192,26 +191,28 @@ public final class Trainer {
         }
     }
 
-    private func optimizerStep(learningRate: Float) {
+    /// Clips the gradients to a global norm of `gradClip` (folded into the update as a
+    /// factor) and steps the optimizer.
+    private func optimizerStep(learningRate: Float, gradientNorm: Double?) {
         let pool = model.pool
         let count = model.layout.count
         let gradients = model.gradients.baseAddress!
-        if options.gradClip > 0 {
-            let norm = Optimizer.norm(gradients, count: count, pool: pool)
-            if norm > Double(options.gradClip) {
-                Optimizer.scale(gradients, count: count, by: Float(Double(options.gradClip) / norm), pool: pool)
-            }
+        var clipScale: Float = 1
+        if options.gradClip > 0, let gradientNorm, gradientNorm > Double(options.gradClip) {
+            clipScale = Float(Double(options.gradClip) / gradientNorm)
         }
         let parameters = model.parameters.baseAddress!
         switch options.optimizer {
         case .sgd:
-            Optimizer.sgd(parameters: parameters, gradients: gradients, count: count, learningRate: learningRate, pool: pool)
+            Optimizer.sgd(parameters: parameters, gradients: gradients, count: count, learningRate: learningRate,
+                          gradientScale: clipScale, pool: pool)
         case .adamw:
             for tensor in model.layout.tensors {
                 let o = tensor.offset
                 Optimizer.adamW(parameters: parameters + o, gradients: gradients + o, m: m.baseAddress! + o, v: v.baseAddress! + o,
                                 count: tensor.count, learningRate: learningRate, beta1: options.beta1, beta2: options.beta2,
-                                epsilon: 1e-8, weightDecay: tensor.isMatrix ? options.weightDecay : 0, step: state.step + 1, pool: pool)
+                                epsilon: 1e-8, weightDecay: tensor.isMatrix ? options.weightDecay : 0, step: state.step + 1,
+                                gradientScale: clipScale, pool: pool)
             }
         }
     }

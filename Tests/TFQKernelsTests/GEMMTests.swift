@@ -74,6 +74,72 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
         #expect(worst <= 1e-5 * Double(k).squareRoot() * 4, "worst \(worst)")
     }
 
+    /// Skipping a triangle of A that is zero changes nothing: the product equals, bit for
+    /// bit, the full product over the same zeros (the skipped terms are exact zeros), across
+    /// two k blocks, ragged tiles, offsets either side of the diagonal and 1 or 3 threads.
+    @Test(arguments: [(-5, 0), (0, 0), (7, 1), (40, 2)])
+    func skippingAZeroTriangleOfAChangesNothing(offset: Int, seedOffset: Int) {
+        let (m, n, k) = (37, 40, 300)
+        for threads in [1, 3] {
+            let gemm = GEMM(pool: ThreadPool(threads: threads))
+            for below in [true, false] {
+                // A[i][p] = 0 where p > i + offset (below), or where p < i − offset.
+                var a = randomFloats(m * k, seed: UInt64(91 + seedOffset))
+                for i in 0..<m { for p in 0..<k where below ? p > i + offset : p < i - offset { a[i * k + p] = 0 } }
+                let b = randomFloats(k * n, seed: 92), initial = randomFloats(m * n, seed: 93)
+                let aT = (0..<(k * m)).map { a[($0 % m) * k + $0 / m] }   // A stored transposed: [k × m]
+                for transposed in [false, true] {
+                    for accumulate in [false, true] {
+                        var full = initial, skipped = initial
+                        let source = transposed ? aT : a
+                        source.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
+                            let av = transposed ? MatrixView.transposed(ap.baseAddress!, columns: m) : MatrixView(ap.baseAddress!, columns: k)
+                            let bv = MatrixView(bp.baseAddress!, columns: n)
+                            full.withUnsafeMutableBufferPointer { cp in
+                                gemm.multiply(m: m, n: n, k: k, a: av, b: bv, c: cp.baseAddress!, ldc: n, accumulate: accumulate)
+                            }
+                            skipped.withUnsafeMutableBufferPointer { cp in
+                                gemm.multiply(m: m, n: n, k: k, a: av, b: bv, c: cp.baseAddress!, ldc: n, accumulate: accumulate,
+                                              zeros: below ? .aBelowDiagonal(offset: offset) : .aAboveDiagonal(offset: offset))
+                            }
+                        } }
+                        #expect(skipped == full, "offset \(offset) below \(below) transposed \(transposed) acc \(accumulate) threads \(threads)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// With C's upper triangle unwanted, the wanted entries are the full product's, bit for
+    /// bit, and entries beyond the last tile that reaches them are not written.
+    @Test(arguments: [-3, 0, 9])
+    func anUnwantedTriangleOfCIsSkipped(offset: Int) {
+        let (m, n, k) = (50, 70, 33)
+        let a = randomFloats(m * k, seed: 94), b = randomFloats(k * n, seed: 95)
+        var full = [Float](repeating: 0, count: m * n), skipped = [Float](repeating: .nan, count: m * n)
+        let gemm = GEMM(pool: ThreadPool(threads: 2))
+        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
+            let av = MatrixView(ap.baseAddress!, columns: k), bv = MatrixView.transposed(bp.baseAddress!, columns: k)
+            full.withUnsafeMutableBufferPointer { gemm.multiply(m: m, n: n, k: k, a: av, b: bv, c: $0.baseAddress!, ldc: n, accumulate: false) }
+            skipped.withUnsafeMutableBufferPointer {
+                gemm.multiply(m: m, n: n, k: k, a: av, b: bv, c: $0.baseAddress!, ldc: n, accumulate: false, zeros: .cBelowDiagonal(offset: offset))
+            }
+        } }
+        var wanted = 0, untouched = 0
+        for i in 0..<m {
+            for j in 0..<n {
+                if j <= i + offset {
+                    #expect(skipped[i * n + j] == full[i * n + j], "(\(i), \(j))")
+                    wanted += 1
+                } else if j > i + offset + GEMM.mr + GEMM.nr {
+                    #expect(skipped[i * n + j].isNaN, "(\(i), \(j)) was written")
+                    untouched += 1
+                }
+            }
+        }
+        #expect(wanted > 0 && untouched > 0)
+    }
+
     @Test func strideLeavesColumnsOutsideTheOutputAlone() {
         let gemm = GEMM(pool: ThreadPool(threads: 2))
         let a: [Float] = [1, 2, 3, 4], b: [Float] = [1, 0, 0, 1]

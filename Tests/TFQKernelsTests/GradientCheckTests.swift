@@ -167,6 +167,48 @@ import Testing
         }
         #expect(worst < 1e-5, "\(worst)")
     }
+
+    /// Clipping folded into the update: a gradient scale gives, bit for bit, the update of
+    /// gradients scaled beforehand (what the trainer did in a pass of its own).
+    @Test func aGradientScaleEqualsScalingTheGradientsFirst() {
+        let n = 1024 + 13, factor: Float = 0.37
+        let g = randomFloats(n, seed: 31), scaled = g.map { $0 * factor }
+        let m0 = randomFloats(n, seed: 32).map { $0 * 0.1 }, v0 = randomFloats(n, seed: 33).map { $0 * $0 * 0.01 }
+        let p0 = randomFloats(n, seed: 34)
+        var (p1, m1, v1) = (p0, m0, v0), (p2, m2, v2) = (p0, m0, v0)
+        Optimizer.adamW(parameters: &p1, gradients: g, m: &m1, v: &v1, count: n, learningRate: 0.01, beta1: 0.9, beta2: 0.95,
+                        epsilon: 1e-8, weightDecay: 0.1, step: 4, gradientScale: factor, pool: Self.pool)
+        Optimizer.adamW(parameters: &p2, gradients: scaled, m: &m2, v: &v2, count: n, learningRate: 0.01, beta1: 0.9, beta2: 0.95,
+                        epsilon: 1e-8, weightDecay: 0.1, step: 4, pool: Self.pool)
+        #expect(p1 == p2 && m1 == m2 && v1 == v2)
+        #expect(p1 != p0)
+        var q1 = p0, q2 = p0
+        Optimizer.sgd(parameters: &q1, gradients: g, count: n, learningRate: 0.1, gradientScale: factor, pool: Self.pool)
+        Optimizer.sgd(parameters: &q2, gradients: scaled, count: n, learningRate: 0.1, pool: Self.pool)
+        #expect(q1 == q2 && q1 != p0)
+    }
+
+    /// `norm`'s `prepare` runs once on every chunk, before the chunk is read: a pass that
+    /// writes the values there measures what it wrote.
+    @Test func theNormMeasuresWhatPrepareWrote() {
+        let n = 3 * 256 + 77
+        let target = randomFloats(n, seed: 35)
+        for threads in [1, 3] {
+            var values = [Float](repeating: 0, count: n)
+            var visits = [Int](repeating: 0, count: n)
+            let norm = values.withUnsafeMutableBufferPointer { buffer in
+                visits.withUnsafeMutableBufferPointer { seen in
+                    Optimizer.norm(buffer.baseAddress!, count: n, pool: ThreadPool(threads: threads)) { chunk in
+                        for i in chunk { buffer[i] = target[i]; seen[i] += 1 }
+                    }
+                }
+            }
+            #expect(visits.allSatisfy { $0 == 1 })
+            #expect(values == target)
+            #expect(norm == Optimizer.norm(target, count: n, pool: ThreadPool(threads: threads)))
+            #expect(abs(norm - target.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()) < 1e-4)
+        }
+    }
 }
 
 @Suite struct FastMathTests {

@@ -123,6 +123,32 @@ import TFQKernels
             #expect(worst < 1e-4)
         }
     }
+
+    /// The trainer's fused step (forward and backward in one job per replica, gradients zeroed
+    /// by the replicas, the norm taken while summing them) gives the separate calls' loss,
+    /// gradients and norm bit for bit, dropout masks included, and overwrites what the
+    /// gradient buffer held before.
+    @Test(arguments: [(1, Float(0)), (2, 0), (3, 0.25), (8, 0.25)])
+    func theFusedTrainingStepMatchesTheSeparateCalls(threads: Int, dropout: Float) {
+        let config = Self.configs[1]
+        let (inputs, targets) = Self.batch(batch: 4, length: 5, vocab: config.vocabSize, seed: 6)
+        var masked = targets
+        masked[3] = -1   // an uncounted position
+        let separate = Self.tinyModel(config, seed: 3, threads: threads), fused = Self.tinyModel(config, seed: 3, threads: threads)
+        separate.dropout = dropout
+        fused.dropout = dropout
+        for step in 0..<2 {
+            separate.zeroGradients()
+            let loss = separate.forward(inputs: inputs, targets: masked, batch: 4, length: 5, training: true)
+            separate.backward()
+            let norm = Optimizer.norm(separate.gradients.baseAddress!, count: separate.layout.count, pool: separate.pool)
+            fused.gradients.update(repeating: 7)   // stale values the step must not add to
+            let result = fused.trainingStep(inputs: inputs, targets: masked, batch: 4, length: 5, measuringNorm: step == 0)
+            #expect(result.loss == loss && loss > 0)
+            #expect(step == 0 ? result.gradientNorm == norm && norm > 0 : result.gradientNorm == nil)
+            #expect(Array(fused.gradients) == Array(separate.gradients), "step \(step)")
+        }
+    }
 }
 
 extension ModelConfig: CustomTestStringConvertible {
