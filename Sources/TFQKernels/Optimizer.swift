@@ -8,8 +8,10 @@ public enum Optimizer {
                              m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count: Int,
                              learningRate: Float, beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float,
                              step: Int, gradientScale: Float = 1, pool: ThreadPool) {
-        let correction1 = 1 - Float(Double(beta1).power(step))
-        let correction2 = 1 - Float(Double(beta2).power(step))
+        // m̂ = m / (1 − β1ᵗ) and √v̂ = √v / √(1 − β2ᵗ), as reciprocals: one division and one
+        // square root per element instead of three divisions and a root.
+        let inverseCorrection1 = Float(1 / (1 - Double(beta1).power(step)))
+        let inverseRootCorrection2 = Float(1 / (1 - Double(beta2).power(step)).squareRoot())
         typealias V = SIMD8<Float>
         pool.parallelFor(count, grain: 1024) { range in
             // Eight at a time (same arithmetic, lane by lane), then the tail.
@@ -23,7 +25,7 @@ public enum Optimizer {
                 let vi = V(repeating: beta2) * rv.loadUnaligned(fromByteOffset: offset, as: V.self) + V(repeating: 1 - beta2) * g * g
                 rm.storeBytes(of: mi, toByteOffset: offset, as: V.self)
                 rv.storeBytes(of: vi, toByteOffset: offset, as: V.self)
-                let update = (mi / V(repeating: correction1)) / ((vi / V(repeating: correction2)).squareRoot() + V(repeating: epsilon))
+                let update = (mi * V(repeating: inverseCorrection1)) / (vi.squareRoot() * V(repeating: inverseRootCorrection2) + V(repeating: epsilon))
                 let p = rp.loadUnaligned(fromByteOffset: offset, as: V.self)
                 rp.storeBytes(of: p - V(repeating: learningRate) * (update + V(repeating: weightDecay) * p), toByteOffset: offset, as: V.self)
                 i += 8
@@ -34,7 +36,7 @@ public enum Optimizer {
                 let vi = beta2 * v[i] + (1 - beta2) * g * g
                 m[i] = mi
                 v[i] = vi
-                let update = (mi / correction1) / ((vi / correction2).squareRoot() + epsilon)
+                let update = (mi * inverseCorrection1) / (vi.squareRoot() * inverseRootCorrection2 + epsilon)
                 parameters[i] -= learningRate * (update + weightDecay * parameters[i])
             }
         }
