@@ -24,6 +24,7 @@ public struct MatrixView {
 /// A triangle of a product known to be zero (in A) or not wanted (in C), for causal
 /// attention, whose weights P are lower triangular. The GEMM skips what it covers at tile
 /// granularity: every result it is asked for is exact, since the skipped terms are zeros.
+/// A's zeros must really be in memory: a tile the diagonal crosses still reads them.
 public enum Triangle: Sendable {
     case none
     /// A[i][p] = 0 where p > i + offset (P, or a product of it, read as A).

@@ -42,7 +42,8 @@ public enum Optimizer {
         }
     }
 
-    /// Plain gradient descent, the seed's θ ← θ − η·∂L/∂θ.
+    /// Plain gradient descent, the seed's θ ← θ − η·∂L/∂θ, with ∂L/∂θ the stored gradient
+    /// times `gradientScale`.
     public static func sgd(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, count: Int,
                            learningRate: Float, gradientScale: Float = 1, pool: ThreadPool) {
         pool.parallelFor(count, grain: 4096) { range in

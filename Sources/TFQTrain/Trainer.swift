@@ -191,8 +191,8 @@ public final class Trainer {
         }
     }
 
-    /// Clips the gradients to a global norm of `gradClip` (folded into the update as a
-    /// factor) and steps the optimizer.
+    /// Steps the optimizer with the gradients clipped to a global norm of `gradClip`: the clip
+    /// is a factor inside the update, so ``GPT/gradients`` themselves stay unclipped.
     private func optimizerStep(learningRate: Float, gradientNorm: Double?) {
         let pool = model.pool
         let count = model.layout.count

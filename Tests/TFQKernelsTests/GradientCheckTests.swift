@@ -73,32 +73,36 @@ import Testing
         if activation == .gelu { #expect(abs(run([1])[0] - 0.841_192) < 1e-5) }
     }
 
-    /// Whole (one block of rows) and in blocks of 2 rows, so the blocked causal products and
-    /// their accumulation across blocks are checked too.
-    @Test(arguments: [64, 2])
-    func causalAttention(rowBlock: Int) {
-        let attention = CausalAttention(batch: 2, length: 5, heads: 2, dim: 8, rowBlock: rowBlock)
+    /// Whole (one block of rows) and in blocks of 2 or 16 rows, so the blocked causal
+    /// products and their accumulation across blocks are checked too. At length 40 the GEMMs
+    /// skip whole tiles of the causal triangle (6-row tiles, 16-column panels); outputs and
+    /// buffers start as NaN, so anything left unwritten, or read where it was skipped, shows.
+    @Test(arguments: [(5, 64), (5, 2), (40, 64), (40, 16)])
+    func causalAttention(length: Int, rowBlock: Int) {
+        let attention = CausalAttention(batch: 2, length: length, heads: 2, dim: 8, rowBlock: rowBlock)
         let gemms = CausalAttention.gemms(threads: Self.pool.threadCount)
-        let rows = 2 * 5
+        let rows = 2 * length
         var qkv = randomFloats(rows * 24, seed: 7)
         let r = randomFloats(rows * 8, seed: 8)
         func run(_ qkv: [Float]) -> (y: [Float], p: [Float]) {
-            var y = [Float](repeating: 0, count: rows * 8), p = [Float](repeating: 0, count: attention.probabilityCount)
+            var y = [Float](repeating: .nan, count: rows * 8), p = [Float](repeating: .nan, count: attention.probabilityCount)
             attention.forward(qkv: qkv, y: &y, probabilities: &p, gemms: gemms, pool: Self.pool)
             return (y, p)
         }
         let f = run(qkv)
+        #expect(f.y.allSatisfy { $0.isFinite } && f.p.allSatisfy { $0.isFinite })
         var dqkv = [Float](repeating: .nan, count: rows * 24)
         var scratch = [Float](repeating: .nan, count: Self.pool.threadCount * attention.scratchPerThread)
         attention.backward(dy: r, qkv: qkv, probabilities: f.p, dqkv: &dqkv, scratch: &scratch, gemms: gemms, pool: Self.pool)
+        #expect(dqkv.allSatisfy { $0.isFinite })
         Self.check("attention dqkv", x: &qkv, analytic: dqkv) { Self.project(run($0).y, r) }
         // Causality: changing the last position's key and value leaves earlier outputs alone.
         var changed = qkv
-        for c in 8..<24 { changed[4 * 24 + c] += 1 }
-        #expect(Array(run(changed).y[0..<32]) == Array(f.y[0..<32]))
+        for c in 8..<24 { changed[(length - 1) * 24 + c] += 1 }
+        #expect(Array(run(changed).y[0..<((length - 1) * 8)]) == Array(f.y[0..<((length - 1) * 8)]))
         // The weights: each row sums to 1 over the positions it sees and is 0 beyond.
-        for row in 0..<(2 * 2 * 5) {
-            let i = row % 5, weights = f.p[(row * 5)..<(row * 5 + 5)]
+        for row in 0..<(2 * 2 * length) {
+            let i = row % length, weights = f.p[(row * length)..<(row * length + length)]
             #expect(abs(weights.prefix(i + 1).reduce(0, +) - 1) < 1e-5)
             #expect(weights.dropFirst(i + 1).allSatisfy { $0 == 0 })
         }
