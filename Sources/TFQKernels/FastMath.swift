@@ -36,15 +36,12 @@ public enum FastMath {
         return V(repeating: 1) - V(repeating: 2) / (e + V(repeating: 1))
     }
 
-    /// a·b + c, fused (one rounding, one instruction) where the target has FMA; the portable
-    /// build multiplies and adds, since a fused call there would be a library call per lane.
+    /// a·b + c, fused where the build has FMA (SIMDConfig's `multiplyAdd` decides).
     @inline(__always)
-    public static func multiplyAdd(_ a: V, _ b: V, _ c: V) -> V {
-        #if TFQ_FMA || arch(arm64)
-        return c.addingProduct(a, b)
-        #else
-        return a * b + c
-        #endif
+    static func multiplyAdd(_ a: V, _ b: V, _ c: V) -> V {
+        var sum = c
+        TFQKernels.multiplyAdd(&sum, a, b)
+        return sum
     }
 
     /// Scalar e^x through the vector path, for tails.

@@ -125,11 +125,7 @@ public final class GPT {
                         training: Bool = false) -> Double {
         precondition(length >= 1 && length <= config.contextLength && batch >= 1)
         let replicas = self.replicas(batch: batch, length: length)
-        var mask: DropoutMask?
-        if training && dropout > 0 {
-            dropoutStep &+= 1
-            mask = DropoutMask(rate: dropout, step: dropoutStep)
-        }
+        let mask = training ? nextDropoutMask() : nil
         lastDropout = mask
         onEachReplica { $0.forward(inputs: inputs, targets: targets, dropout: mask) }
         lastCounted = replicas.reduce(0) { $0 + $1.counted }
@@ -168,11 +164,7 @@ public final class GPT {
                              measuringNorm: Bool) -> (loss: Double, gradientNorm: Double?) {
         precondition(length >= 1 && length <= config.contextLength && batch >= 1)
         let replicas = self.replicas(batch: batch, length: length)
-        var mask: DropoutMask?
-        if dropout > 0 {
-            dropoutStep &+= 1
-            mask = DropoutMask(rate: dropout, step: dropoutStep)
-        }
+        let mask = nextDropoutMask()
         lastDropout = mask
         lastCounted = (0..<(batch * length)).reduce(0) { $0 + (targets[$1] >= 0 ? 1 : 0) }
         let scale = lastCounted > 0 ? 1 / Float(lastCounted) : 0
@@ -191,19 +183,20 @@ public final class GPT {
     private func sumReplicaGradients(measuringNorm: Bool) -> Double? {
         let extra = replicaGradients.prefix(replicas.count - 1)
         let g = gradients.baseAddress!, count = layout.count
-        guard !extra.isEmpty else {
-            return measuringNorm ? Optimizer.norm(g, count: count, pool: pool) : nil
+        // A local function passed as a non-escaping argument: no closure context on the heap.
+        func addExtra(_ range: Range<Int>) {
+            for buffer in extra { VectorOps.add(buffer + range.lowerBound, into: g + range.lowerBound, count: range.count) }
         }
-        guard measuringNorm else {
-            pool.parallelFor(count, grain: 4096) { range in
-                for buffer in extra {
-                    VectorOps.add(buffer + range.lowerBound, into: g + range.lowerBound, count: range.count)
-                }
-            }
-            return nil
-        }
-        return Optimizer.norm(g, count: count, pool: pool) { chunk in
-            for buffer in extra { VectorOps.add(buffer + chunk.lowerBound, into: g + chunk.lowerBound, count: chunk.count) }
-        }
+        if measuringNorm { return Optimizer.norm(g, count: count, pool: pool, prepare: addExtra) }
+        if !extra.isEmpty { pool.parallelFor(count, grain: 4096, addExtra) }
+        return nil
+    }
+
+    /// A fresh dropout mask for a training pass (one per step, so a resumed run continues the
+    /// sequence), or nil when dropout is off.
+    private func nextDropoutMask() -> DropoutMask? {
+        guard dropout > 0 else { return nil }
+        dropoutStep &+= 1
+        return DropoutMask(rate: dropout, step: dropoutStep)
     }
 }
