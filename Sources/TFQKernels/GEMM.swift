@@ -1,7 +1,7 @@
 /// A read-only matrix seen through strides: element (i, j) is `base[i·rowStride + j·columnStride]`.
 /// A transposed row-major matrix is the same memory with the strides swapped, so one GEMM
 /// serves the three forms backpropagation needs (A·B, Aᵀ·B, A·Bᵀ).
-public struct MatrixView {
+public struct MatrixView: BitwiseCopyable {
     public var base: UnsafePointer<Float>
     public var rowStride: Int
     public var columnStride: Int
@@ -25,7 +25,7 @@ public struct MatrixView {
 /// attention, whose weights P are lower triangular. The GEMM skips what it covers at tile
 /// granularity: every result it is asked for is exact, since the skipped terms are zeros.
 /// A's zeros must really be in memory: a tile the diagonal crosses still reads them.
-public enum Triangle: Sendable {
+public enum Triangle: Sendable, BitwiseCopyable {
     case none
     /// A[i][p] = 0 where p > i + offset (P, or a product of it, read as A).
     case aBelowDiagonal(offset: Int)
@@ -61,7 +61,8 @@ public enum Triangle: Sendable {
 /// transposed A, and a ragged last tile, are packed into `kc × mr` slivers. The inner loop
 /// is one vector load per B row, one broadcast per A row, and `mr·2` fused multiply-adds
 /// into accumulators held in registers.
-/// Rows of C are split across the thread pool.
+/// Rows of C are split across the thread pool, or, when the GEMM shares its tiles (see
+/// ``TileExchange``), taken one 6-row tile at a time by whichever thread is free.
 public final class GEMM: @unchecked Sendable {
     /// Rows per microkernel tile.
     public static let mr = 6
@@ -73,6 +74,9 @@ public final class GEMM: @unchecked Sendable {
     public let pool: ThreadPool
     private let packedB: UnsafeMutablePointer<Float>
     private let packedA: [UnsafeMutablePointer<Float>]
+    /// Where this GEMM posts its tiles for other threads to take (see ``TileExchange``);
+    /// nil: the pool's threads split them evenly.
+    private var sharing: (exchange: TileExchange, participant: Int)?
 
     public init(pool: ThreadPool) {
         self.pool = pool
@@ -83,6 +87,22 @@ public final class GEMM: @unchecked Sendable {
     deinit {
         AlignedMemory.free(packedB)
         for buffer in packedA { AlignedMemory.free(buffer) }
+    }
+
+    /// Posts this GEMM's row tiles on `exchange` as `participant`, so that a thread with no
+    /// work of its own can take some (the GEMM's pool must be a single thread). Results are
+    /// the same bit for bit: only who computes a tile changes.
+    public func share(through exchange: TileExchange, as participant: Int) {
+        precondition(pool.threadCount == 1 && (0..<exchange.participants).contains(participant))
+        sharing = (exchange, participant)
+    }
+
+    /// This participant's own work is done: it takes other participants' tiles until all
+    /// of them are done too. Every participant calls it once per round
+    /// (``TileExchange/beginRound()``), all at the same time: one that never does keeps the
+    /// others waiting.
+    public func finishSharing() {
+        if let sharing { sharing.exchange.finish(sharing.participant, packA: packedA[0]) }
     }
 
     /// C[m × n] (with row stride ldc) = A[m × k] · B[k × n], or += when `accumulate`.
@@ -110,42 +130,53 @@ public final class GEMM: @unchecked Sendable {
                                    into: packedB + panel * kc * Self.nr)
                     }
                 }
-                let first = !accumulate && pc == 0
-                let packedA = self.packedA
-                pool.run { worker in
-                    let workers = self.pool.threadCount
-                    let begin = tiles * worker / workers, end = tiles * (worker + 1) / workers
-                    for tile in begin..<end {
-                        let row = tile * Self.mr
-                        let rows = min(Self.mr, m - row)
-                        // The part of this k block where the tile's rows of A can be nonzero,
-                        // and the last column of C asked of the tile.
-                        let (kBegin, kEnd) = zeros.kRange(rows: row..<(row + rows), k: k)
-                        let begin = max(kBegin - pc, 0), count = max(min(kEnd - pc, kc) - begin, 0)
-                        let lastColumn = zeros.lastColumn(row: row + rows - 1, n: n)
-                        // Full tiles of a row-major A are read where they lie: 6 rows × kc stay
-                        // in L1 across the panels. A transposed A (each k a row of memory, often
-                        // a power-of-two stride apart that L1 cannot hold) and the ragged last
-                        // tile are packed.
-                        let sliver: ASliver
-                        if rows == Self.mr && a.columnStride == 1 {
-                            sliver = ASliver(base: a.base + row * a.rowStride + pc + begin, rowStride: a.rowStride, step: 1)
-                        } else {
-                            Self.packA(a, row: row, column: pc + begin, kc: count, rows: rows, into: packedA[worker])
-                            sliver = ASliver(base: packedA[worker], rowStride: 1, step: Self.mr)
-                        }
-                        for panel in 0..<panels {
-                            let column = jc + panel * Self.nr
-                            if column > lastColumn { break }
-                            Self.microkernel(kc: count, a: sliver, b: packedB + (panel * kc + begin) * Self.nr,
-                                             c: c + row * ldc + column, ldc: ldc, rows: rows,
-                                             columns: min(Self.nr, n - column), overwrite: first)
+                let block = TileBlock(m: m, n: n, k: k, a: a, packedB: packedB, c: c, ldc: ldc, pc: pc, kc: kc, jc: jc,
+                                      panels: panels, overwrite: !accumulate && pc == 0, zeros: zeros, tiles: tiles)
+                if let sharing {
+                    sharing.exchange.run(block, participant: sharing.participant, packA: packedA[0])
+                } else {
+                    let packedA = self.packedA
+                    pool.run { worker in
+                        let workers = self.pool.threadCount
+                        for tile in (tiles * worker / workers)..<(tiles * (worker + 1) / workers) {
+                            Self.multiplyTile(block, tile: tile, packA: packedA[worker])
                         }
                     }
                 }
                 pc += kc
             }
             jc += nc
+        }
+    }
+
+    /// One row tile (`mr` rows of C) of a block: its A sliver against every panel of packed B.
+    /// A tile's value does not depend on which thread computes it, or when.
+    @inline(__always)
+    static func multiplyTile(_ block: TileBlock, tile: Int, packA buffer: UnsafeMutablePointer<Float>) {
+        let row = tile * mr
+        let rows = min(mr, block.m - row)
+        let (a, pc, kc) = (block.a, block.pc, block.kc)
+        // The part of this k block where the tile's rows of A can be nonzero, and the last
+        // column of C asked of the tile.
+        let (kBegin, kEnd) = block.zeros.kRange(rows: row..<(row + rows), k: block.k)
+        let begin = max(kBegin - pc, 0), count = max(min(kEnd - pc, kc) - begin, 0)
+        let lastColumn = block.zeros.lastColumn(row: row + rows - 1, n: block.n)
+        // Full tiles of a row-major A are read where they lie: 6 rows × kc stay in L1 across
+        // the panels. A transposed A (each k a row of memory, often a power-of-two stride
+        // apart that L1 cannot hold) and the ragged last tile are packed.
+        let sliver: ASliver
+        if rows == mr && a.columnStride == 1 {
+            sliver = ASliver(base: a.base + row * a.rowStride + pc + begin, rowStride: a.rowStride, step: 1)
+        } else {
+            Self.packA(a, row: row, column: pc + begin, kc: count, rows: rows, into: buffer)
+            sliver = ASliver(base: buffer, rowStride: 1, step: mr)
+        }
+        for panel in 0..<block.panels {
+            let column = block.jc + panel * nr
+            if column > lastColumn { break }
+            microkernel(kc: count, a: sliver, b: block.packedB + (panel * kc + begin) * nr,
+                        c: block.c + row * block.ldc + column, ldc: block.ldc, rows: rows,
+                        columns: min(nr, block.n - column), overwrite: block.overwrite)
         }
     }
 
@@ -156,11 +187,57 @@ public final class GEMM: @unchecked Sendable {
             for p in 0..<kc { (panel + p * nr).update(from: b.base + (row + p) * b.rowStride + column, count: nr) }
             return
         }
-        for p in 0..<kc {
+        var first = 0
+        if b.rowStride == 1 && columns == nr {
+            // A transposed B (a weight read as Wᵀ, or attention's Kᵀ and Vᵀ): each panel
+            // column is a run of memory. Eight runs are loaded and transposed in registers,
+            // instead of gathering one float per load from sixteen rows.
+            let out = UnsafeMutableRawPointer(panel)
+            while first + 8 <= kc {
+                for block in stride(from: 0, to: nr, by: 8) {
+                    let source = UnsafeRawPointer(b.base + row + first + (column + block) * b.columnStride)
+                    let step = b.columnStride * 4
+                    var r = (source.loadUnaligned(as: SIMD8<Float>.self),
+                             source.loadUnaligned(fromByteOffset: step, as: SIMD8<Float>.self),
+                             source.loadUnaligned(fromByteOffset: 2 * step, as: SIMD8<Float>.self),
+                             source.loadUnaligned(fromByteOffset: 3 * step, as: SIMD8<Float>.self),
+                             source.loadUnaligned(fromByteOffset: 4 * step, as: SIMD8<Float>.self),
+                             source.loadUnaligned(fromByteOffset: 5 * step, as: SIMD8<Float>.self),
+                             source.loadUnaligned(fromByteOffset: 6 * step, as: SIMD8<Float>.self),
+                             source.loadUnaligned(fromByteOffset: 7 * step, as: SIMD8<Float>.self))
+                    transpose8x8(&r)
+                    let target = (first * nr + block) * 4, rowBytes = nr * 4
+                    out.storeBytes(of: r.0, toByteOffset: target, as: SIMD8<Float>.self)
+                    out.storeBytes(of: r.1, toByteOffset: target + rowBytes, as: SIMD8<Float>.self)
+                    out.storeBytes(of: r.2, toByteOffset: target + 2 * rowBytes, as: SIMD8<Float>.self)
+                    out.storeBytes(of: r.3, toByteOffset: target + 3 * rowBytes, as: SIMD8<Float>.self)
+                    out.storeBytes(of: r.4, toByteOffset: target + 4 * rowBytes, as: SIMD8<Float>.self)
+                    out.storeBytes(of: r.5, toByteOffset: target + 5 * rowBytes, as: SIMD8<Float>.self)
+                    out.storeBytes(of: r.6, toByteOffset: target + 6 * rowBytes, as: SIMD8<Float>.self)
+                    out.storeBytes(of: r.7, toByteOffset: target + 7 * rowBytes, as: SIMD8<Float>.self)
+                }
+                first += 8
+            }
+        }
+        for p in first..<kc {
             let out = panel + p * nr
             let source = b.base + (row + p) * b.rowStride + column * b.columnStride
             for j in 0..<columns { out[j] = source[j * b.columnStride] }
             for j in columns..<nr { out[j] = 0 }
+        }
+    }
+
+    /// Transposes an 8 × 8 block held as eight row vectors. Splitting each pair of rows into
+    /// even and odd lanes moves element (i, j) to where index bits (i, j) rotated right by
+    /// one point; three rounds rotate by three, to (j, i). Even/odd splits are single
+    /// instructions on NEON and two shuffles each on AVX2.
+    @inline(__always)
+    static func transpose8x8(_ r: inout (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>,
+                                         SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
+        for _ in 0..<3 {
+            let p0 = SIMD16(lowHalf: r.0, highHalf: r.1), p1 = SIMD16(lowHalf: r.2, highHalf: r.3)
+            let p2 = SIMD16(lowHalf: r.4, highHalf: r.5), p3 = SIMD16(lowHalf: r.6, highHalf: r.7)
+            r = (p0.evenHalf, p1.evenHalf, p2.evenHalf, p3.evenHalf, p0.oddHalf, p1.oddHalf, p2.oddHalf, p3.oddHalf)
         }
     }
 

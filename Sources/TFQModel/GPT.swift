@@ -23,6 +23,13 @@ public final class GPT {
     private var replicas: [GPTReplica] = []
     /// The pool that runs the replicas side by side, one thread each.
     private var replicaPool: ThreadPool?
+    /// Where replicas of one thread each trade GEMM tiles, so that one that finishes first
+    /// helps the others instead of waiting (see ``TileExchange``).
+    private var tileExchange: TileExchange?
+    /// Whether replicas trade tiles; off only to test that it changes nothing.
+    var sharesTiles = true { didSet { replicas = []; tileExchange = nil } }
+    /// Tiles computed by a replica other than their own, for tests.
+    var tilesTakenByHelpers: Int { tileExchange?.tilesTakenByHelpers ?? 0 }
     /// Gradient buffers of the replicas after the first, which adds into ``gradients``.
     private var replicaGradients: [UnsafeMutablePointer<Float>] = []
     private var logitsBuffer: UnsafeMutablePointer<Float>?
@@ -103,6 +110,8 @@ public final class GPT {
                               logits: logits + first * length * config.vocabSize, batch: end - first, length: length,
                               firstRow: first * length, pool: slices == 1 ? pool : ThreadPool(threads: threadsEach))
         }
+        tileExchange = slices > 1 && threadsEach == 1 && sharesTiles ? TileExchange(participants: slices) : nil
+        if let tileExchange { for (s, replica) in replicas.enumerated() { replica.share(through: tileExchange, as: s) } }
         return replicas
     }
 
@@ -110,8 +119,12 @@ public final class GPT {
     private func onEachReplica(_ body: (GPTReplica) -> Void) {
         guard let replicaPool else { body(replicas[0]); return }
         let replicas = self.replicas
+        tileExchange?.beginRound()
         replicaPool.run { worker in
-            if worker < replicas.count { body(replicas[worker]) }
+            if worker < replicas.count {
+                body(replicas[worker])
+                replicas[worker].finishSharing()
+            }
         }
     }
 

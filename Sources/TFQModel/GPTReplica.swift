@@ -37,6 +37,17 @@ final class GPTReplica {
         buffers = TrainingActivations(config: config, batch: batch, length: length, threads: pool.threadCount, logits: logits)
     }
 
+    /// Posts this replica's linear-layer GEMM tiles on `exchange`, where replicas that are
+    /// done help the others (see ``TileExchange``).
+    func share(through exchange: TileExchange, as participant: Int) {
+        gemm.share(through: exchange, as: participant)
+    }
+
+    /// This replica's pass is done: it helps the others until they are done too.
+    func finishSharing() {
+        gemm.finishSharing()
+    }
+
     // MARK: - Forward
 
     /// Runs this replica's rows of `inputs`; with `targets`, sums their cross-entropy into

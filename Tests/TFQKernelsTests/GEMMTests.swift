@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import TFQKernels
 
@@ -151,6 +152,144 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
                           c: cp.baseAddress! + 1, ldc: 5, accumulate: false)
         } } }
         #expect(c == [9, 1, 2, 9, 9, 9, 3, 4, 9, 9])
+    }
+
+    /// GEMMs posted on a `TileExchange` give the same C bit for bit, whoever computes each
+    /// tile. Participant 0 starts its GEMMs only once the others have finished small ones
+    /// of their own (on GEMMs that do not share) and are waiting to help, so every tile that
+    /// changes hands is one of participant 0's. Posted: the three forms, an overwrite
+    /// followed by a second k block, a ragged last tile, and the three triangles.
+    @Test(arguments: [2, 3])
+    func sharedTilesGiveTheSameProducts(participants: Int) {
+        let (m, n, k) = (131, 70, 300)
+        let a = randomFloats(m * k, seed: 21), b = randomFloats(k * n, seed: 22), start = randomFloats(m * n, seed: 23)
+        func products(_ gemm: GEMM, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
+            gemm.multiply(m: m, n: n, k: k, a: MatrixView(a, columns: k), b: .transposed(b, columns: k), c: c, ldc: n, accumulate: false)
+            gemm.multiply(m: m, n: n, k: k, a: .transposed(a, columns: m), b: MatrixView(b, columns: n), c: c, ldc: n, accumulate: true)
+            for zeros: Triangle in [.cBelowDiagonal(offset: 3), .aBelowDiagonal(offset: 5), .aAboveDiagonal(offset: 2)] {
+                gemm.multiply(m: m, n: n, k: k, a: MatrixView(a, columns: k), b: MatrixView(b, columns: n), c: c, ldc: n,
+                              accumulate: true, zeros: zeros)
+            }
+        }
+        var expected = start
+        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in expected.withUnsafeMutableBufferPointer { cp in
+            for _ in 0..<3 { products(GEMM(pool: ThreadPool(threads: 1)), ap.baseAddress!, bp.baseAddress!, cp.baseAddress!) }
+        } } }
+        let exchange = TileExchange(participants: participants)
+        let gemms = (0..<participants).map { index in
+            let gemm = GEMM(pool: ThreadPool(threads: 1))
+            gemm.share(through: exchange, as: index)
+            return gemm
+        }
+        let unshared = (0..<participants).map { _ in GEMM(pool: ThreadPool(threads: 1)) }
+        let waiting = Atomic<Int>(0)
+        let output = UnsafeMutablePointer<Float>.allocate(capacity: m * n), scratch = UnsafeMutablePointer<Float>.allocate(capacity: 6 * n)
+        defer { output.deallocate(); scratch.deallocate() }
+        // Rounds go on until a tile has changed hands (the scheduler may keep a helper off
+        // the CPU for a whole round while other tests run), up to 40.
+        for round in 0..<40 {
+            if round >= 3 && exchange.tilesTakenByHelpers > 0 { break }
+            exchange.beginRound()
+            waiting.store(0, ordering: .sequentiallyConsistent)
+            output.update(from: start, count: m * n)
+            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
+                ThreadPool(threads: participants).run { worker in
+                    if worker == 0 {
+                        while waiting.load(ordering: .acquiring) < participants - 1 {}
+                        for _ in 0..<3 { products(gemms[0], ap.baseAddress!, bp.baseAddress!, output) }
+                    } else {
+                        unshared[worker].multiply(m: 6, n: n, k: k, a: MatrixView(ap.baseAddress!, columns: k),
+                                                  b: MatrixView(bp.baseAddress!, columns: n), c: scratch, ldc: n, accumulate: false)
+                        waiting.add(1, ordering: .releasing)
+                    }
+                    gemms[worker].finishSharing()
+                }
+            } }
+            let same = Array(UnsafeBufferPointer(start: output, count: m * n)) == expected   // not printed whole on failure
+            #expect(same, "round \(round)")
+        }
+        #expect(exchange.tilesTakenByHelpers > 0)
+    }
+
+    /// Many small GEMMs on every participant at once, for many rounds: postings open and
+    /// close quickly while others copy and claim them. Every participant's result is checked.
+    /// (How many tiles change hands is up to the scheduler, so it is not asserted here.)
+    @Test func manySmallSharedGEMMsStayExact() {
+        let participants = 3, rounds = 150
+        let exchange = TileExchange(participants: participants)
+        let gemms = (0..<participants).map { index in
+            let gemm = GEMM(pool: ThreadPool(threads: 1))
+            gemm.share(through: exchange, as: index)
+            return gemm
+        }
+        let pool = ThreadPool(threads: participants)
+        // Participant p multiplies (12·(p + 1) + 1) × 40 × (20 + p) matrices, so their tiles
+        // and k differ, and a ragged tile is always posted.
+        let shapes = (0..<participants).map { p in (m: 12 * (p + 1) + 1, n: 40, k: 20 + p) }
+        let inputs = shapes.enumerated().map { p, shape in
+            (randomFloats(shape.m * shape.k, seed: UInt64(40 + p)), randomFloats(shape.k * shape.n, seed: UInt64(50 + p)))
+        }
+        let expected = shapes.enumerated().map { p, shape in
+            var c = [Float](repeating: 0, count: shape.m * shape.n)
+            inputs[p].0.withUnsafeBufferPointer { ap in inputs[p].1.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                let gemm = GEMM(pool: ThreadPool(threads: 1))
+                for _ in 0..<Self.products(participant: p) {
+                    gemm.multiply(m: shape.m, n: shape.n, k: shape.k, a: MatrixView(ap.baseAddress!, columns: shape.k),
+                                  b: MatrixView(bp.baseAddress!, columns: shape.n), c: cp.baseAddress!, ldc: shape.n, accumulate: true)
+                }
+            } } }
+            return c
+        }
+        let outputs = shapes.map { UnsafeMutablePointer<Float>.allocate(capacity: $0.m * $0.n) }
+        defer { outputs.forEach { $0.deallocate() } }
+        var wrong = 0
+        for _ in 0..<rounds {
+            for (p, shape) in shapes.enumerated() { outputs[p].update(repeating: 0, count: shape.m * shape.n) }
+            exchange.beginRound()
+            pool.run { worker in
+                let shape = shapes[worker]
+                inputs[worker].0.withUnsafeBufferPointer { ap in inputs[worker].1.withUnsafeBufferPointer { bp in
+                    for _ in 0..<Self.products(participant: worker) {
+                        gemms[worker].multiply(m: shape.m, n: shape.n, k: shape.k, a: MatrixView(ap.baseAddress!, columns: shape.k),
+                                               b: MatrixView(bp.baseAddress!, columns: shape.n), c: outputs[worker], ldc: shape.n,
+                                               accumulate: true)
+                    }
+                } }
+                gemms[worker].finishSharing()
+            }
+            for (p, shape) in shapes.enumerated()
+            where Array(UnsafeBufferPointer(start: outputs[p], count: shape.m * shape.n)) != expected[p] {
+                wrong += 1
+            }
+        }
+        #expect(wrong == 0)
+    }
+
+    /// Products each participant of `manySmallSharedGEMMsStayExact` accumulates per round:
+    /// unequal, so that the early finishers help.
+    static func products(participant: Int) -> Int { 20 - 5 * participant }
+
+    /// A transposed B is packed 8 × 8 through registers: every panel element must be the
+    /// one a plain gather reads, for runs of k that are and are not multiples of 8, at an
+    /// offset into both dimensions, and for ragged panels that take the scalar path.
+    @Test(arguments: [1, 7, 8, 13, 64, 257])
+    func transposedBPanelsHoldTheGatheredValues(kc: Int) {
+        let (rows, columns, row, column) = (300, 70, 5, 3)   // B = Wᵀ with W [columns × rows]
+        let w = randomFloats(rows * columns, seed: UInt64(kc))
+        for width in [GEMM.nr, 5] {
+            var panel = [Float](repeating: .nan, count: kc * GEMM.nr)
+            w.withUnsafeBufferPointer { wp in
+                let b = MatrixView.transposed(wp.baseAddress!, columns: rows)
+                panel.withUnsafeMutableBufferPointer { GEMM.packB(b, row: row, column: column, kc: kc, columns: width, into: $0.baseAddress!) }
+            }
+            for p in 0..<kc {
+                for j in 0..<GEMM.nr {
+                    let want = j < width ? w[(column + j) * rows + row + p] : 0
+                    #expect(panel[p * GEMM.nr + j] == want, "kc \(kc) width \(width) at (\(p), \(j))")
+                    if panel[p * GEMM.nr + j] != want { return }
+                }
+            }
+        }
     }
 }
 

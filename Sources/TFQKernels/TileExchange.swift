@@ -1,0 +1,179 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One (column block, k block) pass of a GEMM after B is packed: everything a thread needs
+/// to compute any of its row tiles (``GEMM/multiplyTile(_:tile:packA:)``). Plain values
+/// and pointers only (`BitwiseCopyable` makes the compiler hold it to that): helpers copy
+/// it while its owner may be rewriting it, and use the copy only if the posting was not
+/// closed in between (see ``TileExchange``).
+struct TileBlock: BitwiseCopyable {
+    var m: Int, n: Int, k: Int
+    var a: MatrixView
+    var packedB: UnsafeMutablePointer<Float>
+    var c: UnsafeMutablePointer<Float>
+    var ldc: Int
+    var pc: Int, kc: Int, jc: Int
+    var panels: Int
+    var overwrite: Bool
+    var zeros: Triangle
+    var tiles: Int
+}
+
+/// Lets threads that each run their own sequence of single-threaded GEMMs (the training
+/// replicas) lend each other idle time. A participant posts the row tiles of its current
+/// GEMM block and takes them one at a time; a participant whose own work is done takes
+/// tiles from the others' postings until all participants are done.
+///
+/// Replicas do the same work, but the cores do not run at the same speed: on a shared
+/// machine one is often slower for a while, and the other would wait for it at the end of
+/// every step. Which thread computes a tile does not change its value (its sums run in the
+/// same order anywhere), so results stay the same bit for bit.
+///
+/// A posting works like a sequence lock. Its state word holds a generation (high 32 bits,
+/// odd while open) and the next unclaimed tile (low 32 bits). The owner claims with an
+/// atomic add; a helper copies the block, then claims with a compare-and-swap on the state
+/// it read, which fails if the owner has closed the posting (and may be rewriting the
+/// block) in between. The owner closes a posting only when every tile is done, helpers'
+/// included. (The copy is a deliberate race, the standard sequence-lock read: a race
+/// detector will report it.)
+///
+/// Every participant must call ``GEMM/finishSharing()`` once per round, from threads that
+/// run at the same time: a finished participant waits for all the others.
+public final class TileExchange: @unchecked Sendable {
+    public let participants: Int
+    /// Per participant, apart from everything else: the posting's state word, the count of
+    /// tiles finished by helpers and the owner's generation in one line; the count of tiles
+    /// it took as a helper in another; its posted block in a third. Then the round's count
+    /// of finished participants. In raw memory, so that spinning readers never touch an
+    /// object's reference count.
+    private let lines: UnsafeMutableRawPointer
+    /// 128 bytes: a cache line on every CPU tfq targets, two of the 64-byte ones.
+    private static let lineBytes = 128
+    private static let blockOffset = 2 * lineBytes
+    private static let participantBytes = blockOffset + (MemoryLayout<TileBlock>.size + lineBytes - 1) / lineBytes * lineBytes
+
+    public init(participants: Int) {
+        precondition(participants >= 1)
+        self.participants = participants
+        let bytes = (participants + 1) * Self.participantBytes
+        lines = .allocate(byteCount: bytes, alignment: Self.lineBytes)
+        lines.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        for index in 0...participants {
+            let base = lines + index * Self.participantBytes
+            base.bindMemory(to: Atomic<UInt64>.self, capacity: 1).initialize(to: Atomic(0))
+            (base + 8).bindMemory(to: Atomic<Int>.self, capacity: 1).initialize(to: Atomic(0))
+            (base + 16).bindMemory(to: UInt64.self, capacity: 1).initialize(to: 0)
+            (base + Self.lineBytes).bindMemory(to: Atomic<Int>.self, capacity: 1).initialize(to: Atomic(0))
+            (base + Self.blockOffset).bindMemory(to: TileBlock.self, capacity: 1)
+        }
+    }
+
+    deinit {
+        for index in 0...participants {
+            state(index).deinitialize(count: 1)
+            doneByHelpers(index).deinitialize(count: 1)
+            helped(index).deinitialize(count: 1)
+        }
+        lines.deallocate()
+    }
+
+    /// Generation (high 32 bits, odd while the posting is open) and next unclaimed tile.
+    private func state(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        (lines + index * Self.participantBytes).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+
+    /// Tiles of the open posting finished by helpers; past the last participant, the
+    /// participants that have finished this round.
+    private func doneByHelpers(_ index: Int) -> UnsafeMutablePointer<Atomic<Int>> {
+        (lines + index * Self.participantBytes + 8).assumingMemoryBound(to: Atomic<Int>.self)
+    }
+
+    /// The state's generation, written by the posting's owner only.
+    private func generation(_ index: Int) -> UnsafeMutablePointer<UInt64> {
+        (lines + index * Self.participantBytes + 16).assumingMemoryBound(to: UInt64.self)
+    }
+
+    /// Tiles this participant took from others, in a line of its own (it writes there while
+    /// other owners write their states).
+    private func helped(_ index: Int) -> UnsafeMutablePointer<Atomic<Int>> {
+        (lines + index * Self.participantBytes + Self.lineBytes).assumingMemoryBound(to: Atomic<Int>.self)
+    }
+
+    /// The block posted by `index`.
+    private func block(_ index: Int) -> UnsafeMutablePointer<TileBlock> {
+        (lines + index * Self.participantBytes + Self.blockOffset).assumingMemoryBound(to: TileBlock.self)
+    }
+
+    private var finished: UnsafeMutablePointer<Atomic<Int>> { doneByHelpers(participants) }
+
+    /// Tiles computed by a participant other than the one that posted them, since the start.
+    public var tilesTakenByHelpers: Int {
+        (0..<participants).reduce(0) { $0 + helped($1).pointee.load(ordering: .relaxed) }
+    }
+
+    /// Starts a round: every participant will call ``finish(_:packA:)`` once, after its last
+    /// GEMM of the round. Call before the participants start.
+    public func beginRound() {
+        finished.pointee.store(0, ordering: .sequentiallyConsistent)
+    }
+
+    /// Computes every tile of `block`, with help from finished participants.
+    func run(_ block: TileBlock, participant: Int, packA: UnsafeMutablePointer<Float>) {
+        let state = state(participant), doneByHelpers = doneByHelpers(participant), generation = generation(participant)
+        self.block(participant).pointee = block
+        doneByHelpers.pointee.store(0, ordering: .relaxed)
+        generation.pointee &+= 1
+        state.pointee.store(generation.pointee << 32, ordering: .releasing)
+        var mine = 0
+        while true {
+            let tile = Int(truncatingIfNeeded: state.pointee.wrappingAdd(1, ordering: .relaxed).oldValue & 0xFFFF_FFFF)
+            if tile >= block.tiles { break }
+            GEMM.multiplyTile(block, tile: tile, packA: packA)
+            mine += 1
+        }
+        // A helper may still be computing a tile it claimed.
+        var spins = 0
+        while mine + doneByHelpers.pointee.load(ordering: .acquiring) < block.tiles { Self.pause(&spins) }
+        generation.pointee &+= 1
+        state.pointee.store(generation.pointee << 32, ordering: .relaxed)
+        // The closed state must be visible before the block is rewritten for the next post.
+        atomicMemoryFence(ordering: .releasing)
+    }
+
+    /// `participant` has no more work this round: it takes tiles from the others' postings
+    /// until every participant has finished.
+    func finish(_ participant: Int, packA: UnsafeMutablePointer<Float>) {
+        finished.pointee.add(1, ordering: .sequentiallyConsistent)
+        var spins = 0
+        while finished.pointee.load(ordering: .acquiring) < participants {
+            Self.pause(&spins)
+            for index in 0..<participants where index != participant {
+                let state = state(index)
+                let observed = state.pointee.load(ordering: .acquiring)
+                guard (observed >> 32) & 1 == 1 else { continue }
+                let posted = self.block(index).pointee
+                // The copy must be read before the claim below re-checks the state.
+                atomicMemoryFence(ordering: .acquiring)
+                let tile = Int(truncatingIfNeeded: observed & 0xFFFF_FFFF)
+                guard tile < posted.tiles,
+                      state.pointee.compareExchange(expected: observed, desired: observed &+ 1,
+                                                    ordering: .acquiringAndReleasing).exchanged else { continue }
+                GEMM.multiplyTile(posted, tile: tile, packA: packA)
+                doneByHelpers(index).pointee.add(1, ordering: .releasing)
+                helped(participant).pointee.add(1, ordering: .relaxed)
+                spins = 0
+            }
+        }
+    }
+
+    /// One turn of a wait: spin at first (the awaited thread is usually running on another
+    /// core), then yield, so that a machine with more threads than cores lets the awaited
+    /// one run.
+    @inline(__always)
+    private static func pause(_ spins: inout Int) {
+        spins += 1
+        if spins > 2_000 { sched_yield() }
+    }
+}
