@@ -193,10 +193,10 @@ public final class GEMM: @unchecked Sendable {
             // column is a run of memory. Eight runs are loaded and transposed in registers,
             // instead of gathering one float per load from sixteen rows.
             let out = UnsafeMutableRawPointer(panel)
+            let step = b.columnStride * 4, rowBytes = nr * 4
             while first + 8 <= kc {
                 for block in stride(from: 0, to: nr, by: 8) {
                     let source = UnsafeRawPointer(b.base + row + first + (column + block) * b.columnStride)
-                    let step = b.columnStride * 4
                     var r = (source.loadUnaligned(as: SIMD8<Float>.self),
                              source.loadUnaligned(fromByteOffset: step, as: SIMD8<Float>.self),
                              source.loadUnaligned(fromByteOffset: 2 * step, as: SIMD8<Float>.self),
@@ -206,7 +206,7 @@ public final class GEMM: @unchecked Sendable {
                              source.loadUnaligned(fromByteOffset: 6 * step, as: SIMD8<Float>.self),
                              source.loadUnaligned(fromByteOffset: 7 * step, as: SIMD8<Float>.self))
                     transpose8x8(&r)
-                    let target = (first * nr + block) * 4, rowBytes = nr * 4
+                    let target = (first * nr + block) * 4
                     out.storeBytes(of: r.0, toByteOffset: target, as: SIMD8<Float>.self)
                     out.storeBytes(of: r.1, toByteOffset: target + rowBytes, as: SIMD8<Float>.self)
                     out.storeBytes(of: r.2, toByteOffset: target + 2 * rowBytes, as: SIMD8<Float>.self)

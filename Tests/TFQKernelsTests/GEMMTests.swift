@@ -183,8 +183,9 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
         }
         let unshared = (0..<participants).map { _ in GEMM(pool: ThreadPool(threads: 1)) }
         let waiting = Atomic<Int>(0)
-        let output = UnsafeMutablePointer<Float>.allocate(capacity: m * n), scratch = UnsafeMutablePointer<Float>.allocate(capacity: 6 * n)
-        defer { output.deallocate(); scratch.deallocate() }
+        let output = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
+        let scratch = (0..<participants).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: 6 * n) }   // one per helper
+        defer { output.deallocate(); scratch.forEach { $0.deallocate() } }
         // Rounds go on until a tile has changed hands (the scheduler may keep a helper off
         // the CPU for a whole round while other tests run), up to 40.
         for round in 0..<40 {
@@ -199,7 +200,7 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
                         for _ in 0..<3 { products(gemms[0], ap.baseAddress!, bp.baseAddress!, output) }
                     } else {
                         unshared[worker].multiply(m: 6, n: n, k: k, a: MatrixView(ap.baseAddress!, columns: k),
-                                                  b: MatrixView(bp.baseAddress!, columns: n), c: scratch, ldc: n, accumulate: false)
+                                                  b: MatrixView(bp.baseAddress!, columns: n), c: scratch[worker], ldc: n, accumulate: false)
                         waiting.add(1, ordering: .releasing)
                     }
                     gemms[worker].finishSharing()
