@@ -54,6 +54,9 @@ public final class TileExchange: @unchecked Sendable {
     private static let blockOffset = 2 * lineBytes
     private static let participantBytes = blockOffset + (MemoryLayout<TileBlock>.size + lineBytes - 1) / lineBytes * lineBytes
 
+    /// The participant that ``holdBackOnce(_:)`` armed, or −1.
+    private let heldBack = Atomic<Int>(-1)
+
     public init(participants: Int) {
         precondition(participants >= 1)
         self.participants = participants
@@ -113,6 +116,15 @@ public final class TileExchange: @unchecked Sendable {
         (0..<participants).reduce(0) { $0 + helped($1).pointee.load(ordering: .relaxed) }
     }
 
+    /// For tests: the next block that `participant` posts waits, unclaimed by its owner,
+    /// until another participant has taken a tile of it. Tile sharing then happens whatever
+    /// the scheduler does (the others reach that block once their own work is done).
+    /// Call between rounds, and only with two or more participants.
+    public func holdBackOnce(_ participant: Int) {
+        precondition(participants >= 2 && (0..<participants).contains(participant))
+        heldBack.store(participant, ordering: .sequentiallyConsistent)
+    }
+
     /// Starts a round: every participant will call ``finish(_:packA:)`` once, after its last
     /// GEMM of the round. Call before the participants start.
     public func beginRound() {
@@ -126,6 +138,11 @@ public final class TileExchange: @unchecked Sendable {
         doneByHelpers.pointee.store(0, ordering: .relaxed)
         generation.pointee &+= 1
         state.pointee.store(generation.pointee << 32, ordering: .releasing)
+        if block.tiles > 0 && heldBack.load(ordering: .relaxed) == participant {
+            var spins = 0
+            while state.pointee.load(ordering: .acquiring) & 0xFFFF_FFFF == 0 { Self.pause(&spins) }
+            heldBack.store(-1, ordering: .relaxed)
+        }
         var mine = 0
         while true {
             let tile = Int(truncatingIfNeeded: state.pointee.wrappingAdd(1, ordering: .relaxed).oldValue & 0xFFFF_FFFF)

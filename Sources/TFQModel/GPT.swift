@@ -30,6 +30,9 @@ public final class GPT {
     var sharesTiles = true { didSet { replicas = []; tileExchange = nil } }
     /// Tiles computed by a replica other than their own, for tests.
     var tilesTakenByHelpers: Int { tileExchange?.tilesTakenByHelpers ?? 0 }
+    /// For tests: the next pass holds this replica back at its first GEMM until another
+    /// replica has taken one of its tiles (``TileExchange/holdBackOnce(_:)``).
+    var holdsBackReplicaOnce: Int?
     /// Gradient buffers of the replicas after the first, which adds into ``gradients``.
     private var replicaGradients: [UnsafeMutablePointer<Float>] = []
     private var logitsBuffer: UnsafeMutablePointer<Float>?
@@ -120,6 +123,10 @@ public final class GPT {
         guard let replicaPool else { body(replicas[0]); return }
         let replicas = self.replicas
         tileExchange?.beginRound()
+        if let held = holdsBackReplicaOnce, let tileExchange {
+            tileExchange.holdBackOnce(held)
+            holdsBackReplicaOnce = nil
+        }
         replicaPool.run { worker in
             if worker < replicas.count {
                 body(replicas[worker])
