@@ -24,7 +24,10 @@ let package = Package(
             pkgConfig: "libzstd",
             providers: [.apt(["libzstd-dev"])]
         ),
-        .target(name: "TFQFormat", dependencies: ["CZstd"]),
+        // A SIGBUS handler scoped to tfq's file mappings: a model file truncated while in use
+        // fails the call instead of killing the process.
+        .target(name: "CMapGuard"),
+        .target(name: "TFQFormat", dependencies: ["CZstd", "CMapGuard"]),
         // One header-only C function: a cache prefetch hint for the int8 kernels.
         .target(name: "CPrefetch"),
         // BuiltinModule gives the AVX2 int8 instructions (compiled only with -DTFQ_AVX2).

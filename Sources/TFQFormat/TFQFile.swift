@@ -12,7 +12,14 @@ public final class TFQFile: @unchecked Sendable {
         public var verifyChecksums = false
         /// Refuse files whose compressed tensors decode to more than this many bytes.
         public var maxDecodedBytes = MappedFile.physicalMemory
-        public init(verifyChecksums: Bool = false) { self.verifyChecksums = verifyChecksums }
+        /// Read the file into private memory instead of mapping it: it costs a copy (no
+        /// sharing with the page cache), and the file may then be truncated or rewritten
+        /// while in use without effect (see ``isDamaged``).
+        public var copyIntoMemory = false
+        public init(verifyChecksums: Bool = false, copyIntoMemory: Bool = false) {
+            self.verifyChecksums = verifyChecksums
+            self.copyIntoMemory = copyIntoMemory
+        }
     }
 
     public let path: String
@@ -27,6 +34,11 @@ public final class TFQFile: @unchecked Sendable {
     public var fileLength: Int { mapping.bytes.count }
     /// True when every tensor is raw, so loading copies nothing.
     public var isZeroCopy: Bool { decoded.isEmpty }
+    /// True once the mapped file was found truncated while in use: pages past its new end
+    /// read as zeros, so anything computed from raw tensors since is wrong and must be
+    /// discarded (``MappedFile/isDamaged``). A file may be replaced safely by renaming a new
+    /// one over it, as tfq's writers do; truncating or rewriting it in place is not safe.
+    public var isDamaged: Bool { mapping.isDamaged }
 
     private let mapping: MappedFile
     private let indexByName: [String: Int]
@@ -34,7 +46,7 @@ public final class TFQFile: @unchecked Sendable {
 
     public init(path: String, options: Options = Options()) throws {
         self.path = path
-        mapping = try MappedFile(path: path)
+        mapping = try MappedFile(path: path, copy: options.copyIntoMemory)
         let file = mapping.bytes
         let header = try FileHeader.decode(file, file: path)
         versionMajor = header.versionMajor

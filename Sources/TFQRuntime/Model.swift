@@ -65,9 +65,12 @@ public final class Model: @unchecked Sendable {
     @_spi(Calibration) public let linearShapes: [(name: String, rows: Int, columns: Int)]
     private var converted: [UnsafeMutablePointer<Float>] = []
 
-    /// Opens the model at `path`. With `verify`, checks every tensor checksum first.
-    public init(path: String, verify: Bool = false) throws {
-        file = try TFQFile(path: path, options: .init(verifyChecksums: verify))
+    /// Opens the model at `path`. With `verify`, checks every tensor checksum first. With
+    /// `copyIntoMemory`, reads the file into private memory instead of mapping it, so that
+    /// truncating or rewriting it while in use cannot affect the model (a mapped file
+    /// truncated in use makes every later evaluation fail: ``SessionError/modelFileDamaged(path:)``).
+    public init(path: String, verify: Bool = false, copyIntoMemory: Bool = false) throws {
+        file = try TFQFile(path: path, options: .init(verifyChecksums: verify, copyIntoMemory: copyIntoMemory))
         metadata = try ModelMetadata(file: file)
         config = metadata.config
         tokenizer = metadata.tokenizer

@@ -6,9 +6,14 @@ public enum SessionError: Error, Equatable, CustomStringConvertible {
     case contextFull(needed: Int, context: Int)
     case invalidToken(Int32, vocabulary: Int)
     case noTokens
+    /// The model's file was truncated while mapped (``TFQFile/isDamaged``).
+    case modelFileDamaged(path: String)
 
     public var description: String {
         switch self {
+        case .modelFileDamaged(let path):
+            return "\(path) was truncated while in use; the result is discarded (reopen the model)"
+
         case .contextFull(let needed, let context): return "\(needed) tokens do not fit in the model's context of \(context)"
         case .invalidToken(let token, let vocabulary): return "token id \(token) is outside the vocabulary (0..<\(vocabulary))"
         case .noTokens: return "no tokens to evaluate"
@@ -163,6 +168,8 @@ public final class Session {
         let wanted = count - first
         normalize(x + first * d, model.finalNorm, rows: wanted)
         apply(model.head, normed, tokens: wanted, into: logits)
+        // A page that vanished under the mapping read as zeros: these logits are not the model's.
+        if model.file.isDamaged { throw SessionError.modelFileDamaged(path: model.file.path) }
         position += count
         return UnsafeBufferPointer(start: logits, count: wanted * c.vocabSize)
     }

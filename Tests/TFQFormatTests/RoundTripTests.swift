@@ -106,3 +106,36 @@ import Testing
         }
     }
 }
+
+/// The SIGBUS guard of `MappedFile`: pages past a truncated file's new end read as zeros and
+/// mark the mapping damaged; pages before it keep the file's bytes.
+@Suite struct MappedFileGuardTests {
+    @Test func truncatedMappingReadsZerosAndIsMarkedDamaged() throws {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("guard-\(UUID().uuidString)").path
+        defer { unlink(path) }
+        let content = (0..<(3 * page)).map { UInt8(truncatingIfNeeded: $0 % 251 + 1) }
+        FileManager.default.createFile(atPath: path, contents: Data(content))
+        let file = try MappedFile(path: path)
+        #expect(file.bytes[2 * page + 5] == content[2 * page + 5] && !file.isDamaged)
+        #expect(truncate(path, off_t(page)) == 0)
+        #expect(file.bytes[page - 1] == content[page - 1])
+        #expect(!file.isDamaged)
+        #expect(file.bytes[2 * page + 5] == 0)   // would be SIGBUS without the guard
+        #expect(file.isDamaged)
+        let copy = try MappedFile(path: path, copy: true)
+        #expect(Array(copy.bytes) == Array(content[..<page]) && !copy.isDamaged)
+    }
+
+    @Test func everyGuardSlotCanBeTakenAndGivenBack() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("guard-\(UUID().uuidString)").path
+        defer { unlink(path) }
+        FileManager.default.createFile(atPath: path, contents: Data(repeating: 7, count: 100))
+        // More mappings than slots: the ones without a slot still work, unguarded.
+        var files = try (0..<300).map { _ in try MappedFile(path: path, minimumLength: 1) }
+        #expect(files.allSatisfy { $0.bytes[99] == 7 && !$0.isDamaged })
+        files.removeAll()
+        let again = try MappedFile(path: path, minimumLength: 1)
+        #expect(again.bytes[0] == 7)
+    }
+}

@@ -459,3 +459,46 @@ enum Fixture {
         #expect(Model.workingMemory(stories15M)! < 48 << 20)
     }
 }
+
+/// A raw model file truncated while mapped (another process's `ftruncate`, a package upgrade
+/// rewriting it in place) must fail the call, not kill the process with SIGBUS.
+@Suite struct TruncatedFileTests {
+    func copyOfGolden() throws -> String {
+        let path = Fixture.directory.appendingPathComponent("truncated-\(UUID().uuidString).tfq").path
+        try FileManager.default.copyItem(atPath: GoldenOutputTests.fixtures.appendingPathComponent("golden.int8.tfq").path, toPath: path)
+        return path
+    }
+
+    @Test func evaluatingAfterTruncationThrowsInsteadOfCrashing() throws {
+        let path = try copyOfGolden()
+        let model = try Model(path: path)
+        #expect(model.file.isZeroCopy && !model.file.isDamaged)
+        let session = Session(model: model, threads: 2)
+        let prompt = try model.tokenizer.encode("the king")
+        let before = Array(try session.evaluate(prompt))
+        #expect(truncate(path, 4096) == 0)
+        session.reset()
+        #expect(throws: SessionError.modelFileDamaged(path: path)) { try session.evaluate(prompt) }
+        #expect(model.file.isDamaged)
+        // Every later call fails too: the pages stay zeros.
+        #expect(throws: SessionError.modelFileDamaged(path: path)) { try session.evaluate(token: prompt[0]) }
+        #expect(before.contains { $0 != 0 })
+    }
+
+    @Test func aCopiedModelIgnoresTruncation() throws {
+        let path = try copyOfGolden()
+        let copied = try Model(path: path, copyIntoMemory: true)
+        let mapped = try Model(path: path)
+        let prompt = try copied.tokenizer.encode("the king")
+        // Logits are a view into the session's memory: copy them while it lives.
+        func logits(_ model: Model) throws -> [Float] {
+            let session = Session(model: model, threads: 1)
+            return try withExtendedLifetime(session) { Array(try session.evaluate(prompt)) }
+        }
+        let expected = try logits(mapped)
+        #expect(try logits(copied) == expected)
+        #expect(truncate(path, 0) == 0)
+        #expect(try logits(copied) == expected)
+        #expect(!copied.file.isDamaged)
+    }
+}
