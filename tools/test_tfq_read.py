@@ -465,8 +465,10 @@ def test_header_crc_itself_corrupted(tmp_path):
 
 
 def test_length_limits(tmp_path):
-    too_big = b'{"k": "' + b"x" * (64 << 20) + b'"}'
+    too_big = b'{"k":"' + b"x" * ((16 << 20) - 7) + b'"}'
     expect_error(tmp_path, build([], metadata_bytes=too_big), "metadata_length")
+    just_fits = b'{"k":"' + b"x" * ((16 << 20) - 8) + b'"}'
+    tfq_read.read(write(tmp_path, build([], metadata_bytes=just_fits))).close()
     buf = build([], {})
     assert header(buf)["metadata_length"] == 2
 
@@ -715,3 +717,11 @@ def test_fuzz_tensor_data_with_repaired_checksums(tmp_path):
             assert f"tensor {e.name!r}" in str(exc)
             outcomes["error"] += 1
     assert outcomes["ok"] > 0 and outcomes["error"] > 0
+
+
+def test_metadata_value_limit(tmp_path):
+    """§7 check 7: at most 1,000,000 JSON values, the outer object included."""
+    def zeros(values):  # {"a":[0,…]}: the object, the array, values − 2 zeros
+        return b'{"a":[' + b"0," * (values - 3) + b'0]}'
+    tfq_read.read(write(tmp_path, build([], metadata_bytes=zeros(1_000_000)))).close()
+    expect_error(tmp_path, build([], metadata_bytes=zeros(1_000_001)), "metadata", "1000000 JSON values")

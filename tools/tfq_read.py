@@ -39,6 +39,8 @@ ENTRY_TAIL = struct.Struct("<QQQI")       # §5: offset, stored_length, decoded_
 U64_END = 1 << 64                         # every u64 quantity must stay below this (§6.4)
 MIB = 1 << 20
 MAX_TENSORS = 1_000_000
+MAX_METADATA_LENGTH = 16 * MIB      # §3
+MAX_METADATA_VALUES = 1_000_000     # §7 check 7
 MAX_NAME = 1024
 MAX_RANK = 8
 SUPPORTED_MAJOR = 1
@@ -145,9 +147,9 @@ def _check_blocks(path, h: Header) -> None:
     if _overlap(h.metadata_offset, h.metadata_length, h.directory_offset, h.directory_length):
         raise _err(path, "header field directory_offset",
                    "the directory block overlaps the metadata block")
-    if not 2 <= h.metadata_length <= 64 * MIB:
+    if not 2 <= h.metadata_length <= MAX_METADATA_LENGTH:
         raise _err(path, "header field metadata_length",
-                   f"{h.metadata_length} is outside 2 .. 64 MiB")
+                   f"{h.metadata_length} is outside 2 .. 16 MiB")
     if h.directory_length > 256 * MIB:
         raise _err(path, "header field directory_length",
                    f"{h.directory_length} is over 256 MiB")
@@ -189,7 +191,22 @@ def _parse_metadata(path, data: bytes) -> dict:
         raise _err(path, "metadata", f"not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise _err(path, "metadata", f"is a JSON {type(value).__name__}, not an object")
+    if _count_values(value) > MAX_METADATA_VALUES:
+        raise _err(path, "metadata", f"holds more than {MAX_METADATA_VALUES} JSON values")
     return value
+
+
+def _count_values(value) -> int:
+    """§7 check 7: every number, string, literal, array and object counts one."""
+    count, stack = 0, [value]
+    while stack:
+        v = stack.pop()
+        count += 1
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return count
 
 
 # ---------------------------------------------------------------- §7 check 8: directory

@@ -8,7 +8,12 @@ public enum TFQFormatSpec {
     /// Raw tensors start on cache-line (and `SIMD16<Float>`) boundaries: see formats/tfq.md §2.
     public static let alignment = 64
     public static let maxTensorCount = 1_000_000
-    public static let maxMetadataLength = 64 << 20
+    /// 16 MiB and 1,000,000 JSON values bound what parsing the metadata allocates (about
+    /// 25 bytes per value) and takes: a hostile 64 MiB block of tiny values cost ~950 MB and
+    /// seconds at every load. The largest metadata tfq writes, a llama2.c tokenizer of 32,000
+    /// pieces, is ~1 MB and 64,000 values. formats/tfq.md §3 and §7.
+    public static let maxMetadataLength = 16 << 20
+    public static let maxMetadataValues = 1_000_000
     public static let maxDirectoryLength = 256 << 20
     public static let maxNameLength = 1024
     public static let maxRank = 8

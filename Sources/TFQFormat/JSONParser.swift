@@ -12,11 +12,14 @@ public enum JSONParser {
     /// Deepest nesting accepted: keeps recursion bounded on hostile input.
     static let maxDepth = 256
 
-    public static func parse(_ bytes: [UInt8]) throws(ParseError) -> JSONValue {
+    /// Parses `bytes`, refusing text that holds more than `maxValues` values (every
+    /// number, string, literal, array and object counts one): the parsed tree's memory grows
+    /// with the count, whatever the byte length.
+    public static func parse(_ bytes: [UInt8], maxValues: Int = .max) throws(ParseError) -> JSONValue {
         guard String(validating: bytes, as: UTF8.self) != nil else { throw ParseError(description: "not valid UTF-8") }
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { throw ParseError(description: "starts with a byte-order mark") }
         return try bytes.withUnsafeBufferPointer { buffer throws(ParseError) in
-            var parser = Parser(bytes: buffer)
+            var parser = Parser(bytes: buffer, valuesLeft: maxValues)
             parser.skipWhitespace()
             let value = try parser.value(depth: 0)
             parser.skipWhitespace()
@@ -28,6 +31,8 @@ public enum JSONParser {
     private struct Parser {
         let bytes: UnsafeBufferPointer<UInt8>
         var index = 0
+        var valuesLeft: Int
+        init(bytes: UnsafeBufferPointer<UInt8>, valuesLeft: Int) { self.bytes = bytes; self.valuesLeft = valuesLeft }
 
         func error(_ what: String) -> ParseError { ParseError(description: "\(what) at byte \(index)") }
 
@@ -51,6 +56,8 @@ public enum JSONParser {
 
         mutating func value(depth: Int) throws(ParseError) -> JSONValue {
             guard depth < JSONParser.maxDepth else { throw error("nested deeper than \(JSONParser.maxDepth) levels") }
+            guard valuesLeft > 0 else { throw error("more JSON values than the limit") }
+            valuesLeft -= 1
             guard let byte = current else { throw error("unexpected end of JSON") }
             switch byte {
             case UInt8(ascii: "{"): return try object(depth: depth)

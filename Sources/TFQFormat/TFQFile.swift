@@ -179,7 +179,7 @@ public final class TFQFile: @unchecked Sendable {
 
     private static func parseMetadata(_ json: [UInt8], file: String) throws -> [String: JSONValue] {
         let value: JSONValue
-        do { value = try JSONParser.parse(json) } catch { throw TFQFormatError(file: file, .badMetadata(error.description)) }
+        do { value = try JSONParser.parse(json, maxValues: TFQFormatSpec.maxMetadataValues) } catch { throw TFQFormatError(file: file, .badMetadata(error.description)) }
         guard case .object(let members) = value else { throw TFQFormatError(file: file, .badMetadata("not a JSON object")) }
         return members
     }

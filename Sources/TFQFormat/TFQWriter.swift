@@ -87,7 +87,7 @@ public final class TFQWriter {
     /// Writes the metadata (a UTF-8 JSON object) and the directory, then publishes the file.
     public func finish(metadata: [UInt8]) throws {
         guard metadata.count >= 2, metadata.count <= TFQFormatSpec.maxMetadataLength else {
-            throw TFQFormatError(file: path, .usage("metadata must be 2 bytes to 64 MiB of JSON"))
+            throw TFQFormatError(file: path, .usage("metadata must be 2 bytes to 16 MiB of JSON"))
         }
         let directory = TensorDirectory.encode(tensors)
         guard directory.count <= TFQFormatSpec.maxDirectoryLength else {

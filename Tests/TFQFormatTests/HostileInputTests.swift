@@ -205,6 +205,26 @@ import Testing
         #expect(Self.open(invalid) != nil)
     }
 
+    /// §3 and §7: at most 16 MiB and 1,000,000 JSON values, so that a hostile block of tiny
+    /// values cannot make every load allocate gigabytes (a 64 MiB one took ~950 MB).
+    @Test func metadataOverItsLimitsIsRefused() {
+        func metadata(values: Int) -> [UInt8] {   // {"a":[0,0,…]}: the object, the array and values − 2 zeros
+            Array(#"{"a":["#.utf8) + Array(repeating: Array("0,".utf8), count: values - 3).joined() + Array("0]}".utf8)
+        }
+        #expect(Self.open(Self.forge(entries: [], data: [], metadata: metadata(values: 1_000_000))) == nil)
+        let tooMany = Self.open(Self.forge(entries: [], data: [], metadata: metadata(values: 1_000_001)))
+        if case .badMetadata(let why) = tooMany?.problem { #expect(why.contains("more JSON values than the limit")) } else {
+            Issue.record("accepted 1,000,001 values: \(String(describing: tooMany))")
+        }
+        let long = Array(#"{"k":""#.utf8) + [UInt8](repeating: 0x78, count: (16 << 20) - 8) + Array(#""}"#.utf8)
+        #expect(long.count == 16 << 20)
+        #expect(Self.open(Self.forge(entries: [], data: [], metadata: long)) == nil)
+        let longer = Array(#"{"k":""#.utf8) + [UInt8](repeating: 0x78, count: (16 << 20) - 7) + Array(#""}"#.utf8)
+        if case .badHeaderField(let why) = Self.open(Self.forge(entries: [], data: [], metadata: longer))?.problem {
+            #expect(why.contains("metadata length"))
+        } else { Issue.record("accepted metadata over 16 MiB") }
+    }
+
     @Test func zstdFramesThatLieAboutTheirSize() throws {
         let values = [Float](repeating: 1.5, count: 1000)
         let frame = try values.withUnsafeBytes { try Zstd.compress($0) }
