@@ -50,6 +50,10 @@ private final class ScratchFile {
             done += written
         }
     }
+
+    func truncate(to length: Int) {
+        guard ftruncate(descriptor, off_t(length)) == 0 else { fatalError("fuzz harness: ftruncate failed") }
+    }
 }
 
 nonisolated(unsafe) private let scratch = ScratchFile()
@@ -141,6 +145,25 @@ private func exercise(_ bytes: UnsafeRawBufferPointer) {
     }
 }
 
+/// Opens `bytes`, then truncates the file to `keep` bytes while it is mapped, as another
+/// process might, and reads every tensor again: the SIGBUS guard (Sources/CMapGuard) must
+/// turn the vanished pages into zeros and mark the file damaged, never crash.
+private func exerciseTruncation(_ bytes: UnsafeRawBufferPointer, keep: Int) {
+    scratch.replaceContents(with: bytes)
+    guard let file = try? TFQFile(path: scratch.path) else { return }
+    scratch.truncate(to: keep)
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let mappedEnd = (keep + page - 1) / page * page   // the rest of keep's last page reads as zeros, no fault
+    var total: UInt64 = 0
+    var touchedVanishedPage = false
+    for info in file.tensors {
+        for byte in file.bytes(info) { total &+= UInt64(byte) }   // zstd tensors: private copies, unaffected
+        if info.encoding == .raw && info.storedLength > 0 && info.offset + info.storedLength > mappedEnd { touchedVanishedPage = true }
+    }
+    precondition(!touchedVanishedPage || file.isDamaged, "a read past the truncated end did not mark the file damaged")
+    sink &+= total
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let input = UnsafeRawBufferPointer(start: data, count: size)
@@ -148,5 +171,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let original = Array(input)
     let fixed = repaired(original)
     if fixed != original { fixed.withUnsafeBytes { exercise($0) } }
+    // A length from the input's own bytes, so the fuzzer explores where the cut falls.
+    let keep = fixed.count * Int(fixed.last ?? 0) / 256
+    fixed.withUnsafeBytes { exerciseTruncation($0, keep: keep) }
     return 0
 }

@@ -16,6 +16,9 @@ cd "$(dirname "$0")/../.."
 out=${FUZZ_OUT:-.build-fuzz}
 mkdir -p "$out"
 
+# TFQFormat's one C dependency besides zstd: the SIGBUS guard for mapped files.
+clang -O2 -g -fsanitize=address -c Sources/CMapGuard/map_guard.c -I Sources/CMapGuard/include -o "$out/map_guard.o"
+
 swiftc \
   -sanitize=fuzzer,address \
   -parse-as-library \
@@ -25,10 +28,13 @@ swiftc \
   -module-cache-path "$out/module-cache" \
   -I Sources/CZstd \
   -Xcc -fmodule-map-file=Sources/CZstd/module.modulemap \
+  -I Sources/CMapGuard/include \
+  -Xcc -fmodule-map-file=Sources/CMapGuard/include/module.modulemap \
   -use-ld=lld \
   -lzstd \
   Sources/TFQFormat/*.swift \
   tools/fuzz/FuzzTFQFile.swift \
+  "$out/map_guard.o" \
   -o "$out/fuzz-tfq-file"
 
 echo "$out/fuzz-tfq-file"
