@@ -4,11 +4,22 @@ import Glibc
 import Synchronization
 
 /// A fixed set of worker threads with cheap fork/join, for kernels too short for
-/// `DispatchQueue.concurrentPerform` (5–7 µs per fork/join on this hardware).
+/// `DispatchQueue.concurrentPerform` (5–7 µs per fork/join on this hardware), built to keep
+/// its speed when other programs take cores away.
 ///
-/// Workers spin briefly on a generation counter after each job, so back-to-back kernels
-/// start in well under a microsecond; a worker that stays idle longer parks on a condition
-/// variable and costs nothing. The calling thread always takes part as worker 0.
+/// A job is cut into parts that any thread may claim, the caller included, so nobody waits
+/// for a thread the scheduler has taken off its core: the caller claims the parts that no
+/// worker has, and then waits only for parts that a running worker is computing. A worker
+/// that arrives after the last part was claimed finds nothing to do. Which thread computes
+/// a part never changes its value, so results are the same for any thread count and any
+/// timing.
+///
+/// Workers spin briefly on the job word after each part, so back-to-back kernels start in
+/// well under a microsecond; a worker idle for longer parks on a condition variable and
+/// costs nothing. When workers keep arriving too late to claim anything (their cores are
+/// busy with other programs), spinning only takes time from the caller and from those
+/// programs: the caller then runs jobs alone for a while (``soloJobs``) and the workers park,
+/// and it offers jobs to them again afterwards to see whether the cores have come back.
 public final class ThreadPool: @unchecked Sendable {
     /// Number of threads that run a job, the caller included.
     public let threadCount: Int
@@ -16,9 +27,20 @@ public final class ThreadPool: @unchecked Sendable {
     /// What the workers share with the pool. They hold this, not the pool, so dropping the
     /// last reference to a pool runs its deinit, which stops and joins them.
     private final class Shared: @unchecked Sendable {
-        let generation = Atomic<Int>(0)
-        let pending = Atomic<Int>(0)
+        /// The job word: the job's sequence number (high 32 bits); whether its parts are
+        /// pinned, part i to thread i (bit 31); its part count (bits 16–30); the next
+        /// unclaimed part (low 16). A claim is a compare-and-swap on the whole word, so it
+        /// fails for a worker that read an older job's word.
+        let word = Atomic<UInt64>(0)
+        /// Parts of the current job that are finished.
+        let finished = Atomic<Int>(0)
+        /// Parts of all jobs so far that workers (not the caller) computed.
+        let takenByWorkers = Atomic<Int>(0)
+        let sleepers = Atomic<Int>(0)
         let stopping = Atomic<Bool>(false)
+        /// For tests: workers whose index is below this wait at the start of each job until
+        /// the job is over, as if the scheduler had taken their core.
+        let heldWorkers = Atomic<Int>(0)
         var job: ((Int) -> Void)?
         var mutex = pthread_mutex_t()
         var wake = pthread_cond_t()
@@ -33,33 +55,97 @@ public final class ThreadPool: @unchecked Sendable {
             pthread_mutex_destroy(&mutex)
         }
 
+        static func sequence(_ word: UInt64) -> UInt64 { word >> 32 }
+        static func parts(_ word: UInt64) -> Int { Int((word >> 16) & 0x7FFF) }
+        static let pinnedBit: UInt64 = 1 << 31
+
+        /// Claims the next part of job `sequence`, or nil when it has none left (or is over).
+        @inline(__always)
+        func claim(sequence: UInt64) -> Int? {
+            var current = word.load(ordering: .acquiring)
+            while Self.sequence(current) == sequence {
+                let next = Int(current & 0xFFFF)
+                if next >= Self.parts(current) { return nil }
+                let (exchanged, original) = word.compareExchange(expected: current, desired: current + 1,
+                                                                 ordering: .acquiringAndReleasing)
+                if exchanged { return next }
+                current = original
+            }
+            return nil
+        }
+
         func workerLoop(index: Int) {
-            var seen = 0
+            var seen: UInt64 = 0
             while true {
                 var spins = 0
-                while generation.load(ordering: .acquiring) == seen {
+                while Self.sequence(word.load(ordering: .acquiring)) == seen && !stopping.load(ordering: .relaxed) {
                     spins += 1
-                    if spins < 200_000 { continue }
+                    if spins < ThreadPool.spinsBeforeParking { continue }
                     pthread_mutex_lock(&mutex)
-                    while generation.load(ordering: .acquiring) == seen { pthread_cond_wait(&wake, &mutex) }
+                    sleepers.add(1, ordering: .sequentiallyConsistent)
+                    while Self.sequence(word.load(ordering: .sequentiallyConsistent)) == seen && !stopping.load(ordering: .sequentiallyConsistent) {
+                        pthread_cond_wait(&wake, &mutex)
+                    }
+                    sleepers.subtract(1, ordering: .relaxed)
                     pthread_mutex_unlock(&mutex)
                 }
-                seen = generation.load(ordering: .acquiring)
                 if stopping.load(ordering: .acquiring) { return }
-                job?(index)
-                pending.subtract(1, ordering: .releasing)
+                let current = word.load(ordering: .acquiring)
+                seen = Self.sequence(current)
+                if current & Self.pinnedBit != 0 {
+                    // This thread's own part; the job waits for it, so it is still current.
+                    if index < Self.parts(current) {
+                        do { let job = self.job!; job(index) }
+                        finished.add(1, ordering: .releasing)
+                    }
+                    continue
+                }
+                if index < heldWorkers.load(ordering: .acquiring) {
+                    // Held back by a test: wait until the job has no unfinished part left.
+                    while jobIsRunning(seen) { sched_yield() }
+                    continue
+                }
+                var took = 0
+                while let part = claim(sequence: seen) {
+                    // A claimed part keeps its job alive (the caller waits for it), so the
+                    // job closure read here is this job's.
+                    do { let job = self.job!; job(part) }
+                    finished.add(1, ordering: .releasing)
+                    took += 1
+                }
+                if took > 0 { takenByWorkers.add(took, ordering: .relaxed) }
             }
         }
+
+        /// True while job `sequence` is current and not every part is finished.
+        private func jobIsRunning(_ sequence: UInt64) -> Bool {
+            let current = word.load(ordering: .acquiring)
+            guard Self.sequence(current) == sequence else { return false }
+            return finished.load(ordering: .acquiring) < Self.parts(current)
+        }
     }
+
+    /// Iterations a worker spins on the job word before it parks: about 50–100 µs, longer
+    /// than the gap between the kernels of a decode step, much shorter than a scheduler tick.
+    static let spinsBeforeParking = 50_000
+    /// Jobs in a row in which workers computed nothing, before the caller goes solo.
+    static let lateJobsBeforeSolo = 16
+    /// Jobs the caller then runs alone before it offers one to the workers again.
+    static let soloJobs = 256
 
     private let shared = Shared()
     private var threads: [pthread_t] = []
     /// Held for the whole of a job, so callers on different threads take turns.
     private var jobLock = pthread_mutex_t()
+    /// Guarded by `jobLock`: the last job's sequence number, the jobs in a row that workers
+    /// did not help with, and the solo jobs left.
+    private var sequence: UInt64 = 0
+    private var lateJobs = 0
+    private var soloLeft = 0
 
-    /// A pool of `threads` threads (at least 1); 1 runs everything on the caller.
+    /// A pool of `threads` threads (at least 1, at most 4,096); 1 runs everything on the caller.
     public init(threads: Int) {
-        threadCount = max(1, threads)
+        threadCount = min(max(1, threads), 4096)
         pthread_mutex_init(&jobLock, nil)
         for index in 1..<threadCount {
             let context = Unmanaged.passRetained(WorkerContext(shared: shared, index: index)).toOpaque()
@@ -76,7 +162,6 @@ public final class ThreadPool: @unchecked Sendable {
     deinit {
         shared.stopping.store(true, ordering: .sequentiallyConsistent)
         pthread_mutex_lock(&shared.mutex)
-        shared.generation.add(1, ordering: .sequentiallyConsistent)
         pthread_cond_broadcast(&shared.wake)
         pthread_mutex_unlock(&shared.mutex)
         for thread in threads { pthread_join(thread, nil) }
@@ -88,44 +173,100 @@ public final class ThreadPool: @unchecked Sendable {
         max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
 
-    /// Runs `body(worker)` once on each of the pool's threads (worker in 0..<threadCount)
-    /// and returns when all have finished. Calls from several threads run one after another;
-    /// a job must not start another job on the same pool.
+    /// Parts computed by worker threads rather than the caller, since the pool was made.
+    public var partsTakenByWorkers: Int { shared.takenByWorkers.load(ordering: .relaxed) }
+
+    /// For tests: workers 1..<`count` + 1 stop taking part (each waits, at the start of every
+    /// job, until the job is over), as if the scheduler kept them off their cores; 0 ends it.
+    public func holdWorkers(_ count: Int) {
+        shared.heldWorkers.store(count == 0 ? 0 : count + 1, ordering: .sequentiallyConsistent)
+    }
+
+    /// Runs `body(part)` once for each part in 0..<threadCount and returns when all have
+    /// finished. Parts run on any of the pool's threads, several on one thread if others are
+    /// late, but never two at once on the same part; `body` must depend on the part only.
+    /// Calls from several threads run one after another; a job must not start another job on
+    /// the same pool.
     public func run(_ body: (Int) -> Void) {
-        if threadCount == 1 { body(0); return }
-        pthread_mutex_lock(&jobLock)
-        defer { pthread_mutex_unlock(&jobLock) }
-        let shared = self.shared
-        // The job never outlives this call (it waits for every worker), so its closure
-        // context can stay on the stack: no allocation per fork/join.
-        withoutActuallyEscaping(body) { body in
-            shared.job = body
-            shared.pending.store(threadCount - 1, ordering: .sequentiallyConsistent)
-            pthread_mutex_lock(&shared.mutex)
-            shared.generation.add(1, ordering: .sequentiallyConsistent)
-            pthread_cond_broadcast(&shared.wake)
-            pthread_mutex_unlock(&shared.mutex)
-            body(0)
-            var spins = 0
-            while shared.pending.load(ordering: .acquiring) > 0 {
-                spins += 1
-                if spins > 10_000 { sched_yield() }
-            }
-            shared.job = nil
+        run(parts: threadCount, pinned: false, body)
+    }
+
+    /// Runs `body(worker)` on each of the pool's threads at the same time, worker 0 on the
+    /// caller, and returns when all have finished: for jobs whose parts wait for each other
+    /// (training replicas that trade work through a ``TileExchange``). Unlike ``run(_:)``,
+    /// it waits for a thread the scheduler has taken off its core.
+    public func runOnEveryThread(_ body: (Int) -> Void) {
+        run(parts: threadCount, pinned: true, body)
+    }
+
+    /// Splits `0..<count` into ranges, whole multiples of `grain` but the last, and runs
+    /// `body(range)` on each, on any of the pool's threads. The ranges depend on `count`,
+    /// `grain` and the thread count only.
+    public func parallelFor(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+        let units = (count + grain - 1) / grain
+        // More parts than threads, so a late thread's share is small and others take it.
+        let parts = min(units, 4 * threadCount)
+        if threadCount == 1 || parts <= 1 { if count > 0 { body(0..<count) }; return }
+        run(parts: parts, pinned: false) { part in
+            let first = units * part / parts * grain
+            let last = min(count, units * (part + 1) / parts * grain)
+            if first < last { body(first..<last) }
         }
     }
 
-    /// Splits `0..<count` into one contiguous range per thread and runs `body(range)` on each.
-    /// Ranges are whole multiples of `grain` but the last.
-    public func parallelFor(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
-        let units = (count + grain - 1) / grain
-        let workers = min(threadCount, units)
-        if workers <= 1 { if count > 0 { body(0..<count) }; return }
-        run { worker in
-            guard worker < workers else { return }
-            let first = units * worker / workers * grain
-            let last = min(count, units * (worker + 1) / workers * grain)
-            if first < last { body(first..<last) }
+    private func run(parts: Int, pinned: Bool, _ body: (Int) -> Void) {
+        if threadCount == 1 || parts <= 1 {
+            for part in 0..<parts { body(part) }
+            return
+        }
+        pthread_mutex_lock(&jobLock)
+        defer { pthread_mutex_unlock(&jobLock) }
+        if soloLeft > 0 && !pinned {
+            soloLeft -= 1
+            for part in 0..<parts { body(part) }
+            return
+        }
+        let shared = self.shared
+        let takenBefore = shared.takenByWorkers.load(ordering: .relaxed)
+        // The job never outlives this call (it waits for every part), so its closure
+        // context can stay on the stack: no allocation per fork/join.
+        withoutActuallyEscaping(body) { body in
+            shared.job = body
+            shared.finished.store(0, ordering: .relaxed)
+            sequence = (sequence + 1) & 0xFFFF_FFFF
+            if sequence == 0 { sequence = 1 }   // 0 is what the workers saw before any job
+            let current = sequence
+            shared.word.store(current << 32 | (pinned ? Shared.pinnedBit : 0) | UInt64(parts) << 16, ordering: .sequentiallyConsistent)
+            if shared.sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+                pthread_mutex_lock(&shared.mutex)
+                pthread_cond_broadcast(&shared.wake)
+                pthread_mutex_unlock(&shared.mutex)
+            }
+            if pinned {
+                body(0)
+                shared.finished.add(1, ordering: .relaxed)
+            } else {
+                while let part = shared.claim(sequence: current) {
+                    body(part)
+                    shared.finished.add(1, ordering: .relaxed)
+                }
+            }
+            // Only parts that running workers claimed are left.
+            var spins = 0
+            while shared.finished.load(ordering: .acquiring) < parts {
+                spins += 1
+                if spins > 1_000 { sched_yield() }
+            }
+            shared.job = nil
+        }
+        // Workers that keep arriving after the caller has claimed every part are not getting
+        // CPU time: stop offering them work for a while, so they park.
+        if pinned { return }
+        if shared.takenByWorkers.load(ordering: .relaxed) > takenBefore {
+            lateJobs = 0
+        } else {
+            lateJobs += 1
+            if lateJobs >= Self.lateJobsBeforeSolo { lateJobs = 0; soloLeft = Self.soloJobs }
         }
     }
 

@@ -127,7 +127,7 @@ public final class GPT {
             tileExchange.holdBackOnce(held)
             holdsBackReplicaOnce = nil
         }
-        replicaPool.run { worker in
+        replicaPool.runOnEveryThread { worker in
             if worker < replicas.count {
                 body(replicas[worker])
                 replicas[worker].finishSharing()

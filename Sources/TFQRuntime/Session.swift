@@ -28,7 +28,7 @@ public final class Session {
     /// Tokens held in the KV cache.
     public private(set) var position = 0
 
-    private let kernels: Kernels
+    let kernels: Kernels
     /// The KV cache, per layer in ``CachedAttention``'s layout.
     private let keys: UnsafeMutableRawPointer
     private let values: UnsafeMutableRawPointer

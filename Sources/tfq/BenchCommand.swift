@@ -110,7 +110,8 @@ struct AccuracyReport: Encodable {
 struct BenchLatencyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "latency",
-        abstract: "Load time, time to first token, prefill and decode speed, per thread count: medians over runs after a warm-up."
+        abstract: "Load time, time to first token, prefill and decode speed, per thread count: medians over runs after a warm-up.",
+        discussion: "Thread counts take turns run by run. --busy N keeps N spinning threads running beside the measurement, as other programs on a board would: compare --threads 1,2 with --busy 1 on a 2-core machine."
     )
 
     @Argument(help: "The model file.") var model: String
@@ -119,6 +120,8 @@ struct BenchLatencyCommand: ParsableCommand {
     @Option(name: .customShort("n"), help: "Tokens decoded per measurement.") var count = 32
     @Option(help: "Measured runs (after one warm-up).") var runs = 5
     @Option(help: KVCacheOption.help) var kvCache: KVCachePrecision?
+    @Option(help: ArgumentHelp("Spinning threads kept running during the measurement, as other programs on a busy board.",
+                               valueName: "N")) var busy = 0
     @Flag(help: "One JSON object instead of the table.") var json = false
 
     func parseList(_ text: String, _ flag: String) throws -> [Int] {
@@ -131,15 +134,20 @@ struct BenchLatencyCommand: ParsableCommand {
         let threadCounts = try parseList(threads, "--threads"), lengths = try parseList(promptLengths, "--prompt-lengths")
         guard runs >= 1, count >= 1 else { throw UsageError("--runs and -n must be at least 1") }
         guard threadCounts.allSatisfy({ $0 <= 256 }) else { throw UsageError("--threads must be 1 to 256") }
+        guard (0...256).contains(busy) else { throw UsageError("--busy must be 0 to 256") }
         let context = try Model(path: model).config.contextLength
         let usable = lengths.filter { $0 + 1 < context }
         guard !usable.isEmpty, count < context else { throw UsageError("the prompt lengths and -n must fit in the context of \(context)") }
         let positions = [("start", 1), ("middle", context / 2), ("end", max(1, context - count - 1))]
         var rows: [LatencyRow] = []
         var cachePrecision = ""
-        for t in threadCounts {
-            var loads: [Double] = [], ttft: [Int: [Double]] = [:], prefill: [Int: [Double]] = [:], decode: [String: [Double]] = [:]
-            for run in 0...runs {
+        let load = BusyLoad(threads: busy)
+        // Thread counts take turns run by run, so that a change in the machine's load (other
+        // programs, frequency) falls on all of them alike.
+        var loads: [Int: [Double]] = [:], ttft: [Int: [Int: [Double]]] = [:], prefill: [Int: [Int: [Double]]] = [:]
+        var decode: [Int: [String: [Double]]] = [:]
+        for run in 0...runs {
+            for t in threadCounts {
                 let start = Clock.seconds()
                 let loaded = try Model(path: model)
                 let session = Session(model: loaded, threads: t, kvCache: kvCache)
@@ -165,23 +173,26 @@ struct BenchLatencyCommand: ParsableCommand {
                     speeds.append((label, Double(steps) / (Clock.seconds() - t0)))
                 }
                 guard run > 0 else { continue }  // the warm-up
-                loads.append(loadTime * 1000)
+                loads[t, default: []].append(loadTime * 1000)
                 for (length, seconds) in measured {
-                    ttft[length, default: []].append((loadTime + seconds) * 1000)
-                    prefill[length, default: []].append(Double(length) / seconds)
+                    ttft[t, default: [:]][length, default: []].append((loadTime + seconds) * 1000)
+                    prefill[t, default: [:]][length, default: []].append(Double(length) / seconds)
                 }
-                for (label, speed) in speeds { decode[label, default: []].append(speed) }
+                for (label, speed) in speeds { decode[t, default: [:]][label, default: []].append(speed) }
             }
-            rows.append(LatencyRow(threads: t, load_ms: Stat(loads),
-                                   prompts: usable.map { PromptStat(prompt_tokens: $0, ttft_ms: Stat(ttft[$0]!), prefill_tokens_per_second: Stat(prefill[$0]!)) },
-                                   decode: positions.map { DecodeStat(position: $0.0, start_token: $0.1, tokens_per_second: Stat(decode[$0.0]!)) }))
         }
+        for t in threadCounts {
+            rows.append(LatencyRow(threads: t, load_ms: Stat(loads[t]!),
+                                   prompts: usable.map { PromptStat(prompt_tokens: $0, ttft_ms: Stat(ttft[t]![$0]!), prefill_tokens_per_second: Stat(prefill[t]![$0]!)) },
+                                   decode: positions.map { DecodeStat(position: $0.0, start_token: $0.1, tokens_per_second: Stat(decode[t]![$0.0]!)) }))
+        }
+        load.stop()
         let file = try TFQFile(path: model)
         let report = LatencyReport(model: model, file_bytes: file.fileLength, zero_copy: file.isZeroCopy, kv_cache: cachePrecision,
-                                   runs: runs, peak_rss_bytes: ProcessMemory.peakResidentBytes(), rows: rows)
+                                   runs: runs, busy_threads: busy, peak_rss_bytes: ProcessMemory.peakResidentBytes(), rows: rows)
         if json { print(try JSONOutput.string(report)); return }
         print("\(model): \(file.fileLength) bytes, \(file.isZeroCopy ? "raw (zero-copy)" : "zstd (decoded at load)"), \(cachePrecision) KV cache; "
-              + "median [min–max] of \(runs) runs after a warm-up")
+              + "median [min–max] of \(runs) runs after a warm-up" + (busy > 0 ? "; \(busy) busy thread\(busy == 1 ? "" : "s") beside it" : ""))
         var table: [[String]] = []
         for row in rows {
             table.append(["\(row.threads)", "load", row.load_ms.text(" ms")])
@@ -212,6 +223,6 @@ struct PromptStat: Encodable { var prompt_tokens: Int; var ttft_ms: Stat; var pr
 struct DecodeStat: Encodable { var position: String; var start_token: Int; var tokens_per_second: Stat }
 struct LatencyRow: Encodable { var threads: Int; var load_ms: Stat; var prompts: [PromptStat]; var decode: [DecodeStat] }
 struct LatencyReport: Encodable {
-    var model: String; var file_bytes: Int; var zero_copy: Bool; var kv_cache: String; var runs: Int; var peak_rss_bytes: Int
+    var model: String; var file_bytes: Int; var zero_copy: Bool; var kv_cache: String; var runs: Int; var busy_threads: Int; var peak_rss_bytes: Int
     var rows: [LatencyRow]
 }

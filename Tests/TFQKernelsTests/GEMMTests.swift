@@ -354,4 +354,65 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
         #expect(workersSeen == 300 * 6)
         #expect((0..<count).allSatisfy { hits[$0] == 2700 })
     }
+
+    /// Workers held back at every job, as if the scheduler kept them off their cores: the
+    /// caller computes every part itself and returns without waiting for them, with the
+    /// same results. (Before parts could be claimed by any thread, this hung: the caller
+    /// waited for a worker that never ran.)
+    @Test func jobsFinishWithoutHeldWorkers() {
+        for threads in [2, 3] {
+            let pool = ThreadPool(threads: threads)
+            pool.holdWorkers(threads - 1)
+            let count = 1000
+            let hits = UnsafeMutablePointer<Int>.allocate(capacity: count)
+            hits.initialize(repeating: 0, count: count)
+            defer { hits.deallocate() }
+            for round in 0..<50 {
+                pool.parallelFor(count, grain: round % 5 + 1) { range in for i in range { hits[i] += 1 } }
+                var parts = [Int](repeating: 0, count: threads)
+                parts.withUnsafeMutableBufferPointer { parts in pool.run { part in parts[part] += 1 } }
+                #expect(parts == [Int](repeating: 1, count: threads))
+            }
+            #expect((0..<count).allSatisfy { hits[$0] == 50 })
+            #expect(pool.partsTakenByWorkers == 0)
+            pool.holdWorkers(0)
+        }
+    }
+
+    /// After workers missed `lateJobsBeforeSolo` jobs in a row, the caller runs the next
+    /// `soloJobs` alone (nothing is offered, so workers park), then offers jobs again.
+    @Test func lateWorkersMakeTheCallerGoSoloForAWhile() {
+        let pool = ThreadPool(threads: 2)
+        pool.holdWorkers(1)
+        var sum = 0
+        for _ in 0..<ThreadPool.lateJobsBeforeSolo { pool.parallelFor(64, grain: 8) { range in for i in range { sum &+= i } } }
+        pool.holdWorkers(0)
+        // Solo jobs are never published: no worker can take a part of them, whatever the timing.
+        for _ in 0..<ThreadPool.soloJobs { pool.parallelFor(64, grain: 8) { _ in } }
+        #expect(pool.partsTakenByWorkers == 0)
+        #expect(sum == ThreadPool.lateJobsBeforeSolo * 2016)
+        // The next job is offered again: part 0 waits until another thread has taken part 1.
+        let taken = Atomic<Int>(0)
+        pool.run { part in
+            if part == 0 { while taken.load(ordering: .acquiring) == 0 { sched_yield() } } else { taken.store(1, ordering: .releasing) }
+        }
+        #expect(pool.partsTakenByWorkers == 1)
+    }
+
+    /// `runOnEveryThread` runs part i on thread i, all at once: parts may wait for each other.
+    @Test func everyThreadRunsItsPartAtOnce() {
+        for threads in [2, 4] {
+            let pool = ThreadPool(threads: threads)
+            pool.holdWorkers(threads - 1)   // holds apply to claimable jobs only
+            let started = Atomic<Int>(0)
+            for _ in 0..<20 {
+                started.store(0, ordering: .relaxed)
+                pool.runOnEveryThread { _ in
+                    started.add(1, ordering: .acquiringAndReleasing)
+                    while started.load(ordering: .acquiring) < threads { sched_yield() }
+                }
+            }
+            #expect(started.load(ordering: .relaxed) == threads)
+        }
+    }
 }

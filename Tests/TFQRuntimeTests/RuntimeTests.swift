@@ -403,6 +403,20 @@ enum Fixture {
         #expect(text == golden.text)
         #expect(reason.rawValue == golden.stop_reason)
     }
+
+    /// The same output when workers are held back at every job, as when other programs keep
+    /// them off their cores: the caller computes their parts.
+    @Test(arguments: [2, 3])
+    func greedyOutputIsTheSameWithWorkersHeldBack(threads: Int) throws {
+        let golden = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: Self.fixtures.appendingPathComponent("golden.json")))
+        let model = try Model(path: Self.fixtures.appendingPathComponent("golden.int8.tfq").path)
+        let session = Session(model: model, threads: threads)
+        session.kernels.pool.holdWorkers(threads - 1)
+        var tokens: [Int32] = []
+        try session.generate(prompt: golden.prompt_token_ids, maxTokens: 100) { token, _ in tokens.append(token); return true }
+        #expect(tokens == golden.token_ids)
+        #expect(session.kernels.pool.partsTakenByWorkers == 0)
+    }
 }
 
 /// One model shared by sessions on several threads at once: each must produce exactly what a
