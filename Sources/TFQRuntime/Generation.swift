@@ -4,7 +4,7 @@ import TFQModel
 public enum StopReason: String, Sendable {
     /// The requested number of tokens was produced.
     case length
-    /// The model's context is full.
+    /// The session's context is full (the model's context, or the session's smaller capacity).
     case context
     /// The callback asked to stop.
     case cancelled
@@ -30,7 +30,7 @@ extension Session {
             previous = token
             if !onToken(token, piece) { return .cancelled }
             if produced + 1 == maxTokens { break }
-            if position >= model.config.contextLength { return .context }
+            if position >= capacity { return .context }
             logits = try evaluate(token: token)
         }
         return .length
@@ -83,7 +83,7 @@ public struct TokenSequence: AsyncSequence {
             guard produced < maxTokens else { return nil }
             let logits: UnsafeBufferPointer<Float>
             if let last {
-                guard session.position < session.model.config.contextLength else { return nil }
+                guard session.position < session.capacity else { return nil }
                 logits = try session.evaluate(token: last)
             } else {
                 logits = try session.evaluate(prompt)

@@ -14,7 +14,7 @@ public enum SessionError: Error, Equatable, CustomStringConvertible {
         case .modelFileDamaged(let path):
             return "\(path) was truncated while in use; the result is discarded (reopen the model)"
 
-        case .contextFull(let needed, let context): return "\(needed) tokens do not fit in the model's context of \(context)"
+        case .contextFull(let needed, let context): return "\(needed) tokens do not fit in the session's context of \(context)"
         case .invalidToken(let token, let vocabulary): return "token id \(token) is outside the vocabulary (0..<\(vocabulary))"
         case .noTokens: return "no tokens to evaluate"
         }
@@ -27,6 +27,12 @@ public final class Session {
     public let model: Model
     /// Tokens held in the KV cache.
     public private(set) var position = 0
+    /// Positions the session can hold: the model's context, or fewer if asked at creation.
+    /// The KV cache and the prefill buffers are sized for this many.
+    public let capacity: Int
+    /// Bytes the session allocated (KV cache and scratch buffers), all of it touched once
+    /// `capacity` positions have been evaluated in one batch.
+    public let allocatedBytes: Int
 
     let kernels: Kernels
     /// The KV cache, per layer in ``CachedAttention``'s layout.
@@ -53,22 +59,30 @@ public final class Session {
     /// `kvCache` is how keys and values are cached; the default is half precision for an
     /// int8 model (half the bytes a decode step reads per position, an error well inside
     /// int8's) and floats otherwise (an fp32 model's logits match the training model's).
-    public init(model: Model, threads: Int = ThreadPool.availableProcessors, kvCache: KVCachePrecision? = nil) {
+    ///
+    /// `capacity` (default: the model's context) is how many positions the session can
+    /// hold: a session that will see at most prompt + N tokens needs no cache for the rest
+    /// of the context, which on a small board can be most of the memory.
+    public init(model: Model, threads: Int = ThreadPool.availableProcessors, kvCache: KVCachePrecision? = nil,
+                capacity: Int? = nil) {
         self.model = model
         let pool = ThreadPool(threads: threads)
         kernels = Kernels(pool: pool, gemm: GEMM(pool: pool))
         let c = model.config
-        let (n, d, f, v) = (c.contextLength, c.dim, c.ffDim, c.vocabSize)
+        let plan = MemoryPlan(model: model, kvCache: kvCache, capacity: capacity)
+        self.capacity = plan.positions
+        let (n, d, f, v) = (plan.positions, c.dim, c.ffDim, c.vocabSize)
         var allocations: [UnsafeMutableRawPointer] = []
+        var allocated = 0
         // Every buffer is written before it is read, so none is zeroed: an untouched page
         // (most of the KV cache and of the prefill buffers, early on) costs no memory.
         func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
             let buffer = AlignedMemory.uninitializedFloats(count)
             allocations.append(UnsafeMutableRawPointer(buffer))
+            allocated += max(1, count) * 4
             return buffer
         }
-        cache = CachedAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, context: n,
-                                precision: kvCache ?? (model.isQuantized ? .f16 : .f32))
+        cache = CachedAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, context: n, precision: plan.kvCache)
         let cacheFloats = (c.layers * cache.cacheBytesPerLayer + 3) / 4
         keys = UnsafeMutableRawPointer(floats(cacheFloats)); values = UnsafeMutableRawPointer(floats(cacheFloats))
         x = floats(n * d); normed = floats(n * d); qkv = floats(n * c.qkvRows); attention = floats(n * d)
@@ -80,9 +94,11 @@ public final class Session {
         let int8Count = n * max(d, f) * rowsPerToken
         let int8 = UnsafeMutableRawPointer.allocate(byteCount: int8Count, alignment: 64)
         allocations.append(int8)
+        allocated += int8Count
         quantized = QuantizationScratch(values: int8.bindMemory(to: Int8.self, capacity: int8Count),
                                         scales: floats(n * max(1, model.maxGroups) * rowsPerToken))
         self.allocations = allocations
+        allocatedBytes = allocated
     }
 
     deinit {
@@ -117,8 +133,8 @@ public final class Session {
     public func evaluate(_ tokens: UnsafeBufferPointer<Int32>, allLogits: Bool = false) throws -> UnsafeBufferPointer<Float> {
         let c = model.config
         guard !tokens.isEmpty else { throw SessionError.noTokens }
-        guard position + tokens.count <= c.contextLength else {
-            throw SessionError.contextFull(needed: position + tokens.count, context: c.contextLength)
+        guard position + tokens.count <= capacity else {
+            throw SessionError.contextFull(needed: position + tokens.count, context: capacity)
         }
         if let bad = tokens.first(where: { $0 < 0 || Int($0) >= c.vocabSize }) {
             throw SessionError.invalidToken(bad, vocabulary: c.vocabSize)

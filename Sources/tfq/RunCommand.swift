@@ -31,6 +31,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
     @Option(help: "Threads (default: all processors).") var threads: Int?
     @Option(help: KVCacheOption.help) var kvCache: KVCachePrecision?
+    @Option(help: ArgumentHelp("Refuse to run if the model and its session would need more than this (bytes, or with a K, M or G suffix; default: the memory the system has available).",
+                               valueName: "SIZE")) var memoryLimit: String?
     @Flag(help: "Timing and memory figures on stderr.") var stats = false
     @Flag(help: "One JSON object with the text, the token ids and the figures.") var json = false
 
@@ -41,13 +43,15 @@ struct RunCommand: ParsableCommand {
         if topK < 0 { throw UsageError("--top-k must not be negative") }
         if !(topP > 0 && topP <= 1) { throw UsageError("--top-p must be in (0, 1]") }
         try ThreadOption.validate(threads)
+        if let memoryLimit, ByteSize.parse(memoryLimit) == nil {
+            throw UsageError("--memory-limit must be a positive size such as 512M or 2G (got '\(memoryLimit)')")
+        }
     }
 
     func run() throws {
         let start = Clock.seconds()
         let loaded = try Model(path: model)
-        let session = Session(model: loaded, threads: ThreadOption.resolve(threads), kvCache: kvCache)
-        let loadSeconds = Clock.seconds() - start
+        let openSeconds = Clock.seconds() - start
 
         var text = prompt ?? ""
         if let promptFile {
@@ -65,6 +69,19 @@ struct RunCommand: ParsableCommand {
         guard promptTokens.count < context else {
             throw UsageError("the prompt is \(promptTokens.count) tokens; the model's context is \(context), leaving no room to generate")
         }
+        // The session holds only the positions this run can reach, and must fit in memory.
+        let plan = MemoryPlan(model: loaded, kvCache: kvCache, capacity: promptTokens.count + min(count, context))
+        let limit = memoryLimit.flatMap(ByteSize.parse)
+        if let available = limit ?? ProcessMemory.systemAvailableBytes(), plan.totalBytes > available {
+            let size = ByteSize.describe
+            throw UsageError("not enough memory: this run needs about \(size(plan.totalBytes)) (weights \(size(plan.weightBytes)), "
+                             + "\(plan.kvCache.rawValue) KV cache \(size(plan.cacheBytes)) for \(plan.positions) positions, buffers "
+                             + "\(size(plan.sessionBytes - plan.cacheBytes))) and \(size(available)) \(limit == nil ? "is available" : "is the limit"); "
+                             + "generate fewer tokens (-n)" + (plan.kvCache == .f32 ? ", use --kv-cache f16" : "") + " or free memory")
+        }
+        let sessionStart = Clock.seconds()
+        let session = Session(model: loaded, threads: ThreadOption.resolve(threads), kvCache: kvCache, capacity: plan.positions)
+        let loadSeconds = openSeconds + (Clock.seconds() - sessionStart)
 
         // Everything start-up needed is done: give its code pages back (the weights stay).
         ProcessMemory.releaseCleanFilePages(keeping: [model])
@@ -138,3 +155,26 @@ enum KVCacheOption {
 }
 
 extension KVCachePrecision: ExpressibleByArgument {}
+
+/// Sizes as people write them: `4096`, `64K`, `512M`, `2G` (binary multiples).
+enum ByteSize {
+    static func parse(_ text: String) -> Int? {
+        let shifts: [Character: Int] = ["K": 10, "k": 10, "M": 20, "m": 20, "G": 30, "g": 30]
+        var digits = Substring(text), shift = 0
+        if let last = text.last, let s = shifts[last] { digits = digits.dropLast(); shift = s }
+        guard let value = Int(digits), value > 0, value <= Int.max >> shift else { return nil }
+        return value << shift
+    }
+
+    /// `123 KB`, `45.6 MB`, `1.2 GB`.
+    static func describe(_ bytes: Int) -> String {
+        if bytes < 1 << 20 { return "\((bytes + 1023) >> 10) KB" }
+        let mb = Double(bytes) / Double(1 << 20)
+        return mb < 1024 ? "\(format1(mb)) MB" : "\(format1(mb / 1024)) GB"
+    }
+
+    private static func format1(_ value: Double) -> String {
+        let tenths = Int((value * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10)"
+    }
+}

@@ -474,6 +474,41 @@ enum Fixture {
     }
 }
 
+/// A session with a smaller capacity than the model's context: the same logits, less memory,
+/// and the plan made before allocating says exactly what the session allocates.
+@Suite struct SessionCapacityTests {
+    @Test func aSmallerCapacityGivesTheSameLogitsInLessMemory() throws {
+        let model = try Model(path: GoldenOutputTests.fixtures.appendingPathComponent("golden.int8.tfq").path)
+        let full = Session(model: model, threads: 2), small = Session(model: model, threads: 2, capacity: 12)
+        #expect(full.capacity == model.config.contextLength && small.capacity == 12)
+        #expect(MemoryPlan(model: model).sessionBytes == full.allocatedBytes)
+        #expect(MemoryPlan(model: model, capacity: 12).sessionBytes == small.allocatedBytes)
+        #expect(small.allocatedBytes * 4 < full.allocatedBytes)
+        let prompt = try model.tokenizer.encode("the king")
+        let a = Array(try full.evaluate(prompt, allLogits: true)), b = Array(try small.evaluate(prompt, allLogits: true))
+        #expect(a == b)
+        for token in [Int32(3), 5, 7, 1] {
+            let x = Array(try full.evaluate(token: token)), y = Array(try small.evaluate(token: token))
+            #expect(x == y)
+        }
+        #expect(throws: SessionError.contextFull(needed: 13, context: 12)) { try small.evaluate(token: 2) }
+        small.reset()
+        var produced = 0
+        let reason = try small.generate(prompt: prompt, maxTokens: 100) { _, _ in produced += 1; return true }
+        #expect(reason == .context && produced == 12 - prompt.count + 1)
+    }
+
+    @Test func thePlanCountsWeightsAsLoaded() throws {
+        let model = try Model(path: GoldenOutputTests.fixtures.appendingPathComponent("golden.int8.tfq").path)
+        let plan = MemoryPlan(model: model, kvCache: .f32, capacity: 8)
+        #expect(plan.weightBytes == model.file.tensors.reduce(0) { $0 + $1.storedLength })   // all raw
+        let c = model.config
+        #expect(plan.cacheBytes == 2 * c.layers * c.kvHeads * 8 * c.headDim * 4)
+        #expect(MemoryPlan(model: model, kvCache: .f16, capacity: 8).cacheBytes * 2 == plan.cacheBytes)
+        #expect(plan.totalBytes == plan.weightBytes + plan.sessionBytes)
+    }
+}
+
 /// A raw model file truncated while mapped (another process's `ftruncate`, a package upgrade
 /// rewriting it in place) must fail the call, not kill the process with SIGBUS.
 @Suite struct TruncatedFileTests {

@@ -149,5 +149,30 @@ import TFQFormat
         #expect(try JSONDecoder().decode(JSONValue.self, from: Data(exactCache.stdout.utf8))["kv_cache"] == .string("f32"))
         let bad = try CLI.run(["bench", "latency", Self.golden, "--threads", "one"])
         #expect(bad.status != 0 && bad.stderr.contains("--threads"))
+        let busy = try CLI.run(["bench", "latency", Self.golden, "--threads", "1,2", "--prompt-lengths", "4", "-n", "2", "--runs", "1",
+                                "--busy", "2", "--json"])
+        #expect(busy.status == 0, "\(busy.stderr)")
+        #expect(try JSONDecoder().decode(JSONValue.self, from: Data(busy.stdout.utf8))["busy_threads"] == .integer(2))
+        let tooBusy = try CLI.run(["bench", "latency", Self.golden, "--busy", "-1"])
+        #expect(tooBusy.status != 0 && tooBusy.stderr.contains("--busy"))
+    }
+
+    /// `tfq run` plans its memory before it allocates: a limit below the plan is refused in
+    /// one line that gives the figures; the same run under a sufficient limit prints the
+    /// usual text.
+    @Test func runRefusesWhatDoesNotFitInMemory() throws {
+        let refused = try CLI.run(["run", Self.golden, "--prompt", "the king", "-n", "8", "--memory-limit", "16K"])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("not enough memory: this run needs about") && refused.stderr.contains("16 KB is the limit"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("positions") && refused.stdout.isEmpty)
+        let fits = try CLI.run(["run", Self.golden, "--prompt", "the king", "-n", "8", "--memory-limit", "64M", "--json"])
+        let unlimited = try CLI.run(["run", Self.golden, "--prompt", "the king", "-n", "8", "--json"])
+        #expect(fits.status == 0 && unlimited.status == 0, "\(fits.stderr)")
+        let a = try JSONDecoder().decode(JSONValue.self, from: Data(fits.stdout.utf8)), b = try JSONDecoder().decode(JSONValue.self, from: Data(unlimited.stdout.utf8))
+        #expect(a["token_ids"] == b["token_ids"] && a["token_ids"] != nil)
+        for size in ["0", "-5M", "12X", "99999999999G"] {
+            let bad = try CLI.run(["run", Self.golden, "--memory-limit", size])
+            #expect(bad.status != 0 && bad.stderr.contains("--memory-limit"), "\(size)")
+        }
     }
 }

@@ -1,0 +1,51 @@
+import TFQFormat
+import TFQKernels
+import TFQModel
+
+/// What running a model takes in memory, computed before anything is allocated: the
+/// weights as loaded, and a session's KV cache and scratch buffers for its capacity.
+///
+/// `tfq run` checks it against the memory the system has available and refuses to start a
+/// run that would not fit, instead of letting the kernel's out-of-memory killer end it (or
+/// another program) halfway.
+public struct MemoryPlan: Sendable, Equatable {
+    /// Positions the session holds.
+    public let positions: Int
+    public let kvCache: KVCachePrecision
+    /// The weights once loaded: raw tensors as mapped (read from the page cache as they are
+    /// touched), zstd tensors decoded, fp16 tensors converted to fp32.
+    public let weightBytes: Int
+    /// Keys and values for `positions` positions.
+    public let cacheBytes: Int
+    /// Everything a session allocates, the cache included.
+    public let sessionBytes: Int
+    public var totalBytes: Int { weightBytes + sessionBytes }
+
+    /// The plan for a session on `model` (see ``Session/init(model:threads:kvCache:capacity:)``
+    /// for the defaults of `kvCache` and `capacity`).
+    public init(model: Model, kvCache: KVCachePrecision? = nil, capacity: Int? = nil) {
+        let c = model.config
+        let n = max(1, min(c.contextLength, capacity ?? c.contextLength))
+        positions = n
+        self.kvCache = kvCache ?? (model.isQuantized ? .f16 : .f32)
+        let cache = CachedAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, context: n, precision: self.kvCache)
+        let (d, f, v) = (c.dim, c.ffDim, c.vocabSize)
+        func floats(_ count: Int) -> Int { max(1, count) * 4 }
+        // The buffers of Session.init, in its order.
+        let cacheFloats = (c.layers * cache.cacheBytesPerLayer + 3) / 4
+        var bytes = 2 * floats(cacheFloats)
+        bytes += 4 * floats(n * d) + floats(n * c.qkvRows) + floats(n * f)
+        if case .gated = model.blocks[0].feedForward { bytes += floats(n * f) }
+        bytes += floats(n * v) + 2 * floats(n)
+        let rowsPerToken = model.hasTwoPassLayers ? 2 : 1
+        bytes += n * max(d, f) * rowsPerToken + floats(n * max(1, model.maxGroups) * rowsPerToken)
+        cacheBytes = 2 * floats(cacheFloats)
+        sessionBytes = bytes
+        var weights = 0
+        for info in model.file.tensors {
+            weights += info.encoding == .raw ? info.storedLength : info.decodedLength
+            if info.dtype == .f16 { weights += 2 * info.decodedLength }   // the fp32 copy made at load
+        }
+        weightBytes = weights
+    }
+}
