@@ -66,6 +66,7 @@ public enum Exporter {
     }
 
     public static func export(checkpoint: String, output: String, options: ExportOptions) throws -> ExportSummary {
+        try OutputPath.check(output)  // before calibration and measurement, which take a while
         // Opened once, by the runtime: that checks every tensor the architecture needs, and
         // the same model is the fp32 reference the quality report measures against.
         let reference = try Model(path: checkpoint)

@@ -16,11 +16,9 @@ final class AtomicFile {
 
     init(path: String) throws {
         self.path = path
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { String(path[...$0]) } ?? ""
-        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        guard !base.isEmpty else { throw TFQFormatError(file: path, .io("is a directory, not a file name")) }
-        temporaryPath = "\(directory).\(base).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try OutputPath.check(path)
+        let target = OutputPath(path)
+        temporaryPath = "\(target.directory).\(target.name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         descriptor = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw TFQFormatError(file: path, .io("cannot create: \(errnoText())")) }
     }

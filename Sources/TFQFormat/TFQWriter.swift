@@ -11,7 +11,8 @@ public enum TensorCompression: Sendable, Equatable {
 /// Tensors stream straight to a temporary file next to the target, so the writer never
 /// holds the model twice; ``finish(metadata:)`` appends the metadata and the directory,
 /// fills in the header, syncs, and renames the file into place. A writer dropped without
-/// `finish` removes its temporary file and leaves the target untouched.
+/// `finish` removes its temporary file and leaves the target untouched. Creating one checks
+/// that `path` can be written (``OutputPath/check(_:)``).
 public final class TFQWriter {
     public let path: String
     private let file: AtomicFile

@@ -62,6 +62,7 @@ public final class Trainer {
     /// A new run, or with `resume` the continuation of the run saved there.
     public init(options: TrainingOptions, corpus: Corpus, checkpointPath: String, threads: Int, resume: TFQFile? = nil) throws {
         if let problem = options.problem { throw TrainingError(problem) }
+        try OutputPath.check(checkpointPath)
         let length = options.context
         guard corpus.train.count > length else {
             throw TrainingError("the training text has \(corpus.train.count) tokens, fewer than one sequence of --context \(length) + 1")

@@ -71,6 +71,7 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        try OutputPath.check(out)  // now, not after the run it would waste
         let threadCount = ThreadOption.resolve(threads)
         var checkpoint: TFQFile? = nil
         if resume {
