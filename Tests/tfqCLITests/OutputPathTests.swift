@@ -4,7 +4,8 @@ import Testing
 import Glibc
 #endif
 
-/// An output path that cannot be written is refused before any work, in one line.
+/// An output path that cannot be written is refused before any work, in one line; and a
+/// write removes the staging files that killed runs left for the same output.
 @Suite struct OutputPathTests {
     /// A directory with a corpus, a FIFO and a subdirectory: outputs no command may write.
     static func unwritable() throws -> (directory: URL, corpus: String, cases: [(path: String, error: String)]) {
@@ -56,5 +57,28 @@ import Glibc
             }
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted() == before)
+    }
+
+    @Test func exportRemovesStaleStagingFilesOfItsOutputOnly() throws {
+        let directory = try CLI.temporaryDirectory()
+        func at(_ name: String) -> String { directory.appendingPathComponent(name).path }
+        func make(_ name: String, age: Int) throws {
+            try Data("partial".utf8).write(to: URL(fileURLWithPath: at(name)))
+            let then = timeval(tv_sec: time(nil) - age, tv_usec: 0)
+            #expect(utimes(at(name), [then, then]) == 0)
+        }
+        // What `kill -9` during earlier exports of m.tfq left, an hour ago.
+        for name in [".m.tfq.staging-123", "..m.tfq.staging-123.tmp-77-1", ".m.tfq.tmp-77-2"] { try make(name, age: 3600) }
+        try make(".m.tfq.tmp-78-1", age: 0)         // fresh: could be a writer that has not locked it yet
+        try make(".m.tfq.tmp-79-1", age: 3600)      // old but locked: a live writer
+        try make(".n.tfq.staging-5", age: 3600)     // another output's
+        let holder = open(at(".m.tfq.tmp-79-1"), O_RDONLY | O_CLOEXEC)
+        #expect(holder >= 0 && flock(holder, LOCK_EX | LOCK_NB) == 0)
+        defer { close(holder) }
+
+        let export = try CLI.run(["export", ExportRunTests.checkpoint, "-o", at("m.tfq"), "--fp32", "--eval-tokens", "200"])
+        #expect(export.status == 0, "\(export.stderr)")
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: directory.path))
+                == ["m.tfq", ".m.tfq.tmp-78-1", ".m.tfq.tmp-79-1", ".n.tfq.staging-5"])
     }
 }
