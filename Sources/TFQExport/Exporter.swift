@@ -66,6 +66,7 @@ public enum Exporter {
     }
 
     public static func export(checkpoint: String, output: String, options: ExportOptions) throws -> ExportSummary {
+        try OutputPath.check(output)  // before calibration and measurement, which take a while
         // Opened once, by the runtime: that checks every tensor the architecture needs, and
         // the same model is the fp32 reference the quality report measures against.
         let reference = try Model(path: checkpoint)
@@ -79,12 +80,11 @@ public enum Exporter {
         var calibration = try Calibration.run(reference, weights: quantized.subtracting(["tok_emb"]), options: options, training: training)
 
         // The model is written raw next to the output first, measured with the runtime, and
-        // then written again with the quality report and the requested compression.
-        let slash = output.lastIndex(of: "/")
-        let directory = slash.map { String(output[...$0]) } ?? ""
-        let base = slash.map { String(output[output.index(after: $0)...]) } ?? output
-        let staging = "\(directory).\(base).staging-\(UInt32.random(in: 0...UInt32.max))"
-        defer { _ = unlink(staging) }
+        // then written again with the quality report and the requested compression. The
+        // staged copy is the first writer's unpublished file: locked, so no other write of
+        // `output` takes it for a dead run's leftover, and removed when `stagingWriter` goes.
+        let stagingWriter = try TFQWriter(path: output)
+        defer { stagingWriter.discard() }
         var model = ModelMetadata(kind: "model", config: config, tokenizer: metadata.tokenizer)
         model.provenance.sourceCheckpointCRC32 = fingerprint(source)
         model.provenance.sourceSteps = training?.step
@@ -99,7 +99,8 @@ public enum Exporter {
         ])
         if let imported = metadata.sections["import"] { model.sections["import"] = imported }
         let (errors, chosen) = try writeWeights(tensors, of: source, quantized: quantized, hessians: &calibration.hessians,
-                                                options: options, to: staging, metadata: model)
+                                                options: options, to: stagingWriter)
+        let staging = try stagingWriter.finishStaged(metadata: model.encoded())
         // How the int8 values were chosen, as it happened: GPTQ for the layers it ran on, and
         // plain rounding for the rest (a token-embedding table always).
         let rounded = quantized.subtracting(chosen).sorted()
@@ -132,11 +133,10 @@ public enum Exporter {
 
     /// Writes every tensor converted as `options` says, choosing int8 values with GPTQ where
     /// `hessians` has the layer's input; returns each converted tensor's relative error and
-    /// the tensors GPTQ chose.
+    /// the tensors GPTQ chose. The caller finishes `writer`.
     static func writeWeights(_ tensors: [TensorInfo], of source: TFQFile, quantized: Set<String>,
-                             hessians: inout [String: Calibration.Hessian], options: ExportOptions, to path: String,
-                             metadata: ModelMetadata) throws -> (errors: [String: Double], gptq: Set<String>) {
-        let writer = try TFQWriter(path: path)
+                             hessians: inout [String: Calibration.Hessian], options: ExportOptions,
+                             to writer: TFQWriter) throws -> (errors: [String: Double], gptq: Set<String>) {
         let pool = ThreadPool(threads: options.threads)
         var errors: [String: Double] = [:]
         var chosen = Set<String>()
@@ -174,7 +174,6 @@ public enum Exporter {
                 }
             }
         }
-        try writer.finish(metadata: metadata.encoded())
         return (errors, chosen)
     }
 

@@ -6,7 +6,9 @@ import Musl
 
 /// A file written under a temporary name in its target's directory and renamed into place
 /// only once it is complete and synced: a crash or kill at any point leaves either the old
-/// file or the complete new one at the target path, never a half-written one.
+/// file or the complete new one at the target path, never a half-written one. The temporary
+/// file is locked while it exists, and a later write of the same target removes it if its
+/// writer died (``StagingFiles``).
 final class AtomicFile {
     let path: String
     let temporaryPath: String
@@ -16,13 +18,13 @@ final class AtomicFile {
 
     init(path: String) throws {
         self.path = path
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { String(path[...$0]) } ?? ""
-        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        guard !base.isEmpty else { throw TFQFormatError(file: path, .io("is a directory, not a file name")) }
-        temporaryPath = "\(directory).\(base).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try OutputPath.check(path)
+        let target = OutputPath(path)
+        StagingFiles.removeStale(of: target)
+        temporaryPath = StagingFiles.newName(for: target)
         descriptor = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw TFQFormatError(file: path, .io("cannot create: \(errnoText())")) }
+        StagingFiles.lock(descriptor)
     }
 
     deinit {
@@ -55,17 +57,17 @@ final class AtomicFile {
     }
 
     /// fsync, rename over the target, fsync the directory so the rename itself is durable.
+    /// The descriptor (and its lock) is closed only after the rename, so the file is never
+    /// unlocked under its temporary name.
     func commit() throws {
         guard fsync(descriptor) == 0 else { throw TFQFormatError(file: path, .io("fsync failed: \(errnoText())")) }
-        close(descriptor)
-        descriptor = -1
         guard rename(temporaryPath, path) == 0 else {
             throw TFQFormatError(file: path, .io("cannot rename into place: \(errnoText())"))
         }
         committed = true
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { String(path[..<$0]) } ?? "."
-        let directoryDescriptor = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        close(descriptor)
+        descriptor = -1
+        let directoryDescriptor = open(OutputPath(path).directoryToOpen, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if directoryDescriptor >= 0 {
             _ = fsync(directoryDescriptor)
             close(directoryDescriptor)
@@ -74,8 +76,8 @@ final class AtomicFile {
 
     /// Removes the temporary file; the target is untouched.
     func discard() {
-        if descriptor >= 0 { close(descriptor); descriptor = -1 }
         if !committed { unlink(temporaryPath) }
+        if descriptor >= 0 { close(descriptor); descriptor = -1 }
     }
 }
 

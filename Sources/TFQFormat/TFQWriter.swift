@@ -11,12 +11,15 @@ public enum TensorCompression: Sendable, Equatable {
 /// Tensors stream straight to a temporary file next to the target, so the writer never
 /// holds the model twice; ``finish(metadata:)`` appends the metadata and the directory,
 /// fills in the header, syncs, and renames the file into place. A writer dropped without
-/// `finish` removes its temporary file and leaves the target untouched.
+/// `finish` removes its temporary file and leaves the target untouched. Creating one checks
+/// that `path` can be written (``OutputPath/check(_:)``) and removes the temporary files of
+/// the same target that writers killed mid-write left behind.
 public final class TFQWriter {
     public let path: String
     private let file: AtomicFile
     private var tensors: [TensorInfo] = []
     private var names = Set<String>()
+    private var completed = false
 
     public init(path: String) throws {
         self.path = path
@@ -32,6 +35,7 @@ public final class TFQWriter {
     public func add(name: String, dtype: DType, shape: [Int], layout: Q8Layout = .rowMajor, groupSize: Int = 0,
                     bytes: UnsafeRawBufferPointer, compression: TensorCompression = .none) throws -> TensorInfo {
         func bad(_ why: String) -> TFQFormatError { TFQFormatError(file: path, tensor: name, .usage(why)) }
+        guard !completed else { throw bad("added after the file was finished") }
         let nameLength = name.utf8.count
         guard nameLength >= 1, nameLength <= TFQFormatSpec.maxNameLength, !name.utf8.contains(0) else {
             throw bad("name must be 1 to \(TFQFormatSpec.maxNameLength) bytes without NUL")
@@ -86,6 +90,22 @@ public final class TFQWriter {
 
     /// Writes the metadata (a UTF-8 JSON object) and the directory, then publishes the file.
     public func finish(metadata: [UInt8]) throws {
+        try complete(metadata: metadata)
+        try file.commit()
+    }
+
+    /// Completes the file as ``finish(metadata:)`` does but leaves it unpublished, at the
+    /// returned hidden path next to ``path``, to be read back (an export measures its model
+    /// before writing the real file). It stays locked as a live staging file, and is removed
+    /// by ``discard()`` or when the writer is released.
+    public func finishStaged(metadata: [UInt8]) throws -> String {
+        try complete(metadata: metadata)
+        return file.temporaryPath
+    }
+
+    private func complete(metadata: [UInt8]) throws {
+        guard !completed else { throw TFQFormatError(file: path, .usage("finished twice")) }
+        completed = true
         guard metadata.count >= 2, metadata.count <= TFQFormatSpec.maxMetadataLength else {
             throw TFQFormatError(file: path, .usage("metadata must be 2 bytes to 16 MiB of JSON"))
         }
@@ -107,7 +127,6 @@ public final class TFQWriter {
         index.update(directory)
         header.indexCRC32 = index.value
         try file.overwrite(header.encoded(), at: 0)
-        try file.commit()
     }
 
     /// Removes the temporary file without publishing anything.

@@ -21,6 +21,7 @@ public struct ImportSummary: Sendable {
 /// tensors are stored f32, dequantized exactly as llama2.c's groups say.
 public enum Llama2cImporter {
     public static func importCheckpoint(_ checkpointPath: String, tokenizer tokenizerPath: String, output: String) throws -> ImportSummary {
+        try OutputPath.check(output)
         let checkpoint = try Llama2cCheckpoint(path: checkpointPath)
         let config = checkpoint.config
         let tokenizer = try Llama2cTokenizer.read(path: tokenizerPath, vocabSize: config.vocabSize)

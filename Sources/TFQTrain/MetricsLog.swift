@@ -16,6 +16,33 @@ final class MetricsLog {
         enum CodingKeys: String, CodingKey {
             case step, loss, lr, tokensPerSecond = "tokens_per_second", valLoss = "val_loss", valBitsPerByte = "val_bits_per_byte"
         }
+
+        init(step: Int, loss: Double, lr: Float, tokensPerSecond: Double, valLoss: Double?, valBitsPerByte: Double?) {
+            (self.step, self.loss, self.lr, self.tokensPerSecond) = (step, loss, lr, tokensPerSecond)
+            (self.valLoss, self.valBitsPerByte) = (valLoss, valBitsPerByte)
+        }
+
+        /// The val keys are absent on steps without an evaluation; any number that is not
+        /// finite is `null` (see FiniteJSON.swift).
+        func encode(to encoder: Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(step, forKey: .step)
+            try container.encodeFinite(loss, forKey: .loss)
+            try container.encodeFinite(lr, forKey: .lr)
+            try container.encodeFinite(tokensPerSecond, forKey: .tokensPerSecond)
+            try container.encodeFinite(valLoss, forKey: .valLoss)
+            try container.encodeFinite(valBitsPerByte, forKey: .valBitsPerByte)
+        }
+
+        init(from decoder: Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            step = try container.decode(Int.self, forKey: .step)
+            loss = try container.decodeFinite(Double.self, forKey: .loss)
+            lr = try container.decodeFinite(Float.self, forKey: .lr)
+            tokensPerSecond = try container.decodeFinite(Double.self, forKey: .tokensPerSecond)
+            valLoss = try container.decodeFiniteIfPresent(Double.self, forKey: .valLoss)
+            valBitsPerByte = try container.decodeFiniteIfPresent(Double.self, forKey: .valBitsPerByte)
+        }
     }
 
     let path: String

@@ -44,6 +44,22 @@ public struct TrainingSummary: Codable, Sendable {
         case trainLoss = "train_loss", valLoss = "val_loss", valBitsPerByte = "val_bits_per_byte", tokensPerSecond = "tokens_per_second"
         case wallSeconds = "wall_seconds", peakRSSBytes = "peak_rss_bytes"
     }
+
+    /// Absent losses are left out; a number that is not finite is `null` (FiniteJSON.swift).
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(steps, forKey: .steps)
+        try container.encode(tokens, forKey: .tokens)
+        try container.encodeFinite(trainLoss, forKey: .trainLoss)
+        try container.encodeFinite(valLoss, forKey: .valLoss)
+        try container.encodeFinite(valBitsPerByte, forKey: .valBitsPerByte)
+        try container.encodeFinite(tokensPerSecond, forKey: .tokensPerSecond)
+        try container.encodeFinite(wallSeconds, forKey: .wallSeconds)
+        try container.encode(parameters, forKey: .parameters)
+        try container.encode(peakRSSBytes, forKey: .peakRSSBytes)
+        try container.encode(checkpoint, forKey: .checkpoint)
+        try container.encode(interrupted, forKey: .interrupted)
+    }
 }
 
 /// The training loop: sample a batch, forward, backward, clip, step the optimizer; evaluate
@@ -58,10 +74,14 @@ public final class Trainer {
     private let m: UnsafeMutableBufferPointer<Float>
     private let v: UnsafeMutableBufferPointer<Float>
     private let metricsLog: MetricsLog
+    /// The step of the checkpoint at `checkpointPath` written by this run or resumed from,
+    /// named when a diverged run stops.
+    public private(set) var savedStep: Int?
 
     /// A new run, or with `resume` the continuation of the run saved there.
     public init(options: TrainingOptions, corpus: Corpus, checkpointPath: String, threads: Int, resume: TFQFile? = nil) throws {
         if let problem = options.problem { throw TrainingError(problem) }
+        try OutputPath.check(checkpointPath)
         let length = options.context
         guard corpus.train.count > length else {
             throw TrainingError("the training text has \(corpus.train.count) tokens, fewer than one sequence of --context \(length) + 1")
@@ -94,6 +114,8 @@ public final class Trainer {
     }
 
     /// Trains until `options.steps` or until `shouldStop` says so, then writes the checkpoint.
+    /// A loss or gradient norm that is not finite stops the run with a ``TrainingError``
+    /// naming the step; the checkpoint on disk is then the last one written before it.
     public func run(shouldStop: () -> Bool = { false }, progress: (TrainingProgress) -> Void = { _ in }) throws -> TrainingSummary {
         let (batch, length) = (options.batch, options.context)
         let tokensPerStep = batch * length
@@ -102,9 +124,10 @@ public final class Trainer {
         let earlierWallSeconds = state.wallSeconds  // from the runs this one resumes
         let startStep = state.step
         var interrupted = false
+        func speed(at step: Int) -> Double { Double((step - startStep) * tokensPerStep) / max(Clock.seconds() - started, 1e-9) }
         if state.step == 0 { metricsLog.reset() } else { metricsLog.truncate(after: state.step) }
         if state.step == 0 && options.evalEvery > 0 && options.steps > 0 {
-            _ = evaluate(step: 0, trainLoss: nil)
+            try evaluateOrStop(step: 0, trainLoss: nil)
         }
         while state.step < options.steps {
             if shouldStop() { interrupted = true; break }
@@ -114,22 +137,28 @@ public final class Trainer {
                                    measuringNorm: options.gradClip > 0)
             } }
             let rate = options.learningRate(at: state.step)
+            // Checked before the optimizer step: the weights in memory stay the last finite
+            // ones, and the log shows the step that diverged.
+            guard loss.isFinite, (norm ?? 0).isFinite else {
+                metricsLog.append(step: state.step + 1, loss: loss, learningRate: rate, tokensPerSecond: speed(at: state.step + 1),
+                                  valLoss: nil, valBitsPerByte: nil)
+                throw stop(at: state.step + 1, loss.isFinite ? "the gradient norm is \(norm!)" : "the training loss is \(loss)")
+            }
             optimizerStep(learningRate: rate, gradientNorm: norm)
             state.step += 1
             state.tokens += tokensPerStep
             state.lastTrainLoss = loss
-            let elapsed = Clock.seconds() - started
-            let speed = Double((state.step - startStep) * tokensPerStep) / max(elapsed, 1e-9)
+            let tokensPerSecond = speed(at: state.step)
             var evaluated = false
             if options.evalEvery > 0 && (state.step % options.evalEvery == 0 || state.step == options.steps) {
-                _ = evaluate(step: state.step, trainLoss: loss)
+                try evaluateOrStop(step: state.step, trainLoss: loss, logging: (rate, tokensPerSecond))
                 evaluated = true
             }
-            metricsLog.append(step: state.step, loss: loss, learningRate: rate, tokensPerSecond: speed,
+            metricsLog.append(step: state.step, loss: loss, learningRate: rate, tokensPerSecond: tokensPerSecond,
                               valLoss: evaluated ? state.lastValLoss : nil, valBitsPerByte: evaluated ? state.lastValBitsPerByte : nil)
             progress(TrainingProgress(step: state.step, steps: options.steps, loss: loss, valLoss: state.lastValLoss,
-                                      valBitsPerByte: state.lastValBitsPerByte, learningRate: rate, tokensPerSecond: speed,
-                                      secondsRemaining: Double((options.steps - state.step) * tokensPerStep) / max(speed, 1e-9),
+                                      valBitsPerByte: state.lastValBitsPerByte, learningRate: rate, tokensPerSecond: tokensPerSecond,
+                                      secondsRemaining: Double((options.steps - state.step) * tokensPerStep) / max(tokensPerSecond, 1e-9),
                                       evaluated: evaluated))
             if options.checkpointEvery > 0 && state.step % options.checkpointEvery == 0 && state.step < options.steps {
                 state.wallSeconds = earlierWallSeconds + Clock.seconds() - started
@@ -138,12 +167,12 @@ public final class Trainer {
         }
         // A finished run ends on an evaluation, unless its last step just made one.
         if !interrupted && (options.evalEvery == 0 || state.lastValLoss == nil) {
-            _ = evaluate(step: state.step, trainLoss: state.lastTrainLoss)
+            try evaluateOrStop(step: state.step, trainLoss: state.lastTrainLoss)
         }
         let elapsed = Clock.seconds() - started
         state.wallSeconds = earlierWallSeconds + elapsed
         try saveCheckpoint()
-        try? LossCurve.write(evaluations: state.evaluations, trainLog: metricsLog.read(), to: checkpointPath + ".loss.svg")
+        writeLossCurve()
         return TrainingSummary(steps: state.step, tokens: state.tokens, trainLoss: state.lastTrainLoss, valLoss: state.lastValLoss,
                                valBitsPerByte: state.lastValBitsPerByte,
                                tokensPerSecond: Double((state.step - startStep) * tokensPerStep) / max(elapsed, 1e-9),
@@ -154,6 +183,7 @@ public final class Trainer {
     /// Mean loss over `evalBatches` validation batches: always the same batches, so the
     /// curve moves only with the model. Also kept in bits per byte of the predicted text,
     /// (nats per token × tokens) / (ln 2 × bytes), which compares across tokenizers.
+    /// A loss that is not finite is returned but not recorded.
     @discardableResult
     public func evaluate(step: Int, trainLoss: Double?) -> Double {
         let (batch, length) = (options.batch, options.context)
@@ -168,11 +198,42 @@ public final class Trainer {
             for target in targets { bytes += corpus.tokenByteCounts[Int(target)] }
         }
         let loss = total / Double(options.evalBatches)
+        guard loss.isFinite else { return loss }
         let bitsPerByte = loss * Double(options.evalBatches * batch * length) / (log(2) * Double(max(1, bytes)))
         state.lastValLoss = loss
         state.lastValBitsPerByte = bitsPerByte
         state.evaluations.append(.init(step: step, trainLoss: trainLoss ?? loss, valLoss: loss, valBitsPerByte: bitsPerByte))
         return loss
+    }
+
+    /// ``evaluate(step:trainLoss:)``, stopping the run if the validation loss is not finite;
+    /// `logging` (the step's learning rate and speed) puts that step's line in the metrics log.
+    private func evaluateOrStop(step: Int, trainLoss: Double?, logging: (rate: Float, speed: Double)? = nil) throws {
+        let loss = evaluate(step: step, trainLoss: trainLoss)
+        if loss.isFinite { return }
+        if let logging, let trainLoss {
+            metricsLog.append(step: step, loss: trainLoss, learningRate: logging.rate, tokensPerSecond: logging.speed,
+                              valLoss: loss, valBitsPerByte: nil)
+        }
+        throw stop(at: step, "the validation loss is \(loss)")
+    }
+
+    /// The one-line error of a run that diverged at `step`, naming what went wrong and the
+    /// checkpoint left for `--resume`; the loss curve is drawn up to there.
+    private func stop(at step: Int, _ what: String) -> TrainingError {
+        writeLossCurve()
+        let kept: String
+        if let savedStep {
+            kept = "the checkpoint of step \(savedStep) in \(checkpointPath) is kept"
+        } else {
+            kept = "no checkpoint was written" + (options.checkpointEvery > 0 ? " (the first was due at step \(options.checkpointEvery))" : "")
+        }
+        return TrainingError("training diverged at step \(step): \(what); \(kept); try a lower --lr")
+    }
+
+    /// The SVG is a view of the log and the evaluations: failing to write it loses nothing else.
+    private func writeLossCurve() {
+        try? LossCurve.write(evaluations: state.evaluations, trainLog: metricsLog.read(), to: checkpointPath + ".loss.svg")
     }
 
     private func sampleBatch(into inputs: inout [Int32], _ targets: inout [Int32]) {
@@ -219,8 +280,14 @@ public final class Trainer {
 
     // MARK: - Checkpoints
 
-    /// Writes parameters, optimizer moments and the training state, atomically.
+    /// Writes parameters, optimizer moments and the training state, atomically. Refuses
+    /// weights or moments that are not finite, so a good checkpoint is never replaced by a
+    /// diverged one (with `--grad-clip 0` the gradient norm is not measured, and a step can
+    /// put NaN into the weights while its own loss was still finite).
     public func saveCheckpoint() throws {
+        if let bad = firstNonFinite() {
+            throw stop(at: state.step, "\(bad) is not finite")
+        }
         let writer = try TFQWriter(path: checkpointPath)
         try model.writeParameters(to: writer)
         if options.optimizer == .adamw {
@@ -230,6 +297,20 @@ public final class Trainer {
         var metadata = ModelMetadata(kind: "checkpoint", config: model.config, tokenizer: corpus.tokenizer)
         metadata.sections["training"] = try JSONValue(encoding: state)
         try writer.finish(metadata: metadata.encoded())
+        savedStep = state.step
+    }
+
+    /// The first tensor of weights or AdamW moments holding a NaN or an infinity, by name.
+    private func firstNonFinite() -> String? {
+        var buffers = [("", UnsafeBufferPointer(model.parameters))]
+        if options.optimizer == .adamw { buffers += [("adam.m.", UnsafeBufferPointer(m)), ("adam.v.", UnsafeBufferPointer(v))] }
+        for (prefix, buffer) in buffers {
+            for tensor in model.layout.tensors
+            where buffer[tensor.offset..<(tensor.offset + tensor.count)].contains(where: { !$0.isFinite }) {
+                return "\(prefix)\(tensor.name)"
+            }
+        }
+        return nil
     }
 
     private func restore(from file: TFQFile) throws {
@@ -253,6 +334,7 @@ public final class Trainer {
             try model.readParameters(from: file, prefix: "adam.v.", into: v)
         }
         state = saved
+        savedStep = saved.step
         model.restoreDropoutStep(UInt64(saved.step))
     }
 

@@ -16,7 +16,9 @@ struct TrainCommand: ParsableCommand {
         Without --val-data the last 10% of --data is the validation split. The checkpoint is
         written every --checkpoint-every steps, at the end, and on Ctrl-C or SIGTERM; --resume
         continues from it and gives the same losses as an uninterrupted run. Metrics go to
-        CKPT.metrics.jsonl and the loss curves to CKPT.loss.svg. --tokenizer bpe learns a
+        CKPT.metrics.jsonl (a number that is not finite as null) and the loss curves to
+        CKPT.loss.svg. A loss that is not finite stops the run at that step (exit 1) and keeps
+        the last checkpoint written; none is written with such weights. --tokenizer bpe learns a
         byte-level BPE of --vocab-size tokens on the training split first (then the split is
         made on the text: the last 10% of its characters) and stores it in the checkpoint.
         Validation losses are also given in bits per byte, which compare across tokenizers.
@@ -71,6 +73,7 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        try OutputPath.check(out)  // now, not after the run it would waste
         let threadCount = ThreadOption.resolve(threads)
         var checkpoint: TFQFile? = nil
         if resume {
@@ -94,7 +97,13 @@ struct TrainCommand: ParsableCommand {
                      + "(\(corpus.tokenizer.kind) tokenizer, vocabulary \(corpus.tokenizer.vocabularySize), "
                      + "validation \(corpus.validation.count) tokens), \(threadCount) threads")
         Interruption.install()
-        let summary = try trainer.run(shouldStop: { Interruption.signalNumber != 0 }) { display.show($0) }
+        let summary: TrainingSummary
+        do {
+            summary = try trainer.run(shouldStop: { Interruption.signalNumber != 0 }) { display.show($0) }
+        } catch {
+            display.finish()  // the error goes on a line of its own, not after the progress line
+            throw error
+        }
         display.finish()
         if json {
             print(try JSONOutput.string(summary))

@@ -12,6 +12,7 @@ struct UnpackCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "The raw .tfq file to write (may be the input itself).") var output: String
 
     func run() throws {
+        try OutputPath.check(output)  // before reading and checking the whole input
         let file = try TFQFile(path: input, options: .init(verifyChecksums: true))
         let writer = try TFQWriter(path: output)
         for info in file.tensors {
