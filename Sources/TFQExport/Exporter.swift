@@ -227,6 +227,12 @@ public enum Exporter {
         let c = try ModelComparison.measure(reference: reference, candidate: candidate,
                                             tokens: tokenizer.encodeAllowingUnknown(text), maxPositions: options.evalTokens)
         guard c.positions > 0 else { throw ExportError("the evaluation text has no position the model's vocabulary can encode") }
+        // Finite but huge weights (a run that diverged after its last finite step) overflow
+        // in the forward pass: such a model predicts nothing, and exporting it helps no one.
+        guard c.referenceCrossEntropy.isFinite else {
+            throw ExportError("\(model.file.path): the model's own predictions are not finite on the evaluation text "
+                              + "(cross-entropy \(c.referenceCrossEntropy)): its weights have diverged; nothing was exported")
+        }
         return QualityReport(positions: c.positions, skipped: c.skipped, referenceCrossEntropy: c.referenceCrossEntropy,
                              modelCrossEntropy: c.candidateCrossEntropy, top1AgreementPercent: c.top1AgreementPercent,
                              meanKL: c.meanKL, maxAbsLogitError: c.maxAbsLogitError, tensorRelativeError: tensorErrors,

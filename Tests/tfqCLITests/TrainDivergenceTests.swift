@@ -38,5 +38,14 @@ import TFQFormat
         #expect(resumed.stderr.contains("resuming \(out) at step \(step - 1) of 20"), "\(resumed.stderr)")
         #expect(resumed.stderr.split(separator: "\n").last.map(String.init) == error)
         #expect(try TFQFile(path: out).metadataSection("training", as: JSONValue.self)?["step"] == .integer(Int64(step - 1)))
+
+        // Its weights are finite but overflow in the forward pass: export refuses in one line
+        // (it ended in 'EncodingError.invalidValue: -nan' writing the quality report).
+        let exported = directory.appendingPathComponent("m.int8.tfq").path
+        let export = try CLI.run(["export", out, "--int8", "-o", exported, "--eval-data", corpus])
+        #expect(export.status == 1)
+        #expect(export.stderr.contains("the model's own predictions are not finite") && export.stderr.contains("nothing was exported"), "\(export.stderr)")
+        #expect(export.stderr.split(separator: "\n").count == 1)
+        #expect(!FileManager.default.fileExists(atPath: exported))
     }
 }
