@@ -31,6 +31,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
     @Option(help: "Threads (default: all processors).") var threads: Int?
     @Option(help: KVCacheOption.help) var kvCache: KVCachePrecision?
+    @Flag(help: "Check every tensor checksum and every int8 value before running (reads the whole file; see README).")
+    var verify = false
     @Flag(help: "Timing and memory figures on stderr.") var stats = false
     @Flag(help: "One JSON object with the text, the token ids and the figures.") var json = false
 
@@ -45,7 +47,7 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         let start = Clock.seconds()
-        let loaded = try Model(path: model)
+        let loaded = try Model(path: model, verify: verify)
         let session = Session(model: loaded, threads: ThreadOption.resolve(threads), kvCache: kvCache)
         let loadSeconds = Clock.seconds() - start
 
