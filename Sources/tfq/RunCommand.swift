@@ -51,15 +51,16 @@ struct RunCommand: ParsableCommand {
         let session = Session(model: loaded, threads: ThreadOption.resolve(threads), kvCache: kvCache)
         let loadSeconds = Clock.seconds() - start
 
-        var text = prompt ?? ""
+        var promptTokens: [Int32]
         if let promptFile {
+            // The file's bytes as they are, as `tfq tokenize` reads stdin: byte-level
+            // tokenizers (byte, bpe, llama2c's byte fallback) encode any bytes; char needs UTF-8.
             let bytes: [UInt8]
             do { bytes = try FileBytes.read(promptFile) } catch { throw UsageError("\(promptFile): \(error)") }
-            guard let decoded = String(validating: bytes, as: UTF8.self) else { throw UsageError("\(promptFile): the prompt is not valid UTF-8") }
-            text = decoded
+            do { promptTokens = try loaded.tokenizer.encode(bytes: bytes) } catch { throw UsageError("\(promptFile): \(error)") }
+        } else {
+            do { promptTokens = try loaded.tokenizer.encode(prompt ?? "") } catch { throw UsageError("the prompt: \(error)") }
         }
-        var promptTokens: [Int32]
-        do { promptTokens = try loaded.tokenizer.encode(text) } catch { throw UsageError("the prompt: \(error)") }
         if promptTokens.isEmpty {
             promptTokens = [(try? loaded.tokenizer.encode("\n").first) ?? 0]
         }
