@@ -51,8 +51,18 @@ const char *tfq_version(void);
  * failing call on this thread. */
 const char *tfq_last_error(void);
 
-/* Opens the model at `path`. *model is set to a new handle on success. */
+/* Opens the model at `path`. *model is set to a new handle on success, NULL on failure.
+ * Only a regular file is opened (a FIFO, a directory or a device is refused at once). The
+ * file's structure, config, tokenizer and tensor shapes are checked; its tensor bytes are
+ * not read until used, so damaged weights go unnoticed: see TFQ_OPEN_VERIFY. */
 tfq_status tfq_model_open(const char *path, tfq_model **model);
+
+/* Flags of tfq_model_open_flags; any other bit is TFQ_ERROR_INVALID_ARGUMENT. */
+#define TFQ_OPEN_VERIFY 1u /* check every tensor checksum and every int8 value first (reads the whole file) */
+
+/* tfq_model_open with flags: 0 opens as tfq_model_open does. A file that fails
+ * TFQ_OPEN_VERIFY's checks is TFQ_ERROR_FILE, naming the tensor. */
+tfq_status tfq_model_open_flags(const char *path, uint32_t flags, tfq_model **model);
 
 /* Closes a model handle. Sessions opened on it stay usable until freed. NULL is ignored. */
 void tfq_model_close(tfq_model *model);
@@ -83,7 +93,8 @@ tfq_status tfq_session_reset(tfq_session *session);
 tfq_status tfq_session_position(const tfq_session *session, int32_t *position);
 
 /* Appends `count` tokens to the session (one batched pass) and writes the last token's
- * logits (vocab_size floats) to `logits`, which holds `capacity` floats. */
+ * logits (vocab_size floats) to `logits`, which holds `capacity` floats. Tokens that would
+ * overflow the context are TFQ_ERROR_CONTEXT_FULL, found before `tokens` is read. */
 tfq_status tfq_session_eval(tfq_session *session, const int32_t *tokens, size_t count,
                             float *logits, size_t capacity);
 
@@ -99,9 +110,11 @@ typedef struct tfq_sampling {
 } tfq_sampling;
 
 /* Feeds `prompt` then generates up to `max_tokens` tokens, calling `callback` (which may be
- * NULL) for each. `sampling` may be NULL for greedy. *generated (may be NULL) is set to the
- * number of tokens produced. Stops early when the context is full, the callback asks, or
- * the model produces its tokenizer's stop token (BOS for llama2.c models; not counted). */
+ * NULL) for each. `sampling` may be NULL for greedy. *generated (may be NULL) is set to 0
+ * before anything else, so it is 0 after any argument error, and then to the number of
+ * tokens produced (also those produced before a later failure). Stops early when the context
+ * is full, the callback asks, or the model produces its tokenizer's stop token (BOS for
+ * llama2.c models; not counted). */
 tfq_status tfq_generate(tfq_session *session, const int32_t *prompt, size_t prompt_count,
                         int32_t max_tokens, const tfq_sampling *sampling,
                         tfq_token_callback callback, void *user_data, int32_t *generated);

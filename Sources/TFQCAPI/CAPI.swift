@@ -37,12 +37,30 @@ public func tfq_version() -> UnsafePointer<CChar> { UnsafePointer(versionString)
 @_cdecl("tfq_last_error")
 public func tfq_last_error() -> UnsafePointer<CChar> { LastError.current }
 
+/// The flags of tfq_model_open_flags (tfq.h's TFQ_OPEN_*).
+enum OpenFlag {
+    static let verify: UInt32 = 1
+    static let all = verify
+}
+
 @_cdecl("tfq_model_open")
 public func tfq_model_open(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-    guard let path, let out else { return fail(.invalidArgument, "tfq_model_open: path and model must not be NULL") }
+    openModel(path, flags: 0, out, function: "tfq_model_open")
+}
+
+@_cdecl("tfq_model_open_flags")
+public func tfq_model_open_flags(_ path: UnsafePointer<CChar>?, _ flags: UInt32, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    openModel(path, flags: flags, out, function: "tfq_model_open_flags")
+}
+
+private func openModel(_ path: UnsafePointer<CChar>?, flags: UInt32, _ out: UnsafeMutablePointer<OpaquePointer?>?, function: String) -> Int32 {
+    guard let path, let out else { return fail(.invalidArgument, "\(function): path and model must not be NULL") }
     out.pointee = nil
+    guard flags & ~OpenFlag.all == 0 else {
+        return fail(.invalidArgument, "\(function): unknown flags 0x\(String(flags & ~OpenFlag.all, radix: 16))")
+    }
     do {
-        let model = try Model(path: String(cString: path))
+        let model = try Model(path: String(cString: path), verify: flags & OpenFlag.verify != 0)
         out.pointee = Handles.open(ModelHandle(model: model))
         return Status.ok.rawValue
     } catch {
@@ -141,11 +159,16 @@ public func tfq_session_position(_ handle: OpaquePointer?, _ position: UnsafeMut
 public func tfq_session_eval(_ handle: OpaquePointer?, _ tokens: UnsafePointer<Int32>?, _ count: Int,
                              _ logits: UnsafeMutablePointer<Float>?, _ capacity: Int) -> Int32 {
     guard let session = Handles.get(handle, as: SessionHandle.self)?.session else { return fail(.invalidArgument, "tfq_session_eval: not an open session") }
+    // A size_t above Int.max arrives negative: a count too large, not a missing one.
+    guard count >= 0 else { return fail(.invalidArgument, "tfq_session_eval: count \(UInt(bitPattern: count)) is too large") }
     guard let tokens, count > 0 else { return fail(.invalidArgument, "tfq_session_eval: no tokens") }
     let vocabulary = session.model.config.vocabSize
     guard let logits, capacity >= vocabulary else {
-        return fail(.bufferTooSmall, "tfq_session_eval: logits needs \(vocabulary) floats, got \(capacity)")
+        return fail(.bufferTooSmall, "tfq_session_eval: logits needs \(vocabulary) floats, got \(UInt(bitPattern: capacity))")
     }
+    // Refused before the tokens are read: a count larger than the caller's array is the
+    // likely mistake, and copying it would read past that array.
+    if let full = contextFull(session, adding: count) { return fail(.contextFull, "tfq_session_eval: \(full)") }
     do {
         let result = try session.evaluate(Array(UnsafeBufferPointer(start: tokens, count: count)))
         logits.update(from: result.baseAddress!, count: vocabulary)
@@ -155,16 +178,26 @@ public func tfq_session_eval(_ handle: OpaquePointer?, _ tokens: UnsafePointer<I
     }
 }
 
+/// The message when `count` more tokens do not fit in the session's context, else nil.
+private func contextFull(_ session: Session, adding count: Int) -> String? {
+    let context = session.model.config.contextLength
+    guard count > context - session.position else { return nil }
+    return SessionError.contextFull(needed: session.position + count, context: context).description
+}
+
 public typealias TokenCallback = @convention(c) (Int32, UnsafePointer<CChar>?, Int, UnsafeMutableRawPointer?) -> Int32
 
 @_cdecl("tfq_generate")
 public func tfq_generate(_ handle: OpaquePointer?, _ prompt: UnsafePointer<Int32>?, _ promptCount: Int, _ maxTokens: Int32,
                          _ sampling: UnsafeRawPointer?, _ callback: TokenCallback?, _ userData: UnsafeMutableRawPointer?,
                          _ generated: UnsafeMutablePointer<Int32>?) -> Int32 {
+    // Set first, so that every failure leaves it 0 (tfq.h).
+    generated?.pointee = 0
     guard let session = Handles.get(handle, as: SessionHandle.self)?.session else { return fail(.invalidArgument, "tfq_generate: not an open session") }
+    guard promptCount >= 0 else { return fail(.invalidArgument, "tfq_generate: prompt_count \(UInt(bitPattern: promptCount)) is too large") }
     guard let prompt, promptCount > 0 else { return fail(.invalidArgument, "tfq_generate: the prompt must hold at least one token") }
     guard maxTokens >= 0 else { return fail(.invalidArgument, "tfq_generate: max_tokens must not be negative") }
-    generated?.pointee = 0
+    if let full = contextFull(session, adding: promptCount) { return fail(.contextFull, "tfq_generate: \(full)") }
     var parameters = SamplingParameters.greedy
     if let sampling {
         parameters.temperature = sampling.load(fromByteOffset: 0, as: Float.self)

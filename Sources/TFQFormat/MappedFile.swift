@@ -26,20 +26,16 @@ public final class MappedFile {
     /// `minimumLength` bytes is refused.
     public init(path: String, minimumLength: Int = TFQFormatSpec.headerSize, copy: Bool = false) throws {
         self.path = path
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw TFQFormatError(file: path, .io("cannot open: \(errnoText())")) }
-        defer { close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else { throw TFQFormatError(file: path, .io("cannot stat: \(errnoText())")) }
-        guard (status.st_mode & S_IFMT) == S_IFREG else { throw TFQFormatError(file: path, .io("not a regular file")) }
-        let length = Int(status.st_size)
+        let file: InputFile
+        do { file = try InputFile(path: path) } catch { throw TFQFormatError(file: path, .io(error.description)) }
+        let length = file.length
         guard length >= max(1, minimumLength) else { throw TFQFormatError(file: path, .tooShort(length: length)) }
         if copy {
-            bytes = UnsafeRawBufferPointer(try Self.read(descriptor, length: length, path: path))
+            bytes = UnsafeRawBufferPointer(try Self.read(file.descriptor, length: length, path: path))
             guardSlot = -1
             return
         }
-        guard let address = mmap(nil, length, PROT_READ, MAP_PRIVATE, descriptor, 0), address != MAP_FAILED else {
+        guard let address = mmap(nil, length, PROT_READ, MAP_PRIVATE, file.descriptor, 0), address != MAP_FAILED else {
             throw TFQFormatError(file: path, .io("cannot map: \(errnoText())"))
         }
         bytes = UnsafeRawBufferPointer(start: address, count: length)

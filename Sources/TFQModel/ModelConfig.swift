@@ -69,8 +69,23 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         activation = try c.decode(Activation.self, forKey: .activation)
         tieEmbeddings = try c.decode(Bool.self, forKey: .tieEmbeddings)
         bias = try c.decode(Bool.self, forKey: .bias)
-        normEps = try c.decode(Float.self, forKey: .normEps)
-        ropeTheta = try c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? 10_000
+        guard let normEps = try Self.float(c, .normEps) else {
+            throw DecodingError.keyNotFound(CodingKeys.normEps, .init(codingPath: c.codingPath, debugDescription: "no norm_eps"))
+        }
+        self.normEps = normEps
+        ropeTheta = try Self.float(c, .ropeTheta) ?? 10_000
+    }
+
+    /// A 32-bit float field, read as the JSON number it is: a number beyond Float's range
+    /// (1e308) is valid JSON, and the error says that the value is out of range.
+    private static func float(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> Float? {
+        guard let value = try c.decodeIfPresent(Double.self, forKey: key) else { return nil }
+        let float = Float(value)
+        guard float.isFinite || !value.isFinite else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: c,
+                                                   debugDescription: "\(value) is out of range for a 32-bit float (at most \(Float.greatestFiniteMagnitude))")
+        }
+        return float
     }
 
     public func encode(to encoder: Encoder) throws {

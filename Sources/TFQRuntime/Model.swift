@@ -65,19 +65,34 @@ public final class Model: @unchecked Sendable {
     @_spi(Calibration) public let linearShapes: [(name: String, rows: Int, columns: Int)]
     private var converted: [UnsafeMutablePointer<Float>] = []
 
-    /// Opens the model at `path`. With `verify`, checks every tensor checksum first. With
-    /// `copyIntoMemory`, reads the file into private memory instead of mapping it, so that
+    /// Opens the model at `path`.
+    ///
+    /// Opening checks the file's structure, its metadata and every tensor the architecture
+    /// needs, but reads no tensor byte it does not use: a flipped bit in the weights goes
+    /// unnoticed. With `verify`, it first makes the checks of `tfq verify`: every tensor's
+    /// checksum (before any zstd tensor is decoded) and every int8 value and scale. That
+    /// reads the whole file once (README gives the cost).
+    ///
+    /// With `copyIntoMemory`, the file is read into private memory instead of mapped, so that
     /// truncating or rewriting it while in use cannot affect the model (a mapped file
     /// truncated in use makes every later evaluation fail: ``SessionError/modelFileDamaged(path:)``).
-    public init(path: String, verify: Bool = false, copyIntoMemory: Bool = false) throws {
-        file = try TFQFile(path: path, options: .init(verifyChecksums: verify, copyIntoMemory: copyIntoMemory))
+    public convenience init(path: String, verify: Bool = false, copyIntoMemory: Bool = false) throws {
+        let file = try TFQFile(path: path, options: .init(verifyChecksums: verify, copyIntoMemory: copyIntoMemory))
+        if verify { try file.verifyValues() }
+        try self.init(file: file)
+    }
+
+    /// Builds the model on a file already open, checking what ``init(path:verify:copyIntoMemory:)``
+    /// checks after the file's own structure: config, tokenizer, every tensor's name, dtype and shape.
+    public init(file: TFQFile) throws {
+        let path = file.path
+        self.file = file
         metadata = try ModelMetadata(file: file)
         config = metadata.config
         tokenizer = metadata.tokenizer
         let config = metadata.config
         let (d, f, v) = (config.dim, config.ffDim, config.vocabSize)
         var converted: [UnsafeMutablePointer<Float>] = []
-        let file = self.file
 
         func fail(_ name: String, _ why: String) -> TFQFormatError { TFQFormatError(file: path, tensor: name, .badTensor(why)) }
         func info(_ name: String, _ shape: [Int]) throws -> TensorInfo {

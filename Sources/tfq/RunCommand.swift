@@ -33,6 +33,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: KVCacheOption.help) var kvCache: KVCachePrecision?
     @Option(help: ArgumentHelp("Refuse to run if the model and its session would need more than this (bytes, or with a K, M or G suffix; default: the memory the system has available).",
                                valueName: "SIZE")) var memoryLimit: String?
+    @Flag(help: "Check every tensor checksum and every int8 value before running (reads the whole file; see README).")
+    var verify = false
     @Flag(help: "Timing and memory figures on stderr.") var stats = false
     @Flag(help: "One JSON object with the text, the token ids and the figures.") var json = false
 
@@ -50,18 +52,19 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         let start = Clock.seconds()
-        let loaded = try Model(path: model)
+        let loaded = try Model(path: model, verify: verify)
         let openSeconds = Clock.seconds() - start
 
-        var text = prompt ?? ""
+        var promptTokens: [Int32]
         if let promptFile {
+            // The file's bytes as they are, as `tfq tokenize` reads stdin: byte-level
+            // tokenizers (byte, bpe, llama2c's byte fallback) encode any bytes; char needs UTF-8.
             let bytes: [UInt8]
             do { bytes = try FileBytes.read(promptFile) } catch { throw UsageError("\(promptFile): \(error)") }
-            guard let decoded = String(validating: bytes, as: UTF8.self) else { throw UsageError("\(promptFile): the prompt is not valid UTF-8") }
-            text = decoded
+            do { promptTokens = try loaded.tokenizer.encode(bytes: bytes) } catch { throw UsageError("\(promptFile): \(error)") }
+        } else {
+            do { promptTokens = try loaded.tokenizer.encode(prompt ?? "") } catch { throw UsageError("the prompt: \(error)") }
         }
-        var promptTokens: [Int32]
-        do { promptTokens = try loaded.tokenizer.encode(text) } catch { throw UsageError("the prompt: \(error)") }
         if promptTokens.isEmpty {
             promptTokens = [(try? loaded.tokenizer.encode("\n").first) ?? 0]
         }

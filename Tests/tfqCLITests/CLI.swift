@@ -8,6 +8,8 @@ enum CLI {
         var stderr: String
         /// stdout exactly as written, for binary output.
         var stdoutBytes = Data()
+        /// The child was still running after the `timeout` given to `run`, and was killed.
+        var timedOut = false
     }
 
     /// The `tfq` binary next to this test bundle in the build folder.
@@ -16,8 +18,13 @@ enum CLI {
         return bundle.deletingLastPathComponent().appendingPathComponent("tfq")
     }
 
+    /// Runs `tfq arguments`. With a `timeout`, a child still running after that many seconds
+    /// is killed and the result says so: for inputs that could make a broken tfq wait forever
+    /// (a FIFO), so that the test fails instead of hanging. The bound is generous; a passing
+    /// run never comes near it.
     @discardableResult
-    static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil) throws -> Result {
+    static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil,
+                    timeout: Double? = nil) throws -> Result {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
@@ -27,6 +34,17 @@ enum CLI {
         process.standardError = err
         process.standardInput = input
         try process.run()
+        let exited = DispatchSemaphore(value: 0), watch = DispatchGroup()
+        nonisolated(unsafe) var killed = false
+        if let timeout {
+            let pid = process.processIdentifier
+            DispatchQueue.global().async(group: watch) {
+                if exited.wait(timeout: .now() + timeout) == .timedOut {
+                    killed = true
+                    kill(pid, SIGKILL)
+                }
+            }
+        }
         if let stdin { input.fileHandleForWriting.write(stdin) }
         try input.fileHandleForWriting.close()
         // Read both pipes concurrently so a chatty child never blocks on a full pipe.
@@ -36,9 +54,11 @@ enum CLI {
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         group.wait()
         process.waitUntilExit()
+        exited.signal()
+        watch.wait()
         return Result(status: process.terminationStatus,
                       stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self), stdoutBytes: outData)
+                      stderr: String(decoding: errData, as: UTF8.self), stdoutBytes: outData, timedOut: killed)
     }
 
     /// A fresh empty directory for one test's files.

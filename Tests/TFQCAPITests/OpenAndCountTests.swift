@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+@testable import TFQCAPI
+import TFQFormat
+
+/// tfq_model_open on what is not a regular file, tfq_model_open_flags' verification, and the
+/// counts and out-parameters of tfq_session_eval and tfq_generate.
+@Suite(.serialized) struct OpenAndCountTests {
+    static func lastError() -> String { String(cString: tfq_last_error()) }
+
+    static func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("tfq-capi-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    /// A FIFO without a writer: refused at once. If the open blocked (waiting for a writer),
+    /// a watchdog opens the write end after a generous bound so the call returns and the test
+    /// fails instead of hanging.
+    @Test func aFIFOIsRefusedWithoutWaiting() throws {
+        let fifo = try Self.temporaryDirectory().appendingPathComponent("f.tfq").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let done = DispatchSemaphore(value: 0), watch = DispatchGroup()
+        nonisolated(unsafe) var hung = false
+        DispatchQueue.global().async(group: watch) {
+            guard done.wait(timeout: .now() + 60) == .timedOut else { return }
+            hung = true
+            repeat {
+                let writer = open(fifo, O_WRONLY | O_NONBLOCK)   // succeeds once a reader waits in open
+                if writer >= 0 { close(writer) }
+            } while done.wait(timeout: .now() + 0.2) == .timedOut
+        }
+        var model: OpaquePointer?
+        let status = tfq_model_open(fifo, &model)
+        done.signal()
+        watch.wait()
+        #expect(!hung, "tfq_model_open waited for a writer")
+        #expect(status == 2 && model == nil)
+        #expect(Self.lastError() == fifo + ": is not a regular file (a FIFO)")
+        #expect(tfq_model_open("/dev/zero", &model) == 2 && Self.lastError() == "/dev/zero: is not a regular file (a character device)")
+    }
+
+    /// A bit flipped in a weight: tfq_model_open takes the file, TFQ_OPEN_VERIFY refuses it.
+    @Test func openFlagsVerifyEveryChecksum() throws {
+        let damaged = try Self.temporaryDirectory().appendingPathComponent("d.tfq").path
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: CAPITests.model))
+        let weight = try #require(try TFQFile(path: CAPITests.model).info("blocks.1.attn.proj.weight"))
+        bytes[weight.offset + 100] ^= 0x10
+        try bytes.write(to: URL(fileURLWithPath: damaged))
+        var model: OpaquePointer?
+        #expect(tfq_model_open(damaged, &model) == 0)
+        tfq_model_close(model)
+        #expect(tfq_model_open_flags(damaged, 0, &model) == 0)
+        tfq_model_close(model)
+        model = OpaquePointer(bitPattern: 0x10)
+        #expect(tfq_model_open_flags(damaged, 1, &model) == 2 && model == nil)
+        #expect(Self.lastError() == damaged + ": tensor 'blocks.1.attn.proj.weight': checksum mismatch (corrupt data)")
+        #expect(tfq_model_open_flags(CAPITests.model, 1, &model) == 0 && model != nil)
+        tfq_model_close(model)
+        #expect(tfq_model_open_flags(CAPITests.model, 6, &model) == 1 && model == nil)
+        #expect(Self.lastError() == "tfq_model_open_flags: unknown flags 0x6")
+        #expect(tfq_model_open_flags(nil, 1, &model) == 1)
+    }
+
+    @Test func generatedIsZeroAfterEveryError() throws {
+        var model: OpaquePointer?, session: OpaquePointer?
+        #expect(tfq_model_open(CAPITests.model, &model) == 0)
+        #expect(tfq_session_new(model, 1, &session) == 0)
+        let token: [Int32] = [1]
+        var generated: Int32 = 77
+        for call in [{ tfq_generate(nil, token, 1, 3, nil, nil, nil, &generated) },
+                     { tfq_generate(model, token, 1, 3, nil, nil, nil, &generated) },   // a model is not a session
+                     { tfq_generate(session, nil, 1, 3, nil, nil, nil, &generated) },
+                     { tfq_generate(session, token, 1, -1, nil, nil, nil, &generated) }] {
+            generated = 77
+            #expect(call() == 1 && generated == 0)
+        }
+        tfq_session_free(session)
+        tfq_model_close(model)
+    }
+
+    @Test func countsTooLarge() throws {
+        var model: OpaquePointer?, session: OpaquePointer?
+        #expect(tfq_model_open(CAPITests.model, &model) == 0)
+        #expect(tfq_session_new(model, 1, &session) == 0)
+        var logits = [Float](repeating: 0, count: 1024)
+        let token: [Int32] = [1]
+        // size_t values above Int.max (SIZE_MAX is -1 as a Swift Int).
+        #expect(tfq_session_eval(session, token, -1, &logits, logits.count) == 1)
+        #expect(Self.lastError() == "tfq_session_eval: count \(UInt.max) is too large")
+        var generated: Int32 = 77
+        #expect(tfq_generate(session, token, -1, 3, nil, nil, nil, &generated) == 1 && generated == 0)
+        #expect(Self.lastError() == "tfq_generate: prompt_count \(UInt.max) is too large")
+        // Counts larger than the array and than the context: refused before the array is
+        // read (copying 2^40 tokens from a one-token array would read far past it).
+        #expect(tfq_session_eval(session, token, 1 << 40, &logits, logits.count) == 4)
+        #expect(Self.lastError() == "tfq_session_eval: \(1 << 40) tokens do not fit in the model's context of 64")
+        generated = 77
+        #expect(tfq_generate(session, token, 1 << 40, 3, nil, nil, nil, &generated) == 4 && generated == 0)
+        tfq_session_free(session)
+        tfq_model_close(model)
+    }
+}
