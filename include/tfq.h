@@ -59,9 +59,16 @@ tfq_status tfq_model_open(const char *path, tfq_model **model);
 
 /* Flags of tfq_model_open_flags; any other bit is TFQ_ERROR_INVALID_ARGUMENT. */
 #define TFQ_OPEN_VERIFY 1u /* check every tensor checksum and every int8 value first (reads the whole file) */
+#define TFQ_OPEN_COPY 2u   /* read the file into private memory instead of mapping it (see below) */
 
 /* tfq_model_open with flags: 0 opens as tfq_model_open does. A file that fails
- * TFQ_OPEN_VERIFY's checks is TFQ_ERROR_FILE, naming the tensor. */
+ * TFQ_OPEN_VERIFY's checks is TFQ_ERROR_FILE, naming the tensor.
+ *
+ * A mapped file must be replaced by renaming a new one over it, never truncated or rewritten
+ * in place while open. If it is truncated anyway, the pages that vanished read as zeros
+ * (tfq's SIGBUS handler, scoped to its own mappings, keeps the process alive) and every
+ * later tfq_session_eval and tfq_generate on the model fails with TFQ_ERROR_FILE. With
+ * TFQ_OPEN_COPY the model is a private copy that nothing done to the file can affect. */
 tfq_status tfq_model_open_flags(const char *path, uint32_t flags, tfq_model **model);
 
 /* Closes a model handle. Sessions opened on it stay usable until freed. NULL is ignored. */

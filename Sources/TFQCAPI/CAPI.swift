@@ -23,6 +23,7 @@ private func status(for error: Error) -> Int32 {
     case let error as TFQFormatError: return fail(.file, error.description)
     case let error as SessionError:
         if case .contextFull = error { return fail(.contextFull, error.description) }
+        if case .modelFileDamaged = error { return fail(.file, error.description) }
         return fail(.invalidArgument, error.description)
     case let error as TokenizerError: return fail(.unknownCharacter, error.description)
     default: return fail(.invalidArgument, "\(error)")
@@ -40,7 +41,8 @@ public func tfq_last_error() -> UnsafePointer<CChar> { LastError.current }
 /// The flags of tfq_model_open_flags (tfq.h's TFQ_OPEN_*).
 enum OpenFlag {
     static let verify: UInt32 = 1
-    static let all = verify
+    static let copy: UInt32 = 2
+    static let all = verify | copy
 }
 
 @_cdecl("tfq_model_open")
@@ -60,7 +62,8 @@ private func openModel(_ path: UnsafePointer<CChar>?, flags: UInt32, _ out: Unsa
         return fail(.invalidArgument, "\(function): unknown flags 0x\(String(flags & ~OpenFlag.all, radix: 16))")
     }
     do {
-        let model = try Model(path: String(cString: path), verify: flags & OpenFlag.verify != 0)
+        let model = try Model(path: String(cString: path), verify: flags & OpenFlag.verify != 0,
+                              copyIntoMemory: flags & OpenFlag.copy != 0)
         out.pointee = Handles.open(ModelHandle(model: model))
         return Status.ok.rawValue
     } catch {
@@ -180,7 +183,7 @@ public func tfq_session_eval(_ handle: OpaquePointer?, _ tokens: UnsafePointer<I
 
 /// The message when `count` more tokens do not fit in the session's context, else nil.
 private func contextFull(_ session: Session, adding count: Int) -> String? {
-    let context = session.model.config.contextLength
+    let context = session.capacity
     guard count > context - session.position else { return nil }
     return SessionError.contextFull(needed: session.position + count, context: context).description
 }

@@ -58,7 +58,7 @@ import TFQFormat
         #expect(tfq_model_open_flags(CAPITests.model, 1, &model) == 0 && model != nil)
         tfq_model_close(model)
         #expect(tfq_model_open_flags(CAPITests.model, 6, &model) == 1 && model == nil)
-        #expect(Self.lastError() == "tfq_model_open_flags: unknown flags 0x6")
+        #expect(Self.lastError() == "tfq_model_open_flags: unknown flags 0x4")
         #expect(tfq_model_open_flags(nil, 1, &model) == 1)
     }
 
@@ -94,10 +94,47 @@ import TFQFormat
         // Counts larger than the array and than the context: refused before the array is
         // read (copying 2^40 tokens from a one-token array would read far past it).
         #expect(tfq_session_eval(session, token, 1 << 40, &logits, logits.count) == 4)
-        #expect(Self.lastError() == "tfq_session_eval: \(1 << 40) tokens do not fit in the model's context of 64")
+        #expect(Self.lastError() == "tfq_session_eval: \(1 << 40) tokens do not fit in the session's context of 64")
         generated = 77
         #expect(tfq_generate(session, token, 1 << 40, 3, nil, nil, nil, &generated) == 4 && generated == 0)
         tfq_session_free(session)
         tfq_model_close(model)
+    }
+
+    /// The model file truncated under a running session (another process's ftruncate): the
+    /// host process lives, and generation fails with TFQ_ERROR_FILE; a TFQ_OPEN_COPY model
+    /// goes on unaffected.
+    @Test func aTruncatedModelFailsTheCallNotTheProcess() throws {
+        let directory = try Self.temporaryDirectory()
+        let mapped = directory.appendingPathComponent("mapped.tfq").path, copied = directory.appendingPathComponent("copied.tfq").path
+        try FileManager.default.copyItem(atPath: CAPITests.model, toPath: mapped)
+        try FileManager.default.copyItem(atPath: CAPITests.model, toPath: copied)
+        var a: OpaquePointer?, b: OpaquePointer?, sa: OpaquePointer?, sb: OpaquePointer?
+        #expect(tfq_model_open(mapped, &a) == 0 && tfq_model_open_flags(copied, 2, &b) == 0)
+        #expect(tfq_session_new(a, 2, &sa) == 0 && tfq_session_new(b, 2, &sb) == 0)
+        let prompt: [Int32] = [1, 2, 3]
+        // Collects the generated ids into the [Int32] that user_data points to.
+        let collect: TokenCallback = { token, _, _, user in
+            user!.assumingMemoryBound(to: [Int32].self).pointee.append(token)
+            return 0
+        }
+        var generated: Int32 = 0
+        // `&array` would pass the elements' address: the callback needs the Array itself.
+        func generate(_ session: OpaquePointer?) -> (status: Int32, tokens: [Int32]) {
+            var tokens: [Int32] = []
+            let status = withUnsafeMutablePointer(to: &tokens) { tfq_generate(session, prompt, 3, 8, nil, collect, $0, &generated) }
+            return (status, tokens)
+        }
+        let before = generate(sa)
+        #expect(before.status == 0 && generated == 8 && before.tokens.count == 8)
+        #expect(truncate(mapped, 0) == 0 && truncate(copied, 0) == 0)
+        tfq_session_reset(sa); tfq_session_reset(sb)
+        let failed = generate(sa)
+        #expect(failed.status == 2 && generated == 0 && failed.tokens.isEmpty)
+        #expect(Self.lastError() == mapped + " was truncated while in use; the result is discarded (reopen the model)")
+        let after = generate(sb)
+        #expect(after.status == 0 && generated == 8)
+        #expect(after.tokens == before.tokens)
+        tfq_session_free(sa); tfq_session_free(sb); tfq_model_close(a); tfq_model_close(b)
     }
 }
