@@ -59,19 +59,16 @@ public final class ThreadPool: @unchecked Sendable {
         static func parts(_ word: UInt64) -> Int { Int((word >> 16) & 0x7FFF) }
         static let pinnedBit: UInt64 = 1 << 31
 
-        /// Claims the next part of job `sequence`, or nil when it has none left (or is over).
+        /// Claims the next part of the current job: its sequence number and the part, or nil
+        /// when it has none left (or is pinned). One atomic add: a claim that comes too late
+        /// only moves the counter past the part count, which the 16 bits leave room for
+        /// (at most one failed claim per thread and job).
         @inline(__always)
-        func claim(sequence: UInt64) -> Int? {
-            var current = word.load(ordering: .acquiring)
-            while Self.sequence(current) == sequence {
-                let next = Int(current & 0xFFFF)
-                if next >= Self.parts(current) { return nil }
-                let (exchanged, original) = word.compareExchange(expected: current, desired: current + 1,
-                                                                 ordering: .acquiringAndReleasing)
-                if exchanged { return next }
-                current = original
-            }
-            return nil
+        func claim() -> (sequence: UInt64, part: Int)? {
+            let current = word.wrappingAdd(1, ordering: .acquiringAndReleasing).oldValue
+            let next = Int(current & 0xFFFF)
+            guard current & Self.pinnedBit == 0, next < Self.parts(current) else { return nil }
+            return (Self.sequence(current), next)
         }
 
         func workerLoop(index: Int) {
@@ -80,6 +77,9 @@ public final class ThreadPool: @unchecked Sendable {
                 var spins = 0
                 while Self.sequence(word.load(ordering: .acquiring)) == seen && !stopping.load(ordering: .relaxed) {
                     spins += 1
+                    // Let other threads of this core run now and then: on a busy machine the
+                    // caller or another program may be waiting for it (a no-op when none is).
+                    if spins & 255 == 0 { sched_yield() }
                     if spins < ThreadPool.spinsBeforeParking { continue }
                     pthread_mutex_lock(&mutex)
                     sleepers.add(1, ordering: .sequentiallyConsistent)
@@ -106,9 +106,10 @@ public final class ThreadPool: @unchecked Sendable {
                     continue
                 }
                 var took = 0
-                while let part = claim(sequence: seen) {
+                while let (sequence, part) = claim() {
                     // A claimed part keeps its job alive (the caller waits for it), so the
-                    // job closure read here is this job's.
+                    // job closure read here is that job's, even if it is newer than `seen`.
+                    seen = sequence
                     do { let job = self.job!; job(part) }
                     finished.add(1, ordering: .releasing)
                     took += 1
@@ -128,19 +129,21 @@ public final class ThreadPool: @unchecked Sendable {
     /// Iterations a worker spins on the job word before it parks: about 50–100 µs, longer
     /// than the gap between the kernels of a decode step, much shorter than a scheduler tick.
     static let spinsBeforeParking = 50_000
-    /// Jobs in a row in which workers computed nothing, before the caller goes solo.
-    static let lateJobsBeforeSolo = 16
-    /// Jobs the caller then runs alone before it offers one to the workers again.
+    /// Jobs over which the caller counts the parts workers took.
+    static let helpWindow = 32
+    /// Jobs the caller runs alone when workers took less than half their share of a window
+    /// (their cores are busy: they cost the caller more than they bring), before it offers
+    /// jobs to them again.
     static let soloJobs = 256
 
     private let shared = Shared()
     private var threads: [pthread_t] = []
     /// Held for the whole of a job, so callers on different threads take turns.
     private var jobLock = pthread_mutex_t()
-    /// Guarded by `jobLock`: the last job's sequence number, the jobs in a row that workers
-    /// did not help with, and the solo jobs left.
+    /// Guarded by `jobLock`: the last job's sequence number; the current help window's jobs,
+    /// parts, and parts taken by workers at its start; the solo jobs left.
     private var sequence: UInt64 = 0
-    private var lateJobs = 0
+    private var windowJobs = 0, windowParts = 0, windowTakenAtStart = 0
     private var soloLeft = 0
 
     /// A pool of `threads` threads (at least 1, at most 4,096); 1 runs everything on the caller.
@@ -204,8 +207,8 @@ public final class ThreadPool: @unchecked Sendable {
     /// `grain` and the thread count only.
     public func parallelFor(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
         let units = (count + grain - 1) / grain
-        // More parts than threads, so a late thread's share is small and others take it.
-        let parts = min(units, 4 * threadCount)
+        // Twice as many parts as threads: a late thread's share is smaller, and others take it.
+        let parts = min(units, 2 * threadCount)
         if threadCount == 1 || parts <= 1 { if count > 0 { body(0..<count) }; return }
         run(parts: parts, pinned: false) { part in
             let first = units * part / parts * grain
@@ -227,7 +230,6 @@ public final class ThreadPool: @unchecked Sendable {
             return
         }
         let shared = self.shared
-        let takenBefore = shared.takenByWorkers.load(ordering: .relaxed)
         // The job never outlives this call (it waits for every part), so its closure
         // context can stay on the stack: no allocation per fork/join.
         withoutActuallyEscaping(body) { body in
@@ -246,7 +248,8 @@ public final class ThreadPool: @unchecked Sendable {
                 body(0)
                 shared.finished.add(1, ordering: .relaxed)
             } else {
-                while let part = shared.claim(sequence: current) {
+                // Only this job's parts can be claimed until every one of them is finished.
+                while let (_, part) = shared.claim() {
                     body(part)
                     shared.finished.add(1, ordering: .relaxed)
                 }
@@ -259,14 +262,18 @@ public final class ThreadPool: @unchecked Sendable {
             }
             shared.job = nil
         }
-        // Workers that keep arriving after the caller has claimed every part are not getting
-        // CPU time: stop offering them work for a while, so they park.
+        // Workers that take less than half their share of the parts are not getting the CPU
+        // time they need, and their spinning takes it from the caller: stop offering them work
+        // for a while, so they park.
         if pinned { return }
-        if shared.takenByWorkers.load(ordering: .relaxed) > takenBefore {
-            lateJobs = 0
-        } else {
-            lateJobs += 1
-            if lateJobs >= Self.lateJobsBeforeSolo { lateJobs = 0; soloLeft = Self.soloJobs }
+        windowJobs += 1
+        windowParts += parts
+        if windowJobs == Self.helpWindow {
+            let taken = shared.takenByWorkers.load(ordering: .relaxed) - windowTakenAtStart
+            let share = windowParts * (threadCount - 1) / threadCount
+            if 2 * taken < share { soloLeft = Self.soloJobs }
+            windowJobs = 0; windowParts = 0
+            windowTakenAtStart = shared.takenByWorkers.load(ordering: .relaxed)
         }
     }
 

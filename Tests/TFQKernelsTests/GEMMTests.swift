@@ -379,18 +379,19 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
         }
     }
 
-    /// After workers missed `lateJobsBeforeSolo` jobs in a row, the caller runs the next
-    /// `soloJobs` alone (nothing is offered, so workers park), then offers jobs again.
+    /// When workers take less than half their share of a window of `helpWindow` jobs, the
+    /// caller runs the next `soloJobs` alone (nothing is offered, so workers park), then
+    /// offers jobs again.
     @Test func lateWorkersMakeTheCallerGoSoloForAWhile() {
         let pool = ThreadPool(threads: 2)
         pool.holdWorkers(1)
         var sum = 0
-        for _ in 0..<ThreadPool.lateJobsBeforeSolo { pool.parallelFor(64, grain: 8) { range in for i in range { sum &+= i } } }
+        for _ in 0..<ThreadPool.helpWindow { pool.parallelFor(64, grain: 8) { range in for i in range { sum &+= i } } }
         pool.holdWorkers(0)
         // Solo jobs are never published: no worker can take a part of them, whatever the timing.
         for _ in 0..<ThreadPool.soloJobs { pool.parallelFor(64, grain: 8) { _ in } }
         #expect(pool.partsTakenByWorkers == 0)
-        #expect(sum == ThreadPool.lateJobsBeforeSolo * 2016)
+        #expect(sum == ThreadPool.helpWindow * 2016)
         // The next job is offered again: part 0 waits until another thread has taken part 1.
         let taken = Atomic<Int>(0)
         pool.run { part in
