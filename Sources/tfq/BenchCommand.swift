@@ -28,7 +28,7 @@ struct BenchAccuracyCommand: ParsableCommand {
     @Option(help: "Held-out text.") var data: String
     @Option(help: "Positions to measure.") var tokens = 32_768
     @Option(help: "Prompts for greedy-continuation agreement.") var prompts = 16
-    @Option(help: "Threads (default: all processors).") var threads: Int?
+    @Option(help: ThreadOption.help) var threads: Int?
     @Option(help: ArgumentHelp("The measured model's KV cache: f32 or f16 (default: f16 for an int8 model, f32 otherwise; the reference always has its default).",
                                valueName: "f32|f16")) var kvCache: KVCachePrecision?
     @Flag(help: "One JSON object instead of the table.") var json = false

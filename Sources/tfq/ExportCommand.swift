@@ -46,7 +46,7 @@ struct ExportCommand: ParsableCommand {
     @Flag(help: "Store every tensor raw.") var noZstd = false
     @Option(help: "Text for the quality report.") var evalData: String?
     @Option(help: "Positions the quality report covers.") var evalTokens = 32_768
-    @Option(help: "Threads (default: all processors).") var threads: Int?
+    @Option(help: ThreadOption.help) var threads: Int?
     @Flag(help: "Print one JSON object instead of the table.") var json = false
 
     func validate() throws {

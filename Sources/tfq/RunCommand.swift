@@ -29,7 +29,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Sample among the k most likely tokens (0: all).") var topK = 0
     @Option(help: "Sample among the most likely tokens up to probability p.") var topP: Float = 1
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
-    @Option(help: "Threads (default: all processors).") var threads: Int?
+    @Option(help: ThreadOption.help) var threads: Int?
     @Option(help: KVCacheOption.help) var kvCache: KVCachePrecision?
     @Option(help: ArgumentHelp("Refuse to run if the model and its session would need more than this (bytes, or with a K, M or G suffix; default: the memory the system has available).",
                                valueName: "SIZE")) var memoryLimit: String?
