@@ -230,10 +230,14 @@ public final class TFQFile: @unchecked Sendable {
             guard total <= limit else { throw TFQFormatError(file: path, tensor: info.name, .tooLarge(bytes: total, limit: limit)) }
         }
         for info in tensors where info.encoding != .raw {
-            // The frames' own size headers must agree before anything is allocated for them.
-            if let declared = Zstd.declaredContentSize(storedBytes(info)), declared != info.decodedLength {
-                throw TFQFormatError(file: path, tensor: info.name,
-                                     .decode(ZstdError.sizeMismatch(expected: info.decodedLength, actual: declared).description))
+            // The frames must be what §6.3 allows, and their own size headers must agree,
+            // before anything is allocated for them.
+            do {
+                if let declared = try Zstd.checkFrames(storedBytes(info)), declared != info.decodedLength {
+                    throw ZstdError.sizeMismatch(expected: info.decodedLength, actual: declared == Int.max ? nil : declared)
+                }
+            } catch let error as ZstdError {
+                throw TFQFormatError(file: path, tensor: info.name, .decode(error.description))
             }
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: info.decodedLength, alignment: TFQFormatSpec.alignment)
             do {

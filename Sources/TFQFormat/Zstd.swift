@@ -50,36 +50,82 @@ public enum Zstd {
         try source.withUnsafeBytes { try compress($0, level: level) }
     }
 
-    /// The total decoded size the frames' headers declare, or nil when a frame does not say
-    /// (or the bytes are not frames: decoding will report that).
-    public static func declaredContentSize(_ frames: UnsafeRawBufferPointer) -> Int? {
-        guard let base = frames.baseAddress else { return nil }
-        var offset = 0, total = 0
+    /// The largest window a frame may need (formats/tfq.md §6.3): zstd's default decoder limit.
+    public static let maxWindowSize = 1 << 27
+
+    /// Checks that `frames` is one or more zstd data frames back to back, as formats/tfq.md
+    /// §6.3 allows them: no skippable frame, no dictionary, no window over 2^27 bytes,
+    /// nothing after the last frame, every frame whole. Returns the total decoded size the
+    /// frames declare, or nil when a frame does not declare its size.
+    public static func checkFrames(_ frames: UnsafeRawBufferPointer) throws -> Int? {
+        guard let base = frames.baseAddress, frames.count > 0 else { throw ZstdError.corruptFrame("no zstd frame") }
+        var offset = 0, total: Int? = 0
         while offset < frames.count {
-            let remaining = frames.count - offset
-            let size = ZSTD_getFrameContentSize(base + offset, remaining)
-            if size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN { return nil }
-            let length = ZSTD_findFrameCompressedSize(base + offset, remaining)
-            if ZSTD_isError(length) != 0 || length == 0 { return nil }
-            guard let frameSize = Int(exactly: size), case (let sum, false) = total.addingReportingOverflow(frameSize) else { return Int.max }
-            total = sum
+            let frame = UnsafeRawBufferPointer(rebasing: frames[offset...])
+            let header = try FrameHeader(frame, at: offset)
+            let length = ZSTD_findFrameCompressedSize(base + offset, frames.count - offset)
+            if ZSTD_isError(length) != 0 || length == 0 {
+                throw ZstdError.corruptFrame("the frame at byte \(offset) is cut short or damaged (\(String(cString: ZSTD_getErrorName(length))))")
+            }
+            // The total is known only if every frame declares its size (Int.max: too large).
+            if let size = header.contentSize {
+                if let sum = total { total = size <= UInt64(Int.max - sum) ? sum + Int(size) : Int.max }
+            } else {
+                total = nil
+            }
             offset += length
         }
         return total
     }
 
-    /// Decodes `frame` into `destination`, which must be exactly the decoded size.
-    public static func decompress(_ frame: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) throws {
-        let declared = ZSTD_getFrameContentSize(frame.baseAddress, frame.count)
-        if declared == ZSTD_CONTENTSIZE_ERROR { throw ZstdError.corruptFrame("not a zstd frame") }
-        if declared != ZSTD_CONTENTSIZE_UNKNOWN && declared != UInt64(destination.count) {
-            throw ZstdError.sizeMismatch(expected: destination.count, actual: Int(exactly: declared))
+    /// What formats/tfq.md needs of a frame header (RFC 8878 §3.1.1.1).
+    struct FrameHeader {
+        var contentSize: UInt64?
+
+        init(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+            func bad(_ why: String) -> ZstdError { .corruptFrame("the frame at byte \(offset) \(why)") }
+            guard bytes.count >= 5 else { throw bad("is cut short") }
+            let magic = bytes.loadUnaligned(as: UInt32.self).littleEndian
+            if magic & 0xFFFF_FFF0 == 0x184D_2A50 { throw bad("is a skippable frame, which the format does not allow") }
+            guard magic == 0xFD2F_B528 else { throw bad("is not a zstd frame") }
+            let descriptor = bytes[4]
+            let sizeFlag = Int(descriptor >> 6), singleSegment = descriptor & 0x20 != 0, dictionaryFlag = Int(descriptor & 3)
+            guard descriptor & 0x08 == 0 else { throw bad("has a reserved bit set") }
+            guard dictionaryFlag == 0 else { throw bad("needs a dictionary, which the format does not allow") }
+            var at = 5
+            var window = 0
+            if !singleSegment {
+                let descriptor = bytes[at]
+                let log = 10 + Int(descriptor >> 3)
+                window = (1 << log) + (1 << log) / 8 * Int(descriptor & 7)
+                at += 1
+            }
+            let sizeBytes = [singleSegment ? 1 : 0, 2, 4, 8][sizeFlag]
+            guard bytes.count >= at + sizeBytes else { throw bad("is cut short") }
+            if sizeBytes > 0 {
+                var size: UInt64 = 0
+                for i in 0..<sizeBytes { size |= UInt64(bytes[at + i]) << (8 * i) }
+                if sizeBytes == 2 { size += 256 }
+                contentSize = size
+                // A single-segment frame's window is its whole content.
+                if singleSegment { window = size > UInt64(Zstd.maxWindowSize) ? Int.max : Int(size) }
+            }
+            guard window <= Zstd.maxWindowSize else {
+                throw bad("needs a window of \(window == Int.max ? "over 2^27" : String(window)) bytes, over the format's limit of 2^27")
+            }
+        }
+    }
+
+    /// Decodes `frames` into `destination`, which must be exactly the decoded size.
+    public static func decompress(_ frames: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) throws {
+        if let declared = try checkFrames(frames), declared != destination.count {
+            throw ZstdError.sizeMismatch(expected: destination.count, actual: declared == Int.max ? nil : declared)
         }
         // An empty destination has no base address; zstd still wants a valid pointer.
         var scratch: UInt8 = 0
         let result = withUnsafeMutablePointer(to: &scratch) { fallback in
             ZSTD_decompress(destination.baseAddress ?? UnsafeMutableRawPointer(fallback), destination.count,
-                            frame.baseAddress, frame.count)
+                            frames.baseAddress, frames.count)
         }
         if ZSTD_isError(result) != 0 {
             if ZSTD_getErrorCode(result) == ZSTD_error_dstSize_tooSmall {

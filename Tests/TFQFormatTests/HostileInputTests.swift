@@ -249,6 +249,58 @@ import Testing
         if case .decode = Self.open(Self.forge(entries: [entry], data: [(64, garbage)]))?.problem {} else { Issue.record("garbage accepted") }
     }
 
+    /// A zstd frame of one raw block, built by hand (RFC 8878): `windowLog` gives a window
+    /// descriptor, else the frame is single-segment; the content size is written unless nil.
+    static func rawFrame(_ data: [UInt8], windowLog: Int? = nil, contentSize: Bool = true) -> [UInt8] {
+        var frame: [UInt8] = [0x28, 0xB5, 0x2F, 0xFD]
+        let single = windowLog == nil
+        // Content size in 4 bytes (flag 2) when written; a single-segment frame must have one.
+        frame.append(UInt8((contentSize || single ? 2 : 0) << 6) | (single ? 0x20 : 0))
+        if let windowLog { frame.append(UInt8((windowLog - 10) << 3)) }
+        if contentSize || single { withUnsafeBytes(of: UInt32(data.count).littleEndian) { frame += $0 } }
+        let block = UInt32(1) | UInt32(data.count) << 3   // last block, raw
+        withUnsafeBytes(of: block.littleEndian) { frame += $0.prefix(3) }
+        return frame + data
+    }
+
+    /// formats/tfq.md §6.3: a tensor's zstd bytes are one or more data frames, each whole,
+    /// with no skippable frame, no dictionary and a window of at most 2^27 bytes; the Swift
+    /// reader accepts exactly those (tools/test_tfq_read.py checks the Python one the same way).
+    @Test func zstdFramesAsTheFormatAllowsThem() throws {
+        let values = (0..<1000).map { Float($0 % 7) - 3 }
+        let bytes = values.withUnsafeBytes { Array($0) }
+        func open(_ stored: [UInt8]) -> TFQFormatError? {
+            let entry = TensorInfo(name: "z", dtype: .f32, encoding: .zstd, layout: .rowMajor, groupSize: 0, shape: [1000],
+                                   offset: 64, storedLength: stored.count, decodedLength: 4000, crc32: CRC32.checksum(stored))
+            return Self.open(Self.forge(entries: [entry], data: [(64, stored)]), verify: true)
+        }
+        func refused(_ stored: [UInt8], _ words: String, _ what: String) {
+            let error = open(stored)
+            if case .decode(let why) = error?.problem { #expect(why.contains(words), "\(what): \(why)") } else {
+                Issue.record("\(what) accepted: \(String(describing: error))")
+            }
+        }
+        let first = try Zstd.compress(Array(bytes[..<1600])), second = try Zstd.compress(Array(bytes[1600...]))
+        // Valid: two frames; a frame without its content size; a window of exactly 2^27.
+        #expect(open(first + second) == nil)
+        #expect(open(Self.rawFrame(Array(bytes[..<1600]), windowLog: 12, contentSize: false) + Self.rawFrame(Array(bytes[1600...]), windowLog: 27)) == nil)
+        // Refused.
+        let skippable: [UInt8] = [0x50, 0x2A, 0x4D, 0x18, 4, 0, 0, 0, 1, 2, 3, 4]
+        refused(first + second + skippable, "skippable frame", "a trailing skippable frame")
+        refused(skippable + first + second, "skippable frame", "a leading skippable frame")
+        refused(Self.rawFrame(bytes, windowLog: 28), "over the format's limit of 2^27", "a 2^28 window")
+        refused(Array((first + second).dropLast(3)), "cut short or damaged", "a frame cut short")
+        refused(first + second + [0x28, 0xB5], "cut short", "two bytes after the last frame")
+        // Frames without a declared size that decode to too little: found by decoding.
+        #expect(open(Self.rawFrame(Array(bytes[..<1000]), windowLog: 12, contentSize: false) + second) != nil)
+        var badChecksum = first + second
+        badChecksum[badChecksum.count - 1] ^= 0x40
+        refused(badChecksum, "checksum", "a wrong frame checksum")
+        var dictionary = Self.rawFrame(bytes, windowLog: 20)
+        dictionary[4] |= 1; dictionary.insert(7, at: 6)   // Dictionary_ID flag 1, one byte of id
+        refused(dictionary, "dictionary", "a frame that needs a dictionary")
+    }
+
     /// Thousands of randomly damaged files: each must open cleanly or fail with a typed
     /// error. A crash here kills the test run, so surviving is the assertion.
     @Test func mutationFuzz() {

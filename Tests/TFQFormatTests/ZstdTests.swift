@@ -38,7 +38,7 @@ import Testing
     }
 
     @Test func garbageIsNotAFrame() {
-        #expect(throws: ZstdError.corruptFrame("not a zstd frame")) {
+        #expect(throws: ZstdError.corruptFrame("the frame at byte 0 is not a zstd frame")) {
             try Zstd.decompress([1, 2, 3, 4, 5, 6, 7, 8], decodedSize: 8)
         }
     }
