@@ -311,6 +311,79 @@ def test_q8_layout1_byte_positions(tmp_path):
     assert f.tensor("m")[17, 5] == np.float32(49.5)
 
 
+@pytest.fixture(params=["zstandard module", "zstd command"])
+def zstd_backend(request, monkeypatch):
+    """Runs a test with each of the reader's zstd decoders: the module where it is installed
+    (CI installs it), and the command-line tool (the module made unimportable)."""
+    if request.param == "zstandard module":
+        pytest.importorskip("zstandard", reason="the zstandard module is not installed")
+    else:
+        monkeypatch.setitem(sys.modules, "zstandard", None)  # makes `import zstandard` fail
+    return request.param
+
+
+def raw_frame(data: bytes, window_log=None, content_size=True) -> bytes:
+    """A zstd frame of one raw block, by hand (RFC 8878): with `window_log` a window
+    descriptor, else single-segment; the content size in 4 bytes unless content_size=False."""
+    single = window_log is None
+    frame = bytearray(b"\x28\xb5\x2f\xfd")
+    frame.append(((2 if content_size or single else 0) << 6) | (0x20 if single else 0))
+    if window_log is not None:
+        frame.append((window_log - 10) << 3)
+    if content_size or single:
+        frame += struct.pack("<I", len(data))
+    frame += struct.pack("<I", 1 | len(data) << 3)[:3]
+    return bytes(frame) + data
+
+
+SKIPPABLE = b"\x50\x2a\x4d\x18" + struct.pack("<I", 4) + b"\1\2\3\4"
+
+
+def dictionary_frame(data: bytes) -> bytes:
+    frame = bytearray(raw_frame(data, 20))
+    frame[4] |= 1          # Dictionary_ID_flag 1: one byte of dictionary id after the window
+    frame.insert(6, 7)
+    return bytes(frame)
+
+
+def bad_checksum(frame: bytes) -> bytes:
+    return frame[:-1] + bytes([frame[-1] ^ 0x40])
+
+
+ZSTD_DATA = np.arange(1000, dtype="<f4").tobytes()
+
+
+@pytest.mark.usefixtures("zstd_backend")
+@pytest.mark.parametrize("stored", [
+    zstd_compress(ZSTD_DATA[:1600]) + zstd_compress(ZSTD_DATA[1600:]),
+    raw_frame(ZSTD_DATA[:1600], 12, content_size=False) + raw_frame(ZSTD_DATA[1600:], 27),
+    raw_frame(ZSTD_DATA),
+], ids=["two frames", "no content size, window 2^27", "single segment"])
+def test_zstd_frames_the_format_allows(tmp_path, stored):
+    """§6.3, as tfq's own reader takes them (Tests/TFQFormatTests: zstdFramesAsTheFormatAllowsThem)."""
+    f = load(tmp_path, build([T("z", F32, (1000,), ZSTD_DATA, ZSTD, stored=stored)]))
+    f.verify()
+    np.testing.assert_array_equal(f.tensor("z"), np.arange(1000, dtype=np.float32))
+
+
+@pytest.mark.usefixtures("zstd_backend")
+@pytest.mark.parametrize("stored,text", [
+    (zstd_compress(ZSTD_DATA) + SKIPPABLE, "skippable frame"),
+    (SKIPPABLE + zstd_compress(ZSTD_DATA), "skippable frame"),
+    (raw_frame(ZSTD_DATA, 28), "over the format's limit of 2^27"),
+    (zstd_compress(ZSTD_DATA)[:-3], "cut short"),
+    (zstd_compress(ZSTD_DATA) + b"\x28\xb5", "cut short"),
+    (bad_checksum(zstd_compress(ZSTD_DATA)), "zstd"),
+    (dictionary_frame(ZSTD_DATA), "dictionary"),
+    (raw_frame(ZSTD_DATA[:1000], 12, content_size=False) + zstd_compress(ZSTD_DATA[1600:]), "decode to 3400 bytes"),
+], ids=["trailing skippable", "leading skippable", "window 2^28", "cut short", "bytes after the last frame",
+        "bad checksum", "dictionary", "too little without a size"])
+def test_zstd_frames_the_format_refuses(tmp_path, stored, text):
+    expect_error(tmp_path, build([T("z", F32, (1000,), ZSTD_DATA, ZSTD, stored=stored)]),
+                 "tensor 'z'", text, verify=True)
+
+
+@pytest.mark.usefixtures("zstd_backend")
 def test_multiple_zstd_frames(tmp_path):
     data = np.arange(32, dtype="<f4").tobytes()
     stored = zstd_compress(data[:50]) + zstd_compress(data[50:])
@@ -591,6 +664,7 @@ def test_bit_flip_caught_by_verify(tmp_path):
         f.verify()
 
 
+@pytest.mark.usefixtures("zstd_backend")
 @pytest.mark.parametrize("size", [8 * 4 - 4, 8 * 4 + 4, 1 << 24])
 def test_zstd_decoding_to_wrong_size(tmp_path, size):
     stored = zstd_compress(bytes(size))
@@ -601,6 +675,7 @@ def test_zstd_decoding_to_wrong_size(tmp_path, size):
     expect_error(tmp_path, buf, "tensor 'z'", verify=True)
 
 
+@pytest.mark.usefixtures("zstd_backend")
 @pytest.mark.parametrize("stored", [b"\0", b"not a zstd frame",
                                     zstd_compress(bytes(32)) + b"junk",
                                     zstd_compress(bytes(32))[:-3]])

@@ -3,8 +3,9 @@
 
 Written from the specification formats/tfq.md alone, as a cross-check of tfq's own reader;
 "§N" in comments refers to a section of that document. Needs Python 3.11 and numpy. zstd
-tensors are decoded with the `zstandard` module if it is installed, else with the `zstd`
-command-line tool.
+tensors are walked frame by frame first (§6.3: data frames only, whole, no dictionary, window
+at most 2^27), then each frame is decoded with the `zstandard` module if it is installed,
+else with the `zstd` command-line tool.
 
     import tfq_read
     with tfq_read.read("model.tfq") as f:     # checks every invariant of §7, in order
@@ -353,14 +354,101 @@ class _ZstdFailure(Exception):
     pass
 
 
+ZSTD_MAGIC = 0xFD2FB528
+MAX_WINDOW = 1 << 27  # §6.3
+
+
+def _zstd_frames(data: bytes) -> list[tuple[int, int, int | None]]:
+    """§6.3: the stored bytes are one or more whole zstd data frames (RFC 8878 §3.1.1) and
+    nothing else. Walks them without decoding: (start, end, declared content size or None)
+    per frame. Refuses a skippable frame, a dictionary, a window over 2^27 bytes (for a
+    single-segment frame its content size), a reserved block type or header bit, a frame
+    cut short and bytes after the last frame."""
+    frames, at = [], 0
+    if not data:
+        raise _ZstdFailure("no zstd frame")
+    while at < len(data):
+        where = f"the frame at byte {at}"
+        if len(data) - at < 5:
+            raise _ZstdFailure(f"{where} is cut short")
+        magic = int.from_bytes(data[at:at + 4], "little")
+        if magic & 0xFFFFFFF0 == 0x184D2A50:
+            raise _ZstdFailure(f"{where} is a skippable frame, which the format does not allow")
+        if magic != ZSTD_MAGIC:
+            raise _ZstdFailure(f"{where} is not a zstd frame")
+        fhd = data[at + 4]
+        size_flag, single, reserved, checksum, dict_flag = fhd >> 6, fhd & 0x20, fhd & 0x08, fhd & 0x04, fhd & 3
+        if reserved:
+            raise _ZstdFailure(f"{where} has a reserved bit set")
+        if dict_flag:
+            raise _ZstdFailure(f"{where} needs a dictionary, which the format does not allow")
+        pos = at + 5
+        window = None
+        if not single:
+            if pos >= len(data):
+                raise _ZstdFailure(f"{where} is cut short")
+            wd = data[pos]
+            log = 10 + (wd >> 3)
+            window = (1 << log) + (1 << log) // 8 * (wd & 7)
+            pos += 1
+        size_bytes = [1 if single else 0, 2, 4, 8][size_flag]
+        if pos + size_bytes > len(data):
+            raise _ZstdFailure(f"{where} is cut short")
+        content = None
+        if size_bytes:
+            content = int.from_bytes(data[pos:pos + size_bytes], "little") + (256 if size_bytes == 2 else 0)
+            if single:
+                window = content
+        pos += size_bytes
+        if window > MAX_WINDOW:
+            raise _ZstdFailure(f"{where} needs a window of {window} bytes, over the format's limit of 2^27")
+        while True:  # blocks (§3.1.1.2)
+            if pos + 3 > len(data):
+                raise _ZstdFailure(f"{where} is cut short")
+            header = int.from_bytes(data[pos:pos + 3], "little")
+            last, kind, length = header & 1, (header >> 1) & 3, header >> 3
+            if kind == 3:
+                raise _ZstdFailure(f"{where} has a block of the reserved type")
+            pos += 3 + (1 if kind == 1 else length)
+            if pos > len(data):
+                raise _ZstdFailure(f"{where} is cut short")
+            if last:
+                break
+        pos += 4 if checksum else 0
+        if pos > len(data):
+            raise _ZstdFailure(f"{where} is cut short")
+        frames.append((at, pos, content))
+        at = pos
+    return frames
+
+
 def _zstd_decompress(data: bytes, size: int) -> bytes:
-    """Decompresses one or more frames into at most size + 1 bytes (see _read_bounded)."""
+    """Decompresses the frames into at most size + 1 bytes (see _read_bounded), each frame
+    on its own, so that a frame's declared size and checksum are held to (the decoder checks
+    the checksum)."""
+    frames = _zstd_frames(data)
+    out = bytearray()
+    for start, end, content in frames:
+        budget = size - len(out)
+        if content is not None and content > budget:
+            return bytes(out) + b"\0" * (budget + 1)  # more than decoded_length: the caller says so
+        part = _zstd_frame_decompress(data[start:end], budget)
+        if content is not None and len(part) != content:
+            raise _ZstdFailure(f"the frame at byte {start} decodes to {len(part)} bytes, its header says {content}")
+        out += part
+        if len(out) > size:
+            break
+    return bytes(out)
+
+
+def _zstd_frame_decompress(frame: bytes, size: int) -> bytes:
+    """One whole frame (checked by _zstd_frames), into at most size + 1 bytes."""
     try:
         import zstandard
     except ImportError:
-        return _zstd_cli(data, size)
+        return _zstd_cli(frame, size)
     try:
-        reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
+        reader = zstandard.ZstdDecompressor().stream_reader(frame)
         return _read_bounded(reader.read, size)
     except zstandard.ZstdError as exc:
         raise _ZstdFailure(str(exc)) from None
