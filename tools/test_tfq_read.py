@@ -800,3 +800,26 @@ def test_metadata_value_limit(tmp_path):
         return b'{"a":[' + b"0," * (values - 3) + b'0]}'
     tfq_read.read(write(tmp_path, build([], metadata_bytes=zeros(1_000_000)))).close()
     expect_error(tmp_path, build([], metadata_bytes=zeros(1_000_001)), "metadata", "1000000 JSON values")
+
+
+ZSTD_VECTORS = TESTDATA / "zstd"
+
+
+@pytest.mark.usefixtures("zstd_backend")
+@pytest.mark.skipif(not (ZSTD_VECTORS / "cases.json").exists(), reason="no formats/testdata/zstd")
+def test_formats_zstd_vectors():
+    """formats/testdata/zstd (tools/zstd_vectors.py): the frames §6.3 allows decode to the
+    values, the others fail naming the problem. The Swift reader checks the same files."""
+    listing = json.loads((ZSTD_VECTORS / "cases.json").read_text())
+    expected = np.array(listing["values"], np.float32)
+    for case in listing["cases"]:
+        path = ZSTD_VECTORS / case["file"]
+        if case["valid"]:
+            with tfq_read.read(path) as f:
+                f.verify()
+                np.testing.assert_array_equal(f.tensor("z"), expected)
+        else:
+            with pytest.raises(TFQFormatError) as info:
+                with tfq_read.read(path) as f:
+                    f.verify()
+            assert "tensor 'z'" in str(info.value) and case["error"] in str(info.value), (case["file"], str(info.value))

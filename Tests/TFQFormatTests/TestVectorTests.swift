@@ -137,4 +137,31 @@ import Testing
             #expect(report.tensors == vector.tensors, "\(vector.file)")
         }
     }
+
+    /// formats/testdata/zstd (tools/zstd_vectors.py): a tensor's zstd frames as §6.3 allows
+    /// or refuses them. The allowed ones decode to the values; the others fail to open with
+    /// a decode error containing the listed words. tools/test_tfq_read.py checks the same.
+    @Test func zstdVectorsAreReadAsTheSpecSays() throws {
+        struct Case: Decodable { var file: String; var valid: Bool; var error: String? }
+        struct Listing: Decodable { var values: [Float]; var cases: [Case] }
+        let directory = Self.directory.appendingPathComponent("zstd")
+        let listing = try JSONDecoder().decode(Listing.self, from: Data(contentsOf: directory.appendingPathComponent("cases.json")))
+        #expect(listing.cases.count == 10 && listing.cases.contains { $0.valid } && listing.cases.contains { !$0.valid })
+        for vector in listing.cases {
+            let path = directory.appendingPathComponent(vector.file).path
+            do {
+                let file = try TFQFile(path: path, options: .init(verifyChecksums: true))
+                try file.verify()
+                #expect(vector.valid, "\(vector.file) was accepted")
+                #expect(try Support.readFloats(file, "z") == listing.values, "\(vector.file)")
+            } catch let error as TFQFormatError {
+                #expect(!vector.valid, "\(vector.file): \(error)")
+                if case .decode(let why) = error.problem, let words = vector.error {
+                    #expect(why.contains(words) && error.tensor == "z", "\(vector.file): \(why)")
+                } else {
+                    Issue.record("\(vector.file): \(error)")
+                }
+            }
+        }
+    }
 }
