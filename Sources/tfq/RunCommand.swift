@@ -35,6 +35,8 @@ struct RunCommand: ParsableCommand {
                                valueName: "SIZE")) var memoryLimit: String?
     @Flag(help: "Check every tensor checksum and every int8 value before running (reads the whole file; see README).")
     var verify = false
+    @Flag(help: "Keep the code pages start-up used resident: the first token comes ~3 ms sooner, peak RSS is ~8 MB higher (README).")
+    var keepStartupPages = false
     @Flag(help: "Timing and memory figures on stderr.") var stats = false
     @Flag(help: "One JSON object with the text, the token ids and the figures.") var json = false
 
@@ -82,12 +84,14 @@ struct RunCommand: ParsableCommand {
                              + "\(size(plan.sessionBytes - plan.cacheBytes))) and \(size(available)) \(limit == nil ? "is available" : "is the limit"); "
                              + "generate fewer tokens (-n)" + (plan.kvCache == .f32 ? ", use --kv-cache f16" : "") + " or free memory")
         }
+        // Everything start-up needed is done: give its code pages back (the weights stay).
+        // Before the session starts its worker threads, so no other thread is running code
+        // whose pages go; what decoding needs faults back in from the page cache.
+        if !keepStartupPages { ProcessMemory.releaseCleanFilePages(keeping: [model]) }
         let sessionStart = Clock.seconds()
         let session = Session(model: loaded, threads: ThreadOption.resolve(threads), kvCache: kvCache, capacity: plan.positions)
         let loadSeconds = openSeconds + (Clock.seconds() - sessionStart)
 
-        // Everything start-up needed is done: give its code pages back (the weights stay).
-        ProcessMemory.releaseCleanFilePages(keeping: [model])
         var generated: [Int32] = []
         var output = ""
         var firstTokenAt = 0.0, prefillSeconds = 0.0

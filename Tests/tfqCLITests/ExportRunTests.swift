@@ -170,6 +170,10 @@ import TFQFormat
         #expect(fits.status == 0 && unlimited.status == 0, "\(fits.stderr)")
         let a = try JSONDecoder().decode(JSONValue.self, from: Data(fits.stdout.utf8)), b = try JSONDecoder().decode(JSONValue.self, from: Data(unlimited.stdout.utf8))
         #expect(a["token_ids"] == b["token_ids"] && a["token_ids"] != nil)
+        // Keeping start-up's code pages changes memory and time, never the output.
+        let kept = try CLI.run(["run", Self.golden, "--prompt", "the king", "-n", "8", "--keep-startup-pages", "--json"])
+        let keptReport = try JSONDecoder().decode(JSONValue.self, from: Data(kept.stdout.utf8))
+        #expect(kept.status == 0 && keptReport["token_ids"] == b["token_ids"])
         for size in ["0", "-5M", "12X", "99999999999G"] {
             let bad = try CLI.run(["run", Self.golden, "--memory-limit", size])
             #expect(bad.status != 0 && bad.stderr.contains("--memory-limit"), "\(size)")
