@@ -73,6 +73,7 @@ def main():
         ("bytes_after_last_frame", whole + b"\x28\xb5", "cut short"),
         ("bad_checksum", whole[:-1] + bytes([whole[-1] ^ 0x40]), "checksum"),
         ("dictionary", bytes(dictionary), "dictionary"),
+        ("header_cut_before_window", b"\x28\xb5\x2f\xfd\x00", "cut short"),
     ]
     OUT.mkdir(parents=True, exist_ok=True)
     listing = []

@@ -22,31 +22,37 @@ struct slot {
 
 static struct slot slots[SLOTS];
 static struct sigaction previous;
+static uintptr_t page_size;
 static pthread_once_t install_once = PTHREAD_ONCE_INIT;
 static int installed;
 
 static void forward(int signo, siginfo_t *info, void *context) {
-    if ((previous.sa_flags & SA_SIGINFO) && previous.sa_sigaction) {
-        previous.sa_sigaction(signo, info, context);
-    } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
-        previous.sa_handler(signo);
-    } else {
-        /* Restore the default action: the faulting instruction runs again on return and the
-         * process ends as it would have without this handler (ignoring SIGBUS would loop). */
+    /* sa_handler and sa_sigaction share storage: test for SIG_DFL and SIG_IGN first. */
+    if (previous.sa_handler == SIG_DFL || previous.sa_handler == SIG_IGN) {
+        /* The default action, as without this handler (ignoring SIGBUS would loop on a fault):
+         * pending until this handler returns, then it ends the process, whether the signal
+         * came from a fault or from another process. */
         signal(SIGBUS, SIG_DFL);
+        raise(SIGBUS);
+    } else if (previous.sa_flags & SA_SIGINFO) {
+        previous.sa_sigaction(signo, info, context);
+    } else {
+        previous.sa_handler(signo);
     }
 }
 
 static void on_sigbus(int signo, siginfo_t *info, void *context) {
+    /* Only a nonexistent page of a mapping (BUS_ADRERR) is ours to mend: an alignment fault
+     * would fault again on the zero page, and a signal sent by a process has no address. */
+    if (info->si_code != BUS_ADRERR) { forward(signo, info, context); return; }
     uintptr_t address = (uintptr_t)info->si_addr;
     for (int i = 0; i < SLOTS; i++) {
         size_t length = atomic_load(&slots[i].length);
         if (length == 0 || length == CLAIMED) continue;
         uintptr_t base = atomic_load(&slots[i].base);
         if (address < base || address - base >= length) continue;
-        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-        void *start = (void *)(address & ~(page - 1));
-        if (mmap(start, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) break;
+        void *start = (void *)(address & ~(page_size - 1));
+        if (mmap(start, page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) break;
         atomic_store(&slots[i].damaged, 1);
         return;
     }
@@ -54,6 +60,7 @@ static void on_sigbus(int signo, siginfo_t *info, void *context) {
 }
 
 static void install(void) {
+    page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_sigaction = on_sigbus;
@@ -81,6 +88,8 @@ int tfq_map_guard_register(const void *base, size_t length) {
 
 void tfq_map_guard_unregister(int slot) {
     if (slot < 0 || slot >= SLOTS) return;
+    /* Hidden from the handler first, freed for reuse last. */
+    atomic_store(&slots[slot].length, CLAIMED);
     atomic_store(&slots[slot].base, 0);
     atomic_store(&slots[slot].length, 0);
 }

@@ -95,6 +95,7 @@ public enum Zstd {
             var at = 5
             var window = 0
             if !singleSegment {
+                guard bytes.count > at else { throw bad("is cut short") }
                 let descriptor = bytes[at]
                 let log = 10 + Int(descriptor >> 3)
                 window = (1 << log) + (1 << log) / 8 * Int(descriptor & 7)

@@ -8,8 +8,9 @@ import Synchronization
 /// its speed when other programs take cores away.
 ///
 /// A job is cut into parts that any thread may claim, the caller included, so nobody waits
-/// for a thread the scheduler has taken off its core: the caller claims the parts that no
-/// worker has, and then waits only for parts that a running worker is computing. A worker
+/// for a thread the scheduler has taken off its core before it claimed a part: the caller
+/// claims the parts that no worker has, and then waits only for parts a worker is computing
+/// (a worker preempted in the middle of one delays the job by what is left of that part). A worker
 /// that arrives after the last part was claimed finds nothing to do. Which thread computes
 /// a part never changes its value, so results are the same for any thread count and any
 /// timing.
@@ -29,8 +30,8 @@ public final class ThreadPool: @unchecked Sendable {
     private final class Shared: @unchecked Sendable {
         /// The job word: the job's sequence number (high 32 bits); whether its parts are
         /// pinned, part i to thread i (bit 31); its part count (bits 16–30); the next
-        /// unclaimed part (low 16). A claim is a compare-and-swap on the whole word, so it
-        /// fails for a worker that read an older job's word.
+        /// unclaimed part (low 16). A claim is one atomic add on the whole word, so it always
+        /// names the job it claimed from, which may be newer than the one a worker waited for.
         let word = Atomic<UInt64>(0)
         /// Parts of the current job that are finished.
         let finished = Atomic<Int>(0)
@@ -62,7 +63,7 @@ public final class ThreadPool: @unchecked Sendable {
         /// Claims the next part of the current job: its sequence number and the part, or nil
         /// when it has none left (or is pinned). One atomic add: a claim that comes too late
         /// only moves the counter past the part count, which the 16 bits leave room for
-        /// (at most one failed claim per thread and job).
+        /// (at most two failed claims per thread and job: 2·4,095 + 8,192 < 65,536).
         @inline(__always)
         func claim() -> (sequence: UInt64, part: Int)? {
             let current = word.wrappingAdd(1, ordering: .acquiringAndReleasing).oldValue
@@ -105,16 +106,16 @@ public final class ThreadPool: @unchecked Sendable {
                     while jobIsRunning(seen) { sched_yield() }
                     continue
                 }
-                var took = 0
                 while let (sequence, part) = claim() {
                     // A claimed part keeps its job alive (the caller waits for it), so the
                     // job closure read here is that job's, even if it is newer than `seen`.
                     seen = sequence
                     do { let job = self.job!; job(part) }
+                    // Counted before the part is marked finished, so a caller that has seen
+                    // every part finished also sees who took them.
+                    takenByWorkers.add(1, ordering: .relaxed)
                     finished.add(1, ordering: .releasing)
-                    took += 1
                 }
-                if took > 0 { takenByWorkers.add(took, ordering: .relaxed) }
             }
         }
 
@@ -148,18 +149,22 @@ public final class ThreadPool: @unchecked Sendable {
 
     /// A pool of `threads` threads (at least 1, at most 4,096); 1 runs everything on the caller.
     public init(threads: Int) {
-        threadCount = min(max(1, threads), 4096)
         pthread_mutex_init(&jobLock, nil)
-        for index in 1..<threadCount {
-            let context = Unmanaged.passRetained(WorkerContext(shared: shared, index: index)).toOpaque()
+        var started: [pthread_t] = []
+        for index in 1..<min(max(1, threads), 4096) {
+            let context = Unmanaged.passRetained(WorkerContext(shared: shared, index: index))
             var thread = pthread_t()
-            pthread_create(&thread, nil, { raw in
+            let status = pthread_create(&thread, nil, { raw in
                 let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
                 context.shared.workerLoop(index: context.index)
                 return nil
-            }, context)
-            self.threads.append(thread)
+            }, context.toOpaque())
+            // Out of threads (a limit of the system's): run with the ones there are.
+            guard status == 0 else { context.release(); break }
+            started.append(thread)
         }
+        self.threads = started
+        threadCount = 1 + started.count
     }
 
     deinit {

@@ -15,6 +15,12 @@ public struct MemoryPlan: Sendable, Equatable {
     /// The weights once loaded: raw tensors as mapped (read from the page cache as they are
     /// touched), zstd tensors decoded, fp16 tensors converted to fp32.
     public let weightBytes: Int
+    /// The part of ``weightBytes`` that opening the model has already allocated (decoded
+    /// zstd tensors, fp32 copies of fp16 ones): no longer counted as available memory.
+    public let loadedWeightBytes: Int
+    /// What running still needs beyond what the open model holds: mapped weights and the
+    /// session.
+    public var bytesStillNeeded: Int { weightBytes - loadedWeightBytes + sessionBytes }
     /// Keys and values for `positions` positions.
     public let cacheBytes: Int
     /// Everything a session allocates, the cache included.
@@ -41,11 +47,13 @@ public struct MemoryPlan: Sendable, Equatable {
         bytes += n * max(d, f) * rowsPerToken + floats(n * max(1, model.maxGroups) * rowsPerToken)
         cacheBytes = 2 * floats(cacheFloats)
         sessionBytes = bytes
-        var weights = 0
+        var weights = 0, loaded = 0
         for info in model.file.tensors {
             weights += info.encoding == .raw ? info.storedLength : info.decodedLength
-            if info.dtype == .f16 { weights += 2 * info.decodedLength }   // the fp32 copy made at load
+            if info.encoding != .raw { loaded += info.decodedLength }
+            if info.dtype == .f16 { weights += 2 * info.decodedLength; loaded += 2 * info.decodedLength }   // the fp32 copy made at load
         }
         weightBytes = weights
+        loadedWeightBytes = loaded
     }
 }

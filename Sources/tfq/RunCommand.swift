@@ -77,9 +77,13 @@ struct RunCommand: ParsableCommand {
         // The session holds only the positions this run can reach, and must fit in memory.
         let plan = MemoryPlan(model: loaded, kvCache: kvCache, capacity: promptTokens.count + min(count, context))
         let limit = memoryLimit.flatMap(ByteSize.parse)
-        if let available = limit ?? ProcessMemory.systemAvailableBytes(), plan.totalBytes > available {
+        // Against a limit, everything counts; against what the system has available, what the
+        // open model already holds does not (it is no longer available).
+        let budget: (needed: Int, available: Int)? = limit.map { (plan.totalBytes, $0) }
+            ?? ProcessMemory.systemAvailableBytes().map { (plan.bytesStillNeeded, $0) }
+        if let (needed, available) = budget, needed > available {
             let size = ByteSize.describe
-            throw UsageError("not enough memory: this run needs about \(size(plan.totalBytes)) (weights \(size(plan.weightBytes)), "
+            throw UsageError("not enough memory: this run needs about \(size(needed)) (weights \(size(plan.weightBytes)), "
                              + "\(plan.kvCache.rawValue) KV cache \(size(plan.cacheBytes)) for \(plan.positions) positions, buffers "
                              + "\(size(plan.sessionBytes - plan.cacheBytes))) and \(size(available)) \(limit == nil ? "is available" : "is the limit"); "
                              + "generate fewer tokens (-n)" + (plan.kvCache == .f32 ? ", use --kv-cache f16" : "") + " or free memory")

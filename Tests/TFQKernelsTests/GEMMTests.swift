@@ -308,9 +308,6 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
         }
     }
 
-    /// Thousands of short jobs of both kinds back to back on more threads than cores (so
-    /// workers are often preempted): `run` reaches every worker once, every index is counted
-    /// once, and no job is touched after its call returned.
     /// A dropped pool stops and joins its threads (its workers must not keep it alive): a
     /// library user opening and closing sessions would otherwise gather threads.
     @Test func droppedPoolsEndTheirThreads() throws {
@@ -328,6 +325,9 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
         #expect(after < before + 40, "threads: \(before) before, \(after) after")
     }
 
+    /// Thousands of short jobs of both kinds back to back on more threads than cores (so
+    /// workers are often preempted): `run` runs every part once, every index is counted
+    /// once, and no job is touched after its call returned.
     @Test func interleavedJobsOnAnOversubscribedPool() {
         let pool = ThreadPool(threads: 6)
         let count = 97

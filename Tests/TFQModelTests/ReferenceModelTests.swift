@@ -180,7 +180,6 @@ import TFQKernels
                 for i in 0..<model.layout.count { model.parameters[i] -= 0.01 * model.gradients[i] }
             }
         }
-        #expect(alone.tilesTakenByHelpers == 0)
     }
 }
 
