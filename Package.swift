@@ -1,4 +1,4 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.0
 // tfq: train small transformers on a CPU, quantize them to int8, run them on small boards.
 //
 // Targets, with one-way dependencies:

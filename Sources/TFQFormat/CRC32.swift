@@ -18,10 +18,12 @@ public struct CRC32: Sendable {
                 while count - index >= 8 {
                     let lo = base.loadUnaligned(fromByteOffset: index, as: UInt32.self).littleEndian ^ crc
                     let hi = base.loadUnaligned(fromByteOffset: index + 4, as: UInt32.self).littleEndian
-                    crc = table[7 * 256 + Int(lo & 0xFF)] ^ table[6 * 256 + Int((lo >> 8) & 0xFF)]
-                        ^ table[5 * 256 + Int((lo >> 16) & 0xFF)] ^ table[4 * 256 + Int(lo >> 24)]
-                        ^ table[3 * 256 + Int(hi & 0xFF)] ^ table[2 * 256 + Int((hi >> 8) & 0xFF)]
-                        ^ table[1 * 256 + Int((hi >> 16) & 0xFF)] ^ table[Int(hi >> 24)]
+                    // In four steps: Swift 6.0 cannot type-check the eight-term expression in time.
+                    let a: UInt32 = table[7 * 256 + Int(lo & 0xFF)] ^ table[6 * 256 + Int((lo >> 8) & 0xFF)]
+                    let b: UInt32 = table[5 * 256 + Int((lo >> 16) & 0xFF)] ^ table[4 * 256 + Int(lo >> 24)]
+                    let c: UInt32 = table[3 * 256 + Int(hi & 0xFF)] ^ table[2 * 256 + Int((hi >> 8) & 0xFF)]
+                    let d: UInt32 = table[1 * 256 + Int((hi >> 16) & 0xFF)] ^ table[Int(hi >> 24)]
+                    crc = a ^ b ^ c ^ d
                     index += 8
                 }
             }

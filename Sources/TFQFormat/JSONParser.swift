@@ -18,14 +18,21 @@ public enum JSONParser {
     public static func parse(_ bytes: [UInt8], maxValues: Int = .max) throws(ParseError) -> JSONValue {
         guard String(validating: bytes, as: UTF8.self) != nil else { throw ParseError(description: "not valid UTF-8") }
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { throw ParseError(description: "starts with a byte-order mark") }
-        return try bytes.withUnsafeBufferPointer { buffer throws(ParseError) in
+        // A Result rather than a typed-throws closure: Swift 6.0's withUnsafeBufferPointer
+        // rethrows `any Error`.
+        let result = bytes.withUnsafeBufferPointer { buffer -> Result<JSONValue, ParseError> in
             var parser = Parser(bytes: buffer, valuesLeft: maxValues)
             parser.skipWhitespace()
-            let value = try parser.value(depth: 0)
-            parser.skipWhitespace()
-            guard parser.index == buffer.count else { throw parser.error("unexpected text after the JSON value") }
-            return value
+            do throws(ParseError) {
+                let value = try parser.value(depth: 0)
+                parser.skipWhitespace()
+                guard parser.index == buffer.count else { throw parser.error("unexpected text after the JSON value") }
+                return .success(value)
+            } catch {
+                return .failure(error)
+            }
         }
+        return try result.get()
     }
 
     private struct Parser {

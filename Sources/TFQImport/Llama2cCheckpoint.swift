@@ -98,11 +98,18 @@ public final class Llama2cCheckpoint {
         let classifier: [(String, [Int], Bool)] = c.tieEmbeddings ? [] : [("wcls", [c.vocabSize, d], true)]
         switch version {
         case 0:
+            // Built in steps: Swift 6.0 cannot type-check one long concatenation in time.
             let q = false
-            return [("token_embedding", [c.vocabSize, d], q)] + each("rms_att", [d], q) + matrices.map { ($0.0, $0.1, q) }
-                + each("rms_ffn", [d], q) + each("w1", [f, d], q) + each("w2", [d, f], q) + each("w3", [f, d], q)
-                + [("rms_final", [d], q), ("freq_cis_real", [c.contextLength, c.headDim / 2], q),
-                   ("freq_cis_imag", [c.contextLength, c.headDim / 2], q)] + classifier.map { ($0.0, $0.1, q) }
+            var tensors: [(String, [Int], Bool)] = [("token_embedding", [c.vocabSize, d], q)]
+            tensors += each("rms_att", [d], q)
+            tensors += matrices.map { ($0.0, $0.1, q) }
+            tensors += each("rms_ffn", [d], q)
+            tensors += each("w1", [f, d], q)
+            tensors += each("w2", [d, f], q)
+            tensors += each("w3", [f, d], q)
+            tensors += [("rms_final", [d], q), ("freq_cis_real", [c.contextLength, c.headDim / 2], q),
+                        ("freq_cis_imag", [c.contextLength, c.headDim / 2], q)]
+            return tensors + classifier.map { ($0.0, $0.1, q) }
         default:
             let q = version == 2
             let norms = each("rms_att", [d], false) + each("rms_ffn", [d], false) + [("rms_final", [d], false)]
