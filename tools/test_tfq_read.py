@@ -22,6 +22,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tfq_read  # noqa: E402
+from zstd_vectors import raw_frame  # noqa: E402  (zstd frames of one raw block, built by hand)
 from tfq_read import TFQFormatError  # noqa: E402
 
 READER = Path(__file__).with_name("tfq_read.py")
@@ -320,20 +321,6 @@ def zstd_backend(request, monkeypatch):
     else:
         monkeypatch.setitem(sys.modules, "zstandard", None)  # makes `import zstandard` fail
     return request.param
-
-
-def raw_frame(data: bytes, window_log=None, content_size=True) -> bytes:
-    """A zstd frame of one raw block, by hand (RFC 8878): with `window_log` a window
-    descriptor, else single-segment; the content size in 4 bytes unless content_size=False."""
-    single = window_log is None
-    frame = bytearray(b"\x28\xb5\x2f\xfd")
-    frame.append(((2 if content_size or single else 0) << 6) | (0x20 if single else 0))
-    if window_log is not None:
-        frame.append((window_log - 10) << 3)
-    if content_size or single:
-        frame += struct.pack("<I", len(data))
-    frame += struct.pack("<I", 1 | len(data) << 3)[:3]
-    return bytes(frame) + data
 
 
 SKIPPABLE = b"\x50\x2a\x4d\x18" + struct.pack("<I", 4) + b"\1\2\3\4"
