@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The fast build: release mode, code generated for this machine's CPU, and the compile-time
-# defines that switch on the kernels' ISA paths (AVX-512 VNNI, AVX2/FMA, ARMv8.2 dot product).
+# defines that switch on the kernels' ISA paths (AVX2/FMA, AVX-512's 16-lane vectors). ARM64
+# builds get FMA; the int8 kernels there are the portable ones until NEON/sdot paths exist.
 #
 #   tools/build.sh                 # builds .build/release/tfq
 #   tools/build.sh --portable      # release build for any CPU of the architecture (no flags)
@@ -34,11 +35,10 @@ if [ "$portable" = 0 ]; then
   case "$(uname -m)" in
     x86_64)
       if has fma && has avx2; then flags+=(-Xswiftc -DTFQ_FMA -Xswiftc -DTFQ_AVX2); fi
-      if has avx512f && has avx512bw && has avx512_vnni; then flags+=(-Xswiftc -DTFQ_AVX512 -Xswiftc -DTFQ_AVX512VNNI); fi
+      if has avx512f && has avx512bw; then flags+=(-Xswiftc -DTFQ_AVX512); fi
       ;;
     aarch64)
       flags+=(-Xswiftc -DTFQ_FMA)
-      if has asimddp; then flags+=(-Xswiftc -DTFQ_ARM_DOTPROD); fi
       ;;
   esac
 fi
