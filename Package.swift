@@ -28,10 +28,11 @@ let package = Package(
         // fails the call instead of killing the process.
         .target(name: "CMapGuard"),
         .target(name: "TFQFormat", dependencies: ["CZstd", "CMapGuard"]),
-        // One header-only C function: a cache prefetch hint for the int8 kernels.
-        .target(name: "CPrefetch"),
-        // BuiltinModule gives the AVX2 int8 instructions (compiled only with -DTFQ_AVX2).
-        .target(name: "TFQKernels", dependencies: ["CPrefetch"], swiftSettings: [.enableExperimentalFeature("BuiltinModule")]),
+        // Header-only C for the kernels: a cache prefetch hint, and the int8 inner loop in ARM
+        // (sdot, NEON) and AVX2 intrinsics (Swift 6.0's Builtin has no target intrinsics).
+        .target(name: "CKernels"),
+        // BuiltinModule gives vector conversions (int32→float, f16→f32) the stdlib does lane by lane.
+        .target(name: "TFQKernels", dependencies: ["CKernels"], swiftSettings: [.enableExperimentalFeature("BuiltinModule")]),
         .target(name: "TFQModel", dependencies: ["TFQFormat", "TFQKernels"]),
         .target(name: "TFQTrain", dependencies: ["TFQModel"]),
         .target(name: "TFQRuntime", dependencies: ["TFQModel", "TFQFormat", "TFQKernels"]),
@@ -43,7 +44,7 @@ let package = Package(
         .executableTarget(
             name: "tfq",
             dependencies: [
-                "TFQFormat", "TFQModel", "TFQTrain", "TFQRuntime", "TFQExport", "TFQImport",
+                "TFQFormat", "TFQKernels", "TFQModel", "TFQTrain", "TFQRuntime", "TFQExport", "TFQImport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -51,7 +52,7 @@ let package = Package(
         .executableTarget(name: "tfq-format-bench", dependencies: ["TFQFormat"], path: "Benchmarks/FormatBenchmarks"),
         .executableTarget(name: "tfq-bpe-bench", dependencies: ["TFQModel", "TFQTrain", "TFQKernels", "TFQFormat"], path: "Benchmarks/BPEBenchmarks"),
         .testTarget(name: "TFQFormatTests", dependencies: ["TFQFormat"]),
-        .testTarget(name: "TFQKernelsTests", dependencies: ["TFQKernels"]),
+        .testTarget(name: "TFQKernelsTests", dependencies: ["TFQKernels", "CKernels"]),
         .testTarget(name: "TFQModelTests", dependencies: ["TFQModel", "TFQFormat"], exclude: ["Fixtures"]),
         .testTarget(name: "TFQTrainTests", dependencies: ["TFQTrain", "TFQFormat"]),
         .testTarget(name: "TFQRuntimeTests", dependencies: ["TFQRuntime", "TFQExport", "TFQTrain"], exclude: ["Fixtures"]),

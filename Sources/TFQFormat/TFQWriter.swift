@@ -4,6 +4,9 @@ public enum TensorCompression: Sendable, Equatable {
     /// zstd at this level; kept only where it makes the tensor smaller. Float tensors are
     /// also tried as byte planes, and the smaller of the two is kept.
     case zstd(level: Int32)
+    /// zstd at this level as one layout, kept whatever its size: files whose encodings must
+    /// not depend on which libzstd compressed them (the test vectors).
+    case zstdExactly(planes: Bool, level: Int32)
 }
 
 /// Writes a .tfq file one tensor at a time (formats/tfq.md).
@@ -51,7 +54,12 @@ public final class TFQWriter {
 
         var encoding = Encoding.raw
         var compressed: [UInt8]? = nil
-        if case .zstd(let level) = compression, !bytes.isEmpty {
+        if case .zstdExactly(let planes, let level) = compression, !bytes.isEmpty {
+            guard !planes || dtype != .q8 else { throw bad("byte planes are for f32 and f16, not q8") }
+            compressed = planes ? try BytePlanes.split(bytes, elementSize: dtype.elementSize).withUnsafeBytes { try Zstd.compress($0, level: level) }
+                                : try Zstd.compress(bytes, level: level)
+            encoding = planes ? .zstdPlanes : .zstd
+        } else if case .zstd(let level) = compression, !bytes.isEmpty {
             compressed = try Zstd.compress(bytes, level: level)
             if dtype != .q8 {
                 let planes = BytePlanes.split(bytes, elementSize: dtype.elementSize)

@@ -1,12 +1,28 @@
 import Builtin
+import CKernels
 
-/// The innermost step of the int8 kernels: 16 rows × 4 columns of int8 weights (one
-/// 64-byte chunk of the interleaved layout) times 4 int8 activations, added to 16 int32 sums.
+/// The innermost step of the int8 kernels: one quantization group of one 16-row block (one
+/// 64-byte chunk of the interleaved layout per column quad) times the group's int8
+/// activations, as 16 exact int32 sums.
 ///
-/// The portable path widens with shifts on `SIMD16<Int32>`: correct on every target. The
-/// AVX2 path (`-DTFQ_AVX2`) uses `vpmaddubsw`/`vpmaddwd`, which multiply and pair-sum 32
-/// bytes per instruction.
+/// The ISA paths are C (CKernels/tfq_int8.h), chosen by the build's defines: `sdot` with
+/// `-DTFQ_ARM_DOTPROD`, NEON widening multiplies on every other ARM64 build, AVX2 with
+/// `-DTFQ_AVX2`. Everywhere else the portable path widens with shifts on `SIMD16<Int32>`.
+/// The sums are integers, so every path gives the same bits (the tests compare them).
 enum Int8Dot {
+    /// The path this build compiled, named as the tests and `tfq bench` report it.
+    static let path: String = {
+        #if arch(arm64) && TFQ_ARM_DOTPROD
+        return "sdot"
+        #elseif arch(arm64)
+        return "neon"
+        #elseif TFQ_AVX2 && arch(x86_64)
+        return "avx2"
+        #else
+        return "portable"
+        #endif
+    }()
+
     /// One vector conversion (LLVM's `sitofp`, which every target lowers): the standard
     /// library's generic initializer converts lane by lane.
     @inline(__always)
@@ -16,53 +32,96 @@ enum Int8Dot {
         return result
     }
 
-    #if TFQ_AVX2 && arch(x86_64)
+    /// Σ over `quads` chunks at `weights` (64 bytes apart) with the activation quads at `x`.
     @inline(__always)
-    static func accumulate(_ sums: inout SIMD16<Int32>, weights: UnsafeRawPointer, activations x: UInt32) {
-        let xv = X86.broadcast(x)
-        let magnitude = X86.sign(xv, xv)
-        sums.lowHalf &+= X86.dot4(magnitude, X86.sign(weights.loadUnaligned(as: SIMD32<Int8>.self), xv))
-        sums.highHalf &+= X86.dot4(magnitude, X86.sign(weights.loadUnaligned(fromByteOffset: 32, as: SIMD32<Int8>.self), xv))
+    static func group(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, quads: Int) -> SIMD16<Int32> {
+        let w = weights.assumingMemoryBound(to: Int8.self)
+        #if arch(arm64) && TFQ_ARM_DOTPROD
+        return tfq_int8_group_sdot(w, x, quads)
+        #elseif arch(arm64)
+        return tfq_int8_group_neon(w, x, quads)
+        #elseif TFQ_AVX2 && arch(x86_64)
+        return tfq_int8_group_avx2(w, x, quads)
+        #else
+        return portableGroup(weights, x, quads: quads)
+        #endif
     }
 
+    /// `group` for four tokens whose activations are `stride` bytes apart, sharing each load.
     @inline(__always)
-    static func accumulate4(_ s0: inout SIMD16<Int32>, _ s1: inout SIMD16<Int32>, _ s2: inout SIMD16<Int32>, _ s3: inout SIMD16<Int32>,
-                            weights: UnsafeRawPointer, _ x0: UInt32, _ x1: UInt32, _ x2: UInt32, _ x3: UInt32) {
-        let low = weights.loadUnaligned(as: SIMD32<Int8>.self)
-        let high = weights.loadUnaligned(fromByteOffset: 32, as: SIMD32<Int8>.self)
-        @inline(__always) func add(_ s: inout SIMD16<Int32>, _ x: UInt32) {
-            let xv = X86.broadcast(x)
-            let magnitude = X86.sign(xv, xv)
-            s.lowHalf &+= X86.dot4(magnitude, X86.sign(low, xv))
-            s.highHalf &+= X86.dot4(magnitude, X86.sign(high, xv))
-        }
-        add(&s0, x0); add(&s1, x1); add(&s2, x2); add(&s3, x3)
-    }
-    #else
-    @inline(__always)
-    static func accumulate(_ sums: inout SIMD16<Int32>, weights: UnsafeRawPointer, activations x: UInt32) {
-        let words = weights.loadUnaligned(as: SIMD16<Int32>.self)
-        let a = Int32(bitPattern: x)
-        // Byte j of each 32-bit lane is that row's weight for column 4·quad + j.
-        sums &+= ((words &<< 24) &>> 24) &* SIMD16(repeating: (a &<< 24) &>> 24)
-        sums &+= ((words &<< 16) &>> 24) &* SIMD16(repeating: (a &<< 16) &>> 24)
-        sums &+= ((words &<< 8) &>> 24) &* SIMD16(repeating: (a &<< 8) &>> 24)
-        sums &+= (words &>> 24) &* SIMD16(repeating: a &>> 24)
+    static func group4(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
+        -> (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>) {
+        let w = weights.assumingMemoryBound(to: Int8.self)
+        #if arch(arm64) && TFQ_ARM_DOTPROD
+        return four { tfq_int8_group4_sdot(w, x, stride, quads, $0) }
+        #elseif arch(arm64)
+        return four { tfq_int8_group4_neon(w, x, stride, quads, $0) }
+        #elseif TFQ_AVX2 && arch(x86_64)
+        return four { tfq_int8_group4_avx2(w, x, stride, quads, $0) }
+        #else
+        return portableGroup4(weights, x, stride: stride, quads: quads)
+        #endif
     }
 
+    /// The C four-token functions write 4 × 16 sums through a pointer.
     @inline(__always)
-    static func accumulate4(_ s0: inout SIMD16<Int32>, _ s1: inout SIMD16<Int32>, _ s2: inout SIMD16<Int32>, _ s3: inout SIMD16<Int32>,
-                            weights: UnsafeRawPointer, _ x0: UInt32, _ x1: UInt32, _ x2: UInt32, _ x3: UInt32) {
-        let words = weights.loadUnaligned(as: SIMD16<Int32>.self)
-        let w0 = (words &<< 24) &>> 24, w1 = (words &<< 16) &>> 24, w2 = (words &<< 8) &>> 24, w3 = words &>> 24
-        @inline(__always) func add(_ s: inout SIMD16<Int32>, _ x: UInt32) {
-            let a = Int32(bitPattern: x)
-            s &+= w0 &* SIMD16(repeating: (a &<< 24) &>> 24)
-            s &+= w1 &* SIMD16(repeating: (a &<< 16) &>> 24)
-            s &+= w2 &* SIMD16(repeating: (a &<< 8) &>> 24)
-            s &+= w3 &* SIMD16(repeating: a &>> 24)
-        }
-        add(&s0, x0); add(&s1, x1); add(&s2, x2); add(&s3, x3)
+    static func four(_ body: (UnsafeMutablePointer<Int32>) -> Void) -> (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>) {
+        var sums = (SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>())
+        withUnsafeMutableBytes(of: &sums) { body($0.baseAddress!.assumingMemoryBound(to: Int32.self)) }
+        return sums
+    }
+
+    #if arch(arm64)
+    /// The sdot path in any ARM64 build (a call, not inlined, without TFQ_ARM_DOTPROD), so
+    /// the tests check it wherever the CPU has the instruction (`CPUFeatures.hasDotProduct`).
+    static func sdotGroup(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, quads: Int) -> SIMD16<Int32> {
+        tfq_int8_group_sdot(weights.assumingMemoryBound(to: Int8.self), x, quads)
+    }
+
+    static func sdotGroup4(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
+        -> (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>) {
+        four { tfq_int8_group4_sdot(weights.assumingMemoryBound(to: Int8.self), x, stride, quads, $0) }
     }
     #endif
+
+    /// The portable path, compiled in every build so the tests can compare the ISA paths
+    /// with it: byte j of each 32-bit lane is that row's weight for column 4·quad + j, sign
+    /// extended by a shift pair.
+    @inline(__always)
+    static func portableGroup(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, quads: Int) -> SIMD16<Int32> {
+        var sums = SIMD16<Int32>()
+        for quad in 0..<quads {
+            let chunk = weights + quad * 64
+            tfq_prefetch(chunk + 1024)
+            let words = chunk.loadUnaligned(as: SIMD16<Int32>.self)
+            let a = Int32(bitPattern: UnsafeRawPointer(x + quad * 4).loadUnaligned(as: UInt32.self))
+            sums &+= ((words &<< 24) &>> 24) &* SIMD16(repeating: (a &<< 24) &>> 24)
+            sums &+= ((words &<< 16) &>> 24) &* SIMD16(repeating: (a &<< 16) &>> 24)
+            sums &+= ((words &<< 8) &>> 24) &* SIMD16(repeating: (a &<< 8) &>> 24)
+            sums &+= (words &>> 24) &* SIMD16(repeating: a &>> 24)
+        }
+        return sums
+    }
+
+    @inline(__always)
+    static func portableGroup4(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
+        -> (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>) {
+        var s0 = SIMD16<Int32>(), s1 = SIMD16<Int32>(), s2 = SIMD16<Int32>(), s3 = SIMD16<Int32>()
+        for quad in 0..<quads {
+            let chunk = weights + quad * 64
+            tfq_prefetch(chunk + 1024)
+            let words = chunk.loadUnaligned(as: SIMD16<Int32>.self)
+            let w0 = (words &<< 24) &>> 24, w1 = (words &<< 16) &>> 24, w2 = (words &<< 8) &>> 24, w3 = words &>> 24
+            let xp = UnsafeRawPointer(x + quad * 4)
+            @inline(__always) func add(_ s: inout SIMD16<Int32>, _ offset: Int) {
+                let a = Int32(bitPattern: xp.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+                s &+= w0 &* SIMD16(repeating: (a &<< 24) &>> 24)
+                s &+= w1 &* SIMD16(repeating: (a &<< 16) &>> 24)
+                s &+= w2 &* SIMD16(repeating: (a &<< 8) &>> 24)
+                s &+= w3 &* SIMD16(repeating: a &>> 24)
+            }
+            add(&s0, 0); add(&s1, stride); add(&s2, 2 * stride); add(&s3, 3 * stride)
+        }
+        return (s0, s1, s2, s3)
+    }
 }

@@ -1,5 +1,3 @@
-import CPrefetch
-
 /// An int8 weight matrix with per-group f32 scales, in the `interleaved-16x4` layout of
 /// formats/tfq.md §6.2: blocks of 16 rows, and within a block 64-byte chunks holding 4
 /// consecutive values of each of the 16 rows, so one 64-byte load feeds 16 row lanes.
@@ -221,14 +219,7 @@ public enum Q8MatMul {
         let quadsPerGroup = w.groupSize / 4
         var result = SIMD16<Float>()
         for g in 0..<w.groups {
-            var sums = SIMD16<Int32>()
-            let firstQuad = g * quadsPerGroup
-            for quad in firstQuad..<(firstQuad + quadsPerGroup) {
-                // The weights stream from L3 or memory: ask for the line 1 KiB ahead.
-                tfq_prefetch(base + quad * 64 + 1024)
-                let xQuad = UnsafeRawPointer(x + quad * 4).loadUnaligned(as: UInt32.self)
-                Int8Dot.accumulate(&sums, weights: base + quad * 64, activations: xQuad)
-            }
+            let sums = Int8Dot.group(base + g * quadsPerGroup * 64, x + g * w.groupSize, quads: quadsPerGroup)
             let scale = UnsafeRawPointer(w.scales + (block * w.groups + g) * 16).loadUnaligned(as: SIMD16<Float>.self)
             result += Int8Dot.toFloat(sums) * scale * SIMD16(repeating: xScales[g])
         }
@@ -243,16 +234,7 @@ public enum Q8MatMul {
         let c = w.columns, groups = w.groups
         var r0 = SIMD16<Float>(), r1 = SIMD16<Float>(), r2 = SIMD16<Float>(), r3 = SIMD16<Float>()
         for g in 0..<groups {
-            var s0 = SIMD16<Int32>(), s1 = SIMD16<Int32>(), s2 = SIMD16<Int32>(), s3 = SIMD16<Int32>()
-            let firstQuad = g * quadsPerGroup
-            for quad in firstQuad..<(firstQuad + quadsPerGroup) {
-                let chunk = base + quad * 64
-                tfq_prefetch(chunk + 1024)
-                let xp = UnsafeRawPointer(x + quad * 4)
-                Int8Dot.accumulate4(&s0, &s1, &s2, &s3, weights: chunk,
-                                    xp.loadUnaligned(as: UInt32.self), xp.loadUnaligned(fromByteOffset: c, as: UInt32.self),
-                                    xp.loadUnaligned(fromByteOffset: 2 * c, as: UInt32.self), xp.loadUnaligned(fromByteOffset: 3 * c, as: UInt32.self))
-            }
+            let (s0, s1, s2, s3) = Int8Dot.group4(base + g * quadsPerGroup * 64, x + g * w.groupSize, stride: c, quads: quadsPerGroup)
             let scale = UnsafeRawPointer(w.scales + (block * groups + g) * 16).loadUnaligned(as: SIMD16<Float>.self)
             r0 += Int8Dot.toFloat(s0) * scale * SIMD16(repeating: xScales[g])
             r1 += Int8Dot.toFloat(s1) * scale * SIMD16(repeating: xScales[groups + g])

@@ -1,5 +1,7 @@
 import ArgumentParser
+import Foundation
 import TFQFormat
+import TFQKernels
 
 /// The `tfq` command line: train, export, inspect and run small transformer models.
 @main
@@ -15,6 +17,11 @@ struct TFQCommand: ParsableCommand {
     /// `--zstd` may stand without its level (`--zstd [LEVEL]`), which ArgumentParser cannot
     /// express: a bare `--zstd` gets the default level before parsing.
     static func main() {
+        // A build for another CPU would die of an illegal instruction inside a kernel.
+        if let missing = CPUFeatures.missingFromThisCPU {
+            FileHandle.standardError.write(Data("tfq: error: this build of tfq needs \(missing), which this CPU lacks; build it on this machine (tools/build.sh) or for any CPU (tools/build.sh --portable)\n".utf8))
+            Foundation.exit(1)
+        }
         var arguments = Array(CommandLine.arguments.dropFirst())
         for index in arguments.indices.reversed() where arguments[index] == "--zstd" {
             let next = index + 1 < arguments.count ? arguments[index + 1] : nil

@@ -78,7 +78,11 @@ import TFQKernels
         let scales = (0..<(rows * groups)).map { i in
             bytes.withUnsafeBytes { Float(bitPattern: UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: offset + 4 * i, as: UInt32.self))) }
         }
-        return (values, scales, (0..<(rows * columns)).map { Float(values[$0]) * scales[($0 / columns) * groups + ($0 % columns) / groupSize] })
+        let dequantized = (0..<(rows * columns)).map { (i: Int) -> Float in
+            let scale = scales[(i / columns) * groups + (i % columns) / groupSize]
+            return Float(values[i]) * scale
+        }
+        return (values, scales, dequantized)
     }
 
     @Test(arguments: [4, 16, 48])
@@ -105,7 +109,10 @@ import TFQKernels
         })
         #expect(q.values.allSatisfy { $0 >= -127 } && q.scales.allSatisfy { $0 > 0 })
         let groups = columns / groupSize
-        let gptq = (0..<(rows * columns)).map { Float(q.values[$0]) * q.scales[($0 / columns) * groups + ($0 % columns) / groupSize] }
+        let gptq = (0..<(rows * columns)).map { (i: Int) -> Float in
+            let scale = q.scales[(i / columns) * groups + (i % columns) / groupSize]
+            return Float(q.values[i]) * scale
+        }
         let plain = try Self.rounded(w, rows: rows, columns: columns, groupSize: groupSize).dequantized
         /// ‖X·(W − Ŵ)ᵀ‖² over the calibration inputs.
         func outputError(_ quantized: [Float]) -> Double {

@@ -37,9 +37,12 @@ import Testing
             vectors.append(Vector(file: name, metadata: try JSONDecoder().decode(JSONValue.self, from: Data(metadata.utf8)),
                                   tensors: tensors))
         }
+        // Each vector's encodings are fixed, not chosen by compressed size: they must not
+        // depend on the libzstd that writes them.
+        func compression(_ zstd: Bool, planes: Bool) -> TensorCompression { zstd ? .zstdExactly(planes: planes, level: 19) : .none }
         func add(_ writer: TFQWriter, _ name: String, _ shape: [Int], f32 values: [Float], zstd: Bool = false) throws -> Tensor {
             let info = try values.withUnsafeBufferPointer {
-                try writer.add(name: name, shape: shape, floats: $0, compression: zstd ? .zstd(level: 19) : .none)
+                try writer.add(name: name, shape: shape, floats: $0, compression: compression(zstd, planes: true))
             }
             return Tensor(name: name, dtype: "f32", shape: shape, encoding: info.encoding.description, layout: "row-major",
                           group_size: 0, values: values)
@@ -47,7 +50,7 @@ import Testing
         func add(_ writer: TFQWriter, _ name: String, _ shape: [Int], f16 values: [Float], zstd: Bool = false) throws -> Tensor {
             let halves = values.map { Float16($0) }
             let info = try halves.withUnsafeBytes {
-                try writer.add(name: name, dtype: .f16, shape: shape, bytes: $0, compression: zstd ? .zstd(level: 19) : .none)
+                try writer.add(name: name, dtype: .f16, shape: shape, bytes: $0, compression: compression(zstd, planes: true))
             }
             return Tensor(name: name, dtype: "f16", shape: shape, encoding: info.encoding.description, layout: "row-major",
                           group_size: 0, values: halves.map(Float.init))
@@ -57,7 +60,7 @@ import Testing
             let bytes = try weights.withUnsafeBufferPointer { try Q8Codec.encode($0, rows: rows, cols: cols, groupSize: group, layout: layout) }
             let info = try bytes.withUnsafeBytes {
                 try writer.add(name: name, dtype: .q8, shape: [rows, cols], layout: layout, groupSize: group, bytes: $0,
-                               compression: zstd ? .zstd(level: 19) : .none)
+                               compression: compression(zstd, planes: false))
             }
             return Tensor(name: name, dtype: "q8", shape: [rows, cols], encoding: info.encoding.description,
                           layout: layout.description, group_size: group,
@@ -86,7 +89,10 @@ import Testing
         return vectors
     }
 
-    @Test func committedVectorsMatchTheWriterByteForByte() throws {
+    /// The writer still makes the committed files: raw files byte for byte; files with zstd
+    /// tensors in everything but the compressed bytes, which differ between libzstd versions
+    /// (1.5.4 and 1.5.7 do), while the decoded bytes must not.
+    @Test func committedVectorsMatchTheWriter() throws {
         if ProcessInfo.processInfo.environment["TFQ_REGENERATE_TESTDATA"] == "1" {
             let vectors = try Self.generate(into: Self.directory)
             let encoder = JSONEncoder()
@@ -96,11 +102,28 @@ import Testing
         let fresh = try Support.temporaryDirectory()
         let vectors = try Self.generate(into: fresh)
         for vector in vectors {
-            let committed = try Data(contentsOf: Self.directory.appendingPathComponent(vector.file))
-            #expect(try Data(contentsOf: fresh.appendingPathComponent(vector.file)) == committed, "\(vector.file)")
+            let committedPath = Self.directory.appendingPathComponent(vector.file).path
+            let freshPath = fresh.appendingPathComponent(vector.file).path
+            if vector.tensors.allSatisfy({ $0.encoding == "raw" }) {
+                #expect(try Data(contentsOf: URL(fileURLWithPath: freshPath)) == Data(contentsOf: URL(fileURLWithPath: committedPath)), "\(vector.file)")
+                continue
+            }
+            let committed = try TFQFile(path: committedPath), written = try TFQFile(path: freshPath)
+            #expect(written.metadataJSON == committed.metadataJSON, "\(vector.file)")
+            #expect(written.tensors.count == committed.tensors.count, "\(vector.file)")
+            for (a, b) in zip(written.tensors, committed.tensors) {
+                #expect(a.name == b.name && a.dtype == b.dtype && a.shape == b.shape && a.encoding == b.encoding
+                        && a.layout == b.layout && a.groupSize == b.groupSize && a.decodedLength == b.decodedLength, "\(a.name)")
+                let decoded = Array(try written.bytes(a.name)), expected = Array(try committed.bytes(b.name))
+                #expect(decoded == expected, "\(a.name)")
+            }
         }
         let expected = try JSONDecoder().decode([Vector].self, from: Data(contentsOf: Self.directory.appendingPathComponent("expected.json")))
-        #expect(expected == vectors)
+        #expect(expected.count == vectors.count)
+        for (e, v) in zip(expected, vectors) {
+            #expect(e.file == v.file && e.metadata == v.metadata && e.tensors.count == v.tensors.count)
+            for (et, vt) in zip(e.tensors, v.tensors) { #expect(et == vt, "\(v.file): \(vt.name)") }
+        }
     }
 
     @Test func swiftReaderDecodesTheExpectedValues() throws {

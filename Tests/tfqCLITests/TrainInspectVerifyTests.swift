@@ -31,7 +31,7 @@ import TFQFormat
             #expect(summary[key] != nil, "missing \(key)")
         }
         #expect(summary["steps"] == .integer(12))
-        #expect(summary["tokens"] == .integer(12 * 4 * 16))
+        #expect(summary["tokens"] == .integer(Int64(12 * 4 * 16)))
         #expect(result.stderr.contains("step 12/12"))
 
         let inspect = try CLI.run(["inspect", out])

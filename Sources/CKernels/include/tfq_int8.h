@@ -1,0 +1,206 @@
+#ifndef TFQ_INT8_H
+#define TFQ_INT8_H
+
+/* The int8 kernels' inner loop, one quantization group of one 16-row block, in each ISA's
+ * instructions: ARMv8.2 dot product (sdot), ARMv8.0 NEON (smull/smlal/sadalp) and AVX2
+ * (vpmaddubsw/vpmaddwd). C with the vendors' intrinsic headers because Swift 6.0's Builtin
+ * has no target intrinsics. The Swift side (Int8Dot.swift) picks a path by the build's
+ * defines. The AVX2 path exists only when the compiler targets an AVX2 CPU, so the define
+ * without the CPU flag fails to compile. The sdot path is compiled into every ARM64 build
+ * (a function-level target), so the tests check it wherever the CPU has the instruction;
+ * a TFQ_ARM_DOTPROD build targets such a CPU and inlines it.
+ *
+ * Layout (formats/tfq.md, q8 layout 1): the weights are 64-byte chunks, one per column quad;
+ * in a chunk, bytes 4r..4r+3 are row r's weights for the quad's 4 columns. The activations
+ * are int8 in [-127, 127] and the loader refuses the weight -128, so a product is at most
+ * 127·127 and the sum of two fits in int16 (the NEON path relies on this; every result is
+ * an exact integer sum, identical on every path). */
+
+#include <stdint.h>
+
+typedef int32_t tfq_i32x16 __attribute__((ext_vector_type(16)));
+typedef int32_t tfq_i32x4 __attribute__((ext_vector_type(4)));
+typedef int32_t tfq_i32x8 __attribute__((ext_vector_type(8)));
+
+#define TFQ_PREFETCH_AHEAD 1024   /* bytes: the weights stream from L3 or memory */
+
+/* The four-token functions write 4 × 16 sums to `out` (Swift imports no pointer to a vector). */
+static inline void tfq_store16(int32_t *out, tfq_i32x16 sums) { __builtin_memcpy(out, &sums, sizeof sums); }
+
+#if defined(__aarch64__)
+#include <arm_neon.h>
+
+static inline tfq_i32x16 tfq_join4(int32x4_t a, int32x4_t b, int32x4_t c, int32x4_t d) {
+    tfq_i32x8 ab = __builtin_shufflevector((tfq_i32x4)a, (tfq_i32x4)b, 0, 1, 2, 3, 4, 5, 6, 7);
+    tfq_i32x8 cd = __builtin_shufflevector((tfq_i32x4)c, (tfq_i32x4)d, 0, 1, 2, 3, 4, 5, 6, 7);
+    return __builtin_shufflevector(ab, cd, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+
+/* Four tokens' sums for one block of 16 rows: a<token><rows 4i..4i+3>. */
+#define TFQ_FOUR_TOKEN_SUMS                                                                                 \
+    int32x4_t a00 = vdupq_n_s32(0), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00, \
+              a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00
+
+#define TFQ_STORE_FOUR_TOKEN_SUMS(out) do {                         \
+        tfq_store16((out), tfq_join4(a00, a01, a02, a03));          \
+        tfq_store16((out) + 16, tfq_join4(a10, a11, a12, a13));     \
+        tfq_store16((out) + 32, tfq_join4(a20, a21, a22, a23));     \
+        tfq_store16((out) + 48, tfq_join4(a30, a31, a32, a33));     \
+    } while (0)
+
+/* The 4 activation bytes at x repeated across a register. */
+static inline int8x16_t tfq_quad(const int8_t *x) {
+    uint32_t word;
+    __builtin_memcpy(&word, x, 4);
+    return vreinterpretq_s8_u32(vdupq_n_u32(word));
+}
+
+/* The kernels below name every accumulator: with arrays and inner loops, Swift's optimizer
+ * (which compiles these inline functions) kept the accumulators in memory. */
+
+/* sdot: per 32-bit lane, the sum of 4 byte products, which is one row's quad. 4 per chunk.
+ * Runs only on a CPU with the dot product (the CLI checks a build that selects it; the
+ * tests call it where CPUFeatures.hasDotProduct). */
+__attribute__((target("dotprod")))
+static inline tfq_i32x16 tfq_int8_group_sdot(const int8_t *w, const int8_t *x, long quads) {
+    int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0;
+    for (long q = 0; q < quads; q++, w += 64, x += 4) {
+        __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
+        int8x16_t xv = tfq_quad(x);
+        a0 = vdotq_s32(a0, vld1q_s8(w), xv);
+        a1 = vdotq_s32(a1, vld1q_s8(w + 16), xv);
+        a2 = vdotq_s32(a2, vld1q_s8(w + 32), xv);
+        a3 = vdotq_s32(a3, vld1q_s8(w + 48), xv);
+    }
+    return tfq_join4(a0, a1, a2, a3);
+}
+
+#define TFQ_SDOT_TOKEN(t) do {                                   \
+        int8x16_t xv = tfq_quad(x + (t) * stride);               \
+        a##t##0 = vdotq_s32(a##t##0, w0, xv);                    \
+        a##t##1 = vdotq_s32(a##t##1, w1, xv);                    \
+        a##t##2 = vdotq_s32(a##t##2, w2, xv);                    \
+        a##t##3 = vdotq_s32(a##t##3, w3, xv);                    \
+    } while (0)
+
+__attribute__((target("dotprod")))
+static inline void tfq_int8_group4_sdot(const int8_t *w, const int8_t *x, long stride, long quads, int32_t *out) {
+    TFQ_FOUR_TOKEN_SUMS;
+    for (long q = 0; q < quads; q++, w += 64, x += 4) {
+        __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
+        int8x16_t w0 = vld1q_s8(w), w1 = vld1q_s8(w + 16), w2 = vld1q_s8(w + 32), w3 = vld1q_s8(w + 48);
+        TFQ_SDOT_TOKEN(0); TFQ_SDOT_TOKEN(1); TFQ_SDOT_TOKEN(2); TFQ_SDOT_TOKEN(3);
+    }
+    TFQ_STORE_FOUR_TOKEN_SUMS(out);
+}
+
+/* ARMv8.0 NEON. smull multiplies 8 byte pairs into int16; two chunks' products of the same
+ * row and column add in int16 (smlal, at most 2·127·127); sadalp adds neighbouring int16
+ * lanes into int32 accumulators that hold [row r: columns 0+1, columns 2+3, row r+1: ...].
+ * One addp per row pair at the end makes the row sums: 12 instructions per 2 chunks of
+ * 16 rows × 4 columns each (+ loads), where the portable path needs ~70 per chunk. */
+#define TFQ_NEON_QUARTER(i) do {                                                                          \
+        int8x16_t wa = vld1q_s8(w + 16 * (i)), wb = vld1q_s8(w + 64 + 16 * (i));                          \
+        p##i##l = vpadalq_s16(p##i##l, vmlal_s8(vmull_s8(vget_low_s8(wa), xal), vget_low_s8(wb), xbl));   \
+        p##i##h = vpadalq_s16(p##i##h, vmlal_high_s8(vmull_high_s8(wa, xa), wb, xb));                     \
+    } while (0)
+
+#define TFQ_NEON_QUARTER1(i) do {                                                                         \
+        int8x16_t wa = vld1q_s8(w + 16 * (i));                                                            \
+        p##i##l = vpadalq_s16(p##i##l, vmull_s8(vget_low_s8(wa), vget_low_s8(xa)));                       \
+        p##i##h = vpadalq_s16(p##i##h, vmull_high_s8(wa, xa));                                            \
+    } while (0)
+
+static inline tfq_i32x16 tfq_int8_group_neon(const int8_t *w, const int8_t *x, long quads) {
+    int32x4_t p0l = vdupq_n_s32(0), p0h = p0l, p1l = p0l, p1h = p0l, p2l = p0l, p2h = p0l, p3l = p0l, p3h = p0l;
+    long q = 0;
+    for (; q + 2 <= quads; q += 2, w += 128, x += 8) {
+        __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
+        __builtin_prefetch(w + 64 + TFQ_PREFETCH_AHEAD, 0, 3);
+        int8x16_t xa = tfq_quad(x), xb = tfq_quad(x + 4);
+        int8x8_t xal = vget_low_s8(xa), xbl = vget_low_s8(xb);
+        TFQ_NEON_QUARTER(0); TFQ_NEON_QUARTER(1); TFQ_NEON_QUARTER(2); TFQ_NEON_QUARTER(3);
+    }
+    if (q < quads) {
+        __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
+        int8x16_t xa = tfq_quad(x);
+        TFQ_NEON_QUARTER1(0); TFQ_NEON_QUARTER1(1); TFQ_NEON_QUARTER1(2); TFQ_NEON_QUARTER1(3);
+    }
+    return tfq_join4(vpaddq_s32(p0l, p0h), vpaddq_s32(p1l, p1h), vpaddq_s32(p2l, p2h), vpaddq_s32(p3l, p3h));
+}
+
+/* Four tokens (activations `stride` bytes apart): each chunk is loaded once and multiplied
+ * by every token's quad; the row sums come from addp per chunk (4 tokens × 8 pair
+ * accumulators would not fit in 32 registers). */
+#define TFQ_NEON_ROWS(t, i) \
+    a##t##i = vpadalq_s16(a##t##i, vpaddq_s16(vmull_s8(vget_low_s8(w##i), vget_low_s8(xv)), vmull_high_s8(w##i, xv)))
+
+#define TFQ_NEON_TOKEN(t) do {                                                                     \
+        int8x16_t xv = tfq_quad(x + (t) * stride);                                                 \
+        TFQ_NEON_ROWS(t, 0); TFQ_NEON_ROWS(t, 1); TFQ_NEON_ROWS(t, 2); TFQ_NEON_ROWS(t, 3);        \
+    } while (0)
+
+static inline void tfq_int8_group4_neon(const int8_t *w, const int8_t *x, long stride, long quads, int32_t *out) {
+    TFQ_FOUR_TOKEN_SUMS;
+    for (long q = 0; q < quads; q++, w += 64, x += 4) {
+        __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
+        int8x16_t w0 = vld1q_s8(w), w1 = vld1q_s8(w + 16), w2 = vld1q_s8(w + 32), w3 = vld1q_s8(w + 48);
+        TFQ_NEON_TOKEN(0); TFQ_NEON_TOKEN(1); TFQ_NEON_TOKEN(2); TFQ_NEON_TOKEN(3);
+    }
+    TFQ_STORE_FOUR_TOKEN_SUMS(out);
+}
+#endif /* __aarch64__ */
+
+#if defined(__x86_64__) && defined(__AVX2__)
+#include <immintrin.h>
+
+/* Per 32-bit lane, the sum of 4 products of x's bytes with w's bytes: vpmaddubsw needs one
+ * unsigned operand, so |x| times w with x's sign (vpsignb), then pair sums (vpmaddwd by 1).
+ * The int16 pair sums cannot saturate: at most 2·127·127. */
+static inline __m256i tfq_dot4_avx2(__m256i magnitude, __m256i xv, __m256i w) {
+    __m256i pairs = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(w, xv));
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+static inline tfq_i32x16 tfq_join2(__m256i low, __m256i high) {
+    return __builtin_shufflevector((tfq_i32x8)low, (tfq_i32x8)high, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+
+static inline __m256i tfq_quad_avx2(const int8_t *x) {
+    int32_t word;
+    __builtin_memcpy(&word, x, 4);
+    return _mm256_set1_epi32(word);
+}
+
+static inline tfq_i32x16 tfq_int8_group_avx2(const int8_t *w, const int8_t *x, long quads) {
+    __m256i low = _mm256_setzero_si256(), high = low;
+    for (long q = 0; q < quads; q++, w += 64, x += 4) {
+        __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
+        __m256i xv = tfq_quad_avx2(x), magnitude = _mm256_sign_epi8(xv, xv);
+        low = _mm256_add_epi32(low, tfq_dot4_avx2(magnitude, xv, _mm256_loadu_si256((const __m256i *)w)));
+        high = _mm256_add_epi32(high, tfq_dot4_avx2(magnitude, xv, _mm256_loadu_si256((const __m256i *)(w + 32))));
+    }
+    return tfq_join2(low, high);
+}
+
+#define TFQ_AVX2_TOKEN(t) do {                                                           \
+        __m256i xv = tfq_quad_avx2(x + (t) * stride), magnitude = _mm256_sign_epi8(xv, xv); \
+        low##t = _mm256_add_epi32(low##t, tfq_dot4_avx2(magnitude, xv, w0));             \
+        high##t = _mm256_add_epi32(high##t, tfq_dot4_avx2(magnitude, xv, w1));           \
+    } while (0)
+
+static inline void tfq_int8_group4_avx2(const int8_t *w, const int8_t *x, long stride, long quads, int32_t *out) {
+    __m256i low0 = _mm256_setzero_si256(), high0 = low0, low1 = low0, high1 = low0, low2 = low0, high2 = low0, low3 = low0, high3 = low0;
+    for (long q = 0; q < quads; q++, w += 64, x += 4) {
+        __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)w), w1 = _mm256_loadu_si256((const __m256i *)(w + 32));
+        TFQ_AVX2_TOKEN(0); TFQ_AVX2_TOKEN(1); TFQ_AVX2_TOKEN(2); TFQ_AVX2_TOKEN(3);
+    }
+    tfq_store16(out, tfq_join2(low0, high0));
+    tfq_store16(out + 16, tfq_join2(low1, high1));
+    tfq_store16(out + 32, tfq_join2(low2, high2));
+    tfq_store16(out + 48, tfq_join2(low3, high3));
+}
+#endif /* __x86_64__ && __AVX2__ */
+
+#endif

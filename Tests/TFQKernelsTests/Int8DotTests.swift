@@ -1,0 +1,112 @@
+import CKernels
+import Testing
+@testable import TFQKernels
+
+/// The int8 inner loop of this build's ISA path (sdot, NEON, AVX2 or portable) against the
+/// portable path and against sums of single products: integer sums, so equal bit for bit.
+@Suite struct Int8DotTests {
+    /// The path the build compiled is the one its defines ask for (a define without the
+    /// matching CPU flag does not compile at all; see CKernels/tfq_int8.h).
+    @Test func compiledPathMatchesTheBuildDefines() {
+        #if arch(arm64) && TFQ_ARM_DOTPROD
+        #expect(Int8Dot.path == "sdot")
+        #elseif arch(arm64)
+        #expect(Int8Dot.path == "neon")
+        #elseif TFQ_AVX2 && arch(x86_64)
+        #expect(Int8Dot.path == "avx2")
+        #else
+        #expect(Int8Dot.path == "portable")
+        #endif
+    }
+
+    /// The build runs here (CI builds for the machine it runs on), and a CPU without any
+    /// feature is told which one this build needs.
+    @Test func theBuildsCPUFeaturesAreCheckedAtStart() {
+        #expect(CPUFeatures.missingFromThisCPU == nil)
+        #if TFQ_AVX2 && arch(x86_64)
+        #expect(CPUFeatures.missing(from: 0) == "FMA")
+        #expect(CPUFeatures.missing(from: TFQ_CPU_FMA) == "AVX2")
+        #elseif TFQ_ARM_DOTPROD && arch(arm64)
+        #expect(CPUFeatures.missing(from: TFQ_CPU_FMA) == "the dot product (ARMv8.2 sdot)")
+        #expect(CPUFeatures.missing(from: TFQ_CPU_FMA | TFQ_CPU_DOTPROD) == nil)
+        #else
+        #expect(CPUFeatures.missing(from: 0) == nil)
+        #endif
+    }
+
+    /// Random bytes in [-127, 127], with runs of the extremes: every product ±127·127 and
+    /// pair sums at the int16 limit the NEON path relies on.
+    static func bytes(_ count: Int, seed: UInt64) -> [Int8] {
+        var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+        return (0..<count).map { i in
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17
+            switch i % 11 {
+            case 0, 1: return 127
+            case 2: return -127
+            default: return Int8(Int(state % 255) - 127)
+            }
+        }
+    }
+
+    /// Row r's sum over `quads` chunks: chunk q holds row r's 4 weights at bytes 4r..4r+3.
+    static func reference(_ w: [Int8], _ x: [Int8], xOffset: Int, quads: Int) -> [Int32] {
+        (0..<16).map { r in
+            var sum: Int32 = 0
+            for q in 0..<quads { for j in 0..<4 { sum += Int32(w[q * 64 + 4 * r + j]) * Int32(x[xOffset + q * 4 + j]) } }
+            return sum
+        }
+    }
+
+    @Test(arguments: [1, 2, 3, 8, 16, 33])
+    func groupSumsEqualSingleProducts(quads: Int) {
+        // Opposite signs at the extremes make the largest sums: 4·quads·127² must still be exact.
+        var w = Self.bytes(quads * 64, seed: UInt64(quads))
+        var x = Self.bytes(quads * 4 * 4 + 7, seed: UInt64(100 + quads))
+        for i in 0..<64 { w[i] = 127 }
+        for i in 0..<4 { x[i] = 127 }
+        let stride = quads * 4 + 1   // an odd stride: the four-token loads are unaligned
+        w.withUnsafeBytes { wb in
+            x.withUnsafeBufferPointer { xb in
+                let expected = (0..<4).map { t in SIMD16(Self.reference(w, x, xOffset: t * stride, quads: quads)) }
+                #expect(Int8Dot.group(wb.baseAddress!, xb.baseAddress!, quads: quads) == expected[0])
+                #expect(Int8Dot.portableGroup(wb.baseAddress!, xb.baseAddress!, quads: quads) == expected[0])
+                let four = Int8Dot.group4(wb.baseAddress!, xb.baseAddress!, stride: stride, quads: quads)
+                #expect([four.0, four.1, four.2, four.3] == expected)
+                let portable = Int8Dot.portableGroup4(wb.baseAddress!, xb.baseAddress!, stride: stride, quads: quads)
+                #expect([portable.0, portable.1, portable.2, portable.3] == expected)
+                #if arch(arm64)
+                if CPUFeatures.hasDotProduct {
+                    #expect(Int8Dot.sdotGroup(wb.baseAddress!, xb.baseAddress!, quads: quads) == expected[0])
+                    let sdot = Int8Dot.sdotGroup4(wb.baseAddress!, xb.baseAddress!, stride: stride, quads: quads)
+                    #expect([sdot.0, sdot.1, sdot.2, sdot.3] == expected)
+                }
+                #endif
+            }
+        }
+    }
+
+    /// Many random chunks, so every lane position and sign combination is seen.
+    @Test func randomGroupsAgreeWithThePortablePath() {
+        for seed in 1...200 {
+            let quads = 1 + seed % 17
+            let w = Self.bytes(quads * 64, seed: UInt64(seed) << 8)
+            let x = Self.bytes(quads * 16, seed: UInt64(seed) << 9)
+            w.withUnsafeBytes { wb in
+                x.withUnsafeBufferPointer { xb in
+                    let fast = Int8Dot.group(wb.baseAddress!, xb.baseAddress!, quads: quads)
+                    #expect(fast == Int8Dot.portableGroup(wb.baseAddress!, xb.baseAddress!, quads: quads))
+                    let four = Int8Dot.group4(wb.baseAddress!, xb.baseAddress!, stride: quads * 4, quads: quads)
+                    let portable = Int8Dot.portableGroup4(wb.baseAddress!, xb.baseAddress!, stride: quads * 4, quads: quads)
+                    #expect(four == portable)
+                    #expect(four.0 == fast)
+                    #if arch(arm64)
+                    if CPUFeatures.hasDotProduct {
+                        #expect(Int8Dot.sdotGroup(wb.baseAddress!, xb.baseAddress!, quads: quads) == fast)
+                        #expect(Int8Dot.sdotGroup4(wb.baseAddress!, xb.baseAddress!, stride: quads * 4, quads: quads) == portable)
+                    }
+                    #endif
+                }
+            }
+        }
+    }
+}
