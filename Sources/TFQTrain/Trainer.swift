@@ -142,7 +142,9 @@ public final class Trainer {
             guard loss.isFinite, (norm ?? 0).isFinite else {
                 metricsLog.append(step: state.step + 1, loss: loss, learningRate: rate, tokensPerSecond: speed(at: state.step + 1),
                                   valLoss: nil, valBitsPerByte: nil)
-                throw stop(at: state.step + 1, loss.isFinite ? "the gradient norm is \(norm!)" : "the training loss is \(loss)")
+                // A NaN's sign depends on the CPU (ARM64 makes -nan where x86-64 makes nan): not news.
+                func named(_ x: Double) -> String { x.isNaN ? "nan" : "\(x)" }
+                throw stop(at: state.step + 1, loss.isFinite ? "the gradient norm is \(named(norm!))" : "the training loss is \(named(loss))")
             }
             optimizerStep(learningRate: rate, gradientNorm: norm)
             state.step += 1
