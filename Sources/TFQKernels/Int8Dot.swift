@@ -10,7 +10,7 @@ import CKernels
 /// `-DTFQ_AVX2`. Everywhere else the portable path widens with shifts on `SIMD16<Int32>`.
 /// The sums are integers, so every path gives the same bits (the tests compare them).
 enum Int8Dot {
-    /// The path this build compiled, named as the tests and `tfq bench` report it.
+    /// The path this build compiled (the tests check it against the defines).
     static let path: String = {
         #if arch(arm64) && TFQ_ARM_DOTPROD
         return "sdot"
@@ -35,13 +35,12 @@ enum Int8Dot {
     /// Σ over `quads` chunks at `weights` (64 bytes apart) with the activation quads at `x`.
     @inline(__always)
     static func group(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, quads: Int) -> SIMD16<Int32> {
-        let w = weights.assumingMemoryBound(to: Int8.self)
         #if arch(arm64) && TFQ_ARM_DOTPROD
-        return tfq_int8_group_sdot(w, x, quads)
+        return tfq_int8_group_sdot(weights.assumingMemoryBound(to: Int8.self), x, quads)
         #elseif arch(arm64)
-        return tfq_int8_group_neon(w, x, quads)
+        return tfq_int8_group_neon(weights.assumingMemoryBound(to: Int8.self), x, quads)
         #elseif TFQ_AVX2 && arch(x86_64)
-        return tfq_int8_group_avx2(w, x, quads)
+        return tfq_int8_group_avx2(weights.assumingMemoryBound(to: Int8.self), x, quads)
         #else
         return portableGroup(weights, x, quads: quads)
         #endif
@@ -51,7 +50,9 @@ enum Int8Dot {
     @inline(__always)
     static func group4(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
         -> (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>) {
+        #if arch(arm64) || (TFQ_AVX2 && arch(x86_64))
         let w = weights.assumingMemoryBound(to: Int8.self)
+        #endif
         #if arch(arm64) && TFQ_ARM_DOTPROD
         return four { tfq_int8_group4_sdot(w, x, stride, quads, $0) }
         #elseif arch(arm64)
