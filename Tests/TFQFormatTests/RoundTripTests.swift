@@ -52,6 +52,20 @@ import Testing
         #expect(throws: TFQFormatError.self) {
             try four.withUnsafeBytes { try writer.add(name: "q", dtype: .q8, shape: [1, 4], groupSize: 3, bytes: $0) }
         }
+        // An exact encoding is the one asked for (the test vectors rely on it: f16_planes.tfq),
+        // and byte planes are refused for q8, with a message that says so.
+        let q8 = try four.withUnsafeBufferPointer { try Q8Codec.encode($0, rows: 1, cols: 4, groupSize: 4, layout: .rowMajor) }
+        let kept = try q8.withUnsafeBytes {
+            try writer.add(name: "q.zstd", dtype: .q8, shape: [1, 4], groupSize: 4, bytes: $0, compression: .zstdExactly(planes: false, level: 3))
+        }
+        #expect(kept.encoding == .zstd)
+        var refusal = ""
+        do {
+            _ = try q8.withUnsafeBytes {
+                try writer.add(name: "q.planes", dtype: .q8, shape: [1, 4], groupSize: 4, bytes: $0, compression: .zstdExactly(planes: true, level: 3))
+            }
+        } catch { refusal = "\(error)" }
+        #expect(refusal.contains("byte planes are for f32 and f16, not q8"), "\(refusal)")
         writer.discard()
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
     }
