@@ -90,19 +90,12 @@ public final class GEMM: @unchecked Sendable {
     }
 
     /// Posts this GEMM's row tiles on `exchange` as `participant`, so that a thread with no
-    /// work of its own can take some (the GEMM's pool must be a single thread). Results are
-    /// the same bit for bit: only who computes a tile changes.
+    /// work of its own can take some (the GEMM's pool must be a single thread, and the GEMM
+    /// must run inside the participant's turn of ``TileExchange/runParticipants(thread:_:)``).
+    /// Results are the same bit for bit: only who computes a tile changes.
     public func share(through exchange: TileExchange, as participant: Int) {
         precondition(pool.threadCount == 1 && (0..<exchange.participants).contains(participant))
         sharing = (exchange, participant)
-    }
-
-    /// This participant's own work is done: it takes other participants' tiles until all
-    /// of them are done too. Every participant calls it once per round
-    /// (``TileExchange/beginRound()``), all at the same time: one that never does keeps the
-    /// others waiting.
-    public func finishSharing() {
-        if let sharing { sharing.exchange.finish(sharing.participant, packA: packedA[0]) }
     }
 
     /// C[m × n] (with row stride ldc) = A[m × k] · B[k × n], or += when `accumulate`.

@@ -28,10 +28,10 @@ public final class ThreadPool: @unchecked Sendable {
     /// What the workers share with the pool. They hold this, not the pool, so dropping the
     /// last reference to a pool runs its deinit, which stops and joins them.
     private final class Shared: @unchecked Sendable {
-        /// The job word: the job's sequence number (high 32 bits); whether its parts are
-        /// pinned, part i to thread i (bit 31); its part count (bits 16–30); the next
-        /// unclaimed part (low 16). A claim is one atomic add on the whole word, so it always
-        /// names the job it claimed from, which may be newer than the one a worker waited for.
+        /// The job word: the job's sequence number (high 32 bits); its part count (bits
+        /// 16–31); the next unclaimed part (low 16). A claim is one atomic add on the whole
+        /// word, so it always names the job it claimed from, which may be newer than the one
+        /// a worker waited for.
         let word = Atomic<UInt64>(0)
         /// Parts of the current job that are finished.
         let finished = Atomic<Int>(0)
@@ -57,18 +57,17 @@ public final class ThreadPool: @unchecked Sendable {
         }
 
         static func sequence(_ word: UInt64) -> UInt64 { word >> 32 }
-        static func parts(_ word: UInt64) -> Int { Int((word >> 16) & 0x7FFF) }
-        static let pinnedBit: UInt64 = 1 << 31
+        static func parts(_ word: UInt64) -> Int { Int((word >> 16) & 0xFFFF) }
 
         /// Claims the next part of the current job: its sequence number and the part, or nil
-        /// when it has none left (or is pinned). One atomic add: a claim that comes too late
-        /// only moves the counter past the part count, which the 16 bits leave room for
+        /// when it has none left. One atomic add: a claim that comes too late only moves the
+        /// counter past the part count, which the 16 bits leave room for
         /// (at most two failed claims per thread and job: 2·4,095 + 8,192 < 65,536).
         @inline(__always)
         func claim() -> (sequence: UInt64, part: Int)? {
             let current = word.wrappingAdd(1, ordering: .acquiringAndReleasing).oldValue
             let next = Int(current & 0xFFFF)
-            guard current & Self.pinnedBit == 0, next < Self.parts(current) else { return nil }
+            guard next < Self.parts(current) else { return nil }
             return (Self.sequence(current), next)
         }
 
@@ -91,16 +90,7 @@ public final class ThreadPool: @unchecked Sendable {
                     pthread_mutex_unlock(&mutex)
                 }
                 if stopping.load(ordering: .acquiring) { return }
-                let current = word.load(ordering: .acquiring)
-                seen = Self.sequence(current)
-                if current & Self.pinnedBit != 0 {
-                    // This thread's own part; the job waits for it, so it is still current.
-                    if index < Self.parts(current) {
-                        do { let job = self.job!; job(index) }
-                        finished.add(1, ordering: .releasing)
-                    }
-                    continue
-                }
+                seen = Self.sequence(word.load(ordering: .acquiring))
                 if index < heldWorkers.load(ordering: .acquiring) {
                     // Held back by a test: wait until the job has no unfinished part left.
                     while jobIsRunning(seen) { sched_yield() }
@@ -181,6 +171,12 @@ public final class ThreadPool: @unchecked Sendable {
         max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
 
+    /// While true, every job but ``runOfferingWorkers(_:)``'s runs its parts on the caller,
+    /// one after another, as in the solo jobs: the same parts, so the same values. For an
+    /// owner that has measured that the workers cost more than they bring (the training
+    /// replicas' schedule on a busy core). Set it from the thread that runs the jobs.
+    public var runsAlone = false
+
     /// Parts computed by worker threads rather than the caller, since the pool was made.
     public var partsTakenByWorkers: Int { shared.takenByWorkers.load(ordering: .relaxed) }
 
@@ -196,15 +192,16 @@ public final class ThreadPool: @unchecked Sendable {
     /// Calls from several threads run one after another; a job must not start another job on
     /// the same pool.
     public func run(_ body: (Int) -> Void) {
-        run(parts: threadCount, pinned: false, body)
+        run(parts: threadCount, solo: true, body)
     }
 
-    /// Runs `body(worker)` on each of the pool's threads at the same time, worker 0 on the
-    /// caller, and returns when all have finished: for jobs whose parts wait for each other
-    /// (training replicas that trade work through a ``TileExchange``). Unlike ``run(_:)``,
-    /// it waits for a thread the scheduler has taken off its core.
-    public func runOnEveryThread(_ body: (Int) -> Void) {
-        run(parts: threadCount, pinned: true, body)
+    /// Like ``run(_:)``, but the parts are offered to the workers even while the pool runs
+    /// other jobs alone (``soloJobs``): for a job whose parts share out work among themselves
+    /// and so must not all run on the caller one after another (a ``TileExchange`` round,
+    /// whose caller may wait for help from another thread), and that decides for itself
+    /// whether to use more than one thread.
+    public func runOfferingWorkers(_ body: (Int) -> Void) {
+        run(parts: threadCount, solo: false, body)
     }
 
     /// Splits `0..<count` into ranges, whole multiples of `grain` but the last, and runs
@@ -215,22 +212,22 @@ public final class ThreadPool: @unchecked Sendable {
         // Twice as many parts as threads: a late thread's share is smaller, and others take it.
         let parts = min(units, 2 * threadCount)
         if threadCount == 1 || parts <= 1 { if count > 0 { body(0..<count) }; return }
-        run(parts: parts, pinned: false) { part in
+        run(parts: parts, solo: true) { part in
             let first = units * part / parts * grain
             let last = min(count, units * (part + 1) / parts * grain)
             if first < last { body(first..<last) }
         }
     }
 
-    private func run(parts: Int, pinned: Bool, _ body: (Int) -> Void) {
+    private func run(parts: Int, solo: Bool, _ body: (Int) -> Void) {
         if threadCount == 1 || parts <= 1 {
             for part in 0..<parts { body(part) }
             return
         }
         pthread_mutex_lock(&jobLock)
         defer { pthread_mutex_unlock(&jobLock) }
-        if soloLeft > 0 && !pinned {
-            soloLeft -= 1
+        if solo && (runsAlone || soloLeft > 0) {
+            if !runsAlone { soloLeft -= 1 }
             for part in 0..<parts { body(part) }
             return
         }
@@ -243,21 +240,16 @@ public final class ThreadPool: @unchecked Sendable {
             sequence = (sequence + 1) & 0xFFFF_FFFF
             if sequence == 0 { sequence = 1 }   // 0 is what the workers saw before any job
             let current = sequence
-            shared.word.store(current << 32 | (pinned ? Shared.pinnedBit : 0) | UInt64(parts) << 16, ordering: .sequentiallyConsistent)
+            shared.word.store(current << 32 | UInt64(parts) << 16, ordering: .sequentiallyConsistent)
             if shared.sleepers.load(ordering: .sequentiallyConsistent) > 0 {
                 pthread_mutex_lock(&shared.mutex)
                 pthread_cond_broadcast(&shared.wake)
                 pthread_mutex_unlock(&shared.mutex)
             }
-            if pinned {
-                body(0)
+            // Only this job's parts can be claimed until every one of them is finished.
+            while let (_, part) = shared.claim() {
+                body(part)
                 shared.finished.add(1, ordering: .relaxed)
-            } else {
-                // Only this job's parts can be claimed until every one of them is finished.
-                while let (_, part) = shared.claim() {
-                    body(part)
-                    shared.finished.add(1, ordering: .relaxed)
-                }
             }
             // Only parts that running workers claimed are left.
             var spins = 0
@@ -270,7 +262,7 @@ public final class ThreadPool: @unchecked Sendable {
         // Workers that take less than half their share of the parts are not getting the CPU
         // time they need, and their spinning takes it from the caller: stop offering them work
         // for a while, so they park.
-        if pinned { return }
+        if !solo { return }
         windowJobs += 1
         windowParts += parts
         if windowJobs == Self.helpWindow {

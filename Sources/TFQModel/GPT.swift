@@ -10,7 +10,9 @@ import TFQKernels
 /// The model is not thread-safe: one training loop drives it. It splits each batch into
 /// one slice of whole sequences per thread (``GPTReplica``), runs the slices side by side,
 /// and sums their gradients; a batch smaller than the pool splits into fewer slices, each
-/// spreading its kernels over a share of the threads.
+/// spreading its kernels over a share of the threads. When a busy core makes side by side
+/// slower than one thread, the caller runs the slices one after another instead
+/// (``ReplicaSchedule``): the same values either way.
 public final class GPT {
     public let config: ModelConfig
     public let layout: ParameterLayout
@@ -23,15 +25,23 @@ public final class GPT {
     private var replicas: [GPTReplica] = []
     /// The pool that runs the replicas side by side, one thread each.
     private var replicaPool: ThreadPool?
-    /// Where replicas of one thread each trade GEMM tiles, so that one that finishes first
-    /// helps the others instead of waiting (see ``TileExchange``).
-    private var tileExchange: TileExchange?
+    /// Where the pool's threads claim replicas and, when replicas have one thread each, trade
+    /// GEMM tiles, so that a thread that finishes first helps the others instead of waiting
+    /// (see ``TileExchange``).
+    private var exchange: TileExchange?
     /// Whether replicas trade tiles; off only to test that it changes nothing.
-    var sharesTiles = true { didSet { replicas = []; tileExchange = nil } }
-    /// Tiles computed by a replica other than their own, for tests.
-    var tilesTakenByHelpers: Int { tileExchange?.tilesTakenByHelpers ?? 0 }
-    /// For tests: the next pass holds this replica back at its first GEMM until another
-    /// replica has taken one of its tiles (``TileExchange/holdBackOnce(_:)``).
+    var sharesTiles = true { didSet { replicas = []; exchange = nil } }
+    /// Side by side or one after another, from what the last jobs gained.
+    private var schedule = ReplicaSchedule()
+    /// For tests: every job side by side (true) or on the caller alone (false), whatever the
+    /// schedule says.
+    var forcesSideBySide: Bool?
+    /// Each replica's time in the last job, in seconds.
+    private var replicaSeconds: [Double] = []
+    /// Tiles computed by a thread other than the one running their replica, for tests.
+    var tilesTakenByHelpers: Int { exchange?.tilesTakenByHelpers ?? 0 }
+    /// For tests: the next side-by-side pass holds this replica back at its first GEMM until
+    /// another thread has taken one of its tiles (``TileExchange/holdBackOnce(_:)``).
     var holdsBackReplicaOnce: Int?
     /// Gradient buffers of the replicas after the first, which adds into ``gradients``.
     private var replicaGradients: [UnsafeMutablePointer<Float>] = []
@@ -113,25 +123,44 @@ public final class GPT {
                               logits: logits + first * length * config.vocabSize, batch: end - first, length: length,
                               firstRow: first * length, pool: slices == 1 ? pool : ThreadPool(threads: threadsEach))
         }
-        tileExchange = slices > 1 && threadsEach == 1 && sharesTiles ? TileExchange(participants: slices) : nil
-        if let tileExchange { for (s, replica) in replicas.enumerated() { replica.share(through: tileExchange, as: s) } }
+        exchange = slices > 1 ? TileExchange(participants: slices) : nil
+        if let exchange, threadsEach == 1 && sharesTiles {
+            for (s, replica) in replicas.enumerated() { replica.share(through: exchange, as: s) }
+        }
+        replicaSeconds = Array(repeating: 0, count: slices)
         return replicas
     }
 
-    /// Runs `body` on every replica at once, one replica per thread of ``replicaPool``.
-    private func onEachReplica(_ body: (GPTReplica) -> Void) {
-        guard let replicaPool else { body(replicas[0]); return }
+    /// Runs `body` on every replica: side by side, each replica on whichever thread of
+    /// ``replicaPool`` claims it, or one after another on the caller, as ``schedule`` says.
+    /// `recording`: the job is a training step, whose times the schedule learns from.
+    private func onEachReplica(recording: Bool = false, _ body: (GPTReplica) -> Void) {
+        guard let replicaPool, let exchange else { body(replicas[0]); return }
         let replicas = self.replicas
-        tileExchange?.beginRound()
-        if let held = holdsBackReplicaOnce, let tileExchange {
-            tileExchange.holdBackOnce(held)
+        let sideBySide = forcesSideBySide ?? schedule.nextRunsSideBySide
+        if sideBySide, let held = holdsBackReplicaOnce, replicas[0].sharesTiles {
+            exchange.holdBackOnce(held)
             holdsBackReplicaOnce = nil
         }
-        replicaPool.runOnEveryThread { worker in
-            if worker < replicas.count {
-                body(replicas[worker])
-                replicas[worker].finishSharing()
+        exchange.beginRound()
+        let start = Clock.seconds()
+        let fastest = replicaSeconds.withUnsafeMutableBufferPointer { seconds in
+            func run(_ replica: Int) {
+                let start = Clock.seconds()
+                body(replicas[replica])
+                seconds[replica] = Clock.seconds() - start
             }
+            if sideBySide {
+                replicaPool.runOfferingWorkers { thread in exchange.runParticipants(thread: thread, run) }
+            } else {
+                exchange.runParticipants(thread: 0, run)
+            }
+            return seconds.min() ?? 0
+        }
+        if recording {
+            schedule.record(sideBySide: sideBySide, wall: Clock.seconds() - start, fastestReplica: fastest, replicas: replicas.count)
+            // The step's other kernels (summing the gradients, the optimizer) follow suit.
+            pool.runsAlone = !schedule.sideBySide
         }
     }
 
@@ -188,7 +217,7 @@ public final class GPT {
         lastDropout = mask
         lastCounted = (0..<(batch * length)).reduce(0) { $0 + (targets[$1] >= 0 ? 1 : 0) }
         let scale = lastCounted > 0 ? 1 / Float(lastCounted) : 0
-        onEachReplica { replica in
+        onEachReplica(recording: true) { replica in
             replica.forward(inputs: inputs, targets: targets, dropout: mask)
             replica.backward(lossScale: scale, dropout: mask, zeroingFirst: true)
         }

@@ -37,16 +37,15 @@ final class GPTReplica {
         buffers = TrainingActivations(config: config, batch: batch, length: length, threads: pool.threadCount, logits: logits)
     }
 
-    /// Posts this replica's linear-layer GEMM tiles on `exchange`, where replicas that are
+    /// Posts this replica's linear-layer GEMM tiles on `exchange`, where threads that are
     /// done help the others (see ``TileExchange``).
     func share(through exchange: TileExchange, as participant: Int) {
         gemm.share(through: exchange, as: participant)
+        sharesTiles = true
     }
 
-    /// This replica's pass is done: it helps the others until they are done too.
-    func finishSharing() {
-        gemm.finishSharing()
-    }
+    /// Whether this replica posts its GEMM tiles on a ``TileExchange``.
+    private(set) var sharesTiles = false
 
     // MARK: - Forward
 

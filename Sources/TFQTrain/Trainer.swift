@@ -73,6 +73,9 @@ public final class Trainer {
     public private(set) var state: TrainingState
     private let m: UnsafeMutableBufferPointer<Float>
     private let v: UnsafeMutableBufferPointer<Float>
+    /// The parameter buffer as runs of tensors that share a weight decay (matrices decay;
+    /// gains, biases and embeddings that are not matrices do not), for one AdamW job a step.
+    private let decaySegments: [(count: Int, weightDecay: Float)]
     private let metricsLog: MetricsLog
     /// The step of the checkpoint at `checkpointPath` written by this run or resumed from,
     /// named when a diverged run stops.
@@ -97,6 +100,17 @@ public final class Trainer {
         model = GPT(config: config, pool: ThreadPool(threads: threads))
         model.dropout = options.dropout
         m = .allocate(capacity: model.layout.count); m.initialize(repeating: 0)
+        var segments: [(count: Int, weightDecay: Float)] = []
+        for tensor in model.layout.tensors {
+            precondition(tensor.offset == segments.reduce(0) { $0 + $1.count }, "parameter tensors are contiguous")
+            let decay = tensor.isMatrix ? options.weightDecay : 0
+            if let last = segments.last, last.weightDecay == decay {
+                segments[segments.count - 1].count += tensor.count
+            } else {
+                segments.append((tensor.count, decay))
+            }
+        }
+        decaySegments = segments
         v = .allocate(capacity: model.layout.count); v.initialize(repeating: 0)
         state = TrainingState(options: options, sampler: Xoshiro256(seed: options.seed), dataCRC32: CRC32.hex(corpus.checksum),
                               dataPath: corpus.path, validationPath: corpus.validationPath)
@@ -270,13 +284,9 @@ public final class Trainer {
             Optimizer.sgd(parameters: parameters, gradients: gradients, count: count, learningRate: learningRate,
                           gradientScale: clipScale, pool: pool)
         case .adamw:
-            for tensor in model.layout.tensors {
-                let o = tensor.offset
-                Optimizer.adamW(parameters: parameters + o, gradients: gradients + o, m: m.baseAddress! + o, v: v.baseAddress! + o,
-                                count: tensor.count, learningRate: learningRate, beta1: options.beta1, beta2: options.beta2,
-                                epsilon: 1e-8, weightDecay: tensor.isMatrix ? options.weightDecay : 0, step: state.step + 1,
-                                gradientScale: clipScale, pool: pool)
-            }
+            Optimizer.adamW(parameters: parameters, gradients: gradients, m: m.baseAddress!, v: v.baseAddress!,
+                            segments: decaySegments, learningRate: learningRate, beta1: options.beta1, beta2: options.beta2,
+                            epsilon: 1e-8, step: state.step + 1, gradientScale: clipScale, pool: pool)
         }
     }
 

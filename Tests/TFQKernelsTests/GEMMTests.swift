@@ -194,16 +194,19 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
             waiting.store(0, ordering: .sequentiallyConsistent)
             output.update(from: start, count: m * n)
             a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
-                ThreadPool(threads: participants).run { worker in
-                    if worker == 0 {
-                        while waiting.load(ordering: .acquiring) < participants - 1 {}
-                        for _ in 0..<3 { products(gemms[0], ap.baseAddress!, bp.baseAddress!, output) }
-                    } else {
-                        unshared[worker].multiply(m: 6, n: n, k: k, a: MatrixView(ap.baseAddress!, columns: k),
-                                                  b: MatrixView(bp.baseAddress!, columns: n), c: scratch[worker], ldc: n, accumulate: false)
-                        waiting.add(1, ordering: .releasing)
+                ThreadPool(threads: participants).runOfferingWorkers { thread in
+                    exchange.runParticipants(thread: thread) { participant in
+                        if participant == 0 {
+                            // Claimed by one thread; the others are free to claim the rest.
+                            while waiting.load(ordering: .acquiring) < participants - 1 { sched_yield() }
+                            for _ in 0..<3 { products(gemms[0], ap.baseAddress!, bp.baseAddress!, output) }
+                        } else {
+                            unshared[participant].multiply(m: 6, n: n, k: k, a: MatrixView(ap.baseAddress!, columns: k),
+                                                           b: MatrixView(bp.baseAddress!, columns: n), c: scratch[participant],
+                                                           ldc: n, accumulate: false)
+                            waiting.add(1, ordering: .releasing)
+                        }
                     }
-                    gemms[worker].finishSharing()
                 }
             } }
             let same = Array(UnsafeBufferPointer(start: output, count: m * n)) == expected   // not printed whole on failure
@@ -247,16 +250,17 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
         for _ in 0..<rounds {
             for (p, shape) in shapes.enumerated() { outputs[p].update(repeating: 0, count: shape.m * shape.n) }
             exchange.beginRound()
-            pool.run { worker in
-                let shape = shapes[worker]
-                inputs[worker].0.withUnsafeBufferPointer { ap in inputs[worker].1.withUnsafeBufferPointer { bp in
-                    for _ in 0..<Self.products(participant: worker) {
-                        gemms[worker].multiply(m: shape.m, n: shape.n, k: shape.k, a: MatrixView(ap.baseAddress!, columns: shape.k),
-                                               b: MatrixView(bp.baseAddress!, columns: shape.n), c: outputs[worker], ldc: shape.n,
-                                               accumulate: true)
-                    }
-                } }
-                gemms[worker].finishSharing()
+            pool.runOfferingWorkers { thread in
+                exchange.runParticipants(thread: thread) { p in
+                    let shape = shapes[p]
+                    inputs[p].0.withUnsafeBufferPointer { ap in inputs[p].1.withUnsafeBufferPointer { bp in
+                        for _ in 0..<Self.products(participant: p) {
+                            gemms[p].multiply(m: shape.m, n: shape.n, k: shape.k, a: MatrixView(ap.baseAddress!, columns: shape.k),
+                                              b: MatrixView(bp.baseAddress!, columns: shape.n), c: outputs[p], ldc: shape.n,
+                                              accumulate: true)
+                        }
+                    } }
+                }
             }
             for (p, shape) in shapes.enumerated()
             where Array(UnsafeBufferPointer(start: outputs[p], count: shape.m * shape.n)) != expected[p] {
@@ -400,20 +404,40 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
         #expect(pool.partsTakenByWorkers == 1)
     }
 
-    /// `runOnEveryThread` runs part i on thread i, all at once: parts may wait for each other.
-    @Test func everyThreadRunsItsPartAtOnce() {
-        for threads in [2, 4] {
+    /// A job of `runOfferingWorkers` is offered to the workers even while the pool runs its
+    /// other jobs alone: its part 0 waits until another thread has taken part 1 (a job that
+    /// ran its parts one after another on the caller would never return).
+    @Test func jobsOfferedToWorkersWhileTheCallerIsSolo() {
+        let pool = ThreadPool(threads: 2)
+        pool.holdWorkers(1)
+        for _ in 0..<ThreadPool.helpWindow { pool.parallelFor(64, grain: 8) { _ in } }
+        pool.holdWorkers(0)
+        // Solo from here on, for `soloJobs` jobs: a plain job is never published.
+        pool.parallelFor(64, grain: 8) { _ in }
+        #expect(pool.partsTakenByWorkers == 0)
+        let taken = Atomic<Int>(0)
+        pool.runOfferingWorkers { part in
+            if part == 0 { while taken.load(ordering: .acquiring) == 0 { sched_yield() } } else { taken.store(1, ordering: .releasing) }
+        }
+        #expect(pool.partsTakenByWorkers == 1)
+    }
+
+    /// A thread that comes to a `TileExchange` round after every participant was claimed
+    /// only helps, and one thread alone runs every participant in turn: each participant
+    /// runs exactly once, whichever threads come.
+    @Test func participantsAreClaimedOnceByWhicheverThreadComes() {
+        let exchange = TileExchange(participants: 3)
+        for threads in [1, 3] {
             let pool = ThreadPool(threads: threads)
-            pool.holdWorkers(threads - 1)   // holds apply to claimable jobs only
-            let started = Atomic<Int>(0)
-            for _ in 0..<20 {
-                started.store(0, ordering: .relaxed)
-                pool.runOnEveryThread { _ in
-                    started.add(1, ordering: .acquiringAndReleasing)
-                    while started.load(ordering: .acquiring) < threads { sched_yield() }
-                }
+            pool.holdWorkers(threads - 1)   // as if the scheduler kept every worker off its core
+            var runs = [Int](repeating: 0, count: 3)
+            runs.withUnsafeMutableBufferPointer { runs in
+                exchange.beginRound()
+                pool.run { thread in exchange.runParticipants(thread: thread) { runs[$0] += 1 } }
             }
-            #expect(started.load(ordering: .relaxed) == threads)
+            #expect(runs == [1, 1, 1])
+            #expect(pool.partsTakenByWorkers == 0)
+            pool.holdWorkers(0)
         }
     }
 }

@@ -192,6 +192,35 @@ import Testing
         #expect(q1 == q2 && q1 != p0)
     }
 
+    /// The trainer's one AdamW job over the whole buffer, in segments with their own weight
+    /// decay, gives what one call per segment gives, bit for bit: segments of ragged lengths
+    /// move where the eight-wide loop hands over to the tail, and chunks of the job straddle
+    /// them. Zero-length segments are allowed.
+    @Test func oneAdamWJobOverSegmentsMatchesOneCallPerSegment() {
+        let segments: [(count: Int, weightDecay: Float)] = [(1_029, 0.1), (3, 0), (0, 0.1), (2_050, 0.1), (131, 0), (5, 0.2)]
+        let n = segments.reduce(0) { $0 + $1.count }
+        let g = randomFloats(n, seed: 41), p0 = randomFloats(n, seed: 42)
+        let m0 = randomFloats(n, seed: 43).map { $0 * 0.1 }, v0 = randomFloats(n, seed: 44).map { $0 * $0 * 0.01 }
+        for pool in [Self.pool, ThreadPool(threads: 3)] {
+            var (p1, m1, v1) = (p0, m0, v0), (p2, m2, v2) = (p0, m0, v0)
+            Optimizer.adamW(parameters: &p1, gradients: g, m: &m1, v: &v1, segments: segments, learningRate: 0.01, beta1: 0.9,
+                            beta2: 0.95, epsilon: 1e-8, step: 3, gradientScale: 0.5, pool: pool)
+            var offset = 0
+            for segment in segments {
+                p2.withUnsafeMutableBufferPointer { p in m2.withUnsafeMutableBufferPointer { m in v2.withUnsafeMutableBufferPointer { v in
+                    g.withUnsafeBufferPointer { g in
+                        Optimizer.adamW(parameters: p.baseAddress! + offset, gradients: g.baseAddress! + offset, m: m.baseAddress! + offset,
+                                        v: v.baseAddress! + offset, count: segment.count, learningRate: 0.01, beta1: 0.9, beta2: 0.95,
+                                        epsilon: 1e-8, weightDecay: segment.weightDecay, step: 3, gradientScale: 0.5, pool: ThreadPool(threads: 1))
+                    }
+                } } }
+                offset += segment.count
+            }
+            #expect(p1 == p2 && m1 == m2 && v1 == v2)
+            #expect(zip(p1, p0).filter { $0 != $1 }.count == n)
+        }
+    }
+
     /// `norm`'s `prepare` runs once on every chunk, before the chunk is read: a pass that
     /// writes the values there measures what it wrote.
     @Test func theNormMeasuresWhatPrepareWrote() {

@@ -160,6 +160,7 @@ import TFQKernels
         let config = ModelConfig(vocabSize: 11, contextLength: 32, layers: 2, heads: 2, dim: 64, ffDim: 256, activation: .gelu)
         let (inputs, targets) = Self.batch(batch: 7, length: 32, vocab: config.vocabSize, seed: 8)
         let shared = Self.tinyModel(config, seed: 4, threads: threads), alone = Self.tinyModel(config, seed: 4, threads: threads)
+        shared.forcesSideBySide = true   // a hold-back needs another thread to take the tile
         alone.sharesTiles = false
         var taken = 0
         for step in 0..<3 {
@@ -180,6 +181,77 @@ import TFQKernels
                 for i in 0..<model.layout.count { model.parameters[i] -= 0.01 * model.gradients[i] }
             }
         }
+    }
+}
+
+extension ReferenceModelTests {
+    /// Replicas are claimed by whichever thread comes: with the workers held off every job,
+    /// as if the scheduler kept them off their cores, the caller runs every replica itself
+    /// (before, the step waited for them). Side by side, side by side without the workers,
+    /// and one after another on the caller (the schedule a busy core gets) give the same
+    /// loss, norm and gradients bit for bit, for training steps and evaluation passes.
+    @Test(arguments: [2, 3])
+    func replicasGiveTheSameResultsOnWhicheverThreadsRunThem(threads: Int) {
+        let config = ModelConfig(vocabSize: 11, contextLength: 32, layers: 2, heads: 2, dim: 64, ffDim: 256, activation: .gelu)
+        let (inputs, targets) = Self.batch(batch: 7, length: 32, vocab: config.vocabSize, seed: 9)
+        let sideBySide = Self.tinyModel(config, seed: 5, threads: threads)
+        let withoutWorkers = Self.tinyModel(config, seed: 5, threads: threads)
+        let oneAfterAnother = Self.tinyModel(config, seed: 5, threads: threads)
+        sideBySide.forcesSideBySide = true
+        withoutWorkers.forcesSideBySide = true
+        withoutWorkers.pool.holdWorkers(threads - 1)
+        defer { withoutWorkers.pool.holdWorkers(0) }
+        oneAfterAnother.forcesSideBySide = false
+        let models = [sideBySide, withoutWorkers, oneAfterAnother]
+        for step in 0..<2 {
+            let results = models.map { $0.trainingStep(inputs: inputs, targets: targets, batch: 7, length: 32, measuringNorm: true) }
+            #expect(results[0].loss > 0 && results[0].gradientNorm! > 0)
+            for (model, result) in zip(models.dropFirst(), results.dropFirst()) {
+                #expect(result.loss == results[0].loss && result.gradientNorm == results[0].gradientNorm, "step \(step)")
+                let same = Array(model.gradients) == Array(sideBySide.gradients)
+                #expect(same, "step \(step)")
+            }
+            let evaluations = models.map { $0.forward(inputs: inputs, targets: targets, batch: 7, length: 32) }
+            #expect(evaluations.allSatisfy { $0 == evaluations[0] })
+            for model in models {   // move the weights, so the steps differ
+                for i in 0..<model.layout.count { model.parameters[i] -= 0.01 * model.gradients[i] }
+            }
+        }
+        #expect(withoutWorkers.pool.partsTakenByWorkers == 0)
+    }
+
+    /// The schedule's decisions, from the times it is shown (no clock involved): with free
+    /// cores (a side-by-side step takes 0.55 of two replica times) it never leaves side by
+    /// side, nor probes; on a busy core (1.1) it runs alone once most of a window says so,
+    /// with one side-by-side probe every `probeInterval` jobs; two probes in a row that gain
+    /// bring side by side back, one alone does not. The yardstick is the shortest replica
+    /// time of recent jobs, alone ones included.
+    @Test func theReplicaScheduleFollowsWhatSideBySideGains() {
+        var schedule = ReplicaSchedule()
+        for _ in 0..<100 {
+            #expect(schedule.nextRunsSideBySide)
+            schedule.record(sideBySide: true, wall: 0.55, fastestReplica: 0.5, replicas: 2)
+        }
+        var busyJobs = 0
+        while schedule.sideBySide && busyJobs < 100 {
+            // Both threads at half speed now and then: the yardstick stays the recent 0.5.
+            schedule.record(sideBySide: true, wall: 1.1, fastestReplica: busyJobs % 2 == 0 ? 0.5 : 1.0, replicas: 2)
+            busyJobs += 1
+        }
+        #expect(busyJobs == ReplicaSchedule.window / 2 + 1)   // when the window's median turns
+        func runAloneUntilProbe() -> Int {
+            var alone = 0
+            while !schedule.nextRunsSideBySide { schedule.record(sideBySide: false, wall: 1.0, fastestReplica: 0.5, replicas: 2); alone += 1 }
+            return alone
+        }
+        #expect(runAloneUntilProbe() == ReplicaSchedule.probeInterval - 1)
+        schedule.record(sideBySide: true, wall: 1.1, fastestReplica: 0.55, replicas: 2)   // still busy
+        #expect(runAloneUntilProbe() == ReplicaSchedule.probeInterval - 1)
+        schedule.record(sideBySide: true, wall: 0.55, fastestReplica: 0.5, replicas: 2)   // one probe that gains
+        #expect(!schedule.sideBySide)
+        #expect(runAloneUntilProbe() == ReplicaSchedule.probeInterval - 1)
+        schedule.record(sideBySide: true, wall: 0.55, fastestReplica: 0.5, replicas: 2)   // and a second
+        #expect(schedule.sideBySide && schedule.nextRunsSideBySide)
     }
 }
 
