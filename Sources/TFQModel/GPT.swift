@@ -138,7 +138,8 @@ public final class GPT {
         guard let replicaPool, let exchange else { body(replicas[0]); return }
         let replicas = self.replicas
         let sideBySide = forcesSideBySide ?? schedule.nextRunsSideBySide
-        if sideBySide, let held = holdsBackReplicaOnce, replicas[0].sharesTiles {
+        // Replicas post tiles when they share them and have one thread each (`replicas(batch:length:)`).
+        if sideBySide, let held = holdsBackReplicaOnce, sharesTiles && replicas[0].pool.threadCount == 1 {
             exchange.holdBackOnce(held)
             holdsBackReplicaOnce = nil
         }

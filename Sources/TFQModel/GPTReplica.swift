@@ -41,11 +41,7 @@ final class GPTReplica {
     /// done help the others (see ``TileExchange``).
     func share(through exchange: TileExchange, as participant: Int) {
         gemm.share(through: exchange, as: participant)
-        sharesTiles = true
     }
-
-    /// Whether this replica posts its GEMM tiles on a ``TileExchange``.
-    private(set) var sharesTiles = false
 
     // MARK: - Forward
 
