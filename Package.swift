@@ -37,8 +37,8 @@ let package = Package(
         .target(name: "TFQTrain", dependencies: ["TFQModel"]),
         .target(name: "TFQRuntime", dependencies: ["TFQModel", "TFQFormat", "TFQKernels"]),
         .target(name: "TFQExport", dependencies: ["TFQRuntime", "TFQTrain"]),
-        // Checkpoints of other tools (llama2.c) → .tfq.
-        .target(name: "TFQImport", dependencies: ["TFQModel", "TFQFormat"]),
+        // Checkpoints of other tools (llama2.c, Hugging Face safetensors) → .tfq.
+        .target(name: "TFQImport", dependencies: ["TFQModel", "TFQFormat", "TFQKernels"]),
         // The C API (include/tfq.h), built as libtfq.so by the `tfq-c` product.
         .target(name: "TFQCAPI", dependencies: ["TFQRuntime"]),
         .executableTarget(
@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "TFQTrainTests", dependencies: ["TFQTrain", "TFQFormat"]),
         .testTarget(name: "TFQRuntimeTests", dependencies: ["TFQRuntime", "TFQExport", "TFQTrain"], exclude: ["Fixtures"]),
         .testTarget(name: "TFQExportTests", dependencies: ["TFQExport", "TFQFormat", "TFQKernels"]),
-        .testTarget(name: "TFQImportTests", dependencies: ["TFQImport", "TFQRuntime"], exclude: ["Fixtures"]),
+        .testTarget(name: "TFQImportTests", dependencies: ["TFQImport", "TFQRuntime", "TFQExport"], exclude: ["Fixtures"]),
         .testTarget(name: "TFQCAPITests", dependencies: ["TFQCAPI"]),
         .testTarget(name: "tfqCLITests", dependencies: ["tfq"]),
     ],

@@ -51,8 +51,8 @@ enum Calibration {
             tokens = training?.validationPath != nil ? all : Array(all[..<(all.count - all.count * 15 / 100)])
             source = path
         } else {
-            result.note = "no calibration text (the training data is not at its recorded path; give --calibration-data FILE): "
-                + "int8 weights rounded to nearest"
+            let why = training == nil ? "the model was not trained by tfq" : "the training data is not at its recorded path"
+            result.note = "no calibration text (\(why); give --calibration-data FILE): int8 weights rounded to nearest"
             return result
         }
         let window = min(model.config.contextLength, 256, tokens.count)

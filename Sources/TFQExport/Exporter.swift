@@ -16,7 +16,9 @@ public struct ExportSummary: Sendable {
     public var output: String
     public var fileBytes: Int
     public var fp32WeightBytes: Int
-    public var quality: QualityReport
+    /// nil when there was no text to measure on (a model not trained by tfq, exported
+    /// without `evalData`).
+    public var quality: QualityReport?
     /// How int8 weights were chosen: `gptq`, `gptq+rounded` (some tensors rounded, e.g. a
     /// token-embedding table) or `round-to-nearest`; nil unless int8.
     public var weightMethod: String?
@@ -114,9 +116,10 @@ public enum Exporter {
             model.sections["quantization"] = .object(section)
         }
 
-        let quality = try measure(reference: reference, exported: staging, text: evalText, tokenizer: metadata.tokenizer,
-                                  options: options, tensorErrors: errors)
-        model.sections["quality"] = try JSONValue(encoding: quality)
+        let quality = try evalText.map {
+            try measure(reference: reference, exported: staging, text: $0, tokenizer: metadata.tokenizer, options: options, tensorErrors: errors)
+        }
+        if let quality { model.sections["quality"] = try JSONValue(encoding: quality) }
         let staged = try TFQFile(path: staging)
         let writer = try TFQWriter(path: output)
         let compression: TensorCompression = options.zstdLevel.map { .zstd(level: $0) } ?? .none
@@ -201,13 +204,15 @@ public enum Exporter {
         }
     }
 
-    /// The text the quality report is computed on.
-    static func evaluationText(options: ExportOptions, training: TrainingState?, checkpoint: String) throws -> String {
+    /// The text the quality report is computed on; nil for a model tfq did not train (an
+    /// import) when no text is given: there is no split to measure on.
+    static func evaluationText(options: ExportOptions, training: TrainingState?, checkpoint: String) throws -> String? {
         if let path = options.evalData {
             do { return try Corpus.readText(path) } catch { throw ExportError("\(error)") }
         }
-        if let validation = training?.validationPath, let text = try? Corpus.readText(validation) { return text }
-        guard let path = training?.dataPath, let text = try? Corpus.readText(path) else {
+        guard let training else { return nil }
+        if let validation = training.validationPath, let text = try? Corpus.readText(validation) { return text }
+        guard let path = training.dataPath, let text = try? Corpus.readText(path) else {
             throw ExportError("\(checkpoint): its training data is not at the recorded path; give --eval-data FILE")
         }
         // The same split training used: the last 10% of the tokens; by characters here, and

@@ -4,39 +4,55 @@ import Glibc
 
 /// Byte-level byte-pair encoding (formats/tfq.md §10, type `"bpe"`).
 ///
-/// Tokens 0–255 are the bytes; token 256 + i is merge i, the concatenation of two earlier
-/// tokens. Encoding cuts the input into chunks (``BPEPreSplit``) and, in each chunk, starts
-/// from its bytes and repeatedly merges the leftmost occurrence of the adjacent pair with the
-/// lowest merge index until no adjacent pair is a merge. Every byte string has an encoding,
-/// and decoding concatenates the tokens' bytes, so `decode(encode(s)) == s` for any bytes,
-/// valid UTF-8 or not.
+/// tfq's own (learned by `tfq train`): tokens 0–255 are the bytes; token 256 + i is merge i,
+/// the concatenation of two earlier tokens. An imported one (from a Hugging Face
+/// `tokenizer.json`) keeps the ids the model was trained with: a ``BPEVocabulary`` says which
+/// id each byte and each merge's result has, and which ids are special tokens.
+///
+/// Encoding cuts the input at special tokens, then into chunks (``BPEPreSplit``) and, in each
+/// chunk, starts from its bytes and repeatedly merges the leftmost occurrence of the adjacent
+/// pair with the lowest merge index until no adjacent pair is a merge. Every byte string has
+/// an encoding, and decoding concatenates the tokens' bytes, so `decode(encode(s)) == s` for
+/// any bytes, valid UTF-8 or not.
 public struct BPETokenizer: Equatable, Sendable {
-    /// Merge i makes token 256 + i from `left` followed by `right`.
+    /// Merge i makes a token from `left` followed by `right`.
     public struct Merge: Hashable, Sendable {
         public var left: Int32, right: Int32
         public init(_ left: Int32, _ right: Int32) { self.left = left; self.right = right }
     }
 
-    /// Merge i makes token 256 + i; a lower index merges first.
+    /// Merge i joins two token ids; a lower index merges first.
     public let merges: [Merge]
     /// How input is cut into chunks before merging.
     public let preSplit: BPEPreSplit
+    /// An imported tokenizer's ids; nil for tfq's own.
+    public let vocabulary: BPEVocabulary?
     let tables: BPETables
 
-    /// Checks the merges (each refers only to earlier tokens, none twice) and builds the
-    /// lookup tables: a few milliseconds for 65,280 merges.
+    /// tfq's own: checks the merges (each refers only to earlier tokens, none twice) and
+    /// builds the lookup tables: a few milliseconds for 65,280 merges.
     public init(merges: [Merge], preSplit: BPEPreSplit = .words) throws(BPEError) {
         self.merges = merges
         self.preSplit = preSplit
+        vocabulary = nil
         tables = try BPETables(merges: merges)
     }
 
-    public static func == (a: BPETokenizer, b: BPETokenizer) -> Bool {
-        a.preSplit == b.preSplit && a.merges == b.merges
+    /// An imported tokenizer: merges of the vocabulary's ids (each pair's result is the token
+    /// spelled by the two joined, and must be in the vocabulary).
+    public init(merges: [Merge], vocabulary: BPEVocabulary, preSplit: BPEPreSplit) throws(BPEError) {
+        self.merges = merges
+        self.preSplit = preSplit
+        self.vocabulary = vocabulary
+        tables = try BPETables(merges: merges, vocabulary: vocabulary)
     }
 
-    /// The 256 bytes and one token per merge.
-    public var vocabularySize: Int { 256 + merges.count }
+    public static func == (a: BPETokenizer, b: BPETokenizer) -> Bool {
+        a.preSplit == b.preSplit && a.merges == b.merges && a.vocabulary == b.vocabulary
+    }
+
+    /// Every token id: for tfq's own, the 256 bytes and one token per merge.
+    public var vocabularySize: Int { tables.vocabularySize }
 
     /// The bytes token `token` (below ``vocabularySize``) stands for.
     public func bytes(of token: Int32) -> [UInt8] {
@@ -91,11 +107,46 @@ public struct BPETokenizer: Equatable, Sendable {
         defer { cache?.deallocate() }
         var start = 0
         while start < bytes.count {
-            let end = BPEPreSplit.chunkEnd(bytes, from: start)
+            // Text up to the next special token (or the end) is split and merged; the special
+            // token is its id.
+            let special = tables.specials.isEmpty ? nil : nextSpecial(bytes, from: start)
+            let textEnd = special?.offset ?? bytes.count
+            encodeText(UnsafeBufferPointer(rebasing: bytes[start..<textEnd]), base: base, offset: start,
+                       scratch: scratch, cache: &cache, into: &output)
+            guard let special else { break }
+            output.append(special.id)
+            start = textEnd + tables.specials[special.index].bytes.count
+        }
+        return output
+    }
+
+    /// The first special token at or after `start`: the longest one where several begin at
+    /// the same offset (Hugging Face matches added tokens leftmost-longest).
+    func nextSpecial(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> (offset: Int, index: Int, id: Int32)? {
+        var offset = start
+        while offset < bytes.count {
+            var found: Int? = nil
+            for (index, special) in tables.specials.enumerated() where special.bytes.first == bytes[offset] {
+                let text = special.bytes
+                guard offset + text.count <= bytes.count, found.map({ text.count > tables.specials[$0].bytes.count }) ?? true else { continue }
+                if (0..<text.count).allSatisfy({ bytes[offset + $0] == text[$0] }) { found = index }
+            }
+            if let found { return (offset, found, tables.specials[found].id) }
+            offset += 1
+        }
+        return nil
+    }
+
+    /// Splits `text` (a stretch of the input without special tokens) and merges its chunks.
+    private func encodeText(_ text: UnsafeBufferPointer<UInt8>, base: UnsafePointer<UInt8>, offset: Int,
+                            scratch: ChunkScratch, cache: inout ChunkCache?, into output: inout [Int32]) {
+        var start = 0
+        while start < text.count {
+            let end = preSplit.chunkEnd(text, from: start)
             let length = end - start
             defer { start = end }
-            if length == 1 { output.append(Int32(base[start])); continue }
-            let chunk = UnsafeBufferPointer(start: base + start, count: length)
+            if length == 1 { output.append(tables.byteTokens[Int(text[start])]); continue }
+            let chunk = UnsafeBufferPointer(start: base + offset + start, count: length)
             if length > Self.cachedChunkLength || cache == nil {
                 mergeChunk(chunk, scratch: scratch, into: &output)
                 continue
@@ -109,7 +160,6 @@ public struct BPETokenizer: Equatable, Sendable {
                 output.withUnsafeBufferPointer { cache!.insert(chunk, hash: hash, ids: UnsafeBufferPointer(rebasing: $0[first...])) }
             }
         }
-        return output
     }
 
     /// Chunks up to this length are merged in place in a small array (quadratic in the
@@ -121,7 +171,7 @@ public struct BPETokenizer: Equatable, Sendable {
     /// Appends the ids of one chunk to `output`.
     func mergeChunk(_ chunk: UnsafeBufferPointer<UInt8>, scratch: ChunkScratch, into output: inout [Int32]) {
         if chunk.count < 2 {
-            output.append(contentsOf: chunk.lazy.map { Int32($0) })
+            output.append(contentsOf: chunk.lazy.map { tables.byteTokens[Int($0)] })
             return
         }
         if chunk.count > Self.shortChunkLength {
@@ -130,7 +180,7 @@ public struct BPETokenizer: Equatable, Sendable {
         }
         let ids = scratch.ids, ranks = scratch.ranks
         var count = chunk.count
-        for i in 0..<count { ids[i] = Int32(chunk[i]) }
+        for i in 0..<count { ids[i] = tables.byteTokens[Int(chunk[i])] }
         for i in 0..<(count - 1) { ranks[i] = tables.byteRank(chunk[i], chunk[i + 1]) }
         while count > 1 {
             // The lowest rank; the first (leftmost) on ties.
@@ -141,7 +191,7 @@ public struct BPETokenizer: Equatable, Sendable {
                 i += 1
             }
             if bestRank == BPETables.noMerge { break }
-            ids[best] = 256 + bestRank
+            ids[best] = tables.results[Int(bestRank)]
             // Drop ids[best + 1] and the pair rank[best] it closed; the rest shift left.
             i = best + 1
             while i < count - 1 { ids[i] = ids[i + 1]; ranks[i] = ranks[i + 1]; i += 1 }
@@ -157,7 +207,7 @@ public struct BPETokenizer: Equatable, Sendable {
     /// entry whose pair has changed since it was pushed is skipped when popped.
     func mergeLongChunk(_ chunk: UnsafeBufferPointer<UInt8>) -> [Int32] {
         let n = chunk.count
-        var ids = chunk.map { Int32($0) }
+        var ids = chunk.map { tables.byteTokens[Int($0)] }
         var next = (0..<n).map { Int32($0 + 1) }, previous = (0..<n).map { Int32($0 - 1) }
         var heap = MinHeap()
         for i in 0..<(n - 1) {
@@ -169,7 +219,7 @@ public struct BPETokenizer: Equatable, Sendable {
             let right = Int(next[left])
             // Stale: the left token was absorbed (-1), or the pair there is no longer this merge.
             guard ids[left] >= 0, right < n, tables.rank(ids[left], ids[right]) == rank else { continue }
-            ids[left] = 256 + rank
+            ids[left] = tables.results[Int(rank)]
             ids[right] = -1
             let after = Int(next[right])
             next[left] = Int32(after)
@@ -206,7 +256,8 @@ public struct BPETokenizer: Equatable, Sendable {
     }
 
     /// Parses ``storedMerges``; strict: digits and single spaces only, no leading zeros.
-    public init(storedMerges text: String, preSplit: String) throws(BPEError) {
+    /// With a `vocabulary`, an imported tokenizer.
+    public init(storedMerges text: String, preSplit: String, vocabulary: BPEVocabulary? = nil) throws(BPEError) {
         guard let split = BPEPreSplit(rawValue: preSplit) else { throw BPEError("unknown pre_split '\(preSplit)'") }
         var ids: [Int32] = []
         var text = text
@@ -233,7 +284,11 @@ public struct BPETokenizer: Equatable, Sendable {
         if let parsed { throw parsed }
         guard ids.count % 2 == 0 else { throw BPEError("merges: an odd number of ids (\(ids.count)); they come in pairs") }
         let merges = stride(from: 0, to: ids.count, by: 2).map { Merge(ids[$0], ids[$0 + 1]) }
-        try self.init(merges: merges, preSplit: split)
+        if let vocabulary {
+            try self.init(merges: merges, vocabulary: vocabulary, preSplit: split)
+        } else {
+            try self.init(merges: merges, preSplit: split)
+        }
     }
 }
 
@@ -244,13 +299,14 @@ public struct BPEError: Error, CustomStringConvertible, Equatable {
 }
 
 /// The lookup tables of a tokenizer, built once and immutable after: merge ranks by pair,
-/// and every token's bytes.
+/// what each byte and each merge makes, and every token's bytes.
 final class BPETables: @unchecked Sendable {
     static let noMerge = Int32.max
     /// A token's bytes may total at most this over the vocabulary: merges can double a
     /// token's length each, so a hostile file could otherwise ask for 2^65536 bytes.
     static let maxTotalBytes = 1 << 26
 
+    let vocabularySize: Int
     // Merge ranks: open addressing on (left << 32 | right), linear probing; load ≤ 1/2.
     let keys: UnsafeMutablePointer<UInt64>
     let ranks: UnsafeMutablePointer<Int32>
@@ -259,11 +315,17 @@ final class BPETables: @unchecked Sendable {
     let byteRanks: UnsafeMutablePointer<Int32>
     let mask: Int
     let shift: UInt64
+    /// The token of each byte, and the token each merge makes.
+    let byteTokens: UnsafeMutablePointer<Int32>
+    let results: UnsafeMutablePointer<Int32>
     // Token t is bytes[starts[t] ..< starts[t + 1]].
     let bytes: UnsafeMutablePointer<UInt8>
     let starts: UnsafeMutablePointer<Int>
+    /// Tokens matched as literal text before splitting.
+    let specials: [(id: Int32, bytes: [UInt8])]
 
-    init(merges: [BPETokenizer.Merge]) throws(BPEError) {
+    /// tfq's own: byte b is token b, merge i makes token 256 + i.
+    convenience init(merges: [BPETokenizer.Merge]) throws(BPEError) {
         let vocabulary = 256 + merges.count
         var lengths = [Int](repeating: 1, count: vocabulary)
         var total = 256
@@ -276,6 +338,75 @@ final class BPETables: @unchecked Sendable {
             total += lengths[256 + i]
             guard total <= Self.maxTotalBytes else { throw BPEError("the tokens total more than \(Self.maxTotalBytes) bytes") }
         }
+        var bytes = [UInt8](repeating: 0, count: total), starts = [Int](repeating: 0, count: vocabulary + 1)
+        for b in 0..<256 { bytes[b] = UInt8(b); starts[b] = b }
+        var end = 256
+        for (i, merge) in merges.enumerated() {
+            starts[256 + i] = end
+            for part in [Int(merge.left), Int(merge.right)] {
+                for k in starts[part]..<(starts[part] + lengths[part]) { bytes[end] = bytes[k]; end += 1 }
+            }
+        }
+        starts[vocabulary] = end
+        try self.init(merges: merges, byteTokens: (0..<256).map { Int32($0) }, results: (0..<merges.count).map { Int32(256 + $0) },
+                      bytes: bytes, starts: starts, specials: [])
+    }
+
+    /// An imported vocabulary: every token's bytes come from its spelling; a merge's result
+    /// is the token spelled by its two parts joined.
+    convenience init(merges: [BPETokenizer.Merge], vocabulary: BPEVocabulary) throws(BPEError) {
+        let count = vocabulary.tokens.count
+        guard count >= 256, count <= 1 << 20 else { throw BPEError("a byte-level vocabulary has 256 to 1048576 tokens (got \(count))") }
+        let special = Set(vocabulary.special)
+        guard special.count == vocabulary.special.count, special.allSatisfy({ $0 >= 0 && Int($0) < count }) else {
+            throw BPEError("special token ids must be distinct ids of the vocabulary")
+        }
+        var bytes: [UInt8] = [], starts: [Int] = [0]
+        var byteTokens = [Int32](repeating: -1, count: 256)
+        var idOfBytes: [[UInt8]: Int32] = [:]
+        var specials: [(id: Int32, bytes: [UInt8])] = []
+        for (id, token) in vocabulary.tokens.enumerated() {
+            let tokenBytes: [UInt8]
+            if special.contains(Int32(id)) {
+                tokenBytes = Array(token.utf8)
+                guard !tokenBytes.isEmpty else { throw BPEError("special token \(id) is empty") }
+                specials.append((Int32(id), tokenBytes))
+            } else {
+                guard let decoded = ByteLevelSymbols.bytes(of: token) else {
+                    throw BPEError("token \(id) '\(token)' is not spelled in byte-level symbols")
+                }
+                tokenBytes = decoded
+                if !decoded.isEmpty {
+                    guard idOfBytes[decoded] == nil else { throw BPEError("tokens \(idOfBytes[decoded]!) and \(id) are the same bytes") }
+                    idOfBytes[decoded] = Int32(id)
+                }
+                if decoded.count == 1 { byteTokens[Int(decoded[0])] = Int32(id) }
+            }
+            bytes += tokenBytes
+            starts.append(bytes.count)
+            guard bytes.count <= Self.maxTotalBytes else { throw BPEError("the tokens total more than \(Self.maxTotalBytes) bytes") }
+        }
+        if let missing = byteTokens.firstIndex(of: -1) { throw BPEError("no token is the byte \(missing): a byte-level vocabulary has all 256") }
+        var results: [Int32] = []
+        results.reserveCapacity(merges.count)
+        for (i, merge) in merges.enumerated() {
+            guard merge.left >= 0, merge.right >= 0, Int(merge.left) < count, Int(merge.right) < count,
+                  !special.contains(merge.left), !special.contains(merge.right) else {
+                throw BPEError("merge \(i) (\(merge.left) \(merge.right)) refers to an id that is not a token")
+            }
+            let joined = Array(bytes[starts[Int(merge.left)]..<starts[Int(merge.left) + 1]] + bytes[starts[Int(merge.right)]..<starts[Int(merge.right) + 1]])
+            guard let result = idOfBytes[joined] else {
+                throw BPEError("merge \(i) (\(merge.left) \(merge.right)) makes a token that is not in the vocabulary")
+            }
+            results.append(result)
+        }
+        try self.init(merges: merges, byteTokens: byteTokens, results: results, bytes: bytes, starts: starts, specials: specials)
+    }
+
+    private init(merges: [BPETokenizer.Merge], byteTokens: [Int32], results: [Int32], bytes tokenBytes: [UInt8], starts tokenStarts: [Int],
+                 specials: [(id: Int32, bytes: [UInt8])]) throws(BPEError) {
+        vocabularySize = tokenStarts.count - 1
+        self.specials = specials
         var capacity = 16
         while capacity < 2 * max(1, merges.count) { capacity *= 2 }
         mask = capacity - 1
@@ -286,10 +417,16 @@ final class BPETables: @unchecked Sendable {
         ranks.initialize(repeating: Self.noMerge, count: capacity)
         byteRanks = .allocate(capacity: 1 << 16)
         byteRanks.initialize(repeating: Self.noMerge, count: 1 << 16)
-        bytes = .allocate(capacity: total)
-        starts = .allocate(capacity: vocabulary + 1)
-        for b in 0..<256 { bytes[b] = UInt8(b); starts[b] = b }
-        var end = 256
+        self.byteTokens = .allocate(capacity: 256)
+        self.byteTokens.initialize(from: byteTokens, count: 256)
+        self.results = .allocate(capacity: max(1, results.count))
+        self.results.initialize(from: results, count: results.count)
+        bytes = .allocate(capacity: max(1, tokenBytes.count))
+        bytes.initialize(from: tokenBytes, count: tokenBytes.count)
+        starts = .allocate(capacity: tokenStarts.count)
+        starts.initialize(from: tokenStarts, count: tokenStarts.count)
+        var byteOf = [Int](repeating: -1, count: vocabularySize)
+        for b in 0..<256 { byteOf[Int(byteTokens[b])] = b }
         for (i, merge) in merges.enumerated() {
             let key = Self.key(merge.left, merge.right)
             var slot = Int(truncatingIfNeeded: (key &* Self.multiplier) >> shift)
@@ -303,15 +440,9 @@ final class BPETables: @unchecked Sendable {
             }
             keys[slot] = key
             ranks[slot] = Int32(i)
-            if merge.left < 256 && merge.right < 256 { byteRanks[Int(merge.left) << 8 | Int(merge.right)] = Int32(i) }
-            starts[256 + i] = end
-            let left = Int(merge.left), right = Int(merge.right)
-            (bytes + end).update(from: bytes + starts[left], count: lengths[left])
-            end += lengths[left]
-            (bytes + end).update(from: bytes + starts[right], count: lengths[right])
-            end += lengths[right]
+            let left = byteOf[Int(merge.left)], right = byteOf[Int(merge.right)]
+            if left >= 0 && right >= 0 { byteRanks[left << 8 | right] = Int32(i) }
         }
-        starts[vocabulary] = end
     }
 
     deinit { deallocate() }
@@ -321,6 +452,7 @@ final class BPETables: @unchecked Sendable {
         guard !released else { return }
         released = true
         keys.deallocate(); ranks.deallocate(); byteRanks.deallocate(); bytes.deallocate(); starts.deallocate()
+        byteTokens.deallocate(); results.deallocate()
     }
 
     static let empty = UInt64.max

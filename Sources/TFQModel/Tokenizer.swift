@@ -9,7 +9,7 @@ public enum Tokenizer: Equatable, Sendable {
     case byte
     /// llama2.c's scored pieces with byte fallback (imported with `tfq import llama2c`).
     case llama2c(Llama2cTokenizer)
-    /// Byte-level BPE learned on the training text: encodes any input.
+    /// Byte-level BPE, learned on the training text or imported: encodes any input.
     case bpe(BPETokenizer)
 
     public var vocabularySize: Int {
@@ -31,9 +31,14 @@ public enum Tokenizer: Equatable, Sendable {
     }
 
     /// The token that ends a text when a model produces it: llama2.c stops at BOS, which
-    /// its models emit between stories. nil for tokenizers without one.
+    /// its models emit between stories; an imported BPE tokenizer at its end-of-text token.
+    /// nil for tokenizers without one.
     public var stopToken: Int32? {
-        if case .llama2c = self { return Llama2cTokenizer.bos } else { return nil }
+        switch self {
+        case .llama2c: return Llama2cTokenizer.bos
+        case .bpe(let bpe): return bpe.vocabulary?.endOfText
+        case .char, .byte: return nil
+        }
     }
 
     /// A character tokenizer over every scalar in `text`.
@@ -146,7 +151,7 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
 // MARK: - Stored form
 
 extension Tokenizer: Encodable {
-    enum CodingKeys: String, CodingKey { case type, vocab, merges, preSplit = "pre_split", pieces, scores, bosID = "bos_id", eosID = "eos_id" }
+    enum CodingKeys: String, CodingKey { case type, vocab, merges, preSplit = "pre_split", pieces, scores, special, bosID = "bos_id", eosID = "eos_id" }
 
     /// Why a stored tokenizer section cannot be used.
     public struct FormatError: Error, CustomStringConvertible {
@@ -176,7 +181,26 @@ extension Tokenizer: Encodable {
             guard case .string(let merges)? = json["merges"], case .string(let preSplit)? = json["pre_split"] else {
                 throw FormatError("a bpe tokenizer needs 'merges' and 'pre_split' strings")
             }
-            do { self = .bpe(try BPETokenizer(storedMerges: merges, preSplit: preSplit)) } catch { throw FormatError("\(error)") }
+            var vocabulary: BPEVocabulary? = nil
+            if json["vocab"] != nil {
+                var special: [Int32] = []
+                if let stored = json["special"] {
+                    guard case .array(let items) = stored else { throw FormatError("'special' must be an array of token ids") }
+                    for item in items {
+                        guard case .integer(let id) = item, id >= 0, id < 1 << 20 else { throw FormatError("'special' must be an array of token ids") }
+                        special.append(Int32(id))
+                    }
+                }
+                var endOfText: Int32? = nil
+                if let stored = json["eos_id"] {
+                    guard case .integer(let id) = stored, id >= 0, id < 1 << 20 else { throw FormatError("'eos_id' must be a token id") }
+                    endOfText = Int32(id)
+                }
+                let tokens = try strings("vocab")
+                if let endOfText, Int(endOfText) >= tokens.count { throw FormatError("'eos_id' \(endOfText) is not a token of the vocabulary") }
+                vocabulary = BPEVocabulary(tokens: tokens, special: special, endOfText: endOfText)
+            }
+            do { self = .bpe(try BPETokenizer(storedMerges: merges, preSplit: preSplit, vocabulary: vocabulary)) } catch { throw FormatError("\(error)") }
         case "char":
             var scalars: [Unicode.Scalar] = []
             for entry in try strings("vocab") {
@@ -229,6 +253,11 @@ extension Tokenizer: Encodable {
         case .bpe(let bpe):
             try container.encode(bpe.preSplit.rawValue, forKey: .preSplit)
             try container.encode(bpe.storedMerges, forKey: .merges)
+            if let vocabulary = bpe.vocabulary {
+                try container.encode(vocabulary.tokens, forKey: .vocab)
+                try container.encode(vocabulary.special, forKey: .special)
+                try container.encodeIfPresent(vocabulary.endOfText, forKey: .eosID)
+            }
         }
     }
 }

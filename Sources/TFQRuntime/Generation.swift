@@ -15,9 +15,10 @@ public enum StopReason: String, Sendable {
 extension Session {
     /// Feeds `prompt` (in one batched pass), then produces up to `maxTokens` tokens, calling
     /// `onToken` with each token and the text it completes. Return false from `onToken` to stop.
-    /// Generation also ends at the tokenizer's stop token, which is not passed to `onToken`.
+    /// Generation also ends at the tokenizer's stop token, which is not passed to `onToken`,
+    /// unless `ignoringEndOfText` (the token is then generated like any other).
     @discardableResult
-    public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParameters = .greedy,
+    public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParameters = .greedy, ignoringEndOfText: Bool = false,
                          onToken: (Int32, String) -> Bool = { _, _ in true }) throws -> StopReason {
         var sampler = Sampler(sampling)
         var text = TextStream()
@@ -25,7 +26,7 @@ extension Session {
         var previous = prompt.last
         for produced in 0..<maxTokens {
             let token = sampler.next(logits)
-            if token == model.tokenizer.stopToken { return .endOfText }
+            if !ignoringEndOfText && token == model.tokenizer.stopToken { return .endOfText }
             let piece = text.append(model.tokenizer.bytes(of: token, after: previous))
             previous = token
             if !onToken(token, piece) { return .cancelled }

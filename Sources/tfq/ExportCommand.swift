@@ -19,7 +19,9 @@ struct ExportCommand: ParsableCommand {
         are zstd-compressed where that pays (--no-zstd keeps every tensor raw, for a fully
         zero-copy load; `tfq unpack` turns a compressed file into one). The quality report,
         measured on --eval-data (default: the checkpoint's validation split), is printed and
-        stored in the file.
+        stored in the file; a model tfq did not train (an import) has no split, so without
+        --eval-data its report is skipped, and without --calibration-data its int8 weights are
+        rounded to nearest rather than chosen by GPTQ.
         """
     )
 
@@ -81,18 +83,21 @@ struct ExportCommand: ParsableCommand {
         options.evalData = evalData
         options.evalTokens = evalTokens
         let summary = try Exporter.export(checkpoint: checkpoint, output: output, options: options)
-        let q = summary.quality
         if let note = summary.note { fputs("note: \(note)\n", stderr) }
+        if summary.quality == nil {
+            fputs("note: quality report skipped: the model was not trained by tfq, so it has no validation text; give --eval-data FILE\n", stderr)
+        }
         if json {
             struct Output: Encodable {
-                var output: String, file_bytes: Int, fp32_weight_bytes: Int, weights: String?, note: String?, quality: QualityReport
+                var output: String, file_bytes: Int, fp32_weight_bytes: Int, weights: String?, note: String?, quality: QualityReport?
             }
             print(try JSONOutput.string(Output(output: summary.output, file_bytes: summary.fileBytes, fp32_weight_bytes: summary.fp32WeightBytes,
-                                               weights: summary.weightMethod, note: summary.note, quality: q)))
+                                               weights: summary.weightMethod, note: summary.note, quality: summary.quality)))
             return
         }
         print("wrote \(summary.output): \(summary.fileBytes) bytes (\(format2(Double(summary.fileBytes) / Double(summary.fp32WeightBytes))) × the fp32 weights)"
               + (summary.weightMethod.map { ", int8 weights by \($0)" } ?? ""))
+        guard let q = summary.quality else { return }
         print(Table.render(header: ["on \(q.positions) positions", "fp32", "exported"], rows: [
             ["cross-entropy", format4(q.referenceCrossEntropy), format4(q.modelCrossEntropy)],
             ["perplexity", format4(q.referencePerplexity), format4(q.modelPerplexity)],

@@ -12,7 +12,7 @@ struct ImportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
         abstract: "Convert another tool's checkpoint to a .tfq model.",
-        subcommands: [Llama2cImport.self]
+        subcommands: [Llama2cImport.self, SafetensorsImport.self]
     )
 }
 
@@ -57,5 +57,42 @@ struct Llama2cImport: ParsableCommand {
             return candidate
         }
         throw UsageError("no tokenizer.bin next to \(checkpoint) or in the current directory: give --tokenizer FILE")
+    }
+}
+
+struct SafetensorsImport: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "safetensors",
+        abstract: "Import a Hugging Face GPT-2 or Llama model (safetensors) and its tokenizer.json.",
+        discussion: """
+        PATH is the model's directory as save_pretrained writes it (config.json, then
+        model.safetensors or the shards of model.safetensors.index.json, and tokenizer.json),
+        or one of those files. GPT2LMHeadModel and LlamaForCausalLM are read, with F32, F16 or
+        BF16 weights, converted exactly to an fp32 model; quantize it with `tfq export --int8`.
+        The tokenizer must be byte-level BPE as GPT-2's (the tokenizers library's ByteLevel);
+        its token ids are kept, so `tfq run --prompt-ids` and `--json` speak the model's ids.
+        """
+    )
+
+    @Argument(help: "The model directory, or its config.json, model.safetensors or model.safetensors.index.json.") var path: String
+    @Option(help: "The tokenizer.json to use (default: the one in the model's directory).") var tokenizer: String?
+    @Option(name: .shortAndLong, help: "The .tfq model to write.") var output: String
+
+    func run() throws {
+        let summary: HuggingFaceImporter.Summary
+        do {
+            summary = try HuggingFaceImporter.importModel(path, tokenizer: tokenizer, output: output)
+        } catch let error as ImportError {
+            throw UsageError(error.description)
+        }
+        let c = summary.config
+        let kv = c.arch == .llama ? " (\(c.kvHeads) kv)" : ""
+        let dtypes = summary.dtypes.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+        print("wrote \(output): \(summary.modelType) \(c.layers) layers, dim \(c.dim), \(c.heads) heads\(kv), ff \(c.ffDim), "
+              + "vocab \(c.vocabSize), context \(c.contextLength), \(c.tieEmbeddings ? "shared" : "separate") classifier; "
+              + "\(summary.fileBytes) bytes fp32, from \(dtypes) tensors")
+        if let original = summary.contextClampedFrom {
+            fputs("note: the model's context of \(original) positions is cut to tfq's limit of \(c.contextLength)\n", stderr)
+        }
     }
 }

@@ -16,14 +16,18 @@ struct RunCommand: ParsableCommand {
         Greedy (argmax, ties to the lowest id) unless --temperature > 0. Text streams to stdout
         as it is produced. Without a prompt (or with an empty one), generation starts from a
         newline if the vocabulary has one, else from token 0 (llama2.c models: from BOS).
-        Generation stops after -n tokens, when the context is full, or (llama2.c models) when
-        the model produces BOS, as llama2.c's run does; stderr says which.
+        Generation stops after -n tokens, when the context is full, or when the model ends the
+        text (llama2.c models: BOS, as llama2.c's run does; imported Hugging Face models: their
+        end-of-text token) unless --ignore-eos; stderr says which.
         """
     )
 
     @Argument(help: "The model file (.tfq).") var model: String
     @Option(help: "The prompt text.") var prompt: String?
     @Option(help: "Read the prompt from a file.") var promptFile: String?
+    @Option(help: ArgumentHelp("The prompt as token ids, e.g. \"5 17 42\" (to compare with another tool id for id).", valueName: "IDS"))
+    var promptIds: String?
+    @Flag(help: "Do not stop at the model's end-of-text token.") var ignoreEos = false
     @Option(name: .customShort("n"), help: "Tokens to generate.") var count = 256
     @Option(help: "0: greedy; above 0: sample from softmax(logits / T).") var temperature: Float = 0
     @Option(help: "Sample among the k most likely tokens (0: all).") var topK = 0
@@ -41,7 +45,9 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "One JSON object with the text, the token ids and the figures.") var json = false
 
     func validate() throws {
-        if prompt != nil && promptFile != nil { throw UsageError("give --prompt or --prompt-file, not both") }
+        if [prompt != nil, promptFile != nil, promptIds != nil].filter({ $0 }).count > 1 {
+            throw UsageError("give one of --prompt, --prompt-file and --prompt-ids")
+        }
         if count < 1 { throw UsageError("-n must be at least 1 (got \(count))") }
         if !(temperature >= 0) || !temperature.isFinite { throw UsageError("--temperature must be 0 or more") }
         if topK < 0 { throw UsageError("--top-k must not be negative") }
@@ -58,7 +64,9 @@ struct RunCommand: ParsableCommand {
         let openSeconds = Clock.seconds() - start
 
         var promptTokens: [Int32]
-        if let promptFile {
+        if let promptIds {
+            promptTokens = try TokenizeCommand.parseIDs(Array(promptIds.utf8), vocabularySize: loaded.config.vocabSize, source: "--prompt-ids")
+        } else if let promptFile {
             // The file's bytes as they are, as `tfq tokenize` reads stdin: byte-level
             // tokenizers (byte, bpe, llama2c's byte fallback) encode any bytes; char needs UTF-8.
             let bytes: [UInt8]
@@ -101,7 +109,7 @@ struct RunCommand: ParsableCommand {
         var firstTokenAt = 0.0, prefillSeconds = 0.0
         let parameters = SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed)
         let generationStart = Clock.seconds()
-        let reason = try session.generate(prompt: promptTokens, maxTokens: count, sampling: parameters) { token, piece in
+        let reason = try session.generate(prompt: promptTokens, maxTokens: count, sampling: parameters, ignoringEndOfText: ignoreEos) { token, piece in
             if generated.isEmpty {
                 firstTokenAt = Clock.seconds()
                 prefillSeconds = firstTokenAt - generationStart

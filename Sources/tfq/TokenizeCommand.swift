@@ -54,17 +54,17 @@ struct TokenizeCommand: ParsableCommand {
         }
     }
 
-    /// Whitespace-separated decimal ids, each below `vocabularySize`.
-    static func parseIDs(_ input: [UInt8], vocabularySize: Int) throws -> [Int32] {
+    /// Whitespace-separated decimal ids, each below `vocabularySize`; errors name `source`.
+    static func parseIDs(_ input: [UInt8], vocabularySize: Int, source: String = "stdin") throws -> [Int32] {
         var ids: [Int32] = []
         let words = input.split(whereSeparator: { $0 == 0x20 || ($0 >= 0x09 && $0 <= 0x0D) })
         for (index, word) in words.enumerated() {
             let shown = String(decoding: word.prefix(24), as: UTF8.self).debugDescription.dropFirst().dropLast() + (word.count > 24 ? "…" : "")
             guard word.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
-                throw UsageError("stdin: '\(shown)' (item \(index + 1)) is not a token id: expected whole numbers 0 to \(vocabularySize - 1)")
+                throw UsageError("\(source): '\(shown)' (item \(index + 1)) is not a token id: expected whole numbers 0 to \(vocabularySize - 1)")
             }
             guard word.count <= 9, let id = Int(String(decoding: word, as: UTF8.self)), id < vocabularySize else {
-                throw UsageError("stdin: token id \(shown) (item \(index + 1)) is out of range: the vocabulary has \(vocabularySize) tokens (0 to \(vocabularySize - 1))")
+                throw UsageError("\(source): token id \(shown) (item \(index + 1)) is out of range: the vocabulary has \(vocabularySize) tokens (0 to \(vocabularySize - 1))")
             }
             ids.append(Int32(id))
         }

@@ -47,6 +47,32 @@ import TFQFormat
         #expect(BPEPreSplit.words.chunks([0xFF, 0x41, 0xC3, 0x20, 0x80, 0x21]) == [0..<3, 3..<5, 5..<6])
     }
 
+    /// `gpt2` is the regex itself on Unicode scalars: lower-case contractions, Unicode letters,
+    /// numbers and White_Space; the fixture tests check it against the tokenizers library.
+    @Test func gpt2PreSplitFollowsUnicodeClasses() {
+        let cases: [(String, [String])] = [
+            ("Hello world!", ["Hello", " world", "!"]),
+            ("it's IT'S we'll they'RE", ["it", "'s", " IT", "'", "S", " we", "'ll", " they", "'", "RE"]),
+            ("a   b", ["a", "  ", " b"]),
+            ("x\n\ny", ["x", "\n", "\n", "y"]),
+            ("trail  ", ["trail", "  "]),
+            ("café au", ["café", " au"]),
+            ("Ⅻ²٣ x", ["Ⅻ²٣", " x"]),                         // Nl, No and Nd are numbers
+            ("a\u{A0}b", ["a", "\u{A0}", "b"]),               // NBSP is White_Space, and no leading space
+            ("a\u{A0}\u{A0}b", ["a", "\u{A0}", "\u{A0}", "b"]),
+            ("\u{201C}quote\u{201D}", ["\u{201C}", "quote", "\u{201D}"]),  // curly quotes are punctuation
+            ("e\u{301}t\u{E9}", ["e", "\u{301}", "t\u{E9}"]),  // a combining mark is not a letter
+            ("日本語 text", ["日本語", " text"]),
+            ("", []),
+        ]
+        for (text, expected) in cases {
+            let bytes = Array(text.utf8)
+            #expect(BPEPreSplit.gpt2.chunks(bytes).map { String(decoding: bytes[$0], as: UTF8.self) } == expected, "\(text.debugDescription)")
+        }
+        // Invalid UTF-8: each bad byte is a scalar of class other, so a run of them is one chunk.
+        #expect(BPEPreSplit.gpt2.chunks([0x61, 0xFF, 0xC3, 0x62, 0xE2, 0x80]) == [0..<1, 1..<3, 3..<4, 4..<6])
+    }
+
     @Test func storedFormIsStrict() throws {
         let bpe = try BPETokenizer(storedMerges: "104 101 256 108", preSplit: "words")
         #expect(bpe.merges == [.init(104, 101), .init(256, 108)])
@@ -66,7 +92,7 @@ import TFQFormat
             ("104 101 257 1", "words", "not defined before it"),
             ("104 101 104 101", "words", "repeats merge 0"),
             ("99999999999 1", "words", "too large"),
-            ("104 101", "gpt2", "unknown pre_split"),
+            ("104 101", "cl100k", "unknown pre_split"),
         ]
         for (merges, split, message) in bad {
             #expect(throws: BPEError.self, "\(merges)") { try BPETokenizer(storedMerges: merges, preSplit: split) }

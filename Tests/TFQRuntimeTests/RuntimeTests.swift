@@ -150,7 +150,7 @@ enum Fixture {
         let quantized = Array(try quantizedSession.evaluate(tokens, allLogits: true))
         let error = exact.withUnsafeBufferPointer { e in quantized.withUnsafeBufferPointer { Self.relativeError($0, e) } }
         #expect(error < 0.02, "int8 relative logit error \(error)")
-        let q = summary.quality
+        let q = try #require(summary.quality)
         #expect(abs(q.deltaPerplexityPercent) < 1.0, "Δppl \(q.deltaPerplexityPercent)%")
         #expect(q.top1AgreementPercent > 97)
         #expect(q.positions > 3000 && q.positions <= 4096)
@@ -217,7 +217,7 @@ enum Fixture {
         let name = "blocks.1.ffn.down.weight"
         let chosen = Array(file.bytes(try #require(file.info(name)))), rounded = Array(plainModel.file.bytes(try #require(plainModel.file.info(name))))
         #expect(chosen.count == rounded.count && chosen != rounded)
-        #expect(plain.quality.top1AgreementPercent > 97)
+        #expect(try #require(plain.quality).top1AgreementPercent > 97)
     }
 
     /// A two_pass_activations list the model cannot honour is refused at open, by name.
@@ -282,7 +282,7 @@ enum Fixture {
     @Test(arguments: [ExportOptions.GroupSize.size(64), .size(128), .row])
     func everyGroupSizeExportsAndRuns(group: ExportOptions.GroupSize) throws {
         let (path, summary) = try Fixture.export(.int8, group: group, zstd: true, from: Fixture.wideCheckpoint)
-        #expect(summary.quality.top1AgreementPercent > 90)
+        #expect(try #require(summary.quality).top1AgreementPercent > 90)
         let model = try Model(path: path, verify: true)
         var count = 0
         try Session(model: model, threads: 2).generate(prompt: Fixture.prompt, maxTokens: 10) { _, _ in count += 1; return true }
@@ -291,7 +291,7 @@ enum Fixture {
 
     @Test func fp16RoundTrips() throws {
         let (path, summary) = try Fixture.export(.fp16, zstd: true)
-        #expect(summary.quality.top1AgreementPercent > 99)
+        #expect(try #require(summary.quality).top1AgreementPercent > 99)
         let model = try Model(path: path)
         #expect(try Session(model: model, threads: 2).evaluate(Fixture.prompt).count == model.config.vocabSize)
     }

@@ -34,10 +34,12 @@ import Testing
         let inspect = try CLI.run(["inspect", model])
         #expect(inspect.stdout.contains("arch             llama") && inspect.stdout.contains("n_kv_heads       2"))
 
-        // An imported model has no training split: the quality report needs --eval-data.
+        // An imported model has no training split: without --eval-data there is no quality
+        // report, and the export says so.
         let int8 = directory.appendingPathComponent("tiny.int8.tfq").path
         let noData = try CLI.run(["export", model, "--int8", "-o", int8])
-        #expect(noData.status != 0 && noData.stderr.contains("--eval-data"))
+        #expect(noData.status == 0 && noData.stderr.contains("quality report skipped") && noData.stderr.contains("give --eval-data FILE"))
+        #expect(!noData.stdout.contains("top-1 agreement"))
         let text = directory.appendingPathComponent("eval.txt")
         try String(repeating: "Lily saw the cat. Once upon a time, a dog played with the ball.\n", count: 40).write(to: text, atomically: true, encoding: .utf8)
         let export = try CLI.run(["export", model, "--int8", "--eval-data", text.path, "-o", int8])
@@ -45,6 +47,43 @@ import Testing
         #expect(export.stdout.contains("top-1 agreement"))
         let quantized = try CLI.run(["run", int8, "--prompt", expected.prompt, "-n", "5", "--json"])
         #expect(quantized.status == 0, "\(quantized.stderr)")
+    }
+
+    /// A Hugging Face GPT-2 (tools/hf_fixtures.py): import, then run from text and from ids
+    /// gives `transformers`' greedy tokens; int8 export needs no evaluation text.
+    @Test func importSafetensorsThenRunGivesTransformersTokens() throws {
+        struct HFExpected: Decodable { var prompt_text: String; var prompt_ids: [Int32]; var greedy_ids: [Int32] }
+        let source = Self.fixtures.appendingPathComponent("../hf/gpt2").standardized
+        let expected = try JSONDecoder().decode(HFExpected.self, from: Data(contentsOf: source.appendingPathComponent("expected.json")))
+        let directory = try CLI.temporaryDirectory()
+        let model = directory.appendingPathComponent("gpt2.tfq").path
+        let imported = try CLI.run(["import", "safetensors", source.path, "-o", model])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        #expect(imported.stdout.contains("gpt2 2 layers") && imported.stdout.contains("F16 tensors"), "\(imported.stdout)")
+
+        let ids = expected.prompt_ids.map(String.init).joined(separator: " ")
+        let fromIDs = try CLI.run(["run", model, "--prompt-ids", ids, "-n", String(expected.greedy_ids.count), "--ignore-eos", "--json"])
+        #expect(fromIDs.status == 0, "\(fromIDs.stderr)")
+        let output = try JSONDecoder().decode(RunOutput.self, from: Data(fromIDs.stdout.utf8))
+        #expect(output.prompt_token_ids == expected.prompt_ids)
+        #expect(output.token_ids == expected.greedy_ids)
+        let fromText = try CLI.run(["run", model, "--prompt", expected.prompt_text, "-n", "3", "--json"])
+        #expect(try JSONDecoder().decode(RunOutput.self, from: Data(fromText.stdout.utf8)).prompt_token_ids == expected.prompt_ids)
+
+        let int8 = directory.appendingPathComponent("gpt2.int8.tfq").path
+        let export = try CLI.run(["export", model, "--int8", "-o", int8])
+        #expect(export.status == 0 && export.stderr.contains("quality report skipped"), "\(export.stderr)")
+        #expect(try CLI.run(["run", int8, "--prompt-ids", ids, "-n", "5"]).status == 0)
+
+        for (arguments, message) in [
+            (["run", model, "--prompt-ids", "5 x"], "--prompt-ids: 'x' (item 2) is not a token id"),
+            (["run", model, "--prompt-ids", "384"], "--prompt-ids: token id 384 (item 1) is out of range"),
+            (["run", model, "--prompt-ids", "1", "--prompt", "a"], "give one of --prompt, --prompt-file and --prompt-ids"),
+            (["import", "safetensors", directory.path, "-o", model], "config.json"),
+        ] {
+            let result = try CLI.run(arguments)
+            #expect(result.status != 0 && result.stderr.contains(message), "\(arguments): \(result.stderr)")
+        }
     }
 
     @Test func badInputIsAOneLineError() throws {

@@ -1,0 +1,190 @@
+import Foundation
+import Testing
+import TFQFormat
+@testable import TFQImport
+@testable import TFQModel
+import TFQRuntime
+import TFQExport
+
+/// Tiny GPT-2 (F16, tied) and Llama (BF16, sharded, grouped-query) models trained and saved
+/// by `transformers`, with their byte-level BPE tokenizer (tools/hf_fixtures.py), and what
+/// `transformers` and `tokenizers` computed on them.
+enum HuggingFaceFixtures {
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/hf")
+    static let models = ["gpt2", "llama"]
+
+    struct Expected: Decodable {
+        struct Logits: Decodable { var positions: [Int]; var rows: [[Float]] }
+        struct Case: Decodable { var text: String; var ids: [Int32] }
+        var prompt_text: String
+        var prompt_ids: [Int32]
+        var logits: Logits
+        var greedy_ids: [Int32]
+        var tokenizer_cases: [Case]
+    }
+
+    static func expected(_ model: String) throws -> Expected {
+        try JSONDecoder().decode(Expected.self, from: Data(contentsOf: directory.appendingPathComponent("\(model)/expected.json")))
+    }
+
+    static let output: URL = {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("tfq-hf-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }()
+
+    static func imported(_ model: String) throws -> (Model, HuggingFaceImporter.Summary) {
+        let out = output.appendingPathComponent("\(model)-\(UUID().uuidString).tfq").path
+        let summary = try HuggingFaceImporter.importModel(directory.appendingPathComponent(model).path, output: out)
+        return (try Model(path: out, verify: true), summary)
+    }
+}
+
+@Suite struct HuggingFaceImportTests {
+    @Test(arguments: HuggingFaceFixtures.models)
+    func logitsAndGreedyTokensMatchTransformers(name: String) throws {
+        let expected = try HuggingFaceFixtures.expected(name)
+        let (model, summary) = try HuggingFaceFixtures.imported(name)
+        #expect(model.config.arch == (name == "gpt2" ? .gpt : .llama))
+        #expect(summary.dtypes.keys.sorted() == [name == "gpt2" ? "F16" : "BF16"])
+        if name == "llama" { #expect(model.config.kvHeads * 2 == model.config.heads) }
+        #expect(try model.tokenizer.encode(expected.prompt_text) == expected.prompt_ids)
+        for threads in [1, 2] {
+            let session = Session(model: model, threads: threads)
+            let logits = Array(try session.evaluate(expected.prompt_ids, allLogits: true))
+            let vocab = model.config.vocabSize
+            for (position, row) in zip(expected.logits.positions, expected.logits.rows) {
+                let scale = row.map(abs).max()!
+                let worst = (0..<vocab).map { abs(logits[position * vocab + $0] - row[$0]) }.max()!
+                #expect(worst <= 1e-4 * scale, "\(name), position \(position), \(threads) threads: max |Δlogit| \(worst) of \(scale)")
+            }
+            session.reset()
+            var tokens: [Int32] = []
+            try session.generate(prompt: expected.prompt_ids, maxTokens: expected.greedy_ids.count, ignoringEndOfText: true) { token, _ in
+                tokens.append(token)
+                return true
+            }
+            #expect(tokens == expected.greedy_ids, "\(name), \(threads) threads")
+        }
+    }
+
+    @Test(arguments: HuggingFaceFixtures.models)
+    func tokenizerEncodesAsTheTokenizersLibrary(name: String) throws {
+        let expected = try HuggingFaceFixtures.expected(name)
+        let (model, _) = try HuggingFaceFixtures.imported(name)
+        #expect(expected.tokenizer_cases.count >= 30)
+        for item in expected.tokenizer_cases {
+            #expect(try model.tokenizer.encode(item.text) == item.ids, "\(item.text.debugDescription)")
+            #expect(model.tokenizer.decode(item.ids) == item.text, "\(item.text.debugDescription)")
+        }
+        // The stored form reads back as the same tokenizer.
+        let stored = try JSONParser.parse(Array(JSONEncoder().encode(model.tokenizer)))
+        #expect(try Tokenizer(json: stored) == model.tokenizer)
+        #expect(model.tokenizer.stopToken == 0)
+    }
+
+    /// An imported model has no training split: int8 export works without --eval-data
+    /// (no quality report), and with text it measures as for tfq's own.
+    @Test func int8ExportOfAnImportNeedsNoEvaluationText() throws {
+        let (model, _) = try HuggingFaceFixtures.imported("gpt2")
+        let out = HuggingFaceFixtures.output.appendingPathComponent("gpt2-int8-\(UUID().uuidString).tfq").path
+        var options = ExportOptions(precision: .int8, threads: 1)
+        options.embedding = .int8
+        let summary = try Exporter.export(checkpoint: model.file.path, output: out, options: options)
+        #expect(summary.quality == nil)
+        #expect(summary.weightMethod == "round-to-nearest")
+        #expect(summary.note?.contains("the model was not trained by tfq") == true)
+        let exported = try Model(path: out, verify: true)
+        #expect(exported.isQuantized)
+        #expect(exported.file.metadata["quality"] == nil)
+        #expect(exported.tokenizer == model.tokenizer)
+
+        let text = HuggingFaceFixtures.output.appendingPathComponent("eval.txt")
+        let expected = try HuggingFaceFixtures.expected("gpt2")
+        try expected.tokenizer_cases.map(\.text).joined(separator: "\n").write(to: text, atomically: true, encoding: .utf8)
+        options.evalData = text.path
+        options.calibrationData = text.path
+        let measured = try Exporter.export(checkpoint: model.file.path, output: out, options: options)
+        #expect(measured.weightMethod == "gptq+rounded")
+        let quality = try #require(measured.quality)
+        #expect(quality.positions > 500)
+        #expect(quality.top1AgreementPercent > 90)
+    }
+}
+
+/// Broken Hugging Face model directories: each fails with a one-line message naming the file
+/// and the problem, and writes nothing.
+@Suite struct HostileHuggingFaceTests {
+    /// A copy of fixture `model` with `change` applied to its files; returns the import's error.
+    static func failure(_ model: String, _ change: (URL) throws -> Void) throws -> String {
+        let copy = HuggingFaceFixtures.output.appendingPathComponent("broken-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: HuggingFaceFixtures.directory.appendingPathComponent(model), to: copy)
+        try change(copy)
+        let out = copy.appendingPathComponent("out.tfq").path
+        do {
+            _ = try HuggingFaceImporter.importModel(copy.path, output: out)
+            return "imported"
+        } catch {
+            #expect(!FileManager.default.fileExists(atPath: out), "a failed import left \(out)")
+            #expect(!"\(error)".contains("\n"))
+            return "\(error)"
+        }
+    }
+
+    /// Rewrites JSON file `name` in `directory` through `edit`.
+    static func editJSON(_ directory: URL, _ name: String, _ edit: (inout [String: Any]) -> Void) throws {
+        let url = directory.appendingPathComponent(name)
+        var object = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        edit(&object)
+        try JSONSerialization.data(withJSONObject: object).write(to: url)
+    }
+
+    @Test func configProblemsAreNamed() throws {
+        #expect(try Self.failure("gpt2") { try Self.editJSON($0, "config.json") { $0["model_type"] = "bert" } }.contains("model_type 'bert' is not supported"))
+        #expect(try Self.failure("gpt2") { try Self.editJSON($0, "config.json") { $0["n_embd"] = nil } }.contains("config.json: no 'n_embd'"))
+        #expect(try Self.failure("gpt2") { try Self.editJSON($0, "config.json") { $0["n_head"] = 5 } }.contains("not divisible by heads 5"))
+        #expect(try Self.failure("gpt2") { try Self.editJSON($0, "config.json") { $0["activation_function"] = "gelu" } }.contains("activation_function 'gelu'"))
+        #expect(try Self.failure("gpt2") { try Self.editJSON($0, "config.json") { $0["n_embd"] = 96 } }.contains("has shape [384, 64]; the config needs [384, 96]"))
+        #expect(try Self.failure("llama") { try Self.editJSON($0, "config.json") { $0["rope_scaling"] = ["type": "linear", "factor": 2.0] } }.contains("rope_scaling"))
+        #expect(try Self.failure("llama") { try Self.editJSON($0, "config.json") { $0["num_key_value_heads"] = 3 } }.contains("n_kv_heads 3 does not divide"))
+        #expect(try Self.failure("gpt2") { try FileManager.default.removeItem(at: $0.appendingPathComponent("config.json")) }.contains("config.json"))
+    }
+
+    @Test func weightProblemsAreNamed() throws {
+        #expect(try Self.failure("gpt2") { try FileManager.default.removeItem(at: $0.appendingPathComponent("model.safetensors")) }.contains("model.safetensors"))
+        #expect(try Self.failure("llama") { dir in
+            try Self.editJSON(dir, "model.safetensors.index.json") { index in
+                var map = index["weight_map"] as! [String: String]
+                map["model.norm.weight"] = "../model.safetensors"
+                index["weight_map"] = map
+            }
+        }.contains("the shard must be a file name in the model's directory"))
+        #expect(try Self.failure("llama") { dir in
+            try Self.editJSON(dir, "model.safetensors.index.json") { index in
+                var map = index["weight_map"] as! [String: String]
+                map["model.norm.weight"] = nil
+                index["weight_map"] = map
+            }
+        }.contains("the checkpoint has no tensor 'model.norm.weight'"))
+        #expect(try Self.failure("gpt2") { dir in
+            let url = dir.appendingPathComponent("model.safetensors")
+            let data = try Data(contentsOf: url)
+            try data.prefix(data.count - 2).write(to: url)
+        }.contains("lie outside the"))
+    }
+
+    @Test func tokenizerProblemsAreNamed() throws {
+        #expect(try Self.failure("gpt2") { try FileManager.default.removeItem(at: $0.appendingPathComponent("tokenizer.json")) }.contains("no tokenizer.json here"))
+        #expect(try Self.failure("gpt2") { try Self.editJSON($0, "tokenizer.json") { $0["normalizer"] = ["type": "NFC"] } }.contains("normalizer 'NFC' is not supported"))
+        #expect(try Self.failure("gpt2") { try Self.editJSON($0, "tokenizer.json") { $0["pre_tokenizer"] = ["type": "Whitespace"] } }.contains("pre_tokenizer 'Whitespace'"))
+        #expect(try Self.failure("gpt2") { dir in
+            try Self.editJSON(dir, "tokenizer.json") { json in
+                var model = json["model"] as! [String: Any]
+                model["merges"] = ["Ġ zzz"]
+                json["model"] = model
+            }
+        }.contains("merge 0 is not two tokens of the vocabulary"))
+        #expect(try Self.failure("gpt2") { try Self.editJSON($0, "config.json") { $0["vocab_size"] = 300 } }.contains("outside the model's vocabulary of 300"))
+        #expect(try Self.failure("gpt2") { try Self.editJSON($0, "config.json") { $0["eos_token_id"] = 383_000 } }.contains("end-of-text id 383000 is not a token"))
+    }
+}
