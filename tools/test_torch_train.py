@@ -1,5 +1,7 @@
 """Tests for tools/torch_train.py's port of tfq's batch sampler, and for what --init takes
-from a checkpoint and what it refuses (no torch needed).
+from a checkpoint and what it refuses (no torch needed); then, with torch, transformers,
+tokenizers and safetensors, for its BPE tokenizer, its --save-hf layout (transformers' own
+GPT2LMHeadModel computes the model's logits) and a two-process torchrun run.
 
     cd /work/main && python3 -m pytest -q tools/test_torch_train.py
 
@@ -7,7 +9,9 @@ The known answers are sampler states tfq saved in checkpoints of
 `tfq train --data ../shared/data/tinyshakespeare.txt ... --seed 1337` (the baby config):
 at step 0, and after 5 steps of 12 windows each.
 """
+import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -80,3 +84,74 @@ def test_init_refuses_what_it_cannot_reproduce(tmp_path):
         with pytest.raises(SystemExit) as exit:
             load(checkpoint(tmp_path, **bad))
         assert reason in str(exit.value)
+
+
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_train.py")
+
+
+@pytest.fixture(scope="module")
+def bpe(tmp_path_factory):
+    """A corpus (the README) and a byte-level BPE of 300 tokens made from it by --train-tokenizer."""
+    for name in ("torch", "transformers", "tokenizers", "safetensors"):
+        pytest.importorskip(name)
+    directory = tmp_path_factory.mktemp("bpe")
+    corpus, tokenizer = directory / "corpus.txt", directory / "tokenizer.json"
+    with open(os.path.join(os.path.dirname(SCRIPT), "..", "README.md"), encoding="utf-8") as f:
+        corpus.write_text(f.read(), encoding="utf-8")
+    subprocess.run([sys.executable, SCRIPT, "--data", str(corpus), "--train-tokenizer", "300",
+                    "--tokenizer-json", str(tokenizer)], check=True)
+    return corpus, tokenizer
+
+
+def test_train_tokenizer_is_gpt2s_byte_level_bpe(bpe):
+    from tokenizers import Tokenizer
+    tokenizer = Tokenizer.from_file(str(bpe[1]))
+    assert tokenizer.get_vocab_size() == 300 and tokenizer.token_to_id("<|endoftext|>") == 0
+    text = "ROMEO: naïve — 'tis\n\n  done"
+    assert tokenizer.decode(tokenizer.encode(text).ids) == text
+
+
+def test_save_hf_is_a_gpt2lmheadmodel_computing_the_same_logits(bpe, tmp_path):
+    import argparse
+    import safetensors
+    import torch
+    import torch_train
+    from transformers import GPT2LMHeadModel
+    args = argparse.Namespace(layers=2, heads=4, dim=32, context=16, tokenizer_json=str(bpe[1]))
+    torch.manual_seed(0)
+    model = torch_train.build_model(torch, 300, args)
+    with torch.no_grad():  # larger than the initial weights, norms not all ones: a misplaced tensor shows
+        for parameter in model.parameters():
+            parameter.normal_(1.0 if parameter.dim() == 1 else 0.0, 0.3)
+    torch_train.save_hf(torch, model, args, str(tmp_path))
+    with safetensors.safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
+        shapes = {name: list(f.get_slice(name).get_shape()) for name in f.keys()}
+    assert shapes["transformer.h.1.attn.c_attn.weight"] == [32, 96]
+    assert shapes["transformer.h.1.mlp.c_proj.weight"] == [128, 32]
+    assert shapes["transformer.h.0.attn.c_attn.bias"] == [96] and len(shapes) == 4 + 12 * 2
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert (config["n_positions"], config["n_inner"], config["eos_token_id"]) == (16, 128, 0)
+    hf = GPT2LMHeadModel.from_pretrained(str(tmp_path)).eval()
+    ids = torch.randint(0, 300, (3, 16))
+    with torch.no_grad():
+        ours, theirs = model(ids), hf(ids).logits
+    assert ours.abs().max() > 1 and (ours - theirs).abs().max() < 1e-4
+
+
+def test_torchrun_trains_on_two_processes_and_rank_0_saves(bpe, tmp_path):
+    import torch.distributed
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed has no gloo here")
+    corpus, tokenizer = bpe
+    out, log = tmp_path / "hf", tmp_path / "log.jsonl"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--", SCRIPT,
+                          "--data", str(corpus), "--tokenizer-json", str(tokenizer), "--layers", "1", "--dim", "32",
+                          "--heads", "2", "--context", "16", "--batch", "2", "--steps", "3", "--eval-every", "2",
+                          "--eval-batches", "2", "--threads", "1", "--json", "--log", str(log), "--save-hf", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    figures = json.loads(run.stdout)  # one line: rank 0's
+    assert (figures["processes"], figures["tokens"]) == (2, 3 * 2 * 2 * 16)
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["step"], "val_loss" in e) for e in entries] == [(1, False), (2, True), (3, False)]
+    assert sorted(os.listdir(out)) == ["config.json", "model.safetensors", "tokenizer.json"]

@@ -9,14 +9,14 @@ import Musl
 /// file or the complete new one at the target path, never a half-written one. The temporary
 /// file is locked while it exists, and a later write of the same target removes it if its
 /// writer died (``StagingFiles``).
-final class AtomicFile {
-    let path: String
+public final class AtomicFile {
+    public let path: String
     let temporaryPath: String
     private var descriptor: Int32
-    private(set) var bytesWritten = 0
+    public private(set) var bytesWritten = 0
     private var committed = false
 
-    init(path: String) throws {
+    public init(path: String) throws {
         self.path = path
         try OutputPath.check(path)
         let target = OutputPath(path)
@@ -31,7 +31,7 @@ final class AtomicFile {
         if !committed { discard() }
     }
 
-    func write(_ bytes: UnsafeRawBufferPointer) throws {
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
         var done = 0
         while done < bytes.count {
             let result = Glibc.write(descriptor, bytes.baseAddress! + done, bytes.count - done)
@@ -44,9 +44,9 @@ final class AtomicFile {
         bytesWritten += bytes.count
     }
 
-    func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+    public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
 
-    func writeZeros(_ count: Int) throws {
+    public func writeZeros(_ count: Int) throws {
         if count > 0 { try write([UInt8](repeating: 0, count: count)) }
     }
 
@@ -59,7 +59,7 @@ final class AtomicFile {
     /// fsync, rename over the target, fsync the directory so the rename itself is durable.
     /// The descriptor (and its lock) is closed only after the rename, so the file is never
     /// unlocked under its temporary name.
-    func commit() throws {
+    public func commit() throws {
         guard fsync(descriptor) == 0 else { throw TFQFormatError(file: path, .io("fsync failed: \(errnoText())")) }
         guard rename(temporaryPath, path) == 0 else {
             throw TFQFormatError(file: path, .io("cannot rename into place: \(errnoText())"))
@@ -75,7 +75,7 @@ final class AtomicFile {
     }
 
     /// Removes the temporary file; the target is untouched.
-    func discard() {
+    public func discard() {
         if !committed { unlink(temporaryPath) }
         if descriptor >= 0 { close(descriptor); descriptor = -1 }
     }

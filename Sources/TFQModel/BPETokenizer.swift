@@ -365,11 +365,13 @@ final class BPETables: @unchecked Sendable {
         var byteTokens = [Int32](repeating: -1, count: 256)
         var idOfBytes: [[UInt8]: Int32] = [:]
         var specials: [(id: Int32, bytes: [UInt8])] = []
+        var specialTexts = Set<[UInt8]>()
         for (id, token) in vocabulary.tokens.enumerated() {
             let tokenBytes: [UInt8]
             if special.contains(Int32(id)) {
                 tokenBytes = Array(token.utf8)
                 guard !tokenBytes.isEmpty else { throw BPEError("special token \(id) is empty") }
+                guard specialTexts.insert(tokenBytes).inserted else { throw BPEError("special token \(id) repeats another's text") }
                 specials.append((Int32(id), tokenBytes))
             } else {
                 guard let decoded = ByteLevelSymbols.bytes(of: token) else {
@@ -391,7 +393,8 @@ final class BPETables: @unchecked Sendable {
         results.reserveCapacity(merges.count)
         for (i, merge) in merges.enumerated() {
             guard merge.left >= 0, merge.right >= 0, Int(merge.left) < count, Int(merge.right) < count,
-                  !special.contains(merge.left), !special.contains(merge.right) else {
+                  !special.contains(merge.left), !special.contains(merge.right),
+                  !vocabulary.tokens[Int(merge.left)].isEmpty, !vocabulary.tokens[Int(merge.right)].isEmpty else {
                 throw BPEError("merge \(i) (\(merge.left) \(merge.right)) refers to an id that is not a token")
             }
             let joined = Array(bytes[starts[Int(merge.left)]..<starts[Int(merge.left) + 1]] + bytes[starts[Int(merge.right)]..<starts[Int(merge.right) + 1]])

@@ -182,6 +182,9 @@ extension Tokenizer: Encodable {
                 throw FormatError("a bpe tokenizer needs 'merges' and 'pre_split' strings")
             }
             var vocabulary: BPEVocabulary? = nil
+            if json["vocab"] == nil, json["special"] != nil || json["eos_id"] != nil {
+                throw FormatError("'special' and 'eos_id' belong to a bpe tokenizer with a 'vocab'")
+            }
             if json["vocab"] != nil {
                 var special: [Int32] = []
                 if let stored = json["special"] {
@@ -197,7 +200,9 @@ extension Tokenizer: Encodable {
                     endOfText = Int32(id)
                 }
                 let tokens = try strings("vocab")
-                if let endOfText, Int(endOfText) >= tokens.count { throw FormatError("'eos_id' \(endOfText) is not a token of the vocabulary") }
+                if let endOfText, Int(endOfText) >= tokens.count || tokens[Int(endOfText)].isEmpty {
+                    throw FormatError("'eos_id' \(endOfText) is not a token of the vocabulary")
+                }
                 vocabulary = BPEVocabulary(tokens: tokens, special: special, endOfText: endOfText)
             }
             do { self = .bpe(try BPETokenizer(storedMerges: merges, preSplit: preSplit, vocabulary: vocabulary)) } catch { throw FormatError("\(error)") }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import TFQExport
+import TFQImport
 import TFQFormat
 import TFQKernels
 #if canImport(Glibc)
@@ -50,10 +51,20 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "Positions the quality report covers.") var evalTokens = 32_768
     @Option(help: ThreadOption.help) var threads: Int?
     @Flag(help: "Print one JSON object instead of the table.") var json = false
+    @Flag(help: "Write a GGUF file for llama.cpp instead: --int8 is Q8_0 (blocks of 32), --fp16 F16, --fp32 F32.") var gguf = false
 
     func validate() throws {
         let chosen = [int8, fp16, fp32].filter { $0 }.count
         if chosen != 1 { throw UsageError("choose exactly one of --int8, --fp16, --fp32") }
+        if gguf {
+            let given = [("--group-size", groupSize.value != .auto), ("--embedding", embedding != nil), ("--two-pass-layers", twoPassLayers != nil),
+                         ("--no-gptq", !gptq), ("--calibration-data", calibrationData != nil), ("--calibration-tokens", calibrationTokens != nil),
+                         ("--zstd", !zstdLevels.isEmpty), ("--no-zstd", noZstd), ("--eval-data", evalData != nil)]
+            if let flag = given.first(where: { $0.1 })?.0 {
+                throw UsageError("\(flag) does not apply to --gguf (Q8_0 is llama.cpp's: blocks of 32, rounded to nearest; no quality report)")
+            }
+            return
+        }
         if zstdLevels.count > 1 { throw UsageError("--zstd takes one level") }
         if zstdLevel < 1 || zstdLevel > 19 { throw UsageError("--zstd level must be 1 to 19 (got \(zstdLevel))") }
         if noZstd && !zstdLevels.isEmpty { throw UsageError("give --zstd or --no-zstd, not both") }
@@ -72,6 +83,7 @@ struct ExportCommand: ParsableCommand {
     }
 
     func run() throws {
+        if gguf { return try runGGUF() }
         var options = ExportOptions(precision: int8 ? .int8 : fp16 ? .fp16 : .fp32, threads: ThreadOption.resolve(threads))
         options.groupSize = groupSize.value
         if let embedding { options.embedding = embedding }
@@ -110,6 +122,20 @@ struct ExportCommand: ParsableCommand {
         if !worst.isEmpty {
             print("largest relative quantization error: " + worst.map { "\($0.key) \(format4($0.value * 100))%" }.joined(separator: ", "))
         }
+    }
+}
+
+extension ExportCommand {
+    func runGGUF() throws {
+        let summary: GGUFExporter.Summary
+        do {
+            summary = try GGUFExporter.export(checkpoint, output: output, precision: int8 ? .q8_0 : fp16 ? .f16 : .f32)
+        } catch let error as ImportError {
+            throw UsageError(error.description)
+        }
+        for note in summary.notes { fputs("note: \(note)\n", stderr) }
+        if !summary.keptF32.isEmpty { fputs("note: kept F32 (rows not whole blocks of 32): \(summary.keptF32.joined(separator: ", "))\n", stderr) }
+        print("wrote \(output): GGUF \(summary.architecture), \(summary.tensors) tensors \(int8 ? "Q8_0" : fp16 ? "F16" : "F32"), \(summary.fileBytes) bytes")
     }
 }
 

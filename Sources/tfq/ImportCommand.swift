@@ -12,7 +12,7 @@ struct ImportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
         abstract: "Convert another tool's checkpoint to a .tfq model.",
-        subcommands: [Llama2cImport.self, SafetensorsImport.self]
+        subcommands: [Llama2cImport.self, SafetensorsImport.self, GGUFImport.self]
     )
 }
 
@@ -94,5 +94,35 @@ struct SafetensorsImport: ParsableCommand {
         if let original = summary.contextClampedFrom {
             fputs("note: the model's context of \(original) positions is cut to tfq's limit of \(c.contextLength)\n", stderr)
         }
+    }
+}
+
+struct GGUFImport: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gguf",
+        abstract: "Import a llama.cpp GGUF file (llama or gpt2 architecture; F32, F16, BF16 or Q8_0).",
+        discussion: """
+        Q8_0 tensors keep their int8 values and scales as tfq's q8 with groups of 32, so the
+        model runs with the weights llama.cpp runs; float tensors are stored fp32. The
+        tokenizer comes along: llama (SentencePiece) as llama2.c's, gpt2 as byte-level BPE
+        with GPT-2's pre-tokenizer (other pre-tokenizers are refused).
+        """
+    )
+
+    @Argument(help: "The GGUF file.") var file: String
+    @Option(name: .shortAndLong, help: "The .tfq model to write.") var output: String
+
+    func run() throws {
+        let summary: GGUFImporter.Summary
+        do {
+            summary = try GGUFImporter.importModel(file, output: output)
+        } catch let error as ImportError {
+            throw UsageError(error.description)
+        }
+        let c = summary.config
+        let types = summary.types.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+        print("wrote \(output): \(summary.architecture) \(c.layers) layers, dim \(c.dim), \(c.heads) heads, ff \(c.ffDim), "
+              + "vocab \(c.vocabSize), context \(c.contextLength); \(summary.fileBytes) bytes, from \(types) tensors"
+              + (summary.keptQuantized > 0 ? "; \(summary.keptQuantized) tensors kept int8" : ""))
     }
 }

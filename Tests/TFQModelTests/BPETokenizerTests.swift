@@ -73,6 +73,48 @@ import TFQFormat
         #expect(BPEPreSplit.gpt2.chunks([0x61, 0xFF, 0xC3, 0x62, 0xE2, 0x80]) == [0..<1, 1..<3, 3..<4, 4..<6])
     }
 
+    /// An imported vocabulary (formats/tfq.md §10.1): byte tokens and merge results by
+    /// spelling, merges in any order of definition, special tokens cut out first (longest).
+    @Test func importedVocabulariesFollowTheSpec() throws {
+        // Ids 0–255: the bytes in reverse order; 256 "ab", 257 "aba", 258 "" (no token),
+        // 259 and 260 special.
+        var tokens = (0..<256).map { ByteLevelSymbols.spelling(of: [UInt8(255 - $0)]) }
+        tokens += [ByteLevelSymbols.spelling(of: Array("ab".utf8)), ByteLevelSymbols.spelling(of: Array("aba".utf8)), "", "<s>", "<s>x"]
+        let a = Int32(255 - 0x61), b = Int32(255 - 0x62)
+        let vocabulary = BPEVocabulary(tokens: tokens, special: [260, 259], endOfText: 259)
+        let bpe = try BPETokenizer(merges: [.init(256, a), .init(a, b)], vocabulary: vocabulary, preSplit: .gpt2)
+        #expect(bpe.vocabularySize == 261 && vocabulary.special == [259, 260])
+        // (ab, a) has the lower index but exists only once (a, b) has made ab.
+        #expect(bpe.encode("abab") == [257, b])
+        #expect(bpe.encode("x<s>xab<s>") == [255 - 0x78, 260, 256, 259])
+        #expect(bpe.decode([257, b, 258, 260]) == Array("abab<s>x".utf8))
+        #expect(bpe.decode([260]) == Array("<s>x".utf8) && bpe.decode([258]) == [])
+        let stored = try JSONParser.parse(Array(JSONEncoder().encode(Tokenizer.bpe(bpe))))
+        #expect(try Tokenizer(json: stored) == .bpe(bpe))
+        #expect(Tokenizer.bpe(bpe).stopToken == 259)
+
+        let refused: [([BPETokenizer.Merge], BPEVocabulary, String)] = [
+            ([.init(258, a)], vocabulary, "refers to an id that is not a token"),
+            ([.init(259, a)], vocabulary, "refers to an id that is not a token"),
+            ([.init(b, a)], vocabulary, "makes a token that is not in the vocabulary"),
+            ([], BPEVocabulary(tokens: tokens, special: [259, 260, 258], endOfText: nil), "special token 258 is empty"),
+            ([], BPEVocabulary(tokens: tokens.enumerated().map { $0.offset == 260 ? "<s>" : $0.element }, special: [259, 260], endOfText: nil),
+             "repeats another's text"),
+            ([], BPEVocabulary(tokens: Array(tokens.dropFirst()), special: [], endOfText: nil), "no token is the byte 255"),
+            ([], BPEVocabulary(tokens: tokens + [tokens[0]], special: [259, 260], endOfText: nil), "are the same bytes"),
+            ([], BPEVocabulary(tokens: tokens + ["\u{3000}"], special: [259, 260], endOfText: nil), "not spelled in byte-level symbols"),
+        ]
+        for (merges, vocabulary, message) in refused {
+            #expect(throws: BPEError.self) { try BPETokenizer(merges: merges, vocabulary: vocabulary, preSplit: .gpt2) }
+            do { _ = try BPETokenizer(merges: merges, vocabulary: vocabulary, preSplit: .gpt2) } catch {
+                #expect(error.description.contains(message), "\(error)")
+            }
+        }
+        #expect(throws: Tokenizer.FormatError.self) {
+            try Tokenizer(json: JSONParser.parse(Array(#"{"type":"bpe","pre_split":"words","merges":"","eos_id":3}"#.utf8)))
+        }
+    }
+
     @Test func storedFormIsStrict() throws {
         let bpe = try BPETokenizer(storedMerges: "104 101 256 108", preSplit: "words")
         #expect(bpe.merges == [.init(104, 101), .init(256, 108)])

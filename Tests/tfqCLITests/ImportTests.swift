@@ -86,6 +86,37 @@ import Testing
         }
     }
 
+    /// GGUF out and back in: the F32 file gives the same greedy tokens as the model it came
+    /// from; Q8_0 runs; GGUF-specific refusals are one line.
+    @Test func exportGGUFThenImportItBack() throws {
+        struct HFExpected: Decodable { var prompt_ids: [Int32]; var greedy_ids: [Int32] }
+        let source = Self.fixtures.appendingPathComponent("../hf/llama").standardized
+        let expected = try JSONDecoder().decode(HFExpected.self, from: Data(contentsOf: source.appendingPathComponent("expected.json")))
+        let directory = try CLI.temporaryDirectory()
+        let model = directory.appendingPathComponent("llama.tfq").path
+        #expect(try CLI.run(["import", "safetensors", source.path, "-o", model]).status == 0)
+        let ids = expected.prompt_ids.map(String.init).joined(separator: " ")
+        for (flag, type) in [("--fp32", "F32"), ("--int8", "Q8_0")] {
+            let gguf = directory.appendingPathComponent("llama.\(type).gguf").path
+            let export = try CLI.run(["export", model, "--gguf", flag, "-o", gguf])
+            #expect(export.status == 0 && export.stdout.contains("GGUF llama, 21 tensors \(type)"), "\(export.stdout)\(export.stderr)")
+            let back = directory.appendingPathComponent("back.\(type).tfq").path
+            let imported = try CLI.run(["import", "gguf", gguf, "-o", back])
+            #expect(imported.status == 0 && imported.stdout.contains("llama 2 layers"), "\(imported.stderr)")
+            let run = try CLI.run(["run", back, "--prompt-ids", ids, "-n", String(expected.greedy_ids.count), "--ignore-eos", "--json"])
+            #expect(run.status == 0, "\(run.stderr)")
+            if type == "F32" {
+                #expect(try JSONDecoder().decode(RunOutput.self, from: Data(run.stdout.utf8)).token_ids == expected.greedy_ids)
+            } else {
+                #expect(imported.stdout.contains("10 tensors kept int8"), "\(imported.stdout)")
+            }
+        }
+        let notGGUF = try CLI.run(["import", "gguf", model, "-o", directory.appendingPathComponent("x.tfq").path])
+        #expect(notGGUF.status != 0 && notGGUF.stderr.contains("not a GGUF file"))
+        let flag = try CLI.run(["export", model, "--gguf", "--int8", "--no-gptq", "-o", directory.appendingPathComponent("x.gguf").path])
+        #expect(flag.status != 0 && flag.stderr.contains("--no-gptq does not apply to --gguf"))
+    }
+
     @Test func badInputIsAOneLineError() throws {
         let directory = try CLI.temporaryDirectory()
         let out = directory.appendingPathComponent("x.tfq").path
@@ -96,7 +127,7 @@ import Testing
             (["import", "llama2c", directory.appendingPathComponent("missing.bin").path, "--tokenizer", checkpoint, "-o", out], "cannot open"),
             (["import", "llama2c", checkpoint, "-o", out], "give --tokenizer FILE"),
             (["import", "llama2c", checkpoint, "--tokenizer", checkpoint, "-o", out], "outside 0…max_token_length"),
-            (["import", "gguf", checkpoint, "-o", out], "Error"),
+            (["import", "gguf", checkpoint, "-o", out], "not a GGUF file"),
         ]
         for (arguments, message) in cases {
             let result = try CLI.run(arguments)

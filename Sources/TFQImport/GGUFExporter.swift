@@ -1,0 +1,187 @@
+import TFQFormat
+import TFQKernels
+import TFQModel
+
+/// A tfq model → a GGUF file that llama.cpp runs: the `llama` architecture for tfq's llama
+/// models, `gpt2` for its GPT models (GELU only: llama.cpp's gpt2 graph has no other
+/// activation), with the tokenizer.
+///
+/// Q8_0 quantizes each row in blocks of 32 exactly as llama.cpp's reference does
+/// (`quantize_row_q8_0_ref`: d = max|x|/127 stored as f16, q = round(x/d) half away from
+/// zero, with 1/d in f32); norms, biases and gpt2's position table stay F32.
+public enum GGUFExporter {
+    public enum Precision: String, Sendable { case f32, f16, q8_0 }
+
+    public struct Summary: Sendable {
+        public var architecture: String
+        public var tensors: Int
+        public var fileBytes: Int
+        /// Matrices kept F32 in a Q8_0 file because their rows are not whole blocks of 32.
+        public var keptF32: [String]
+        public var notes: [String]
+    }
+
+    public static func export(_ path: String, output: String, precision: Precision) throws -> Summary {
+        try OutputPath.check(output)
+        let file = try TFQFile(path: path)
+        let model = try ModelMetadata(file: file)
+        let config = model.config
+        var notes: [String] = []
+        var metadata: [(String, GGUF.Value)] = []
+        let architecture = config.arch == .llama ? "llama" : "gpt2"
+        let base = path.split(separator: "/").last.map(String.init) ?? "model"
+        let name = base.hasSuffix(".tfq") ? String(base.dropLast(4)) : base
+        metadata.append(("general.architecture", .string(architecture)))
+        metadata.append(("general.name", .string(name)))
+        metadata.append(("general.file_type", .uint32(precision == .f32 ? 0 : precision == .f16 ? 1 : 7)))
+        if precision == .q8_0 { metadata.append(("general.quantization_version", .uint32(2))) }
+        let a = architecture
+        metadata.append(("\(a).context_length", .uint32(UInt32(config.contextLength))))
+        metadata.append(("\(a).embedding_length", .uint32(UInt32(config.dim))))
+        metadata.append(("\(a).block_count", .uint32(UInt32(config.layers))))
+        metadata.append(("\(a).feed_forward_length", .uint32(UInt32(config.ffDim))))
+        metadata.append(("\(a).attention.head_count", .uint32(UInt32(config.heads))))
+        switch config.arch {
+        case .llama:
+            metadata.append(("llama.attention.head_count_kv", .uint32(UInt32(config.kvHeads))))
+            metadata.append(("llama.attention.layer_norm_rms_epsilon", .float32(config.normEps)))
+            metadata.append(("llama.rope.freq_base", .float32(config.ropeTheta)))
+            metadata.append(("llama.rope.dimension_count", .uint32(UInt32(config.headDim))))
+            metadata.append(("llama.vocab_size", .uint32(UInt32(config.vocabSize))))
+        case .gpt:
+            guard config.activation == .gelu else {
+                throw ImportError(path, "GGUF's gpt2 architecture has GELU; this model's feed-forward uses \(config.activation.rawValue)")
+            }
+            metadata.append(("gpt2.attention.layer_norm_epsilon", .float32(config.normEps)))
+        }
+        metadata += try tokenizerMetadata(model.tokenizer, path: path, notes: &notes)
+
+        // (GGUF name, tfq source, rows of the source to take) for every tensor, in order.
+        var plan: [(name: String, source: String?, rows: Range<Int>?, shape: [Int], matrix: Bool)] = []
+        func add(_ target: String, _ source: String?, shape: [Int], rows: Range<Int>? = nil) {
+            plan.append((target, source, rows, shape, shape.count == 2 && target != "position_embd.weight"))
+        }
+        let (d, f, v) = (config.dim, config.ffDim, config.vocabSize)
+        add("token_embd.weight", "tok_emb", shape: [v, d])
+        if config.arch == .gpt { add("position_embd.weight", "pos_emb", shape: [config.contextLength, d]) }
+        for i in 0..<config.layers {
+            let s = "blocks.\(i).", t = "blk.\(i)."
+            let bias = config.arch == .gpt
+            func biasSource(_ name: String) -> String? { config.bias ? s + name : nil }
+            add(t + "attn_norm.weight", s + "ln1.weight", shape: [d])
+            if bias { add(t + "attn_norm.bias", biasSource("ln1.bias"), shape: [d]) }
+            if config.arch == .llama {
+                add(t + "attn_q.weight", s + "attn.qkv.weight", shape: [d, d], rows: 0..<d)
+                add(t + "attn_k.weight", s + "attn.qkv.weight", shape: [config.kvDim, d], rows: d..<(d + config.kvDim))
+                add(t + "attn_v.weight", s + "attn.qkv.weight", shape: [config.kvDim, d], rows: (d + config.kvDim)..<config.qkvRows)
+            } else {
+                add(t + "attn_qkv.weight", s + "attn.qkv.weight", shape: [3 * d, d])
+                add(t + "attn_qkv.bias", biasSource("attn.qkv.bias"), shape: [3 * d])
+            }
+            add(t + "attn_output.weight", s + "attn.proj.weight", shape: [d, d])
+            if bias { add(t + "attn_output.bias", biasSource("attn.proj.bias"), shape: [d]) }
+            add(t + "ffn_norm.weight", s + "ln2.weight", shape: [d])
+            if bias { add(t + "ffn_norm.bias", biasSource("ln2.bias"), shape: [d]) }
+            if config.arch == .llama { add(t + "ffn_gate.weight", s + "ffn.gate.weight", shape: [f, d]) }
+            add(t + "ffn_up.weight", s + "ffn.up.weight", shape: [f, d])
+            if bias { add(t + "ffn_up.bias", biasSource("ffn.up.bias"), shape: [f]) }
+            add(t + "ffn_down.weight", s + "ffn.down.weight", shape: [d, f])
+            if bias { add(t + "ffn_down.bias", biasSource("ffn.down.bias"), shape: [d]) }
+        }
+        add("output_norm.weight", "ln_f.weight", shape: [d])
+        if config.arch == .gpt { add("output_norm.bias", config.bias ? "ln_f.bias" : nil, shape: [d]) }
+        // llama.cpp's llama reads a missing output as the shared table; its gpt2 is given one.
+        if !config.tieEmbeddings || config.arch == .gpt {
+            add("output.weight", config.tieEmbeddings ? "tok_emb" : "lm_head.weight", shape: [v, d])
+        }
+        if !config.bias && config.arch == .gpt { notes.append("the model has no biases: GGUF's gpt2 gets zeros in their place") }
+
+        var keptF32: [String] = []
+        let tensors = plan.map { item -> GGUF.TensorPlan in
+            var type = GGUF.TensorType.f32
+            if item.matrix && precision == .f16 { type = .f16 }
+            if item.matrix && precision == .q8_0 {
+                if item.shape[1] % 32 == 0 { type = .q8_0 } else { keptF32.append(item.name) }
+            }
+            return GGUF.TensorPlan(name: item.name, type: type, dimensions: item.shape.reversed())
+        }
+        try GGUF.write(path: output, metadata: metadata, tensors: tensors) { index in
+            let item = plan[index]
+            var values: [Float]
+            if let source = item.source {
+                guard let info = file.info(source) else { throw ImportError(path, "no tensor '\(source)'") }
+                values = file.floats(info)
+                if let rows = item.rows { values = Array(values[(rows.lowerBound * d)..<(rows.upperBound * d)]) }
+            } else {
+                values = [Float](repeating: 0, count: item.shape.reduce(1, *))
+            }
+            precondition(values.count == item.shape.reduce(1, *))
+            guard values.allSatisfy(\.isFinite) else { throw ImportError(path, "tensor '\(item.source ?? "")' holds a NaN or an infinity") }
+            switch tensors[index].type {
+            case .f32: return values.withUnsafeBytes { Array($0) }
+            case .f16: return values.map { Float16($0) }.withUnsafeBytes { Array($0) }
+            case .q8_0: return quantizeQ8_0(values)
+            case .bf16: fatalError("never written")
+            }
+        }
+        return Summary(architecture: architecture, tensors: tensors.count, fileBytes: try InputFile(path: output).length,
+                       keptF32: keptF32, notes: notes)
+    }
+
+    /// llama.cpp's `quantize_row_q8_0_ref`, block by block (`values.count` a multiple of 32).
+    public static func quantizeQ8_0(_ values: [Float]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(values.count / 32 * GGUF.q8BlockBytes)
+        for block in stride(from: 0, to: values.count, by: 32) {
+            var amax: Float = 0
+            for j in 0..<32 { amax = max(amax, abs(values[block + j])) }
+            let scale = amax / 127
+            let inverse: Float = scale != 0 ? 1 / scale : 0
+            withUnsafeBytes(of: Float16(scale).bitPattern.littleEndian) { out += $0 }
+            for j in 0..<32 { out.append(UInt8(bitPattern: Int8((values[block + j] * inverse).rounded()))) }
+        }
+        return out
+    }
+
+    /// GGUF's tokenizer keys: `llama` (SentencePiece pieces) for llama2.c's tokenizer,
+    /// `gpt2` (byte-level BPE) for tfq's and imported BPE.
+    static func tokenizerMetadata(_ tokenizer: Tokenizer, path: String, notes: inout [String]) throws -> [(String, GGUF.Value)] {
+        switch tokenizer {
+        case .llama2c(let pieces):
+            // llama2.c's tokenizer.bin has sentencepiece's ▁ turned into spaces: turned back.
+            let tokens = pieces.pieces.map { piece in
+                String(decoding: piece, as: UTF8.self).unicodeScalars.map { $0 == " " ? "\u{2581}" : String($0) }.joined()
+            }
+            let types: [Int32] = tokens.enumerated().map { id, piece in
+                if id == 0 { return 2 }
+                if id == 1 || id == 2 { return 3 }
+                return piece.hasPrefix("<0x") && piece.hasSuffix(">") && piece.count == 6 ? 6 : 1
+            }
+            return [("tokenizer.ggml.model", .string("llama")), ("tokenizer.ggml.tokens", .strings(tokens)),
+                    ("tokenizer.ggml.scores", .float32s(pieces.scores)), ("tokenizer.ggml.token_type", .int32s(types)),
+                    ("tokenizer.ggml.bos_token_id", .uint32(UInt32(Llama2cTokenizer.bos))),
+                    ("tokenizer.ggml.eos_token_id", .uint32(UInt32(Llama2cTokenizer.eos))),
+                    ("tokenizer.ggml.unknown_token_id", .uint32(0)), ("tokenizer.ggml.add_bos_token", .bool(true))]
+        case .bpe(let bpe):
+            let special = Set(bpe.vocabulary?.special ?? [])
+            let tokens: [String] = (0..<bpe.vocabularySize).map { id in
+                if let vocabulary = bpe.vocabulary { return vocabulary.tokens[id] }
+                return ByteLevelSymbols.spelling(of: bpe.bytes(of: Int32(id)))
+            }
+            let merges = bpe.merges.map { tokens[Int($0.left)] + " " + tokens[Int($0.right)] }
+            let types: [Int32] = (0..<tokens.count).map { special.contains(Int32($0)) ? 3 : 1 }
+            if bpe.preSplit != .gpt2 {
+                notes.append("tfq's 'words' pre-split differs from GPT-2's on non-ASCII text and upper-case contractions: llama.cpp may tokenize those differently")
+            }
+            var keys: [(String, GGUF.Value)] = [("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string("gpt-2")),
+                                                ("tokenizer.ggml.tokens", .strings(tokens)), ("tokenizer.ggml.token_type", .int32s(types)),
+                                                ("tokenizer.ggml.merges", .strings(merges))]
+            if let eos = bpe.vocabulary?.endOfText {
+                keys += [("tokenizer.ggml.bos_token_id", .uint32(UInt32(eos))), ("tokenizer.ggml.eos_token_id", .uint32(UInt32(eos)))]
+            }
+            return keys
+        case .char, .byte:
+            throw ImportError(path, "GGUF has no tokenizer for tfq's \(tokenizer.kind) vocabulary (byte-level BPE and llama2.c's are written)")
+        }
+    }
+}

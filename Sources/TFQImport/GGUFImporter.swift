@@ -1,0 +1,233 @@
+import TFQFormat
+import TFQKernels
+import TFQModel
+
+/// A GGUF file of the `llama` or `gpt2` architecture (F32, F16, BF16 or Q8_0 tensors) → a
+/// .tfq model, with its tokenizer.
+///
+/// Q8_0 maps onto tfq's q8 with groups of 32 without requantizing: the same int8 values,
+/// and each block's f16 scale widened exactly to f32, so the model computes with llama.cpp's
+/// weights. (A block holding −128, which llama.cpp never writes, is stored f32 instead.)
+/// GGUF's llama tensors already have the interleaved rotary order tfq uses.
+public enum GGUFImporter {
+    public struct Summary: Sendable {
+        public var config: ModelConfig
+        public var architecture: String
+        public var fileBytes: Int
+        /// How many tensors of each GGUF type were read.
+        public var types: [String: Int]
+        public var keptQuantized: Int
+    }
+
+    public static func importModel(_ path: String, output: String) throws -> Summary {
+        try OutputPath.check(output)
+        let gguf = try GGUFFile(path: path)
+        func fail(_ problem: String) -> ImportError { ImportError(path, problem) }
+        let meta = gguf.metadata
+        guard case .string(let architecture)? = meta["general.architecture"] else { throw fail("no general.architecture") }
+        guard architecture == "llama" || architecture == "gpt2" else {
+            throw fail("architecture '\(architecture)' is not supported (llama and gpt2 are)")
+        }
+        func int(_ key: String) throws -> Int {
+            guard let value = meta["\(architecture).\(key)"]?.integer, value >= 0, value <= Int(Int32.max) else { throw fail("no \(architecture).\(key)") }
+            return value
+        }
+        func float(_ key: String) throws -> Float? {
+            guard let value = meta["\(architecture).\(key)"] else { return nil }
+            guard let number = value.number, number.isFinite else { throw fail("\(architecture).\(key) is not a finite number") }
+            return number
+        }
+        guard let tokenTable = gguf.tensors["token_embd.weight"], tokenTable.dimensions.count == 2 else { throw fail("no token_embd.weight matrix") }
+        let vocab = tokenTable.dimensions[1]
+        // No output, or one identical to the token table (tfq writes gpt2's that way): shared.
+        let tied = gguf.tensors["output.weight"].map { output in
+            output.type == tokenTable.type && output.dimensions == tokenTable.dimensions
+                && gguf.bytes(output).elementsEqual(gguf.bytes(tokenTable))
+        } ?? true
+        var config: ModelConfig
+        if architecture == "llama" {
+            let heads = try int("attention.head_count"), dim = try int("embedding_length")
+            if let scaling = meta["llama.rope.scaling.type"], scaling != .string("none") { throw fail("rope scaling is not supported") }
+            if let ropeDims = meta["llama.rope.dimension_count"]?.integer, heads > 0, ropeDims != dim / heads {
+                throw fail("rotary embeddings over \(ropeDims) of \(dim / max(heads, 1)) head dimensions are not supported")
+            }
+            config = .llama(vocabSize: vocab, contextLength: min(try int("context_length"), 1 << 16), layers: try int("block_count"), heads: heads,
+                            kvHeads: meta["llama.attention.head_count_kv"]?.integer ?? heads, dim: dim, ffDim: try int("feed_forward_length"),
+                            tieEmbeddings: tied, normEps: try float("attention.layer_norm_rms_epsilon") ?? 1e-5,
+                            ropeTheta: try float("rope.freq_base") ?? 10_000)
+        } else {
+            config = ModelConfig(vocabSize: vocab, contextLength: try int("context_length"), layers: try int("block_count"),
+                                 heads: try int("attention.head_count"), dim: try int("embedding_length"), ffDim: try int("feed_forward_length"),
+                                 activation: .gelu, tieEmbeddings: tied, bias: true, normEps: try float("attention.layer_norm_epsilon") ?? 1e-5)
+        }
+        if let problem = config.problem { throw fail(problem) }
+        let tokenizer = try readTokenizer(meta, vocabularySize: vocab, path: path)
+
+        var metadata = ModelMetadata(kind: "model", config: config, tokenizer: tokenizer)
+        metadata.sections["import"] = .object(["format": .string("gguf"), "architecture": .string(architecture),
+                                               "source": .string(String(path.split(separator: "/").last ?? ""))])
+        let writer = try TFQWriter(path: output)
+        var types: [String: Int] = [:]
+        var kept = 0
+
+        /// Writes the row-wise concatenation of GGUF tensors `names` as tfq's `target`.
+        func write(_ target: String, _ names: [String], shape: [Int]) throws {
+            var parts: [GGUFFile.Tensor] = []
+            for name in names {
+                guard let tensor = gguf.tensors[name] else { throw fail("no tensor '\(name)'") }
+                parts.append(tensor)
+                types[String(describing: tensor.type), default: 0] += 1
+            }
+            let columns = shape.last!, rows = shape.count == 2 ? shape[0] : 1
+            guard parts.allSatisfy({ $0.dimensions[0] == columns }), parts.reduce(0, { $0 + $1.count }) == rows * columns else {
+                throw fail("\(names.joined(separator: " + ")) has dimensions \(parts.map(\.dimensions)); the config needs \(shape.reversed())")
+            }
+            if shape.count == 2, parts.allSatisfy({ $0.type == .q8_0 }) {
+                var values: [Int8] = [], scales: [Float] = []
+                values.reserveCapacity(rows * columns)
+                for part in parts {
+                    let bytes = gguf.bytes(part)
+                    for block in 0..<(part.count / 32) {
+                        let base = block * GGUF.q8BlockBytes
+                        scales.append(Float(Float16(bitPattern: UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: base, as: UInt16.self)))))
+                        for j in 0..<32 { values.append(Int8(bitPattern: bytes[base + 2 + j])) }
+                    }
+                }
+                guard scales.allSatisfy(\.isFinite) else { throw fail("\(names[0]) has a scale that is not finite") }
+                if !values.contains(-128) {
+                    let packed = try values.withUnsafeBufferPointer { v in
+                        try scales.withUnsafeBufferPointer { s in
+                            try Q8Codec.pack(values: v, scales: s, rows: rows, cols: columns, groupSize: 32, layout: .interleaved16x4)
+                        }
+                    }
+                    try packed.withUnsafeBytes { _ = try writer.add(name: target, dtype: .q8, shape: shape, layout: .interleaved16x4, groupSize: 32, bytes: $0) }
+                    kept += 1
+                    return
+                }
+                let floats = (0..<values.count).map { Float(values[$0]) * scales[$0 / 32] }
+                try floats.withUnsafeBufferPointer { _ = try writer.add(name: target, shape: shape, floats: $0) }
+                return
+            }
+            var floats: [Float] = []
+            floats.reserveCapacity(rows * columns)
+            for part in parts {
+                let bytes = gguf.bytes(part)
+                switch part.type {
+                case .f32: for i in 0..<part.count { floats.append(Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))) }
+                case .f16: for i in 0..<part.count { floats.append(Float(Float16(bitPattern: UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))))) }
+                case .bf16: for i in 0..<part.count { floats.append(Float(bitPattern: UInt32(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16)) }
+                case .q8_0:
+                    for block in 0..<(part.count / 32) {
+                        let base = block * GGUF.q8BlockBytes
+                        let scale = Float(Float16(bitPattern: UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: base, as: UInt16.self))))
+                        for j in 0..<32 { floats.append(Float(Int8(bitPattern: bytes[base + 2 + j])) * scale) }
+                    }
+                }
+            }
+            guard floats.allSatisfy(\.isFinite) else { throw fail("\(names[0]) holds a NaN or an infinity") }
+            guard !gguf.isDamaged else { throw fail("the file changed while it was read") }
+            try floats.withUnsafeBufferPointer { _ = try writer.add(name: target, shape: shape, floats: $0) }
+        }
+
+        let (d, f, v) = (config.dim, config.ffDim, config.vocabSize)
+        try write("tok_emb", ["token_embd.weight"], shape: [v, d])
+        if architecture == "gpt2" { try write("pos_emb", ["position_embd.weight"], shape: [config.contextLength, d]) }
+        for i in 0..<config.layers {
+            let s = "blk.\(i).", t = "blocks.\(i)."
+            try write(t + "ln1.weight", [s + "attn_norm.weight"], shape: [d])
+            if architecture == "llama" {
+                try write(t + "attn.qkv.weight", [s + "attn_q.weight", s + "attn_k.weight", s + "attn_v.weight"], shape: [config.qkvRows, d])
+                try write(t + "attn.proj.weight", [s + "attn_output.weight"], shape: [d, d])
+                try write(t + "ln2.weight", [s + "ffn_norm.weight"], shape: [d])
+                try write(t + "ffn.gate.weight", [s + "ffn_gate.weight"], shape: [f, d])
+                try write(t + "ffn.up.weight", [s + "ffn_up.weight"], shape: [f, d])
+                try write(t + "ffn.down.weight", [s + "ffn_down.weight"], shape: [d, f])
+            } else {
+                try write(t + "ln1.bias", [s + "attn_norm.bias"], shape: [d])
+                try write(t + "attn.qkv.weight", [s + "attn_qkv.weight"], shape: [3 * d, d])
+                try write(t + "attn.qkv.bias", [s + "attn_qkv.bias"], shape: [3 * d])
+                try write(t + "attn.proj.weight", [s + "attn_output.weight"], shape: [d, d])
+                try write(t + "attn.proj.bias", [s + "attn_output.bias"], shape: [d])
+                try write(t + "ln2.weight", [s + "ffn_norm.weight"], shape: [d])
+                try write(t + "ln2.bias", [s + "ffn_norm.bias"], shape: [d])
+                try write(t + "ffn.up.weight", [s + "ffn_up.weight"], shape: [f, d])
+                try write(t + "ffn.up.bias", [s + "ffn_up.bias"], shape: [f])
+                try write(t + "ffn.down.weight", [s + "ffn_down.weight"], shape: [d, f])
+                try write(t + "ffn.down.bias", [s + "ffn_down.bias"], shape: [d])
+            }
+        }
+        try write("ln_f.weight", ["output_norm.weight"], shape: [d])
+        if architecture == "gpt2" { try write("ln_f.bias", ["output_norm.bias"], shape: [d]) }
+        if !config.tieEmbeddings { try write("lm_head.weight", ["output.weight"], shape: [v, d]) }
+        let quantized = kept > 0
+        metadata.sections["quantization"] = .object([
+            "scheme": .string(quantized ? "q8_symmetric_grouped" : "f32"),
+            "group_size": quantized ? .string("32") : .null,
+            "layout": .string(quantized ? Q8Layout.interleaved16x4.description : "row-major"),
+            "zstd_level": .integer(0),
+        ])
+        try writer.finish(metadata: metadata.encoded())
+        return Summary(config: config, architecture: architecture, fileBytes: try TFQFile(path: output).fileLength, types: types, keptQuantized: kept)
+    }
+
+    /// GGUF's tokenizer keys → tfq's: `llama` (SentencePiece pieces with byte fallback) as
+    /// llama2.c's tokenizer, `gpt2` (byte-level BPE with GPT-2's pre-tokenizer) as BPE.
+    static func readTokenizer(_ meta: [String: GGUF.Value], vocabularySize: Int, path: String) throws -> Tokenizer {
+        func fail(_ problem: String) -> ImportError { ImportError(path, problem) }
+        func strings(_ key: String) throws -> [String] {
+            guard case .array(_, let items)? = meta[key] else { throw fail("no \(key)") }
+            return try items.map { item in
+                guard case .string(let text) = item else { throw fail("\(key) holds a value that is not a string") }
+                return text
+            }
+        }
+        guard case .string(let model)? = meta["tokenizer.ggml.model"] else { throw fail("no tokenizer.ggml.model") }
+        let tokens = try strings("tokenizer.ggml.tokens")
+        guard tokens.count == vocabularySize else { throw fail("\(tokens.count) tokens for a vocabulary of \(vocabularySize)") }
+        switch model {
+        case "llama":
+            guard case .array(_, let items)? = meta["tokenizer.ggml.scores"], items.count == tokens.count else { throw fail("no tokenizer.ggml.scores for every token") }
+            let scores = try items.map { item -> Float in
+                guard let score = item.number, score.isFinite else { throw fail("a token score is not a finite number") }
+                return score
+            }
+            guard tokens.count >= Llama2cTokenizer.minimumVocabularySize,
+                  meta["tokenizer.ggml.bos_token_id"]?.integer ?? 1 == 1, meta["tokenizer.ggml.eos_token_id"]?.integer ?? 2 == 2,
+                  (0..<256).allSatisfy({ tokens[3 + $0] == "<0x" + hex($0) + ">" }) else {
+                throw fail("a llama tokenizer is read as llama2.c's: BOS 1, EOS 2 and the byte pieces <0x00>…<0xFF> at ids 3–258")
+            }
+            let pieces = tokens.map { Array($0.unicodeScalars.map { $0 == "\u{2581}" ? " " : String($0) }.joined().utf8) }
+            return .llama2c(Llama2cTokenizer(pieces: pieces, scores: scores))
+        case "gpt2":
+            if case .string(let pre)? = meta["tokenizer.ggml.pre"], pre != "gpt-2", pre != "default" {
+                throw fail("tokenizer.ggml.pre '\(pre)' is not supported (GPT-2's pre-tokenizer is)")
+            }
+            var idOf: [String: Int32] = [:]
+            for (id, token) in tokens.enumerated() where idOf[token] == nil { idOf[token] = Int32(id) }
+            let merges = try strings("tokenizer.ggml.merges").enumerated().map { i, merge -> BPETokenizer.Merge in
+                let parts = merge.split(separator: " ", omittingEmptySubsequences: false)
+                guard parts.count == 2, let left = idOf[String(parts[0])], let right = idOf[String(parts[1])] else {
+                    throw fail("merge \(i) is not two tokens of the vocabulary")
+                }
+                return .init(left, right)
+            }
+            var special: [Int32] = []
+            if case .array(_, let types)? = meta["tokenizer.ggml.token_type"] {
+                guard types.count == tokens.count else { throw fail("tokenizer.ggml.token_type has \(types.count) entries for \(tokens.count) tokens") }
+                // Control (3) and user-defined (4) tokens are literal text, not byte-level symbols.
+                special = types.enumerated().compactMap { $1.integer == 3 || $1.integer == 4 ? Int32($0) : nil }
+            }
+            let eos = meta["tokenizer.ggml.eos_token_id"]?.integer
+            if let eos, eos < 0 || eos >= tokens.count { throw fail("the end-of-text id \(eos) is not a token") }
+            let vocabulary = BPEVocabulary(tokens: tokens, special: special, endOfText: eos.map(Int32.init))
+            do { return .bpe(try BPETokenizer(merges: merges, vocabulary: vocabulary, preSplit: .gpt2)) } catch { throw fail("\(error)") }
+        default:
+            throw fail("tokenizer.ggml.model '\(model)' is not supported (llama and gpt2 are)")
+        }
+    }
+
+    static func hex(_ byte: Int) -> String {
+        let digits = Array("0123456789ABCDEF")
+        return String([digits[byte >> 4], digits[byte & 15]])
+    }
+}
