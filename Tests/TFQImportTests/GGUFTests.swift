@@ -36,7 +36,8 @@ import TFQRuntime
         let fileA = try TFQFile(path: original), fileB = try TFQFile(path: back)
         #expect(fileA.tensors.map(\.name).sorted() == fileB.tensors.map(\.name).sorted())
         for info in fileA.tensors {
-            #expect(fileA.floats(info) == fileB.floats(try #require(fileB.info(info.name))), "\(name): \(info.name)")
+            let other = try #require(fileB.info(info.name))
+            #expect(fileA.floats(info) == fileB.floats(other), "\(name): \(info.name)")
         }
     }
 
@@ -115,25 +116,33 @@ import TFQRuntime
     @Test func lyingFilesAreRefusedByName() {
         func u64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
         func string(_ s: String) -> [UInt8] { u64(UInt64(s.utf8.count)) + Array(s.utf8) }
-        let cases: [(String, String)] = [
-            (Self.file(version: 4), "GGUF version 4 is not supported"),
-            (Self.file(tensors: 1 << 40), "cannot fit"),
-            (Self.file(metadata: [("k", 8, u64(1 << 40))]), "runs past the end"),
-            (Self.file(metadata: [("k", 9, [8, 0, 0, 0] + u64(1 << 40))]), "an array of"),
-            (Self.file(metadata: [("k", 13, [])]), "unknown metadata value type 13"),
-            (Self.file(metadata: [("k", 7, [2])]), "a bool at byte"),
-            (Self.file(metadata: [("k", 4, [1, 0, 0, 0]), ("k", 4, [1, 0, 0, 0])]), "metadata key 'k' appears twice"),
-            (Self.file(metadata: [("general.alignment", 4, [3, 0, 0, 0])]), "general.alignment must be a power of two"),
-            (Self.file(tensors: 1, tail: string("t") + [0, 0, 0, 0]), "has 0 dimensions"),
-            (Self.file(tensors: 1, tail: string("t") + [1, 0, 0, 0] + u64(0) + [0, 0, 0, 0] + u64(0)), "has a dimension of 0"),
-            (Self.file(tensors: 1, tail: string("t") + [1, 0, 0, 0] + u64(4) + [2, 0, 0, 0] + u64(0)), "ggml type 2"),
-            (Self.file(tensors: 1, tail: string("t") + [1, 0, 0, 0] + u64(48) + [8, 0, 0, 0] + u64(0)), "not whole blocks of 32"),
-            (Self.file(tensors: 1, tail: string("t") + [1, 0, 0, 0] + u64(4) + [0, 0, 0, 0] + u64(8)), "is not aligned"),
-            // Padded so that the data starts inside the file (at 64), with no bytes in it.
-            (Self.file(tensors: 1, tail: string("t") + [1, 0, 0, 0] + u64(4) + [0, 0, 0, 0] + u64(0) + [0, 0, 0, 0, 0, 0, 0]), "runs past the end of the data"),
-            (Self.file(), "no general.architecture"),
-            (Self.file(metadata: [("general.architecture", 8, string("falcon"))]), "architecture 'falcon' is not supported"),
-        ]
+        /// One tensor info: name "t", rank, dimensions, type and offset.
+        func tensor(rank: UInt8, _ dimensions: [UInt64], type: UInt8, offset: UInt64) -> [UInt8] {
+            var bytes: [UInt8] = string("t") + [rank, 0, 0, 0]
+            for d in dimensions { bytes += u64(d) }
+            return bytes + [type, 0, 0, 0] + u64(offset)
+        }
+        let u32one: [UInt8] = [1, 0, 0, 0]
+        let arrayOfStrings: [UInt8] = [8, 0, 0, 0] + u64(1 << 40)
+        // Padded so that the data starts inside the file (at 64), with no bytes in it.
+        let noData: [UInt8] = tensor(rank: 1, [4], type: 0, offset: 0) + [UInt8](repeating: 0, count: 7)
+        var cases: [(String, String)] = []
+        cases.append((Self.file(version: 4), "GGUF version 4 is not supported"))
+        cases.append((Self.file(tensors: 1 << 40), "cannot fit"))
+        cases.append((Self.file(metadata: [("k", 8, u64(1 << 40))]), "runs past the end"))
+        cases.append((Self.file(metadata: [("k", 9, arrayOfStrings)]), "an array of"))
+        cases.append((Self.file(metadata: [("k", 13, [])]), "unknown metadata value type 13"))
+        cases.append((Self.file(metadata: [("k", 7, [2])]), "a bool at byte"))
+        cases.append((Self.file(metadata: [("k", 4, u32one), ("k", 4, u32one)]), "metadata key 'k' appears twice"))
+        cases.append((Self.file(metadata: [("general.alignment", 4, [3, 0, 0, 0])]), "general.alignment must be a power of two"))
+        cases.append((Self.file(tensors: 1, tail: string("t") + [0, 0, 0, 0]), "has 0 dimensions"))
+        cases.append((Self.file(tensors: 1, tail: tensor(rank: 1, [0], type: 0, offset: 0)), "has a dimension of 0"))
+        cases.append((Self.file(tensors: 1, tail: tensor(rank: 1, [4], type: 2, offset: 0)), "ggml type 2"))
+        cases.append((Self.file(tensors: 1, tail: tensor(rank: 1, [48], type: 8, offset: 0)), "not whole blocks of 32"))
+        cases.append((Self.file(tensors: 1, tail: tensor(rank: 1, [4], type: 0, offset: 8)), "is not aligned"))
+        cases.append((Self.file(tensors: 1, tail: noData), "runs past the end of the data"))
+        cases.append((Self.file(), "no general.architecture"))
+        cases.append((Self.file(metadata: [("general.architecture", 8, string("falcon"))]), "architecture 'falcon' is not supported"))
         for (path, problem) in cases {
             let message = Self.failure(path)
             #expect(message.contains(problem), "\(message)")

@@ -83,6 +83,42 @@ enum HuggingFaceFixtures {
         #expect(model.tokenizer.stopToken == 0)
     }
 
+    /// OpenAI's own GPT-2 checkpoints name the body without `transformer.` and carry the
+    /// causal-mask buffers `h.N.attn.bias`: the same weights import to the same model.
+    @Test func theOriginalGPT2LayoutImportsTheSame() throws {
+        let source = HuggingFaceFixtures.directory.appendingPathComponent("gpt2")
+        let copy = HuggingFaceFixtures.output.appendingPathComponent("openai-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: source, to: copy)
+        let weights = copy.appendingPathComponent("model.safetensors")
+        let bytes = try Data(contentsOf: weights)
+        let headerLength = Int(bytes.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        var header = try JSONSerialization.jsonObject(with: bytes.subdata(in: 8..<(8 + headerLength))) as! [String: Any]
+        var data = bytes.subdata(in: (8 + headerLength)..<bytes.count)
+        for key in header.keys where key.hasPrefix("transformer.") {
+            header[String(key.dropFirst("transformer.".count))] = header.removeValue(forKey: key)
+        }
+        for layer in 0..<2 {
+            header["h.\(layer).attn.bias"] = ["dtype": "U8", "shape": [1, 1, 4, 4], "data_offsets": [data.count, data.count + 16]]
+            data.append(Data(repeating: 1, count: 16))
+        }
+        let json = try JSONSerialization.data(withJSONObject: header)
+        var file = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { file.append(contentsOf: $0) }
+        file.append(json)
+        file.append(data)
+        try file.write(to: weights)
+
+        let out = HuggingFaceFixtures.output.appendingPathComponent("openai-\(UUID().uuidString).tfq").path
+        _ = try HuggingFaceImporter.importModel(copy.path, output: out)
+        let (reference, _) = try HuggingFaceFixtures.imported("gpt2")
+        let a = try TFQFile(path: out), b = reference.file
+        #expect(a.tensors.count == b.tensors.count)
+        for info in b.tensors {
+            let other = try #require(a.info(info.name))
+            #expect(a.floats(other) == b.floats(info), "\(info.name)")
+        }
+    }
+
     /// An imported model has no training split: int8 export works without --eval-data
     /// (no quality report), and with text it measures as for tfq's own.
     @Test func int8ExportOfAnImportNeedsNoEvaluationText() throws {

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer target for the .tfq reader: .build-fuzz/fuzz-tfq-file
+# Builds a libFuzzer target: the .tfq reader (.build-fuzz/fuzz-tfq-file) or the readers of
+# other tools' files, safetensors and GGUF (.build-fuzz/fuzz-imports).
 #
-#   tools/fuzz/build.sh                      # ASan + libFuzzer, -O, debug info
+#   tools/fuzz/build.sh [tfq-file|imports]   # ASan + libFuzzer, -O, debug info
 #   FUZZ_OUT=/some/dir tools/fuzz/build.sh   # another output folder
 #
-# swiftc compiles tools/fuzz/FuzzTFQFile.swift together with Sources/TFQFormat/*.swift into
-# one module, so the package itself carries no sanitizer flags and no extra target. libFuzzer
+# swiftc compiles the target's file together with Sources/TFQFormat/*.swift (and, for
+# imports, the two readers with their `import TFQFormat` lines dropped) into one module, so
+# the package itself carries no sanitizer flags and no extra target. libFuzzer
 # comes from the Swift toolchain's own clang runtime (usr/lib/clang/*/lib/linux/
 # libclang_rt.fuzzer-<arch>.a), found by swiftc itself; nothing else needs installing beyond
 # libzstd-dev, which the package already requires. lld (shipped with the toolchain) links it;
@@ -13,8 +15,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+target=${1:-tfq-file}
 out=${FUZZ_OUT:-.build-fuzz}
 mkdir -p "$out"
+case "$target" in
+  tfq-file) sources=(tools/fuzz/FuzzTFQFile.swift) ;;
+  imports)
+    mkdir -p "$out/imports-src"
+    for f in ImportError SafetensorsFile GGUF; do
+      grep -v '^import TFQFormat$' "Sources/TFQImport/$f.swift" > "$out/imports-src/$f.swift"
+    done
+    sources=(tools/fuzz/FuzzImports.swift "$out"/imports-src/*.swift) ;;
+  *) echo "usage: tools/fuzz/build.sh [tfq-file|imports]" >&2; exit 2 ;;
+esac
 
 # TFQFormat's one C dependency besides zstd: the SIGBUS guard for mapped files.
 clang -O2 -g -fsanitize=address -c Sources/CMapGuard/map_guard.c -I Sources/CMapGuard/include -o "$out/map_guard.o"
@@ -24,7 +37,7 @@ swiftc \
   -parse-as-library \
   -O -g \
   -swift-version 5 \
-  -module-name FuzzTFQ \
+  -module-name Fuzz \
   -module-cache-path "$out/module-cache" \
   -I Sources/CZstd \
   -Xcc -fmodule-map-file=Sources/CZstd/module.modulemap \
@@ -33,8 +46,9 @@ swiftc \
   -use-ld=lld \
   -lzstd \
   Sources/TFQFormat/*.swift \
-  tools/fuzz/FuzzTFQFile.swift \
+  tools/fuzz/ScratchFile.swift \
+  "${sources[@]}" \
   "$out/map_guard.o" \
-  -o "$out/fuzz-tfq-file"
+  -o "$out/fuzz-$target"
 
-echo "$out/fuzz-tfq-file"
+echo "$out/fuzz-$target"
