@@ -267,6 +267,8 @@ def load(obj: dict, vocab_size: int | None = None) -> Tokenizer:
         raise BPEFormatError("no merges")
     merges = parse_merges(obj["merges"])
     if "vocab" in obj:
+        if rule != "gpt2":  # §10.1: an imported vocabulary is split as GPT-2 splits
+            raise BPEFormatError(f"a vocab needs pre_split 'gpt2', not {rule!r}")
         tok = _load_imported(obj, rule, merges)
     else:
         for key in ("special", "eos_id"):

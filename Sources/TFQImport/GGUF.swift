@@ -37,7 +37,7 @@ public enum GGUF {
     public static let defaultAlignment = 32
 
     /// A metadata value. Arrays hold values of one type, named by `elementType`.
-    public indirect enum Value: Equatable, Sendable {
+    public enum Value: Equatable, Sendable {
         case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16), uint32(UInt32), int32(Int32), float32(Float)
         case bool(Bool), string(String), uint64(UInt64), int64(Int64), float64(Double)
         case array(elementType: UInt32, [Value])
@@ -205,6 +205,7 @@ public final class GGUFFile {
             throw fail("\(tensorCount) tensors and \(metadataCount) metadata entries cannot fit in \(file.bytes.count) bytes")
         }
         var metadata: [String: GGUF.Value] = [:]
+        reader.valuesLeft = Self.maxValues
         for _ in 0..<metadataCount {
             let key = try reader.string()
             guard metadata[key] == nil else { throw fail("metadata key '\(key)' appears twice") }
@@ -215,7 +216,7 @@ public final class GGUFFile {
             guard let a = value.integer, a > 0, a <= 1 << 16, a & (a - 1) == 0 else { throw fail("general.alignment must be a power of two up to 65536") }
             alignment = a
         }
-        var infos: [(name: String, type: GGUF.TensorType, dimensions: [Int], offset: UInt64)] = []
+        var infos: [(name: String, type: GGUF.TensorType, dimensions: [Int], size: Int, offset: UInt64)] = []
         for _ in 0..<tensorCount {
             let name = try reader.string()
             let rank = try reader.u32()
@@ -234,13 +235,14 @@ public final class GGUFFile {
                 throw fail("tensor '\(name)' has ggml type \(code); tfq reads F32 (0), F16 (1), Q8_0 (8) and BF16 (30)")
             }
             guard type != .q8_0 || dimensions[0] % 32 == 0 else { throw fail("tensor '\(name)': Q8_0 rows of \(dimensions[0]) values are not whole blocks of 32") }
-            infos.append((name, type, dimensions, try reader.u64()))
+            guard let size = type.byteCount(count) else { throw fail("tensor '\(name)': its size overflows") }
+            infos.append((name, type, dimensions, size, try reader.u64()))
         }
         let dataStart = GGUF.aligned(reader.offset, to: alignment)
         let dataLength = max(0, file.bytes.count - dataStart)
         var tensors: [String: Tensor] = [:]
         for info in infos {
-            let size = info.type.byteCount(info.dimensions.reduce(1, *))!
+            let size = info.size
             guard info.offset % UInt64(alignment) == 0 else { throw fail("tensor '\(info.name)' is not aligned to \(alignment) bytes") }
             guard info.offset <= UInt64(dataLength), UInt64(size) <= UInt64(dataLength) - info.offset else {
                 throw fail("tensor '\(info.name)' (\(size) bytes at \(info.offset)) runs past the end of the data (\(dataLength) bytes)")
@@ -258,10 +260,15 @@ public final class GGUFFile {
 
     public var isDamaged: Bool { file.isDamaged }
 
+    /// Metadata values a file may hold in all (a 256K-token vocabulary is about a million):
+    /// the parsed values take ~25 bytes each, whatever their size in the file.
+    static let maxValues = 1 << 22
+
     struct Reader {
         let bytes: UnsafeRawBufferPointer
         let path: String
         var offset = 0
+        var valuesLeft = GGUFFile.maxValues
 
         mutating func take(_ count: Int) throws -> Int {
             guard count >= 0, count <= bytes.count - offset else { throw ImportError(path, "truncated at byte \(offset) (needs \(count) more)") }
@@ -283,6 +290,8 @@ public final class GGUFFile {
         }
 
         mutating func value(type: UInt32, depth: Int) throws -> GGUF.Value {
+            valuesLeft -= 1
+            guard valuesLeft >= 0 else { throw ImportError(path, "more than \(GGUFFile.maxValues) metadata values") }
             switch type {
             case 0: return .uint8(try u8())
             case 1: return .int8(Int8(bitPattern: try u8()))
@@ -301,6 +310,7 @@ public final class GGUFFile {
                 let elementType = try u32(), count = try u64()
                 // Every element takes at least one byte.
                 guard count <= UInt64(bytes.count - offset) else { throw ImportError(path, "an array of \(count) values at byte \(offset) runs past the end") }
+                guard count <= UInt64(max(0, valuesLeft)) else { throw ImportError(path, "more than \(GGUFFile.maxValues) metadata values") }
                 var items: [GGUF.Value] = []
                 items.reserveCapacity(Int(count))
                 for _ in 0..<count { items.append(try value(type: elementType, depth: depth + 1)) }

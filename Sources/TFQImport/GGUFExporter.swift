@@ -109,14 +109,21 @@ public enum GGUFExporter {
             let item = plan[index]
             var values: [Float]
             if let source = item.source {
+                // The shape the config gives the source (the fused qkv for llama's q, k, v).
+                let expected = item.rows == nil ? item.shape : [config.qkvRows, d]
                 guard let info = file.info(source) else { throw ImportError(path, "no tensor '\(source)'") }
+                guard info.shape == expected else { throw ImportError(path, "tensor '\(source)' has shape \(info.shape); the config needs \(expected)") }
                 values = file.floats(info)
                 if let rows = item.rows { values = Array(values[(rows.lowerBound * d)..<(rows.upperBound * d)]) }
             } else {
                 values = [Float](repeating: 0, count: item.shape.reduce(1, *))
             }
-            precondition(values.count == item.shape.reduce(1, *))
             guard values.allSatisfy(\.isFinite) else { throw ImportError(path, "tensor '\(item.source ?? "")' holds a NaN or an infinity") }
+            // f16 holds magnitudes up to 65504, as values (F16) or as Q8_0 block scales (127×).
+            let limit: Float = tensors[index].type == .f16 ? 65504 : tensors[index].type == .q8_0 ? 65504 * 127 : .infinity
+            guard values.allSatisfy({ abs($0) <= limit }) else {
+                throw ImportError(path, "tensor '\(item.source ?? "")' has values beyond what \(tensors[index].type) holds (|x| ≤ \(limit.isFinite ? String(Int(limit)) : "any")): export --fp32")
+            }
             switch tensors[index].type {
             case .f32: return values.withUnsafeBytes { Array($0) }
             case .f16: return values.map { Float16($0) }.withUnsafeBytes { Array($0) }
@@ -136,7 +143,9 @@ public enum GGUFExporter {
             var amax: Float = 0
             for j in 0..<32 { amax = max(amax, abs(values[block + j])) }
             let scale = amax / 127
-            let inverse: Float = scale != 0 ? 1 / scale : 0
+            // llama.cpp's 1/d, except where d is so small that 1/d is infinite: the f16 scale
+            // is 0 there, so the values are too.
+            let inverse: Float = scale != 0 && (1 / scale).isFinite ? 1 / scale : 0
             withUnsafeBytes(of: Float16(scale).bitPattern.littleEndian) { out += $0 }
             for j in 0..<32 { out.append(UInt8(bitPattern: Int8((values[block + j] * inverse).rounded()))) }
         }
@@ -164,18 +173,28 @@ public enum GGUFExporter {
                     ("tokenizer.ggml.unknown_token_id", .uint32(0)), ("tokenizer.ggml.add_bos_token", .bool(true))]
         case .bpe(let bpe):
             let special = Set(bpe.vocabulary?.special ?? [])
+            // An id that is no token is written as convert_hf_to_gguf writes padding: [PADn],
+            // type unused (5).
             let tokens: [String] = (0..<bpe.vocabularySize).map { id in
-                if let vocabulary = bpe.vocabulary { return vocabulary.tokens[id] }
+                if let vocabulary = bpe.vocabulary { return vocabulary.tokens[id].isEmpty ? "[PAD\(id)]" : vocabulary.tokens[id] }
                 return ByteLevelSymbols.spelling(of: bpe.bytes(of: Int32(id)))
             }
+            // llama.cpp refuses a vocabulary with a text twice (tfq's learner can make two
+            // merges of the same bytes).
+            var seen = Set<String>()
+            if let repeated = tokens.first(where: { !seen.insert($0).inserted }) {
+                throw ImportError(path, "the token '\(repeated)' appears twice in the vocabulary, which GGUF does not allow")
+            }
             let merges = bpe.merges.map { tokens[Int($0.left)] + " " + tokens[Int($0.right)] }
-            let types: [Int32] = (0..<tokens.count).map { special.contains(Int32($0)) ? 3 : 1 }
+            let types: [Int32] = (0..<tokens.count).map { id in
+                special.contains(Int32(id)) ? 3 : bpe.vocabulary?.tokens[id].isEmpty == true ? 5 : 1
+            }
             if bpe.preSplit != .gpt2 {
                 notes.append("tfq's 'words' pre-split differs from GPT-2's on non-ASCII text and upper-case contractions: llama.cpp may tokenize those differently")
             }
             var keys: [(String, GGUF.Value)] = [("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string("gpt-2")),
                                                 ("tokenizer.ggml.tokens", .strings(tokens)), ("tokenizer.ggml.token_type", .int32s(types)),
-                                                ("tokenizer.ggml.merges", .strings(merges))]
+                                                ("tokenizer.ggml.merges", .strings(merges)), ("tokenizer.ggml.add_bos_token", .bool(false))]
             if let eos = bpe.vocabulary?.endOfText {
                 keys += [("tokenizer.ggml.bos_token_id", .uint32(UInt32(eos))), ("tokenizer.ggml.eos_token_id", .uint32(UInt32(eos)))]
             }

@@ -7,7 +7,8 @@ import TFQModel
 ///
 /// Q8_0 maps onto tfq's q8 with groups of 32 without requantizing: the same int8 values,
 /// and each block's f16 scale widened exactly to f32, so the model computes with llama.cpp's
-/// weights. (A block holding −128, which llama.cpp never writes, is stored f32 instead.)
+/// weights (a negative scale is flipped with its values). A tensor with a −128, which
+/// llama.cpp never writes, is stored f32 instead, and so is a gpt2 position table.
 /// GGUF's llama tensors already have the interleaved rotary order tfq uses.
 public enum GGUFImporter {
     public struct Summary: Sendable {
@@ -70,19 +71,19 @@ public enum GGUFImporter {
         var types: [String: Int] = [:]
         var kept = 0
 
-        /// Writes the row-wise concatenation of GGUF tensors `names` as tfq's `target`.
-        func write(_ target: String, _ names: [String], shape: [Int]) throws {
+        /// Writes the row-wise concatenation of GGUF tensors `names` (of `partRows` rows each,
+        /// all of the target's rows by default) as tfq's `target`.
+        func write(_ target: String, _ names: [String], shape: [Int], partRows: [Int]? = nil) throws {
+            let columns = shape.last!, rows = shape.count == 2 ? shape[0] : 1
             var parts: [GGUFFile.Tensor] = []
-            for name in names {
+            for (i, name) in names.enumerated() {
                 guard let tensor = gguf.tensors[name] else { throw fail("no tensor '\(name)'") }
+                let expected = shape.count == 2 ? [columns, partRows?[i] ?? rows] : [columns]
+                guard tensor.dimensions == expected else { throw fail("tensor '\(name)' has dimensions \(tensor.dimensions); the config needs \(expected)") }
                 parts.append(tensor)
                 types[String(describing: tensor.type), default: 0] += 1
             }
-            let columns = shape.last!, rows = shape.count == 2 ? shape[0] : 1
-            guard parts.allSatisfy({ $0.dimensions[0] == columns }), parts.reduce(0, { $0 + $1.count }) == rows * columns else {
-                throw fail("\(names.joined(separator: " + ")) has dimensions \(parts.map(\.dimensions)); the config needs \(shape.reversed())")
-            }
-            if shape.count == 2, parts.allSatisfy({ $0.type == .q8_0 }) {
+            if shape.count == 2, target != "pos_emb", parts.allSatisfy({ $0.type == .q8_0 }) {
                 var values: [Int8] = [], scales: [Float] = []
                 values.reserveCapacity(rows * columns)
                 for part in parts {
@@ -94,7 +95,13 @@ public enum GGUFImporter {
                     }
                 }
                 guard scales.allSatisfy(\.isFinite) else { throw fail("\(names[0]) has a scale that is not finite") }
+                guard !gguf.isDamaged else { throw fail("the file changed while it was read") }
                 if !values.contains(-128) {
+                    // tfq's scales are ≥ 0 (formats/tfq.md §6.2): d·q = (−d)·(−q).
+                    for block in scales.indices where scales[block] < 0 {
+                        scales[block] = -scales[block]
+                        for j in (block * 32)..<(block * 32 + 32) { values[j] = -values[j] }
+                    }
                     let packed = try values.withUnsafeBufferPointer { v in
                         try scales.withUnsafeBufferPointer { s in
                             try Q8Codec.pack(values: v, scales: s, rows: rows, cols: columns, groupSize: 32, layout: .interleaved16x4)
@@ -136,7 +143,8 @@ public enum GGUFImporter {
             let s = "blk.\(i).", t = "blocks.\(i)."
             try write(t + "ln1.weight", [s + "attn_norm.weight"], shape: [d])
             if architecture == "llama" {
-                try write(t + "attn.qkv.weight", [s + "attn_q.weight", s + "attn_k.weight", s + "attn_v.weight"], shape: [config.qkvRows, d])
+                try write(t + "attn.qkv.weight", [s + "attn_q.weight", s + "attn_k.weight", s + "attn_v.weight"], shape: [config.qkvRows, d],
+                          partRows: [d, config.kvDim, config.kvDim])
                 try write(t + "attn.proj.weight", [s + "attn_output.weight"], shape: [d, d])
                 try write(t + "ln2.weight", [s + "ffn_norm.weight"], shape: [d])
                 try write(t + "ffn.gate.weight", [s + "ffn_gate.weight"], shape: [f, d])
@@ -184,6 +192,9 @@ public enum GGUFImporter {
         guard case .string(let model)? = meta["tokenizer.ggml.model"] else { throw fail("no tokenizer.ggml.model") }
         let tokens = try strings("tokenizer.ggml.tokens")
         guard tokens.count == vocabularySize else { throw fail("\(tokens.count) tokens for a vocabulary of \(vocabularySize)") }
+        guard tokens.count <= HuggingFaceTokenizer.maxVocabulary else {
+            throw fail("\(tokens.count) tokens are more than a .tfq file's metadata holds (\(HuggingFaceTokenizer.maxVocabulary))")
+        }
         switch model {
         case "llama":
             guard case .array(_, let items)? = meta["tokenizer.ggml.scores"], items.count == tokens.count else { throw fail("no tokenizer.ggml.scores for every token") }
@@ -199,8 +210,9 @@ public enum GGUFImporter {
             let pieces = tokens.map { Array($0.unicodeScalars.map { $0 == "\u{2581}" ? " " : String($0) }.joined().utf8) }
             return .llama2c(Llama2cTokenizer(pieces: pieces, scores: scores))
         case "gpt2":
-            if case .string(let pre)? = meta["tokenizer.ggml.pre"], pre != "gpt-2", pre != "default" {
-                throw fail("tokenizer.ggml.pre '\(pre)' is not supported (GPT-2's pre-tokenizer is)")
+            // llama.cpp's "default" is another regex; files from before the key are GPT-2's.
+            if case .string(let pre)? = meta["tokenizer.ggml.pre"], pre != "gpt-2" {
+                throw fail("tokenizer.ggml.pre '\(pre)' is not supported (GPT-2's pre-tokenizer, 'gpt-2', is)")
             }
             var idOf: [String: Int32] = [:]
             for (id, token) in tokens.enumerated() where idOf[token] == nil { idOf[token] = Int32(id) }
@@ -212,14 +224,19 @@ public enum GGUFImporter {
                 return .init(left, right)
             }
             var special: [Int32] = []
+            var spellings = tokens
             if case .array(_, let types)? = meta["tokenizer.ggml.token_type"] {
                 guard types.count == tokens.count else { throw fail("tokenizer.ggml.token_type has \(types.count) entries for \(tokens.count) tokens") }
-                // Control (3) and user-defined (4) tokens are literal text, not byte-level symbols.
-                special = types.enumerated().compactMap { $1.integer == 3 || $1.integer == 4 ? Int32($0) : nil }
+                for (id, type) in types.enumerated() {
+                    // Control (3) and user-defined (4) tokens are literal text, not byte-level
+                    // symbols; unused ids (5, written [PADn]) are no token.
+                    if type.integer == 3 || type.integer == 4 { special.append(Int32(id)) }
+                    if type.integer == 5 { spellings[id] = "" }
+                }
             }
             let eos = meta["tokenizer.ggml.eos_token_id"]?.integer
-            if let eos, eos < 0 || eos >= tokens.count { throw fail("the end-of-text id \(eos) is not a token") }
-            let vocabulary = BPEVocabulary(tokens: tokens, special: special, endOfText: eos.map(Int32.init))
+            if let eos, eos < 0 || eos >= tokens.count || spellings[eos].isEmpty { throw fail("the end-of-text id \(eos) is not a token") }
+            let vocabulary = BPEVocabulary(tokens: spellings, special: special, endOfText: eos.map(Int32.init))
             do { return .bpe(try BPETokenizer(merges: merges, vocabulary: vocabulary, preSplit: .gpt2)) } catch { throw fail("\(error)") }
         default:
             throw fail("tokenizer.ggml.model '\(model)' is not supported (llama and gpt2 are)")

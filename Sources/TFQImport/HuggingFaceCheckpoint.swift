@@ -16,11 +16,15 @@ public struct HuggingFaceCheckpoint {
 
     public init(path: String) throws {
         let directory: String, weights: String
-        if path.hasSuffix(".safetensors") || path.hasSuffix(".json") {
+        let named = path.hasSuffix(".safetensors") || path.hasSuffix(".json")
+        if named {
             directory = path.lastIndex(of: "/").map { String(path[...$0]) } ?? ""
-            weights = path.hasSuffix("config.json") ? directory + "model.safetensors" : path
         } else {
             directory = path.hasSuffix("/") ? path : path + "/"
+        }
+        if named && !path.hasSuffix("config.json") {
+            weights = path
+        } else {
             let index = directory + "model.safetensors.index.json"
             weights = Self.exists(index) && !Self.exists(directory + "model.safetensors") ? index : directory + "model.safetensors"
         }

@@ -40,6 +40,7 @@ public enum HuggingFaceImporter {
 
         let tokenizerFile = tokenizerPath ?? checkpoint.directory + "tokenizer.json"
         guard access(tokenizerFile, R_OK) == 0 else {
+            if tokenizerPath != nil { throw ImportError(tokenizerFile, "cannot read it") }
             throw ImportError(checkpoint.directory, "no tokenizer.json here: give --tokenizer FILE")
         }
         // A list of ids in some configs: the first is the one a text ends with.
@@ -62,8 +63,10 @@ public enum HuggingFaceImporter {
 
         let writer = try TFQWriter(path: output)
         var dtypes: [String: Int] = [:]
+        var used = Set<String>()
         func read(_ name: String, _ shape: [Int]) throws -> [Float] {
             if let dtype = checkpoint.dtype(name) { dtypes[dtype, default: 0] += 1 }
+            used.insert(name)
             return try checkpoint.floats(name, shape: shape)
         }
         func write(_ name: String, _ shape: [Int], _ values: [Float]) throws {
@@ -72,6 +75,15 @@ public enum HuggingFaceImporter {
         switch config.arch {
         case .gpt: try writeGPT2(config, checkpoint: checkpoint, read: read, write: write)
         case .llama: try writeLlama(config, read: read, write: write)
+        }
+        // A weight tfq does not read (a bias the config does not declare, a layer it does not
+        // know) would change what the model computes: refuse rather than drop it. Buffers
+        // transformers recomputes, and a tied head's copy, are not weights.
+        let buffers = ["attn.bias", "attn.masked_bias", "rotary_emb.inv_freq"]
+        if let unused = checkpoint.tensorNames.first(where: { name in
+            !used.contains(name) && !buffers.contains(where: { name.hasSuffix($0) }) && !(name == "lm_head.weight" && config.tieEmbeddings)
+        }) {
+            throw ImportError(checkpoint.directory, "tensor '\(unused)' is not part of a \(modelType) model as its config describes it")
         }
         try writer.finish(metadata: metadata.encoded())
         return Summary(config: config, modelType: modelType, fileBytes: try TFQFile(path: output).fileLength, dtypes: dtypes,

@@ -12,9 +12,15 @@ import TFQModel
 public enum HuggingFaceTokenizer {
     /// tokenizer.json files of the largest vocabularies are ~20 MB.
     static let maxFileBytes = 256 << 20
+    /// The most tokens a .tfq tokenizer can list: its metadata holds at most 1,000,000 JSON
+    /// values (formats/tfq.md §7), and the merges and the rest need some.
+    public static let maxVocabulary = 500_000
 
     public static func read(path: String, vocabularySize: Int, endOfText: Int?) throws -> BPETokenizer {
         func fail(_ problem: String) -> ImportError { ImportError(path, problem) }
+        guard vocabularySize <= maxVocabulary else {
+            throw fail("a vocabulary of \(vocabularySize) tokens is more than a .tfq file's metadata holds (\(maxVocabulary))")
+        }
         let bytes: [UInt8]
         do {
             let file = try InputFile(path: path)
@@ -48,6 +54,9 @@ public enum HuggingFaceTokenizer {
         guard isNull(postProcessor) || type(postProcessor) == "ByteLevel" else {
             throw fail("post_processor '\(type(postProcessor) ?? "?")' adds tokens, which is not supported")
         }
+        for key in ["truncation", "padding"] where !isNull(json[key]) {
+            throw fail("'\(key)' changes what encoding gives and is not supported")
+        }
         let decoder = json["decoder"]
         guard isNull(decoder) || type(decoder) == "ByteLevel" else { throw fail("decoder '\(type(decoder) ?? "?")' is not supported (ByteLevel is)") }
 
@@ -55,7 +64,9 @@ public enum HuggingFaceTokenizer {
         guard type(model) == "BPE" || (model?["type"] == nil && model?["merges"] != nil) else {
             throw fail("model '\(type(model) ?? "none")' is not supported (BPE is)")
         }
-        guard isNull(model?["dropout"]) else { throw fail("BPE dropout is not supported") }
+        if let dropout = model?["dropout"], !isNull(dropout), dropout != .integer(0), dropout != .number(0) {
+            throw fail("BPE dropout is not supported")
+        }
         for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
             if case .string(let text)? = model?[key], !text.isEmpty { throw fail("BPE \(key) '\(text)' is not supported") }
         }
@@ -98,7 +109,7 @@ public enum HuggingFaceTokenizer {
             let parts: [String]
             switch item {
             case .string(let text): parts = text.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
-            case .array(let pair): parts = pair.compactMap { if case .string(let s) = $0 { s } else { nil } }
+            case .array(let pair) where pair.count == 2: parts = pair.compactMap { if case .string(let s) = $0 { s } else { nil } }
             default: parts = []
             }
             guard parts.count == 2, let left = idOf[parts[0]], let right = idOf[parts[1]] else {

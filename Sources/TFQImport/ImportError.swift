@@ -1,11 +1,14 @@
 /// Why a file could not be imported; the message names the file and the problem.
-/// Names read from a hostile file can hold control characters: they are shown escaped, so
-/// the message stays one line.
+/// Names read from a hostile file can hold control, format and line-separator characters:
+/// they are shown escaped, so the message stays one line and reads as it prints.
 public struct ImportError: Error, CustomStringConvertible {
     public let description: String
     init(_ path: String, _ problem: String) {
         description = "\(path): \(problem)".unicodeScalars.map {
-            $0.properties.generalCategory == .control ? $0.escaped(asASCII: true) : String($0)
+            switch $0.properties.generalCategory {
+            case .control, .format, .lineSeparator, .paragraphSeparator: $0.escaped(asASCII: true)
+            default: String($0)
+            }
         }.joined()
     }
 }

@@ -95,7 +95,7 @@ public enum BPEPreSplit: String, Sendable, CaseIterable {
     static func scalarClass(_ bytes: UnsafeBufferPointer<UInt8>, at offset: Int) -> (ByteClass, length: Int) {
         let lead = bytes[offset]
         if lead < 0x80 { return (byteClass(lead), 1) }
-        let length = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC2 ? 2 : 0
+        let length = lead >= 0xF5 ? 0 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC2 ? 2 : 0
         guard length > 0, offset + length <= bytes.count else { return (.other, 1) }
         var value = UInt32(lead) & (0x7F >> length)
         for i in 1..<length {

@@ -186,6 +186,9 @@ extension Tokenizer: Encodable {
                 throw FormatError("'special' and 'eos_id' belong to a bpe tokenizer with a 'vocab'")
             }
             if json["vocab"] != nil {
+                // A 1.2 reader ignores 'vocab' but refuses an unknown pre_split: an imported
+                // vocabulary must never be read as tfq's own ids.
+                guard preSplit == BPEPreSplit.gpt2.rawValue else { throw FormatError("a bpe tokenizer with a 'vocab' has pre_split 'gpt2'") }
                 var special: [Int32] = []
                 if let stored = json["special"] {
                     guard case .array(let items) = stored else { throw FormatError("'special' must be an array of token ids") }

@@ -87,6 +87,9 @@ import TFQRuntime
         let halves = GGUFExporter.quantizeQ8_0([127, 0.5, -0.5, 2.5, -2.5] + [Float](repeating: 0, count: 27))
         #expect(halves[2..<7].map { Int8(bitPattern: $0) } == [127, 1, -1, 3, -3])  // not to even
         #expect(bytes[34] == 0 && bytes[35] == 0 && bytes[36...].allSatisfy { $0 == 0 })
+        // A block so small that 1/d is infinite: d rounds to 0 in f16, and so do the values.
+        let tiny = GGUFExporter.quantizeQ8_0([Float](repeating: 1e-38, count: 31) + [0])
+        #expect(tiny.allSatisfy { $0 == 0 })
     }
 
     /// A GGUF of the given parts, for hostile cases.
@@ -139,6 +142,7 @@ import TFQRuntime
         cases.append((Self.file(tensors: 1, tail: tensor(rank: 1, [0], type: 0, offset: 0)), "has a dimension of 0"))
         cases.append((Self.file(tensors: 1, tail: tensor(rank: 1, [4], type: 2, offset: 0)), "ggml type 2"))
         cases.append((Self.file(tensors: 1, tail: tensor(rank: 1, [48], type: 8, offset: 0)), "not whole blocks of 32"))
+        cases.append((Self.file(tensors: 1, tail: tensor(rank: 2, [(1 << 31) - 1, (1 << 31) - 1], type: 0, offset: 0)), "its size overflows"))
         cases.append((Self.file(tensors: 1, tail: tensor(rank: 1, [4], type: 0, offset: 8)), "is not aligned"))
         cases.append((Self.file(tensors: 1, tail: noData), "runs past the end of the data"))
         cases.append((Self.file(), "no general.architecture"))

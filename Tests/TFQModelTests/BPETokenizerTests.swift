@@ -71,6 +71,8 @@ import TFQFormat
         }
         // Invalid UTF-8: each bad byte is a scalar of class other, so a run of them is one chunk.
         #expect(BPEPreSplit.gpt2.chunks([0x61, 0xFF, 0xC3, 0x62, 0xE2, 0x80]) == [0..<1, 1..<3, 3..<4, 4..<6])
+        // F5–FF start no scalar (F8 A0 80 80 would decode to the letter U+20000 by the mask).
+        #expect(BPEPreSplit.gpt2.chunks([0x61, 0xF8, 0xA0, 0x80, 0x80]) == [0..<1, 1..<5])
     }
 
     /// An imported vocabulary (formats/tfq.md §10.1): byte tokens and merge results by
@@ -113,6 +115,10 @@ import TFQFormat
         #expect(throws: Tokenizer.FormatError.self) {
             try Tokenizer(json: JSONParser.parse(Array(#"{"type":"bpe","pre_split":"words","merges":"","eos_id":3}"#.utf8)))
         }
+        // An imported vocabulary with the "words" split would be read by a 1.2 reader as tfq's own ids.
+        var words = try JSONParser.parse(Array(JSONEncoder().encode(Tokenizer.bpe(bpe))))
+        if case .object(var members) = words { members["pre_split"] = .string("words"); words = .object(members) }
+        #expect(throws: Tokenizer.FormatError.self) { try Tokenizer(json: words) }
     }
 
     @Test func storedFormIsStrict() throws {
