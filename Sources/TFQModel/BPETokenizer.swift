@@ -125,6 +125,8 @@ public struct BPETokenizer: Equatable, Sendable {
     func nextSpecial(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> (offset: Int, index: Int, id: Int32)? {
         var offset = start
         while offset < bytes.count {
+            // Most bytes start no special token: one table load skips them.
+            guard tables.startsSpecial[Int(bytes[offset])] else { offset += 1; continue }
             var found: Int? = nil
             for (index, special) in tables.specials.enumerated() where special.bytes.first == bytes[offset] {
                 let text = special.bytes
@@ -323,6 +325,8 @@ final class BPETables: @unchecked Sendable {
     let starts: UnsafeMutablePointer<Int>
     /// Tokens matched as literal text before splitting.
     let specials: [(id: Int32, bytes: [UInt8])]
+    /// Whether some special token starts with each byte.
+    let startsSpecial: [Bool]
 
     /// tfq's own: byte b is token b, merge i makes token 256 + i.
     convenience init(merges: [BPETokenizer.Merge]) throws(BPEError) {
@@ -410,6 +414,9 @@ final class BPETables: @unchecked Sendable {
                  specials: [(id: Int32, bytes: [UInt8])]) throws(BPEError) {
         vocabularySize = tokenStarts.count - 1
         self.specials = specials
+        var firstBytes = [Bool](repeating: false, count: 256)
+        for special in specials { firstBytes[Int(special.bytes[0])] = true }
+        startsSpecial = firstBytes
         var capacity = 16
         while capacity < 2 * max(1, merges.count) { capacity *= 2 }
         mask = capacity - 1
