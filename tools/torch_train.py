@@ -367,6 +367,8 @@ def main():
         if not args.json and (step + 1) % 50 == 0:
             print(f"step {step + 1}/{args.steps} loss {loss:.4f}", file=sys.stderr)
     if rank != 0:
+        # Wait for rank 0 to evaluate and save: tearing gloo down under a live peer aborts.
+        torch.distributed.barrier()
         return torch.distributed.destroy_process_group()
     if args.eval_every == 0 or args.steps % args.eval_every != 0:
         val_loss = evaluate()
@@ -386,6 +388,7 @@ def main():
         save_hf(torch, model, args, args.save_hf)
     print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
     if distributed:
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
