@@ -29,8 +29,10 @@ import safetensors.torch
 import tokenizers
 import torch
 import transformers
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from torch_train import byte_level_bpe
 
 VOCAB = 384
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../shared/data/tinyshakespeare.txt")
@@ -41,12 +43,7 @@ STEPS, BATCH, CONTEXT = 300, 16, 64
 
 
 def train_tokenizer(text):
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator([text], trainer)
+    tok = byte_level_bpe(VOCAB, texts=[text])
     assert tok.get_vocab_size() == VOCAB
     assert set(pre_tokenizers.ByteLevel.alphabet()) <= set(tok.get_vocab()), "a byte has no token"
     return tok

@@ -214,15 +214,26 @@ def build_model(torch, vocab, args):
     return GPT()
 
 
-def train_tokenizer(data, size, output):
-    """A byte-level BPE of `size` tokens as GPT-2's (tools/hf_fixtures.py's pipeline), trained on the file data."""
+def byte_level_bpe(size, files=(), texts=()):
+    """GPT-2's pipeline in the `tokenizers` library (ByteLevel pre-tokenizer without a prefix
+    space, ByteLevel decoder, <|endoftext|> as id 0, all 256 bytes): `size` tokens learned from
+    the files or the texts. tools/hf_fixtures.py makes its fixtures' tokenizer with it too."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=size, special_tokens=["<|endoftext|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train([data], trainer)
+    if files:
+        tokenizer.train(list(files), trainer)
+    else:
+        tokenizer.train_from_iterator(list(texts), trainer)
+    return tokenizer
+
+
+def train_tokenizer(data, size, output):
+    """A byte-level BPE of `size` tokens as GPT-2's, trained on the file data, saved as output."""
+    tokenizer = byte_level_bpe(size, files=[data])
     if tokenizer.get_vocab_size() != size:
         sys.exit(f"torch_train.py: {data} gave {tokenizer.get_vocab_size()} tokens, not {size} "
                  "(at least 257: the 256 bytes and <|endoftext|>)")

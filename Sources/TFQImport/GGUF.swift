@@ -189,11 +189,7 @@ public final class GGUFFile {
     public init(path: String) throws {
         self.path = path
         func fail(_ problem: String) -> ImportError { ImportError(path, problem) }
-        do { file = try MappedFile(path: path, minimumLength: 1) } catch let error as TFQFormatError {
-            if case .tooShort = error.problem { throw fail("the file is empty") }
-            if case .io(let why) = error.problem { throw fail(why) }
-            throw error
-        }
+        file = try MappedFile.toImport(path)
         var reader = Reader(bytes: file.bytes, path: path)
         guard file.bytes.count >= 24, Array(file.bytes[0..<4]) == GGUF.magic else { throw fail("not a GGUF file (no 'GGUF' magic)") }
         reader.offset = 4

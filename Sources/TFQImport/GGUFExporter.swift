@@ -105,6 +105,7 @@ public enum GGUFExporter {
             }
             return GGUF.TensorPlan(name: item.name, type: type, dimensions: item.shape.reversed())
         }
+        var lastSource: (name: String, values: [Float])? = nil
         try GGUF.write(path: output, metadata: metadata, tensors: tensors) { index in
             let item = plan[index]
             var values: [Float]
@@ -113,7 +114,9 @@ public enum GGUFExporter {
                 let expected = item.rows == nil ? item.shape : [config.qkvRows, d]
                 guard let info = file.info(source) else { throw ImportError(path, "no tensor '\(source)'") }
                 guard info.shape == expected else { throw ImportError(path, "tensor '\(source)' has shape \(info.shape); the config needs \(expected)") }
-                values = file.floats(info)
+                // llama's q, k and v come one after another from one fused tensor: read it once.
+                if lastSource?.name != source { lastSource = (source, file.floats(info)) }
+                values = lastSource!.values
                 if let rows = item.rows { values = Array(values[(rows.lowerBound * d)..<(rows.upperBound * d)]) }
             } else {
                 values = [Float](repeating: 0, count: item.shape.reduce(1, *))

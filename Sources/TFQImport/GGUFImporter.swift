@@ -87,12 +87,9 @@ public enum GGUFImporter {
                 var values: [Int8] = [], scales: [Float] = []
                 values.reserveCapacity(rows * columns)
                 for part in parts {
-                    let bytes = gguf.bytes(part)
-                    for block in 0..<(part.count / 32) {
-                        let base = block * GGUF.q8BlockBytes
-                        scales.append(Float(Float16(bitPattern: UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: base, as: UInt16.self)))))
-                        for j in 0..<32 { values.append(Int8(bitPattern: bytes[base + 2 + j])) }
-                    }
+                    let blocks = StoredFloats.q8_0(gguf.bytes(part), count: part.count)
+                    values += blocks.values
+                    scales += blocks.scales
                 }
                 guard scales.allSatisfy(\.isFinite) else { throw fail("\(names[0]) has a scale that is not finite") }
                 guard !gguf.isDamaged else { throw fail("the file changed while it was read") }
@@ -120,15 +117,12 @@ public enum GGUFImporter {
             for part in parts {
                 let bytes = gguf.bytes(part)
                 switch part.type {
-                case .f32: for i in 0..<part.count { floats.append(Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))) }
-                case .f16: for i in 0..<part.count { floats.append(Float(Float16(bitPattern: UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))))) }
-                case .bf16: for i in 0..<part.count { floats.append(Float(bitPattern: UInt32(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16)) }
+                case .f32: floats += StoredFloats.f32(bytes, count: part.count)
+                case .f16: floats += StoredFloats.f16(bytes, count: part.count)
+                case .bf16: floats += StoredFloats.bf16(bytes, count: part.count)
                 case .q8_0:
-                    for block in 0..<(part.count / 32) {
-                        let base = block * GGUF.q8BlockBytes
-                        let scale = Float(Float16(bitPattern: UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: base, as: UInt16.self))))
-                        for j in 0..<32 { floats.append(Float(Int8(bitPattern: bytes[base + 2 + j])) * scale) }
-                    }
+                    let blocks = StoredFloats.q8_0(bytes, count: part.count)
+                    floats += blocks.values.indices.map { Float(blocks.values[$0]) * blocks.scales[$0 / 32] }
                 }
             }
             guard floats.allSatisfy(\.isFinite) else { throw fail("\(names[0]) holds a NaN or an infinity") }

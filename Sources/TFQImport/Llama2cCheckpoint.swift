@@ -35,11 +35,7 @@ public final class Llama2cCheckpoint {
 
     public init(path: String) throws {
         self.path = path
-        do { file = try MappedFile(path: path, minimumLength: 1) } catch let error as TFQFormatError {
-            if case .tooShort = error.problem { throw ImportError(path, "the file is empty") }
-            if case .io(let why) = error.problem { throw ImportError(path, why) }
-            throw error
-        }
+        file = try MappedFile.toImport(path)
         let bytes = file.bytes
         func int32(_ at: Int) throws -> Int {
             guard at + 4 <= bytes.count else { throw ImportError(path, "truncated header (\(bytes.count) bytes)") }

@@ -50,11 +50,7 @@ public final class SafetensorsFile {
     public init(path: String) throws {
         self.path = path
         func fail(_ problem: String) -> ImportError { ImportError(path, problem) }
-        do { file = try MappedFile(path: path, minimumLength: 1) } catch let error as TFQFormatError {
-            if case .tooShort = error.problem { throw fail("the file is empty") }
-            if case .io(let why) = error.problem { throw fail(why) }
-            throw error
-        }
+        file = try MappedFile.toImport(path)
         let bytes = file.bytes
         guard bytes.count >= 8 else { throw fail("truncated: \(bytes.count) bytes, shorter than the 8-byte header length") }
         let declared = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
@@ -122,13 +118,9 @@ public final class SafetensorsFile {
         let source = UnsafeRawBufferPointer(rebasing: file.bytes[tensor.byteRange])
         let values: [Float]
         switch tensor.dtype {
-        case .f32:
-            values = (0..<count).map { Float(bitPattern: UInt32(littleEndian: source.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
-        case .f16:
-            values = (0..<count).map { Float(Float16(bitPattern: UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)))) }
-        case .bf16:
-            // bfloat16 is the top half of an f32: the conversion is exact.
-            values = (0..<count).map { Float(bitPattern: UInt32(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) << 16) }
+        case .f32: values = StoredFloats.f32(source, count: count)
+        case .f16: values = StoredFloats.f16(source, count: count)
+        case .bf16: values = StoredFloats.bf16(source, count: count)
         case .f64:
             values = (0..<count).map { Float(Double(bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self)))) }
         default:

@@ -22,7 +22,7 @@ case "$target" in
   tfq-file) sources=(tools/fuzz/FuzzTFQFile.swift) ;;
   imports)
     mkdir -p "$out/imports-src"
-    for f in ImportError SafetensorsFile GGUF; do
+    for f in ImportError StoredFloats SafetensorsFile GGUF; do
       grep -v '^import TFQFormat$' "Sources/TFQImport/$f.swift" > "$out/imports-src/$f.swift"
     done
     sources=(tools/fuzz/FuzzImports.swift "$out"/imports-src/*.swift) ;;
