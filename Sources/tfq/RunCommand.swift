@@ -133,7 +133,8 @@ struct RunCommand: ParsableCommand {
             decode_tokens_per_second: decodeTokens > 0 ? Double(decodeTokens) / max(decodeSeconds, 1e-9) : 0,
             peak_rss_bytes: ProcessMemory.peakResidentBytes(), text: output,
             prompt_token_ids: promptTokens, token_ids: generated,
-            stop_reason: reason.rawValue, kv_cache: session.kvCachePrecision.rawValue)
+            stop_reason: reason.rawValue, kv_cache: session.kvCachePrecision.rawValue,
+            fused_multiply_add: Arithmetic.fusedMultiplyAdd)
         if json {
             print(try JSONOutput.string(figures))
         }
@@ -165,6 +166,9 @@ struct RunFigures: Encodable {
     var token_ids: [Int32]
     var stop_reason: String
     var kv_cache: String
+    /// Whether this build's multiply-adds round once (formats/tfq.md §11): with kv_cache,
+    /// what an implementation of the spec needs to reproduce the tokens bit for bit.
+    var fused_multiply_add: Bool
 }
 
 /// `--kv-cache f32|f16`: how a session caches keys and values.

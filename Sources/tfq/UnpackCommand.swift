@@ -1,4 +1,5 @@
 import ArgumentParser
+import FoundationEssentials
 import TFQFormat
 
 struct UnpackCommand: ParsableCommand {
@@ -19,7 +20,20 @@ struct UnpackCommand: ParsableCommand {
             try writer.add(name: info.name, dtype: info.dtype, shape: info.shape, layout: info.layout,
                            groupSize: info.groupSize, bytes: file.bytes(info))
         }
-        try writer.finish(metadata: file.metadataJSON)
+        try writer.finish(metadata: try Self.rawMetadata(file))
         print("wrote \(output): \(file.tensors.count) tensors, all raw")
+    }
+
+    /// The metadata as it was, except that `quantization.zstd_level` says 0: the level no
+    /// longer describes any tensor of the raw file.
+    static func rawMetadata(_ file: TFQFile) throws -> [UInt8] {
+        guard case .object(var quantization) = file.metadata["quantization"], let level = quantization["zstd_level"],
+              level != .integer(0) else { return file.metadataJSON }
+        quantization["zstd_level"] = .integer(0)
+        var members = file.metadata
+        members["quantization"] = .object(quantization)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Array(try encoder.encode(JSONValue.object(members)))
     }
 }

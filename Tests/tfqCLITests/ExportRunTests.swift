@@ -67,7 +67,19 @@ import TFQFormat
             let unpacked = try b.bytes(info.name)
             #expect(Array(a.bytes(info)) == Array(unpacked), "\(info.name)")
         }
-        #expect(b.metadataJSON == a.metadataJSON)
+        // The same metadata, but the compression level of a raw file is 0.
+        #expect(a.metadata["quantization"]?["zstd_level"] == .integer(19))
+        #expect(b.metadata["quantization"]?["zstd_level"] == .integer(0))
+        var expected = a.metadata
+        if case .object(var quantization) = expected["quantization"] {
+            quantization["zstd_level"] = .integer(0)
+            expected["quantization"] = .object(quantization)
+        }
+        #expect(b.metadata == expected)
+        // Unpacking a raw file changes nothing.
+        let again = Self.directory.appendingPathComponent("r2.tfq").path
+        #expect(try CLI.run(["unpack", raw, "-o", again]).status == 0)
+        #expect(try TFQFile(path: again).metadataJSON == b.metadataJSON)
     }
 
     @Test func badInputIsOneLine() throws {

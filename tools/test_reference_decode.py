@@ -1,0 +1,208 @@
+"""formats/tfq.md §11 against tfq's runtime: tools/reference_decode.py, written from the spec,
+must give `tfq run`'s greedy tokens and libtfq's logits bit for bit on the int8 models of
+formats/testdata/decode (GPT with fp32 and q8 vocabulary tables, llama, two-pass layers).
+
+The binaries: TFQ_BIN (default .build/release/tfq, the portable build: unfused
+multiply-adds) and, when built, .build-native/release/tfq (the host-CPU build: fused on a
+CPU with FMA); libtfq-c.so next to each.
+"""
+import ctypes
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+import reference_decode as ref
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DECODE = os.path.join(ROOT, "formats", "testdata", "decode")
+with open(os.path.join(DECODE, "expected.json")) as _f:
+    CASES = json.load(_f)["cases"]
+IDS = [f"{c['model']}-{c['n']}" for c in CASES]
+
+
+def binaries():
+    found = []
+    for path in (os.environ.get("TFQ_BIN", os.path.join(ROOT, ".build/release/tfq")),
+                 os.path.join(ROOT, ".build-native/release/tfq")):
+        if os.path.exists(path) and os.path.realpath(path) not in [os.path.realpath(p) for p in found]:
+            found.append(path)
+    return found
+
+
+def run_json(binary, case):
+    out = subprocess.run([binary, "run", os.path.join(DECODE, case["model"]), "--prompt-ids",
+                          " ".join(map(str, case["prompt_token_ids"])), "-n", str(case["n"]), "--ignore-eos", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {name: ref.Model(os.path.join(DECODE, name)) for name in sorted({c["model"] for c in CASES})}
+
+
+# ---------------------------------------------------------------- the reference alone
+
+@pytest.mark.parametrize("fused", [False, True], ids=["unfused", "fused"])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_reference_gives_the_committed_tokens(models, case, fused):
+    tokens, reason = ref.generate(models[case["model"]], case["prompt_token_ids"], case["n"], fused, ignore_eos=True)
+    assert tokens == case["fused" if fused else "unfused"]
+    assert reason == case["stop_reason"]
+
+
+def test_cases_cover_the_spec(models):
+    """What the fixtures exercise, so that a regenerated set keeps covering it."""
+    char, bpe, llama = models["gpt-char.int8.tfq"], models["gpt-bpe.int8.tfq"], models["llama.int8.tfq"]
+    assert char.head.W is not None and char.config["vocab_size"] % 4 != 0          # fp32 classifier, a row after the fours
+    assert bpe.head.W is None and bpe.config["tie_embeddings"] and bpe.head.two_pass is False
+    assert all(layer.two_pass for b in bpe.blocks for layer in (b["qkv"], b["proj"], b["up"], b["down"]))
+    assert llama.arch == "llama" and llama.kv_heads < llama.heads and llama.d_k % 8 and llama.blocks[0]["qkv"].group % 8
+    assert llama.blocks[0]["qkv"].two_pass and not llama.blocks[1]["qkv"].two_pass
+    assert {m.kv_cache for m in models.values()} == {"f16"}
+    assert [c["stop_reason"] for c in CASES].count("context") == 1
+    assert all(len(c["fused"]) >= 200 or c["stop_reason"] == "context" for c in CASES)
+
+
+def test_fma_rounds_once():
+    a, b = np.float32(1 + 2**-23), np.float32(1 - 2**-23)
+    assert ref.fma(np.float32(-1), a, b) == np.float32(-(2**-46))
+    assert ref.Arithmetic(False).mad(np.float32(-1), a, b) == 0
+    # (1 + 2⁻²³) − 2⁻²⁴(1 + 2⁻²³)(1 − 2⁻²³) = 1 + 2⁻²⁴ + 2⁻⁷⁰: just above the midpoint of 1 and
+    # 1 + 2⁻²³. Rounded to float64 first it is the midpoint, and ties to even give 1.
+    acc, a, b = np.float32(1 + 2**-23), np.float32(-(2**-24) * (1 + 2**-23)), np.float32(1 - 2**-23)
+    assert np.float32(np.float64(acc) + np.float64(a) * np.float64(b)) == 1
+    assert ref.fma(acc, a, b) == np.float32(1 + 2**-23)
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        a, b, c = (rng.standard_normal(10000).astype(np.float32) for _ in range(3))
+        exact = [float(np.float32(fraction_fma(*t))) for t in zip(a.tolist(), b.tolist(), c.tolist())]
+        assert np.array_equal(ref.fma(c, a, b), np.array(exact, np.float32))
+
+
+def fraction_fma(a, b, c):
+    from fractions import Fraction
+    exact = Fraction(a) * Fraction(b) + Fraction(c)
+    return binary32(exact)
+
+
+def binary32(exact):
+    """The binary32 value nearest the Fraction `exact` (ties to even), as a float."""
+    lo = float(np.float32(float(exact)))
+    candidates = {lo, float(np.nextafter(np.float32(lo), np.float32(np.inf))), float(np.nextafter(np.float32(lo), np.float32(-np.inf)))}
+    from fractions import Fraction
+    best = min(candidates, key=lambda v: (abs(Fraction(v) - exact), np.float32(v).view(np.uint32) & 1))
+    return best
+
+
+def test_changing_one_rule_changes_the_tokens(models):
+    """The committed tokens pin the arithmetic down: a binary32 KV cache instead of §11.6's
+    binary16 leaves every fixture on another path within 200 tokens."""
+    changed = 0
+    for case in CASES[:3]:
+        other = ref.Model(os.path.join(DECODE, case["model"]), kv_cache="f32")
+        tokens, _ = ref.generate(other, case["prompt_token_ids"], case["n"], False, ignore_eos=True)
+        changed += tokens != case["unfused"]
+    assert changed >= 1
+
+
+# ---------------------------------------------------------------- against tfq
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_tfq_run_gives_the_specs_tokens(case):
+    found = binaries()
+    if not found:
+        pytest.skip("no tfq binary built")
+    for binary in found:
+        out = run_json(binary, case)
+        expected = case["fused" if out["fused_multiply_add"] else "unfused"]
+        assert out["prompt_token_ids"] == case["prompt_token_ids"]
+        assert out["token_ids"] == expected, binary
+        assert out["stop_reason"] == case["stop_reason"]
+        assert out["kv_cache"] == "f16"
+
+
+def libraries():
+    """(libtfq-c.so, whether its build fuses) for each binary found."""
+    found = []
+    for binary in binaries():
+        lib = os.path.join(os.path.dirname(os.path.realpath(binary)), "libtfq-c.so")
+        if os.path.exists(lib):
+            found.append((lib, run_json(binary, CASES[0])["fused_multiply_add"]))
+    return found
+
+
+@pytest.mark.parametrize("model", ["gpt-char.int8.tfq", "gpt-bpe.int8.tfq", "llama.int8.tfq"])
+def test_logits_are_the_specs_bit_for_bit(models, model):
+    """libtfq's logits after the prompt (one batched evaluation) and after each of 60 decode
+    steps equal the reference's in every bit."""
+    found = libraries()
+    if not found:
+        pytest.skip("no libtfq-c.so built")
+    case = next(c for c in CASES if c["model"] == model)
+    m = models[model]
+    vocab = m.config["vocab_size"]
+    for path, fused in found:
+        lib = ctypes.CDLL(path)
+        handle, session = ctypes.c_void_p(), ctypes.c_void_p()
+        assert lib.tfq_model_open(os.path.join(DECODE, model).encode(), ctypes.byref(handle)) == 0
+        try:
+            assert lib.tfq_session_new(handle, 1, ctypes.byref(session)) == 0
+            logits = (ctypes.c_float * vocab)()
+            prompt = case["prompt_token_ids"]
+            assert lib.tfq_session_eval(session, (ctypes.c_int32 * len(prompt))(*prompt), len(prompt), logits, vocab) == 0
+            ar, cache = ref.Arithmetic(fused), m.new_cache()
+            with np.errstate(over="ignore"):
+                for p, token in enumerate(prompt):
+                    expected = m.step(token, p, cache, ar)
+                position = len(prompt)
+                for step in range(60):
+                    got = np.ctypeslib.as_array(logits).copy()
+                    assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), \
+                        f"{path} ({'fused' if fused else 'unfused'}), step {step}: {np.count_nonzero(got != expected)} logits differ"
+                    token = ref.argmax(expected)
+                    assert lib.tfq_session_eval(session, (ctypes.c_int32 * 1)(token), 1, logits, vocab) == 0
+                    expected = m.step(token, position, cache, ar)
+                    position += 1
+        finally:
+            lib.tfq_session_free(session)
+            lib.tfq_model_close(handle)
+
+
+@pytest.mark.parametrize("model", ["gpt-char.int8.tfq", "llama.int8.tfq"])
+def test_f32_decode_steps_are_the_specs_bit_for_bit(models, model, tmp_path):
+    """§11 also gives an f32 model's decode step (mad-sum¹⁶ for every linear layer, a
+    binary32 cache): the fixture's weights dequantized into an f32 file (tools/tfq_write.py),
+    fed one token at a time."""
+    import tfq_write
+    found = libraries()
+    if not found:
+        pytest.skip("no libtfq-c.so built")
+    source = models[model].file
+    path = str(tmp_path / "f32.tfq")
+    tfq_write.write(path, [(e.name, source.tensor(e.name)) for e in source.entries],
+                    {"kind": "model", "config": source.metadata["config"], "tokenizer": source.metadata["tokenizer"]})
+    m = ref.Model(path)
+    assert m.kv_cache == "f32" and m.head.W is not None
+    vocab = m.config["vocab_size"]
+    for lib_path, fused in found:
+        lib = ctypes.CDLL(lib_path)
+        handle, session = ctypes.c_void_p(), ctypes.c_void_p()
+        assert lib.tfq_model_open(path.encode(), ctypes.byref(handle)) == 0
+        try:
+            assert lib.tfq_session_new(handle, 1, ctypes.byref(session)) == 0
+            logits = (ctypes.c_float * vocab)()
+            ar, cache, token = ref.Arithmetic(fused), m.new_cache(), 3
+            with np.errstate(over="ignore"):
+                for position in range(40):
+                    assert lib.tfq_session_eval(session, (ctypes.c_int32 * 1)(token), 1, logits, vocab) == 0
+                    expected = m.step(token, position, cache, ar)
+                    got = np.ctypeslib.as_array(logits).copy()
+                    assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), f"{lib_path}, position {position}"
+                    token = ref.argmax(expected)
+        finally:
+            lib.tfq_session_free(session)
+            lib.tfq_model_close(handle)
