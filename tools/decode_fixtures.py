@@ -11,6 +11,9 @@ The models cover what §11 describes:
   an fp32 mad-sum¹⁶ over 65 rows, one of them after the last group of four), group size 64;
 - gpt-bpe.int8.tfq: GPT, ReLU, no biases, a tied q8 table (a q8 lookup and a q8
   classifier), byte-level BPE, group size 32, both blocks in two passes;
+- gpt-bpe-head.int8.tfq: the same checkpoint with one-pass blocks and a two-pass tied
+  classifier (--two-pass-classifier: tok_emb listed in two_pass_activations), the table in
+  groups of 16 (--table-group-size 16);
 - llama.int8.tfq: llama2.c's architecture with random weights (tools/llama2c.py),
   grouped-query attention (4 heads, 2 kv heads), d_k = 12 (not a multiple of 8 or 16),
   group size 12 (not a multiple of 8), the first block in two passes, rotary tables.
@@ -40,6 +43,7 @@ TOKENS = 200
 CASES = [
     ("gpt-char.int8.tfq", "ROMEO:\nWhat say", TOKENS),
     ("gpt-bpe.int8.tfq", "Prince Andrew looked at", TOKENS),
+    ("gpt-bpe-head.int8.tfq", "Natasha said", TOKENS),
     ("llama.int8.tfq", "Lily saw the", TOKENS),
     ("llama.int8.tfq", "Once upon", 300),
 ]
@@ -64,6 +68,8 @@ def models(tfq: str, work: str, out: str) -> None:
         "--ff", "192", "--activation", "relu", "--tie-embeddings", "--no-bias", "--steps", "1000", *common)
     run(tfq, "export", f"{work}/bpe.tfq", "--int8", "--two-pass-layers", "2", "--group-size", "32",
         "--output", f"{out}/gpt-bpe.int8.tfq", "--eval-data", wp)
+    run(tfq, "export", f"{work}/bpe.tfq", "--int8", "--two-pass-layers", "0", "--two-pass-classifier", "--group-size", "32",
+        "--table-group-size", "16", "--output", f"{out}/gpt-bpe-head.int8.tfq", "--eval-data", wp)
     config = llama2c.Config(dim=48, hidden_dim=144, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=384, seq_len=256)
     llama2c.write_checkpoint(f"{work}/llama.bin", config, llama2c.random_model(config, 11, False), 0)
     llama2c.write_tokenizer(f"{work}/tokenizer.bin", *llama2c.random_tokenizer(384, 7))

@@ -45,6 +45,13 @@ public struct ExportOptions: Sendable {
     /// passes at run time (formats/tfq.md §8, `two_pass_activations`).
     public var twoPassLayers = 1
     public var groupSize: GroupSize = .auto
+    /// int8: the vocabulary tables' group size (nil: `groupSize`). A table's rounding error
+    /// enters every layer through the lookup and every logit through the head; finer groups
+    /// cost 4 bytes per group.
+    public var tableGroupSize: GroupSize?
+    /// int8: the classifier's input is quantized in two int8 passes too (formats/tfq.md §8),
+    /// at twice the head's integer work.
+    public var twoPassClassifier = false
     /// int8: choose the weights with GPTQ on calibration text (plain rounding without).
     public var gptq = true
     /// GPTQ's calibration text; nil uses the checkpoint's training split.
@@ -60,5 +67,12 @@ public struct ExportOptions: Sendable {
     public init(precision: Precision, threads: Int) {
         self.precision = precision
         self.threads = threads
+    }
+
+    static let vocabularyTables: Set = ["tok_emb", "lm_head.weight"]
+
+    /// The group size of the int8 tensor `name` with `columns` columns.
+    func group(for name: String, columns: Int) -> Int {
+        (Self.vocabularyTables.contains(name) ? tableGroupSize ?? groupSize : groupSize).resolved(columns: columns)
     }
 }

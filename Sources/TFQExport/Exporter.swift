@@ -35,7 +35,7 @@ public enum Exporter {
     /// never gpt's position table.
     static func quantizedNames(_ tensors: [TensorInfo], options: ExportOptions) -> Set<String> {
         guard options.precision == .int8 else { return [] }
-        let vocabularyTables: Set = ["tok_emb", "lm_head.weight"]
+        let vocabularyTables = ExportOptions.vocabularyTables
         let matrices = tensors.filter { $0.shape.count == 2 && $0.name != "pos_emb" }
         let keepTablesFP32: Bool
         switch options.embedding {
@@ -51,11 +51,13 @@ public enum Exporter {
         return Set(matrices.map(\.name).filter { !(keepTablesFP32 && vocabularyTables.contains($0)) })
     }
 
-    /// The int8 layers of the first `options.twoPassLayers` blocks: their inputs are
-    /// quantized in two passes at run time. Layer 0's activations weigh most on accuracy
-    /// (BENCHMARKS.md, "int8 quality").
-    static func twoPassNames(_ quantized: Set<String>, options: ExportOptions, linears: Set<String>) -> [String] {
+    /// The int8 layers of the first `options.twoPassLayers` blocks, and with
+    /// `options.twoPassClassifier` the classifier (`classifier`: `tok_emb` when tied): their
+    /// inputs are quantized in two passes at run time. Layer 0's activations weigh most on
+    /// accuracy (BENCHMARKS.md, "int8 quality").
+    static func twoPassNames(_ quantized: Set<String>, options: ExportOptions, linears: Set<String>, classifier: String) -> [String] {
         quantized.intersection(linears).filter { name in
+            if name == classifier { return options.twoPassClassifier }
             let parts = name.split(separator: ".")
             guard parts.count > 2, parts[0] == "blocks", let index = Int(parts[1]) else { return false }
             return index < options.twoPassLayers
@@ -96,8 +98,8 @@ public enum Exporter {
             "group_size": options.precision == .int8 ? .string(options.groupSize.description) : .null,
             "layout": .string(options.precision == .int8 ? Q8Layout.interleaved16x4.description : "row-major"),
             "zstd_level": .integer(Int64(options.zstdLevel ?? 0)),
-            "two_pass_activations": .array(twoPassNames(quantized, options: options, linears: Set(reference.linearShapes.map(\.name)))
-                .map { .string($0) }),
+            "two_pass_activations": .array(twoPassNames(quantized, options: options, linears: Set(reference.linearShapes.map(\.name)),
+                                                        classifier: config.tieEmbeddings ? "tok_emb" : "lm_head.weight").map { .string($0) }),
         ])
         if let imported = metadata.sections["import"] { model.sections["import"] = imported }
         let (errors, chosen) = try writeWeights(tensors, of: source, quantized: quantized, hessians: &calibration.hessians,
@@ -149,7 +151,7 @@ public enum Exporter {
                 switch options.precision {
                 case .int8 where quantized.contains(tensor.name):
                     let rows = tensor.shape[0], columns = tensor.shape[1]
-                    let group = options.groupSize.resolved(columns: columns)
+                    let group = options.group(for: tensor.name, columns: columns)
                     let bytes: [UInt8]
                     // Each H is freed once its last layer is chosen.
                     if let hessian = hessians.removeValue(forKey: tensor.name), hessian.columns == columns,
@@ -192,14 +194,18 @@ public enum Exporter {
 
     static func checkGroupSizes(options: ExportOptions, tensors: [TensorInfo]) throws {
         guard options.precision == .int8 else { return }
-        if case .size(let n) = options.groupSize, n < 4 || n % 4 != 0 {
-            throw ExportError("--group-size \(n) is not supported: use a multiple of 4 (e.g. 32, 64, 128) or 'row'")
+        for (flag, size) in [("--group-size", options.groupSize), ("--table-group-size", options.tableGroupSize)] {
+            if case .size(let n) = size, n < 4 || n % 4 != 0 {
+                throw ExportError("\(flag) \(n) is not supported: use a multiple of 4 (e.g. 32, 64, 128) or 'row'")
+            }
         }
         for tensor in tensors {
             let columns = tensor.shape[1]
-            let group = options.groupSize.resolved(columns: columns)
+            let group = options.group(for: tensor.name, columns: columns)
             guard columns % group == 0, columns % 4 == 0 else {
-                throw ExportError("--group-size \(options.groupSize) does not divide the \(columns) columns of \(tensor.name)")
+                let table = ExportOptions.vocabularyTables.contains(tensor.name) && options.tableGroupSize != nil
+                throw ExportError("\(table ? "--table-group-size \(options.tableGroupSize!)" : "--group-size \(options.groupSize)") "
+                                  + "does not divide the \(columns) columns of \(tensor.name)")
             }
         }
     }

@@ -37,6 +37,10 @@ struct ExportCommand: ParsableCommand {
     var embedding: ExportOptions.EmbeddingPrecision?
     @Option(help: "int8: the first N blocks quantize their layers' inputs in two int8 passes at run time (more accurate, twice the integer work there).")
     var twoPassLayers: Int?
+    @Flag(help: "int8: the classifier quantizes its input in two int8 passes too (twice the head's integer work).")
+    var twoPassClassifier = false
+    @Option(help: "int8: weights per scale group in the vocabulary tables (default: --group-size); finer groups cut the error of the lookup and the head.")
+    var tableGroupSize: GroupSizeArgument?
     @Flag(inversion: .prefixedNo, help: "int8: choose the weights with GPTQ on calibration text (--no-gptq rounds each weight to nearest).")
     var gptq = true
     @Option(help: "int8: GPTQ's calibration text (default: the checkpoint's training split).") var calibrationData: String?
@@ -58,6 +62,7 @@ struct ExportCommand: ParsableCommand {
         if chosen != 1 { throw UsageError("choose exactly one of --int8, --fp16, --fp32") }
         if gguf {
             let given = [("--group-size", groupSize.value != .auto), ("--embedding", embedding != nil), ("--two-pass-layers", twoPassLayers != nil),
+                         ("--two-pass-classifier", twoPassClassifier), ("--table-group-size", tableGroupSize != nil),
                          ("--no-gptq", !gptq), ("--calibration-data", calibrationData != nil), ("--calibration-tokens", calibrationTokens != nil),
                          ("--zstd", !zstdLevels.isEmpty), ("--no-zstd", noZstd), ("--eval-data", evalData != nil)]
             if let flag = given.first(where: { $0.1 })?.0 {
@@ -72,7 +77,8 @@ struct ExportCommand: ParsableCommand {
         if let twoPassLayers, twoPassLayers < 0 { throw UsageError("--two-pass-layers must be 0 or more") }
         if !int8 {
             let given = [("--embedding", embedding != nil), ("--two-pass-layers", twoPassLayers != nil), ("--no-gptq", !gptq),
-                         ("--calibration-data", calibrationData != nil), ("--calibration-tokens", calibrationTokens != nil)]
+                         ("--calibration-data", calibrationData != nil), ("--calibration-tokens", calibrationTokens != nil),
+                         ("--two-pass-classifier", twoPassClassifier), ("--table-group-size", tableGroupSize != nil)]
             if let flag = given.first(where: { $0.1 })?.0 { throw UsageError("\(flag) applies to --int8 exports only") }
         }
         if !gptq, let flag = calibrationData != nil ? "--calibration-data" : calibrationTokens != nil ? "--calibration-tokens" : nil {
@@ -88,6 +94,8 @@ struct ExportCommand: ParsableCommand {
         options.groupSize = groupSize.value
         if let embedding { options.embedding = embedding }
         if let twoPassLayers { options.twoPassLayers = twoPassLayers }
+        options.twoPassClassifier = twoPassClassifier
+        options.tableGroupSize = tableGroupSize?.value
         options.gptq = gptq
         options.calibrationData = calibrationData
         if let calibrationTokens { options.calibrationTokens = calibrationTokens }

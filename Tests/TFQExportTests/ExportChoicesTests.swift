@@ -59,13 +59,52 @@ import Testing
         let tensors = Self.gpt(vocab: 4000, dim: 64, layers: 3, tied: true)
         let quantized = Exporter.quantizedNames(tensors, options: Self.options(.auto))
         let linears = Set(tensors.map(\.name).filter { $0.contains(".attn.") || $0.contains(".ffn.") })
-        let names = Exporter.twoPassNames(quantized, options: Self.options(.auto, twoPass: layers), linears: linears)
+        let names = Exporter.twoPassNames(quantized, options: Self.options(.auto, twoPass: layers), linears: linears, classifier: "tok_emb")
         #expect(names.count == 4 * min(layers, 3))
         #expect(names == names.sorted() && !names.contains("tok_emb"))
         #expect(names.allSatisfy { Int($0.split(separator: ".")[1])! < layers })
         // Only linear layers, and no name it cannot parse.
         let odd: Set = ["blocks.", "blocks.x.attn.qkv.weight", "blocks.0.extra"]
-        #expect(Exporter.twoPassNames(quantized.union(odd), options: Self.options(.auto, twoPass: 9), linears: linears.union(["blocks."]))
-                == Exporter.twoPassNames(quantized, options: Self.options(.auto, twoPass: 9), linears: linears))
+        #expect(Exporter.twoPassNames(quantized.union(odd), options: Self.options(.auto, twoPass: 9), linears: linears.union(["blocks."]),
+                                      classifier: "tok_emb")
+                == Exporter.twoPassNames(quantized, options: Self.options(.auto, twoPass: 9), linears: linears, classifier: "tok_emb"))
+    }
+
+    /// --two-pass-classifier adds the head, whatever it is called, when it is int8.
+    @Test(arguments: [true, false])
+    func twoPassClassifierAddsTheHead(tied: Bool) {
+        let tensors = Self.gpt(vocab: 4000, dim: 64, layers: 2, tied: tied)
+        let head = tied ? "tok_emb" : "lm_head.weight"
+        var options = Self.options(.auto, twoPass: 1)
+        options.twoPassClassifier = true
+        let quantized = Exporter.quantizedNames(tensors, options: options)
+        let linears = Set(tensors.map(\.name).filter { $0.contains(".attn.") || $0.contains(".ffn.") }).union([head])
+        let names = Exporter.twoPassNames(quantized, options: options, linears: linears, classifier: head)
+        #expect(names.count == 5 && names.contains(head) && !names.contains(tied ? "lm_head.weight" : "tok_emb"))
+        options.twoPassClassifier = false
+        #expect(!Exporter.twoPassNames(quantized, options: options, linears: linears, classifier: head).contains(head))
+        // An fp32 table is no int8 layer: nothing to quantize twice.
+        options.twoPassClassifier = true
+        options.embedding = .fp32
+        #expect(!Exporter.twoPassNames(Exporter.quantizedNames(tensors, options: options), options: options, linears: linears,
+                                       classifier: head).contains(head))
+    }
+
+    @Test func tablesHaveTheirOwnGroupSize() throws {
+        var options = Self.options(.int8)
+        options.groupSize = .size(64)
+        options.tableGroupSize = .size(16)
+        #expect(options.group(for: "tok_emb", columns: 128) == 16 && options.group(for: "lm_head.weight", columns: 128) == 16)
+        #expect(options.group(for: "blocks.0.attn.qkv.weight", columns: 128) == 64)
+        options.tableGroupSize = nil
+        #expect(options.group(for: "tok_emb", columns: 128) == 64)
+        let tensors = Self.gpt(vocab: 100, dim: 96, layers: 1, tied: false).filter { $0.shape.count == 2 && $0.name != "pos_emb" }
+        options.groupSize = .auto
+        options.tableGroupSize = .size(64)   // 96 columns: blocks get 48, tables 64 does not divide
+        #expect(throws: ExportError.self) { try Exporter.checkGroupSizes(options: options, tensors: tensors) }
+        options.tableGroupSize = .size(6)
+        #expect(throws: ExportError.self) { try Exporter.checkGroupSizes(options: options, tensors: tensors) }
+        options.tableGroupSize = .size(32)
+        try Exporter.checkGroupSizes(options: options, tensors: tensors)
     }
 }
