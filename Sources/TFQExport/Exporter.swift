@@ -247,7 +247,8 @@ public enum Exporter {
         return QualityReport(positions: c.positions, skipped: c.skipped, referenceCrossEntropy: c.referenceCrossEntropy,
                              modelCrossEntropy: c.candidateCrossEntropy, top1AgreementPercent: c.top1AgreementPercent,
                              meanKL: c.meanKL, maxAbsLogitError: c.maxAbsLogitError, tensorRelativeError: tensorErrors,
-                             referenceBitsPerByte: c.referenceBitsPerByte, modelBitsPerByte: c.candidateBitsPerByte)
+                             referenceBitsPerByte: c.referenceBitsPerByte, modelBitsPerByte: c.candidateBitsPerByte,
+                             kvCache: candidate.kvCachePrecision.rawValue)
     }
 
     static func fingerprint(_ file: TFQFile) -> String {

@@ -18,6 +18,9 @@ public struct QualityReport: Codable, Equatable, Sendable {
     public var maxAbsLogitError: Double
     /// ‖W − dequantize(quantize(W))‖ / ‖W‖ per exported tensor.
     public var tensorRelativeError: [String: Double]
+    /// The KV cache the exported model ran with: the runtime's default for it (`f16` for an
+    /// int8 model), so the figures are what `tfq run` gives. Absent before tfq 1.3.
+    public var kvCache: String?
 
     enum CodingKeys: String, CodingKey {
         case positions, skipped
@@ -26,16 +29,18 @@ public struct QualityReport: Codable, Equatable, Sendable {
         case deltaPerplexityPercent = "delta_perplexity_percent", top1AgreementPercent = "top1_agreement_percent"
         case meanKL = "mean_kl", maxAbsLogitError = "max_abs_logit_error", tensorRelativeError = "tensor_relative_error"
         case referenceBitsPerByte = "reference_bits_per_byte", modelBitsPerByte = "model_bits_per_byte"
+        case kvCache = "kv_cache"
     }
 
     public init(positions: Int, skipped: Int, referenceCrossEntropy: Double, modelCrossEntropy: Double,
                 top1AgreementPercent: Double, meanKL: Double, maxAbsLogitError: Double, tensorRelativeError: [String: Double],
-                referenceBitsPerByte: Double? = nil, modelBitsPerByte: Double? = nil) {
+                referenceBitsPerByte: Double? = nil, modelBitsPerByte: Double? = nil, kvCache: String? = nil) {
         self.positions = positions; self.skipped = skipped
         self.referenceCrossEntropy = referenceCrossEntropy; self.modelCrossEntropy = modelCrossEntropy
         self.top1AgreementPercent = top1AgreementPercent; self.meanKL = meanKL; self.maxAbsLogitError = maxAbsLogitError
         self.tensorRelativeError = tensorRelativeError
         self.referenceBitsPerByte = referenceBitsPerByte; self.modelBitsPerByte = modelBitsPerByte
+        self.kvCache = kvCache
     }
 
     public init(from decoder: Decoder) throws {
@@ -50,6 +55,7 @@ public struct QualityReport: Codable, Equatable, Sendable {
         tensorRelativeError = try c.decode([String: Double].self, forKey: .tensorRelativeError)
         referenceBitsPerByte = try c.decodeIfPresent(Double.self, forKey: .referenceBitsPerByte)
         modelBitsPerByte = try c.decodeIfPresent(Double.self, forKey: .modelBitsPerByte)
+        kvCache = try c.decodeIfPresent(String.self, forKey: .kvCache)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -67,6 +73,7 @@ public struct QualityReport: Codable, Equatable, Sendable {
         try c.encode(tensorRelativeError, forKey: .tensorRelativeError)
         try c.encodeIfPresent(referenceBitsPerByte, forKey: .referenceBitsPerByte)
         try c.encodeIfPresent(modelBitsPerByte, forKey: .modelBitsPerByte)
+        try c.encodeIfPresent(kvCache, forKey: .kvCache)
     }
 
     static func exp(_ x: Double) -> Double {

@@ -60,14 +60,15 @@ struct BenchAccuracyCommand: ParsableCommand {
             delta_perplexity_percent: (exp(c.candidateCrossEntropy - c.referenceCrossEntropy) - 1) * 100,
             top1_agreement_percent: c.top1AgreementPercent, mean_kl: c.meanKL, max_kl: c.maxKL,
             greedy_prompts: greedy.prompts, greedy_tokens_compared: greedy.compared, greedy_tokens_matching: greedy.matching,
-            greedy_agreement_percent: greedy.compared > 0 ? Double(greedy.matching) / Double(greedy.compared) * 100 : 0)
+            greedy_agreement_percent: greedy.compared > 0 ? Double(greedy.matching) / Double(greedy.compared) * 100 : 0,
+            kv_cache: b.kvCachePrecision.rawValue, reference_kv_cache: a.kvCachePrecision.rawValue)
         if json { print(try JSONOutput.string(report)); return }
         print(Table.render(header: ["\(c.positions) positions", "cross-entropy", "perplexity", "bits/byte"], rows: [
             ["reference", format4(c.referenceCrossEntropy), format4(report.reference.perplexity), format4(c.referenceBitsPerByte)],
             ["model", format4(c.candidateCrossEntropy), format4(report.model.perplexity), format4(c.candidateBitsPerByte)],
         ], rightAligned: [1, 2, 3]))
         print("Δppl \(format4(report.delta_perplexity_percent))%  top-1 agreement \(format4(c.top1AgreementPercent))%  "
-              + "KL mean \(c.meanKL) max \(c.maxKL)")
+              + "KL mean \(c.meanKL) max \(c.maxKL)  (KV cache: model \(report.kv_cache), reference \(report.reference_kv_cache))")
         print("greedy continuations: \(greedy.matching) of \(greedy.compared) tokens match over \(greedy.prompts) prompts (\(format2(report.greedy_agreement_percent))%)"
               + (c.skipped > 0 ? "\n\(c.skipped) positions skipped: characters outside the vocabulary" : ""))
     }
@@ -105,6 +106,8 @@ struct AccuracyReport: Encodable {
     var delta_perplexity_percent, top1_agreement_percent, mean_kl, max_kl: Double
     var greedy_prompts, greedy_tokens_compared, greedy_tokens_matching: Int
     var greedy_agreement_percent: Double
+    /// The measured model's KV cache, and the reference's (each its default unless --kv-cache).
+    var kv_cache, reference_kv_cache: String
 }
 
 struct BenchLatencyCommand: ParsableCommand {

@@ -24,6 +24,8 @@ import TFQFormat
             #expect(report["quality"]?[key] != nil, "quality lacks \(key)")
         }
         #expect(report["quality"]?["positions"] == .integer(500))
+        // The report was measured as `tfq run` runs the model: with its f16 cache.
+        #expect(report["quality"]?["kv_cache"] == .string("f16"))
         let inspect = try CLI.run(["inspect", model])
         #expect(inspect.stdout.contains("quality") && inspect.stdout.contains("top1_agreement_percent") && inspect.stdout.contains("q8"))
 
@@ -138,6 +140,7 @@ import TFQFormat
         #expect(report["delta_perplexity_percent"] == .integer(0) || report["delta_perplexity_percent"] == .number(0))
         #expect(report["skipped"] == .integer(2))
         #expect(report["greedy_tokens_compared"] == report["greedy_tokens_matching"])
+        #expect(report["kv_cache"] == .string("f16") && report["reference_kv_cache"] == .string("f16"))
         if case .number(let bpb)? = report["model"]?["bits_per_byte"] { #expect(bpb > 0 && bpb < 8) } else { Issue.record("no bits per byte") }
 
         // --kv-cache applies to the measured model only: an f32 cache against the reference's
@@ -146,6 +149,7 @@ import TFQFormat
                                       "--prompts", "0", "--kv-cache", "f32", "--json"])
         #expect(exactCache.status == 0, "\(exactCache.stderr)")
         let cached = try JSONDecoder().decode(JSONValue.self, from: Data(exactCache.stdout.utf8))
+        #expect(cached["kv_cache"] == .string("f32") && cached["reference_kv_cache"] == .string("f16"))
         if case .number(let kl)? = cached["mean_kl"] { #expect(kl > 0 && kl < 1e-3, "mean KL \(kl)") } else { Issue.record("no mean KL") }
     }
 
