@@ -143,3 +143,33 @@ def test_gguf_export_refuses_what_gguf_cannot_hold(tfq, tmp_path):
     done = subprocess.run([tfq, "export", ckpt, "--gguf", "--int8", "--group-size", "64", "-o", str(tmp_path / "x.gguf")],
                           capture_output=True, text=True)
     assert done.returncode != 0 and "--group-size does not apply to --gguf" in done.stderr
+
+
+def test_added_tokens_keep_their_gguf_type(tfq, tmp_path):
+    """An added token marked "special": false in tokenizer.json is text a user added: tfq
+    keeps it in the tokenizer's `user_defined` (formats/tfq.md §10.1), GGUF export types it
+    user-defined (4), as convert_hf_to_gguf does, and importing that GGUF gives it back."""
+    import shutil
+    source = tmp_path / "gpt2"
+    shutil.copytree(FIXTURES / "hf" / "gpt2", source)
+    hf = json.loads((source / "tokenizer.json").read_text())
+    assert [t["special"] for t in hf["added_tokens"]] == [True]
+    hf["added_tokens"][0]["special"] = False
+    (source / "tokenizer.json").write_text(json.dumps(hf))
+    added = hf["added_tokens"][0]["id"]
+
+    model = str(tmp_path / "m.tfq")
+    run(tfq, "import", "safetensors", str(source), "-o", model)
+    assert tfq_read.read(model).metadata["tokenizer"]["user_defined"] == [added]
+    out = str(tmp_path / "m.gguf")
+    run(tfq, "export", model, "--gguf", "--fp32", "-o", out)
+    types = gguf.GGUFReader(out).fields["tokenizer.ggml.token_type"].contents()
+    assert types[added] == 4 and types.count(4) == 1 and types.count(3) == 0
+    back = str(tmp_path / "back.tfq")
+    run(tfq, "import", "gguf", out, "-o", back)
+    tokenizer = tfq_read.read(back).metadata["tokenizer"]
+    assert tokenizer["user_defined"] == [added] and added in tokenizer["special"]
+
+    # The fixture as it is: a control token, and no user_defined key.
+    plain = imported(tfq, "gpt2", tmp_path)
+    assert "user_defined" not in tfq_read.read(plain).metadata["tokenizer"]

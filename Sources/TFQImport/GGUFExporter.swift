@@ -175,7 +175,7 @@ public enum GGUFExporter {
                     ("tokenizer.ggml.eos_token_id", .uint32(UInt32(Llama2cTokenizer.eos))),
                     ("tokenizer.ggml.unknown_token_id", .uint32(0)), ("tokenizer.ggml.add_bos_token", .bool(true))]
         case .bpe(let bpe):
-            let special = Set(bpe.vocabulary?.special ?? [])
+            let special = Set(bpe.vocabulary?.special ?? []), userDefined = Set(bpe.vocabulary?.userDefined ?? [])
             // An id that is no token is written as convert_hf_to_gguf writes padding: [PADn],
             // type unused (5).
             let tokens: [String] = (0..<bpe.vocabularySize).map { id in
@@ -190,7 +190,9 @@ public enum GGUFExporter {
             }
             let merges = bpe.merges.map { tokens[Int($0.left)] + " " + tokens[Int($0.right)] }
             let types: [Int32] = (0..<tokens.count).map { id in
-                special.contains(Int32(id)) ? 3 : bpe.vocabulary?.tokens[id].isEmpty == true ? 5 : 1
+                // Added tokens as convert_hf_to_gguf types them: user-defined (4) when
+                // tokenizer.json marked them "special": false, control (3) otherwise.
+                userDefined.contains(Int32(id)) ? 4 : special.contains(Int32(id)) ? 3 : bpe.vocabulary?.tokens[id].isEmpty == true ? 5 : 1
             }
             if bpe.preSplit != .gpt2 {
                 notes.append("tfq's 'words' pre-split differs from GPT-2's on non-ASCII text and upper-case contractions: llama.cpp may tokenize those differently")

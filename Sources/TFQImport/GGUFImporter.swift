@@ -217,7 +217,7 @@ public enum GGUFImporter {
                 }
                 return .init(left, right)
             }
-            var special: [Int32] = []
+            var special: [Int32] = [], userDefined: [Int32] = []
             var spellings = tokens
             if case .array(_, let types)? = meta["tokenizer.ggml.token_type"] {
                 guard types.count == tokens.count else { throw fail("tokenizer.ggml.token_type has \(types.count) entries for \(tokens.count) tokens") }
@@ -225,12 +225,13 @@ public enum GGUFImporter {
                     // Control (3) and user-defined (4) tokens are literal text, not byte-level
                     // symbols; unused ids (5, written [PADn]) are no token.
                     if type.integer == 3 || type.integer == 4 { special.append(Int32(id)) }
+                    if type.integer == 4 { userDefined.append(Int32(id)) }
                     if type.integer == 5 { spellings[id] = "" }
                 }
             }
             let eos = meta["tokenizer.ggml.eos_token_id"]?.integer
             if let eos, eos < 0 || eos >= tokens.count || spellings[eos].isEmpty { throw fail("the end-of-text id \(eos) is not a token") }
-            let vocabulary = BPEVocabulary(tokens: spellings, special: special, endOfText: eos.map(Int32.init))
+            let vocabulary = BPEVocabulary(tokens: spellings, special: special, userDefined: userDefined, endOfText: eos.map(Int32.init))
             do { return .bpe(try BPETokenizer(merges: merges, vocabulary: vocabulary, preSplit: .gpt2)) } catch { throw fail("\(error)") }
         default:
             throw fail("tokenizer.ggml.model '\(model)' is not supported (llama and gpt2 are)")

@@ -88,14 +88,17 @@ public enum HuggingFaceTokenizer {
         }
         var idOf: [String: Int32] = [:]
         for (spelling, id) in vocab { idOf[spelling] = try place(id, spelling, "token") }
-        var special: [Int32] = []
+        var special: [Int32] = [], userDefined: [Int32] = []
         if case .array(let added)? = json["added_tokens"] {
             for token in added {
                 guard case .string(let content)? = token["content"], let id = token["id"] else { throw fail("an added token has no content or id") }
                 for key in ["single_word", "lstrip", "rstrip"] where try flag(token, key, default: false) {
                     throw fail("added token '\(content)' sets \(key), which is not supported")
                 }
-                special.append(try place(id, content, "added token"))
+                let placed = try place(id, content, "added token")
+                special.append(placed)
+                // Added tokens are special unless the file says otherwise.
+                if try !flag(token, "special", default: true) { userDefined.append(placed) }
             }
         } else if !isNull(json["added_tokens"]) {
             throw fail("added_tokens is not an array")
@@ -122,7 +125,7 @@ public enum HuggingFaceTokenizer {
                 throw fail("the end-of-text id \(endOfText) is not a token")
             }
         }
-        let vocabulary = BPEVocabulary(tokens: tokens, special: special, endOfText: endOfText.map(Int32.init))
+        let vocabulary = BPEVocabulary(tokens: tokens, special: special, userDefined: userDefined, endOfText: endOfText.map(Int32.init))
         do { return try BPETokenizer(merges: merges, vocabulary: vocabulary, preSplit: .gpt2) } catch { throw fail("\(error)") }
     }
 }

@@ -365,6 +365,9 @@ final class BPETables: @unchecked Sendable {
         guard special.count == vocabulary.special.count, special.allSatisfy({ $0 >= 0 && Int($0) < count }) else {
             throw BPEError("special token ids must be distinct ids of the vocabulary")
         }
+        guard Set(vocabulary.userDefined).count == vocabulary.userDefined.count, vocabulary.userDefined.allSatisfy(special.contains) else {
+            throw BPEError("user-defined token ids must be distinct special token ids")
+        }
         var bytes: [UInt8] = [], starts: [Int] = [0]
         var byteTokens = [Int32](repeating: -1, count: 256)
         var idOfBytes: [[UInt8]: Int32] = [:]

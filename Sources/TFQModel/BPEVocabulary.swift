@@ -7,12 +7,18 @@ public struct BPEVocabulary: Equatable, Sendable {
     /// Ids matched as literal text before the input is split (Hugging Face's added tokens,
     /// `<|endoftext|>` for GPT-2), in increasing order.
     public let special: [Int32]
+    /// The ids among `special` that are ordinary text a user added (`"special": false` in
+    /// tokenizer.json), in increasing order: encoded and decoded like the others, but written
+    /// to GGUF as user-defined (4) rather than control (3) tokens, which llama.cpp shows in
+    /// its output.
+    public let userDefined: [Int32]
     /// The token that ends a text when the model produces it, if any.
     public let endOfText: Int32?
 
-    public init(tokens: [String], special: [Int32], endOfText: Int32?) {
+    public init(tokens: [String], special: [Int32], userDefined: [Int32] = [], endOfText: Int32?) {
         self.tokens = tokens
         self.special = special.sorted()
+        self.userDefined = userDefined.sorted()
         self.endOfText = endOfText
     }
 }

@@ -151,7 +151,9 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
 // MARK: - Stored form
 
 extension Tokenizer: Encodable {
-    enum CodingKeys: String, CodingKey { case type, vocab, merges, preSplit = "pre_split", pieces, scores, special, bosID = "bos_id", eosID = "eos_id" }
+    enum CodingKeys: String, CodingKey {
+        case type, vocab, merges, preSplit = "pre_split", pieces, scores, special, userDefined = "user_defined", bosID = "bos_id", eosID = "eos_id"
+    }
 
     /// Why a stored tokenizer section cannot be used.
     public struct FormatError: Error, CustomStringConvertible {
@@ -182,21 +184,24 @@ extension Tokenizer: Encodable {
                 throw FormatError("a bpe tokenizer needs 'merges' and 'pre_split' strings")
             }
             var vocabulary: BPEVocabulary? = nil
-            if json["vocab"] == nil, json["special"] != nil || json["eos_id"] != nil {
-                throw FormatError("'special' and 'eos_id' belong to a bpe tokenizer with a 'vocab'")
+            if json["vocab"] == nil, json["special"] != nil || json["user_defined"] != nil || json["eos_id"] != nil {
+                throw FormatError("'special', 'user_defined' and 'eos_id' belong to a bpe tokenizer with a 'vocab'")
             }
             if json["vocab"] != nil {
                 // A 1.2 reader ignores 'vocab' but refuses an unknown pre_split: an imported
                 // vocabulary must never be read as tfq's own ids.
                 guard preSplit == BPEPreSplit.gpt2.rawValue else { throw FormatError("a bpe tokenizer with a 'vocab' has pre_split 'gpt2'") }
-                var special: [Int32] = []
-                if let stored = json["special"] {
-                    guard case .array(let items) = stored else { throw FormatError("'special' must be an array of token ids") }
+                func ids(_ key: String) throws(FormatError) -> [Int32] {
+                    guard let stored = json[key] else { return [] }
+                    guard case .array(let items) = stored else { throw FormatError("'\(key)' must be an array of token ids") }
+                    var result: [Int32] = []
                     for item in items {
-                        guard case .integer(let id) = item, id >= 0, id < 1 << 20 else { throw FormatError("'special' must be an array of token ids") }
-                        special.append(Int32(id))
+                        guard case .integer(let id) = item, id >= 0, id < 1 << 20 else { throw FormatError("'\(key)' must be an array of token ids") }
+                        result.append(Int32(id))
                     }
+                    return result
                 }
+                let special = try ids("special"), userDefined = try ids("user_defined")
                 var endOfText: Int32? = nil
                 if let stored = json["eos_id"] {
                     guard case .integer(let id) = stored, id >= 0, id < 1 << 20 else { throw FormatError("'eos_id' must be a token id") }
@@ -206,7 +211,7 @@ extension Tokenizer: Encodable {
                 if let endOfText, Int(endOfText) >= tokens.count || tokens[Int(endOfText)].isEmpty {
                     throw FormatError("'eos_id' \(endOfText) is not a token of the vocabulary")
                 }
-                vocabulary = BPEVocabulary(tokens: tokens, special: special, endOfText: endOfText)
+                vocabulary = BPEVocabulary(tokens: tokens, special: special, userDefined: userDefined, endOfText: endOfText)
             }
             do { self = .bpe(try BPETokenizer(storedMerges: merges, preSplit: preSplit, vocabulary: vocabulary)) } catch { throw FormatError("\(error)") }
         case "char":
@@ -264,6 +269,7 @@ extension Tokenizer: Encodable {
             if let vocabulary = bpe.vocabulary {
                 try container.encode(vocabulary.tokens, forKey: .vocab)
                 try container.encode(vocabulary.special, forKey: .special)
+                if !vocabulary.userDefined.isEmpty { try container.encode(vocabulary.userDefined, forKey: .userDefined) }
                 try container.encodeIfPresent(vocabulary.endOfText, forKey: .eosID)
             }
         }

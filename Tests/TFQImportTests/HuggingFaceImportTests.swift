@@ -165,6 +165,7 @@ enum HuggingFaceFixtures {
         let out = copy.appendingPathComponent("out.tfq").path
         do {
             _ = try HuggingFaceImporter.importModel(copy.path, output: out)
+            _ = try Model(path: out, verify: true)   // what an import writes, loads
             return "imported"
         } catch {
             #expect(!FileManager.default.fileExists(atPath: out), "a failed import left \(out)")
@@ -220,6 +221,44 @@ enum HuggingFaceFixtures {
                 data.append(Data(count: 512))
             }
         }.contains("tensor 'transformer.h.0.mlp.c_gate.bias' is not part of a gpt2 model"))
+    }
+
+    /// A small mutation fuzzer over config.json and tokenizer.json (the libFuzzer target
+    /// covers tokenizer.json alone, tools/fuzz): byte flips, cuts and insertions, and JSON
+    /// values swapped for edge cases. Every import either succeeds, giving a file that loads,
+    /// or fails with one line and no output file (`failure` checks both).
+    @Test func mutatedConfigsAndTokenizersImportOrFailCleanly() throws {
+        var state: UInt64 = 0x6A50_4E21
+        func next() -> Int { state = state &* 6364136223846793005 &+ 1442695040888963407; return Int(state >> 33) }
+        let edges = ["-1", "0", "1", "3", "383", "384", "65536", "2147483648", "1e308", "-0.0", "0.5", "null", "true",
+                     "\"\"", "\"x\"", "[]", "{}", "[1,2]", "\"\\u0000\""]
+        var imported = 0, failed = 0
+        for iteration in 0..<160 {
+            let name = iteration % 2 == 0 ? "config.json" : "tokenizer.json"
+            let result = try Self.failure(iteration % 4 < 2 ? "gpt2" : "llama") { dir in
+                let url = dir.appendingPathComponent(name)
+                var bytes = Array(try Data(contentsOf: url))
+                switch next() % 4 {
+                case 0:
+                    for _ in 0..<(1 + next() % 4) { bytes[next() % bytes.count] = UInt8(truncatingIfNeeded: next()) }
+                case 1:
+                    bytes = Array(bytes.prefix(next() % bytes.count))
+                case 2:
+                    bytes.insert(contentsOf: Array(edges[next() % edges.count].utf8), at: next() % bytes.count)
+                default:
+                    // A value after some key (the text after a ':') becomes an edge case.
+                    let colons = bytes.indices.filter { bytes[$0] == UInt8(ascii: ":") }
+                    guard let colon = colons.isEmpty ? nil : colons[next() % colons.count] else { break }
+                    var end = colon + 1
+                    while end < bytes.count, ![UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]")].contains(bytes[end]) { end += 1 }
+                    bytes.replaceSubrange((colon + 1)..<end, with: Array(edges[next() % edges.count].utf8))
+                }
+                try Data(bytes).write(to: url)
+            }
+            if result == "imported" { imported += 1 } else { failed += 1 }
+        }
+        #expect(imported + failed == 160)
+        #expect(failed > 80 && imported > 0, "\(imported) imported, \(failed) refused")
     }
 
     @Test func tokenizerProblemsAreNamed() throws {

@@ -105,6 +105,8 @@ import TFQFormat
             ([], BPEVocabulary(tokens: Array(tokens.dropFirst()), special: [], endOfText: nil), "no token is the byte 255"),
             ([], BPEVocabulary(tokens: tokens + [tokens[0]], special: [259, 260], endOfText: nil), "are the same bytes"),
             ([], BPEVocabulary(tokens: tokens + ["\u{3000}"], special: [259, 260], endOfText: nil), "not spelled in byte-level symbols"),
+            ([], BPEVocabulary(tokens: tokens, special: [259, 260], userDefined: [256], endOfText: nil), "user-defined token ids must be"),
+            ([], BPEVocabulary(tokens: tokens, special: [259, 260], userDefined: [260, 260], endOfText: nil), "user-defined token ids must be"),
         ]
         for (merges, vocabulary, message) in refused {
             #expect(throws: BPEError.self) { try BPETokenizer(merges: merges, vocabulary: vocabulary, preSplit: .gpt2) }
@@ -114,6 +116,16 @@ import TFQFormat
         }
         #expect(throws: Tokenizer.FormatError.self) {
             try Tokenizer(json: JSONParser.parse(Array(#"{"type":"bpe","pre_split":"words","merges":"","eos_id":3}"#.utf8)))
+        }
+        // User-defined tokens (text a user added) encode as the others and survive the file.
+        let user = try BPETokenizer(merges: [.init(256, a), .init(a, b)],
+                                    vocabulary: BPEVocabulary(tokens: tokens, special: [259, 260], userDefined: [260], endOfText: 259), preSplit: .gpt2)
+        #expect(user.encode("x<s>xab<s>") == bpe.encode("x<s>xab<s>"))
+        let userJSON = try JSONParser.parse(Array(JSONEncoder().encode(Tokenizer.bpe(user))))
+        #expect(userJSON["user_defined"] == .array([.integer(260)]) && stored["user_defined"] == nil)
+        #expect(try Tokenizer(json: userJSON) == .bpe(user))
+        #expect(throws: Tokenizer.FormatError.self) {
+            try Tokenizer(json: JSONParser.parse(Array(#"{"type":"bpe","pre_split":"words","merges":"","user_defined":[3]}"#.utf8)))
         }
         // An imported vocabulary with the "words" split would be read by a 1.2 reader as tfq's own ids.
         var words = try JSONParser.parse(Array(JSONEncoder().encode(Tokenizer.bpe(bpe))))

@@ -1,11 +1,14 @@
-// libFuzzer target for the readers of other tools' files: SafetensorsFile and GGUFFile
-// (Sources/TFQImport). Built by `tools/fuzz/build.sh imports` together with the sources of
-// Sources/TFQFormat and those two readers, in one module, with -sanitize=fuzzer,address.
+// libFuzzer target for the readers of other tools' files: SafetensorsFile, GGUFFile and
+// HuggingFaceTokenizer (Sources/TFQImport). Built by `tools/fuzz/build.sh imports` together
+// with the sources of Sources/TFQFormat, those readers and the BPE tokenizer they build, in
+// one module, with -sanitize=fuzzer,address.
 //
 // Contract under test: whatever the bytes, opening the file (GGUF when it starts with the
-// magic `GGUF`, safetensors otherwise) and reading every tensor either succeeds or throws
-// ImportError, and every error is one line. A crash, a Swift runtime trap, an ASan report,
-// an out-of-memory or a hang is a bug.
+// magic `GGUF`, a tokenizer.json when it starts with `{`, safetensors otherwise) and reading
+// every tensor either succeeds or throws ImportError, and every error is one line. A
+// tokenizer that loads must give back any bytes it encodes: decode(encode(x)) = x for the
+// input's last 256 bytes, every id inside the vocabulary. A crash, a Swift runtime trap, an
+// ASan report, an out-of-memory or a hang is a bug.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,6 +26,15 @@ private func exercise(_ bytes: UnsafeRawBufferPointer) throws {
             if let first = data.first, let last = data.last { sink &+= UInt64(first) &+ UInt64(last) }
         }
         sink &+= UInt64(file.metadata.count)
+    } else if bytes.first == UInt8(ascii: "{") {
+        // The vocabulary size of the seed (Tests/TFQImportTests/Fixtures/hf/gpt2).
+        let vocabulary = 384
+        let tokenizer = try HuggingFaceTokenizer.read(path: scratch.path, vocabularySize: vocabulary, endOfText: nil)
+        let text = Array(bytes.suffix(256))
+        let ids = tokenizer.encode(text)
+        precondition(ids.allSatisfy { $0 >= 0 && $0 < vocabulary }, "an id outside the vocabulary")
+        precondition(tokenizer.decode(ids) == text, "decode(encode(x)) differs from x")
+        sink &+= UInt64(ids.count)
     } else {
         let file = try SafetensorsFile(path: scratch.path)
         for tensor in file.tensors.values where tensor.count <= 1 << 20 {

@@ -6,7 +6,8 @@
 #   FUZZ_OUT=/some/dir tools/fuzz/build.sh   # another output folder
 #
 # swiftc compiles the target's file together with Sources/TFQFormat/*.swift (and, for
-# imports, the two readers with their `import TFQFormat` lines dropped) into one module, so
+# imports, the readers and the BPE tokenizer with their `import TFQFormat`/`import TFQModel`
+# lines dropped) into one module, so
 # the package itself carries no sanitizer flags and no extra target. libFuzzer
 # comes from the Swift toolchain's own clang runtime (usr/lib/clang/*/lib/linux/
 # libclang_rt.fuzzer-<arch>.a), found by swiftc itself; nothing else needs installing beyond
@@ -22,8 +23,9 @@ case "$target" in
   tfq-file) sources=(tools/fuzz/FuzzTFQFile.swift) ;;
   imports)
     mkdir -p "$out/imports-src"
-    for f in ImportError StoredFloats SafetensorsFile GGUF; do
-      grep -v '^import TFQFormat$' "Sources/TFQImport/$f.swift" > "$out/imports-src/$f.swift"
+    for f in TFQImport/ImportError TFQImport/StoredFloats TFQImport/SafetensorsFile TFQImport/GGUF \
+             TFQImport/HuggingFaceTokenizer TFQModel/BPETokenizer TFQModel/BPEVocabulary TFQModel/BPEPreSplit TFQModel/Heap; do
+      grep -v -E '^import (TFQFormat|TFQModel)$' "Sources/$f.swift" > "$out/imports-src/$(basename "$f").swift"
     done
     sources=(tools/fuzz/FuzzImports.swift "$out"/imports-src/*.swift) ;;
   *) echo "usage: tools/fuzz/build.sh [tfq-file|imports]" >&2; exit 2 ;;

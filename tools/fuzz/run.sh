@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a fuzzer: the .tfq reader on a corpus seeded from formats/testdata, or (imports) the
-# safetensors and GGUF readers on a corpus seeded from the Hugging Face fixtures' dtypes
-# file and a small GGUF written by the `gguf` package (when it is installed).
+# safetensors, GGUF and tokenizer.json readers on a corpus seeded from the Hugging Face
+# fixtures' dtypes file and GPT-2 tokenizer.json, and a small GGUF written by the `gguf`
+# package (when it is installed).
 #
 #   tools/fuzz/run.sh                              # the .tfq reader, until stopped (Ctrl-C)
 #   tools/fuzz/run.sh imports -max_total_time=300  # any libFuzzer flags pass through
@@ -25,6 +26,7 @@ fi
 corpus="$out/corpus-imports"
 mkdir -p "$corpus"
 cp Tests/TFQImportTests/Fixtures/hf/dtypes.safetensors "$corpus/"
+cp Tests/TFQImportTests/Fixtures/hf/gpt2/tokenizer.json "$corpus/seed-tokenizer.json"
 python3 - "$corpus/seed.gguf" <<'PY' || echo "no gguf package: no GGUF seed" >&2
 import sys
 import numpy as np
