@@ -69,7 +69,7 @@ public enum MatVec {
         return (s0, s1)
     }
 
-    /// One row in dot4's order (the rows after the last group of four).
+    /// One row in dot4's order (the rows after the last group of four, or of two).
     @inline(__always)
     static func dot(_ row: UnsafePointer<Float>, columns: Int, x: UnsafePointer<Float>) -> Float {
         var a = Lanes()

@@ -68,7 +68,7 @@ struct BenchAccuracyCommand: ParsableCommand {
             ["model", format4(c.candidateCrossEntropy), format4(report.model.perplexity), format4(c.candidateBitsPerByte)],
         ], rightAligned: [1, 2, 3]))
         print("Δppl \(format4(report.delta_perplexity_percent))%  top-1 agreement \(format4(c.top1AgreementPercent))%  "
-              + "KL mean \(c.meanKL) max \(c.maxKL)  (KV cache: model \(report.kv_cache), reference \(report.reference_kv_cache))")
+              + "KL mean \(scientific(c.meanKL)) max \(scientific(c.maxKL))  (KV cache: model \(report.kv_cache), reference \(report.reference_kv_cache))")
         print("greedy continuations: \(greedy.matching) of \(greedy.compared) tokens match over \(greedy.prompts) prompts (\(format2(report.greedy_agreement_percent))%)"
               + (c.skipped > 0 ? "\n\(c.skipped) positions skipped: characters outside the vocabulary" : ""))
     }

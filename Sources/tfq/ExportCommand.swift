@@ -124,7 +124,7 @@ struct ExportCommand: ParsableCommand {
             ["bits per byte", q.referenceBitsPerByte.map(format4) ?? "-", q.modelBitsPerByte.map(format4) ?? "-"],
         ], rightAligned: [1, 2]))
         print("Δppl \(format4(q.deltaPerplexityPercent))%  top-1 agreement \(format4(q.top1AgreementPercent))%  "
-              + "mean KL \(String(q.meanKL))  max |Δlogit| \(format4(q.maxAbsLogitError))"
+              + "mean KL \(scientific(q.meanKL))  max |Δlogit| \(format4(q.maxAbsLogitError))"
               + (q.skipped > 0 ? "  (\(q.skipped) positions skipped: characters outside the vocabulary)" : ""))
         let worst = q.tensorRelativeError.sorted { $0.value > $1.value }.prefix(3)
         if !worst.isEmpty {

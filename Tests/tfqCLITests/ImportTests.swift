@@ -45,6 +45,11 @@ import Testing
         let export = try CLI.run(["export", model, "--int8", "--eval-data", text.path, "-o", int8])
         #expect(export.status == 0, "\(export.stderr)")
         #expect(export.stdout.contains("top-1 agreement"))
+        // KL as people read it: one decimal and an exponent (2.9e-05), or 0.
+        let kl = export.stdout.split(separator: "\n").first { $0.contains("mean KL") }.map(String.init) ?? ""
+        let figure = kl.components(separatedBy: "mean KL ").last?.split(separator: " ").first.map(String.init) ?? ""
+        let mantissa = figure.split(separator: "e").first ?? ""
+        #expect(figure == "0" || (figure.contains("e") && Double(figure) != nil && mantissa.count <= 4), "\(kl)")
         let quantized = try CLI.run(["run", int8, "--prompt", expected.prompt, "-n", "5", "--json"])
         #expect(quantized.status == 0, "\(quantized.stderr)")
     }
