@@ -55,10 +55,9 @@ def run(*args):
 
 def models(tfq: str, work: str, out: str) -> None:
     shake, wp = os.path.join(work, "shake.txt"), os.path.join(work, "wp.txt")
-    with open(os.path.join(DATA, "tinyshakespeare.txt"), "rb") as f:
-        open(shake, "wb").write(f.read(300_000))
-    with open(os.path.join(DATA, "warandpeace.txt"), "rb") as f:
-        open(wp, "wb").write(f.read(400_000))
+    for source, target, size in (("tinyshakespeare.txt", shake, 300_000), ("warandpeace.txt", wp, 400_000)):
+        with open(os.path.join(DATA, source), "rb") as f, open(target, "wb") as out:
+            out.write(f.read(size))
     common = ["--dim", "64", "--heads", "4", "--layers", "2", "--context", "256", "--batch", "8",
               "--eval-every", "0", "--threads", "2"]
     run(tfq, "train", "--data", shake, "--out", f"{work}/char.tfq", "--ff", "256", "--activation", "gelu",
