@@ -9,15 +9,22 @@ compute on them in each model's expected.json:
   gpt2/   GPT2LMHeadModel, tied head, weights stored F16, one model.safetensors
   llama/  LlamaForCausalLM, grouped-query attention, separate head, weights stored BF16 in
           several shards with model.safetensors.index.json
+  llama-sp/  LlamaForCausalLM with a SentencePiece BPE (byte fallback) trained by `sentencepiece`
+          and converted to tokenizer.json by `transformers`' LlamaTokenizer (Metaspace "first",
+          BOS first), weights F16; tokenizer-prepend.json (Llama 2's own pipeline: Prepend and
+          Replace normalizers), tokenizer-always.json (Metaspace "always") and tokenizer-split.json
+          (Metaspace "always" with split) are the same vocabulary in the other pipelines
   dtypes.safetensors, dtypes.json   F32/F16/BF16 values and the f32 bits each must read as
 
 The references are computed in float32 by the models holding exactly the stored (rounded)
 values. The output is the same bytes on every run with the same library versions (recorded in
-expected.json). Re-run (needs torch, transformers, tokenizers, safetensors from PyPI):
+expected.json). Re-run (needs torch, transformers, tokenizers, safetensors, sentencepiece and protobuf from PyPI):
 
   python3 tools/hf_fixtures.py --out Tests/TFQImportTests/Fixtures/hf
 """
 import argparse
+import copy
+import io
 import json
 import math
 import os
@@ -26,15 +33,17 @@ import shutil
 
 import numpy as np
 import safetensors.torch
+import sentencepiece
 import tokenizers
 import torch
 import transformers
 from tokenizers import pre_tokenizers
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, LlamaTokenizer
 
 from torch_train import byte_level_bpe
 
 VOCAB = 384
+SP_VOCAB = 512
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../shared/data/tinyshakespeare.txt")
 # 18 ids. Along both models' greedy paths top-1 and top-2 stay over 4e-3 apart, so tfq's different
 # float summation order cannot flip a token (many short lines come within 2e-3).
@@ -49,7 +58,43 @@ def train_tokenizer(text):
     return tok
 
 
-def train(model, ids, seed):
+def train_sentencepiece(text, directory):
+    """A SentencePiece BPE with byte fallback, made by `sentencepiece` as Llama's was, and the
+    tokenizer.json `transformers` converts it to (LlamaTokenizer: Metaspace "first", BOS first)."""
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(text.splitlines()[:20000]), model_writer=model, vocab_size=SP_VOCAB, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, split_digits=True, add_dummy_prefix=True,
+        normalization_rule_name="identity", remove_extra_whitespaces=False, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        num_threads=1, minloglevel=2)
+    scratch = directory + ".spm"
+    os.makedirs(scratch)
+    with open(os.path.join(scratch, "tokenizer.model"), "wb") as f:
+        f.write(model.getvalue())
+    LlamaTokenizer.from_pretrained(scratch, legacy=False, add_bos_token=True).save_pretrained(scratch)
+    tok = tokenizers.Tokenizer.from_file(os.path.join(scratch, "tokenizer.json"))
+    shutil.rmtree(scratch)
+    assert tok.get_vocab_size() == SP_VOCAB and all(f"<0x{b:02X}>" in tok.get_vocab() for b in range(256))
+    return tok
+
+
+def pipeline_variants(tok):
+    """The same vocabulary in the pipelines other Llama-family files use."""
+    base = json.loads(tok.to_str())
+    mark = "\u2581"
+    prepend = copy.deepcopy(base)
+    prepend["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "Prepend", "prepend": mark}, {"type": "Replace", "pattern": {"String": " "}, "content": mark}]}
+    prepend["pre_tokenizer"] = None
+    always = copy.deepcopy(base)
+    always["pre_tokenizer"]["prepend_scheme"] = "always"
+    split = copy.deepcopy(always)
+    split["pre_tokenizer"]["split"] = True
+    return {name: tokenizers.Tokenizer.from_str(json.dumps(value))
+            for name, value in [("prepend", prepend), ("always", always), ("split", split)]}
+
+
+def train(model, ids, seed, vocab=VOCAB):
     """A few hundred AdamW steps: enough that greedy decoding is not a string of near-ties."""
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -59,15 +104,15 @@ def train(model, ids, seed):
         starts = torch.randint(0, len(data) - CONTEXT - 1, (BATCH,))
         batch = torch.stack([data[s:s + CONTEXT + 1] for s in starts])
         logits = model(batch[:, :-1]).logits
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), batch[:, 1:].reshape(-1))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), batch[:, 1:].reshape(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
     final = sum(losses[-20:]) / 20
-    assert final < math.log(VOCAB) - 2, final
+    assert final < math.log(vocab) - 2, final
     return {"steps": STEPS, "batch": [BATCH, CONTEXT], "lr": 3e-3, "first_loss": losses[0], "final_loss": final,
-            "uniform_loss": math.log(VOCAB)}
+            "uniform_loss": math.log(vocab)}
 
 
 def greedy(model, prompt, count):
@@ -82,7 +127,7 @@ def greedy(model, prompt, count):
     return ids[len(prompt):], margin
 
 
-def tokenizer_cases(tok, text):
+def case_texts(text):
     scripts = ["caf\u00e9 na\u00efve \u00c5ngstr\u00f6m", "\u03b1\u03b2\u03b3 \u0394\u03b5\u03bb\u03c6\u03bf\u03af",
                "\u041f\u0440\u0438\u0432\u0435\u0442, \u043c\u0438\u0440", "\u65e5\u672c\u8a9e\u3068\u4e2d\u6587",
                "\u0939\u093f\u0928\u094d\u0926\u0940 \u092d\u093e\u0937\u093e", "\u0660\u0661\u0662 \uff11\uff12\uff13",
@@ -97,15 +142,33 @@ def tokenizer_cases(tok, text):
     for _ in range(5):
         cases.append("".join(rng.choice(printable) for _ in range(rng.randint(5, 60))))
         cases.append("".join(rng.choice(pool) for _ in range(rng.randint(5, 40))))
+    return cases
+
+
+def tokenizer_cases(tok, text):
     out = []
-    for case in cases:
+    for case in case_texts(text):
         ids = tok.encode(case).ids
         assert tok.decode(ids, skip_special_tokens=False) == case, repr(case)
         out.append({"text": case, "ids": ids})
     return out
 
 
-def fixture(model, directory, dtype, tok, text, shard_size=None):
+def sentencepiece_cases(tok, text):
+    """Ids as `tokenizers` encodes, and the text it decodes them to after the leading BOS (with the
+    special tokens' text): a SentencePiece-style tokenizer does not give every text back."""
+    extra = ["<s>", "</s>", "<unk>", "hi</s>there", "<s>hello", "a<s> b", " leading", "  two", "end ",
+             "\u2581mark \u2581\u2581", "tab\there", "x\u2581", "\ufffd\U0010ffff", "A" * 100]
+    out = []
+    for case in case_texts(text).copy() + extra:
+        case = case.replace("<|endoftext|>", "</s>")
+        ids = tok.encode(case).ids
+        assert ids[0] == 1, ids
+        out.append({"text": case, "ids": ids, "decoded": tok.decode(ids[1:], skip_special_tokens=False)})
+    return out
+
+
+def fixture(model, directory, dtype, tok, text, shard_size=None, cases=tokenizer_cases):
     """Saves `model` rounded to `dtype`, loads it back in float32 and records what it computes."""
     os.makedirs(directory)
     sharding = {"max_shard_size": shard_size} if shard_size else {}
@@ -130,13 +193,14 @@ def fixture(model, directory, dtype, tok, text, shard_size=None):
         "prompt_text": PROMPT, "prompt_ids": prompt,
         "logits": {"positions": positions, "rows": [[float(v) for v in logits[p]] for p in positions]},
         "greedy_ids": greedy_ids, "min_margin": margin,
-        "tokenizer_cases": tokenizer_cases(tok, text),
+        "tokenizer_cases": cases(tok, text),
         "config": {"model_type": c.model_type, "vocab_size": c.vocab_size, "dim": c.hidden_size,
                    "layers": c.num_hidden_layers, "heads": c.num_attention_heads,
                    "kv_heads": getattr(c, "num_key_value_heads", c.num_attention_heads),
                    "hidden": getattr(c, "intermediate_size", None) or 4 * c.hidden_size,
                    "context": c.max_position_embeddings, "tied": c.tie_word_embeddings,
-                   "stored_dtype": {torch.float16: "F16", torch.bfloat16: "BF16"}[dtype]},
+                   "stored_dtype": {torch.float16: "F16", torch.bfloat16: "BF16"}[dtype],
+                   "bos": c.bos_token_id, "eos": c.eos_token_id},
     }
 
 
@@ -209,6 +273,26 @@ def main():
         write_json(os.path.join(args.out, name, "expected.json"), expected)
         print(f"{name}: loss {training['first_loss']:.3f} -> {training['final_loss']:.3f}, "
               f"min margin {expected['min_margin']:.4f}")
+
+    sp_dir = os.path.join(args.out, "llama-sp")
+    sp = train_sentencepiece(text, sp_dir)
+    sp_ids = sp.encode(text[:300_000]).ids
+    torch.manual_seed(5)
+    llama_sp = LlamaForCausalLM(LlamaConfig(vocab_size=SP_VOCAB, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
+                                            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                                            rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False,
+                                            hidden_act="silu", attention_bias=False, mlp_bias=False, bos_token_id=1,
+                                            eos_token_id=2))
+    training = train(llama_sp, sp_ids, 6, SP_VOCAB)
+    expected = fixture(llama_sp, sp_dir, torch.float16, sp, text, cases=sentencepiece_cases)
+    expected["training"] = training
+    expected["tokenizer_variants"] = {}
+    for name, variant in pipeline_variants(sp).items():
+        variant.save(os.path.join(sp_dir, f"tokenizer-{name}.json"))
+        expected["tokenizer_variants"][name] = sentencepiece_cases(variant, text)
+    write_json(os.path.join(sp_dir, "expected.json"), expected)
+    print(f"llama-sp: loss {training['first_loss']:.3f} -> {training['final_loss']:.3f}, "
+          f"min margin {expected['min_margin']:.4f}")
     dtypes(args.out)
 
 

@@ -317,8 +317,8 @@ class Model:
         if self.arch == "llama":
             self.cos, self.sin = rotary_tables(c["rope_theta"], self.d_k, self.context)
         tok = meta["tokenizer"]
-        # §11.7: llama2c stops at BOS (1), bpe at its eos_id if it has one, the others never.
-        self.stop_token = 1 if tok["type"] == "llama2c" else tok.get("eos_id") if tok["type"] == "bpe" else None
+        # §11.7: llama2c stops at BOS (1), bpe and sentencepiece at their eos_id if they have one, the others never.
+        self.stop_token = 1 if tok["type"] == "llama2c" else tok.get("eos_id") if tok["type"] in ("bpe", "sentencepiece") else None
         # Query head h reads key/value head h / (heads / kv_heads).
         self.kv_of_head = np.arange(self.heads) // (self.heads // self.kv_heads)
 

@@ -35,8 +35,8 @@ def tfq():
     pytest.skip("no tfq binary with GGUF commands (set TFQ_BIN, or build .build-native or .build)")
 
 
-def run(*args):
-    done = subprocess.run(list(args), capture_output=True, text=True, timeout=300)
+def run(*args, input=None):
+    done = subprocess.run(list(args), capture_output=True, text=True, timeout=300, input=input)
     assert done.returncode == 0, done.stderr
     return done
 
@@ -67,7 +67,7 @@ def gguf_to_tfq(name, config):
     return f"blocks.{layer}.{source}.{kind}", None
 
 
-@pytest.mark.parametrize("name", ["gpt2", "llama", "llama2c"])
+@pytest.mark.parametrize("name", ["gpt2", "llama", "llama-sp", "llama2c"])
 def test_gguf_export_is_what_the_gguf_package_reads(tfq, tmp_path, name):
     model = imported(tfq, name, tmp_path)
     with tfq_read.read(model) as f:
@@ -121,6 +121,36 @@ def test_gguf_export_is_what_the_gguf_package_reads(tfq, tmp_path, name):
         assert fields["tokenizer.ggml.tokens"][3] == "<0x00>" and fields["tokenizer.ggml.token_type"][3] == 6
         assert all(" " not in t for t in fields["tokenizer.ggml.tokens"])
         assert np.allclose(fields["tokenizer.ggml.scores"], tokenizer["scores"])
+    elif name == "llama-sp":
+        # llama.cpp merges by score: each merge's result scores minus the first merge index
+        # that makes it, every other piece below them all.
+        hf = json.loads((FIXTURES / "hf" / name / "tokenizer.json").read_text())
+        by_id = {i: t for t, i in hf["model"]["vocab"].items()}
+        pieces = [by_id[i] for i in range(len(by_id))]
+        assert fields["tokenizer.ggml.model"] == "llama" and fields["tokenizer.ggml.tokens"] == pieces
+        merges = hf["model"]["merges"]
+        expected_scores = [-float(len(merges))] * len(pieces)
+        for i, (left, right) in reversed(list(enumerate(merges))):
+            expected_scores[pieces.index(left + right)] = -float(i)
+        assert list(fields["tokenizer.ggml.scores"]) == expected_scores
+        types = fields["tokenizer.ggml.token_type"]
+        assert types[0] == 2 and types[1] == 3 and types[2] == 3 and fields["tokenizer.ggml.unknown_token_id"] == 0
+        assert all(types[3 + b] == 6 and pieces[3 + b] == f"<0x{b:02X}>" for b in range(256))
+        assert all(t == 1 for t in types[259:])
+        assert fields["tokenizer.ggml.bos_token_id"] == 1 and fields["tokenizer.ggml.eos_token_id"] == 2
+        assert fields["tokenizer.ggml.add_bos_token"] is True and fields["tokenizer.ggml.add_space_prefix"] is True
+        # Back through `tfq import gguf`, the pieces are llama2.c's tokenizer, which merges by
+        # score as llama.cpp does: on text without a leading space, special tokens or a literal ▁
+        # (which llama2.c's pieces hold as a space, so the text's ▁ falls back to its three
+        # bytes) it gives the same ids as the imported tokenizer.json.
+        back = str(tmp_path / "back.tfq")
+        run(tfq, "import", "gguf", str(tmp_path / f"{name}.f32.gguf"), "-o", back)
+        cases = json.loads((FIXTURES / "hf" / name / "expected.json").read_text())["tokenizer_cases"]
+        texts = [c["text"] for c in cases if c["text"] and c["text"][0] != " " and "\u2581" not in c["text"] and "<" not in c["text"]]
+        assert len(texts) >= 30
+        for text in texts:
+            ids = [run(tfq, "tokenize", m, input=text).stdout.split() for m in (model, back)]
+            assert ids[0] == ids[1], repr(text)
     else:
         hf = json.loads((FIXTURES / "hf" / name / "tokenizer.json").read_text())
         by_id = {i: t for t, i in hf["model"]["vocab"].items()}

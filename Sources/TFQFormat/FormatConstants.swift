@@ -3,7 +3,7 @@ public enum TFQFormatSpec {
     /// `\x89TFQ\r\n\x1a\n`
     public static let magic: [UInt8] = [0x89, 0x54, 0x46, 0x51, 0x0D, 0x0A, 0x1A, 0x0A]
     public static let versionMajor: UInt16 = 1
-    public static let versionMinor: UInt16 = 3
+    public static let versionMinor: UInt16 = 4
     public static let headerSize = 64
     /// Raw tensors start on cache-line (and `SIMD16<Float>`) boundaries: see formats/tfq.md §2.
     public static let alignment = 64

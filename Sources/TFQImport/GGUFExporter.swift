@@ -155,8 +155,8 @@ public enum GGUFExporter {
         return out
     }
 
-    /// GGUF's tokenizer keys: `llama` (SentencePiece pieces) for llama2.c's tokenizer,
-    /// `gpt2` (byte-level BPE) for tfq's and imported BPE.
+    /// GGUF's tokenizer keys: `llama` (SentencePiece pieces) for llama2.c's tokenizer and
+    /// imported SentencePiece-style ones, `gpt2` (byte-level BPE) for tfq's and imported BPE.
     static func tokenizerMetadata(_ tokenizer: Tokenizer, path: String, notes: inout [String]) throws -> [(String, GGUF.Value)] {
         switch tokenizer {
         case .llama2c(let pieces):
@@ -204,8 +204,54 @@ public enum GGUFExporter {
                 keys += [("tokenizer.ggml.bos_token_id", .uint32(UInt32(eos))), ("tokenizer.ggml.eos_token_id", .uint32(UInt32(eos)))]
             }
             return keys
+        case .sentencePiece(let tokenizer):
+            return try sentencePieceMetadata(tokenizer, path: path, notes: &notes)
         case .char, .byte:
             throw ImportError(path, "GGUF has no tokenizer for tfq's \(tokenizer.kind) vocabulary (byte-level BPE and llama2.c's are written)")
         }
+    }
+
+    /// An imported SentencePiece-style tokenizer as llama.cpp's `llama` vocabulary, which
+    /// merges by score rather than by merge index: each merge's result scores minus the
+    /// index of the first merge that makes it, so the lowest index still merges first; the
+    /// other pieces score below every result. (convert_hf_to_gguf gives every piece −1000
+    /// when it has only a tokenizer.json.)
+    static func sentencePieceMetadata(_ tokenizer: SentencePieceTokenizer, path: String, notes: inout [String]) throws -> [(String, GGUF.Value)] {
+        let count = tokenizer.vocabularySize
+        var scores = [Float](repeating: -Float(tokenizer.merges.count), count: count)
+        var idOfPiece: [String: Int] = [:]
+        for (id, piece) in tokenizer.pieces.enumerated() where !piece.isEmpty { idOfPiece[piece] = idOfPiece[piece] ?? id }
+        for (i, merge) in tokenizer.merges.enumerated().reversed() {
+            if let result = idOfPiece[tokenizer.pieces[Int(merge.left)] + tokenizer.pieces[Int(merge.right)]] { scores[result] = -Float(i) }
+        }
+        let special = Set(tokenizer.special), userDefined = Set(tokenizer.userDefined)
+        let tokens = tokenizer.pieces.enumerated().map { id, piece in piece.isEmpty ? "[PAD\(id)]" : piece }
+        var unknown: Int? = nil
+        let types: [Int32] = tokens.enumerated().map { id, piece in
+            if userDefined.contains(Int32(id)) { return 4 }
+            if special.contains(Int32(id)) {
+                if piece == "<unk>" { unknown = unknown ?? id; return 2 }
+                return 3
+            }
+            if tokenizer.pieces[id].isEmpty { return 5 }
+            return SentencePieceTokenizer.byteValue(piece) != nil ? 6 : 1
+        }
+        switch tokenizer.spacePrefix {
+        case .every: break
+        case .everyUnlessSpace, .firstUnlessSpace:
+            notes.append("llama.cpp puts ▁ before every stretch of text, even one that starts with a space; this tokenizer does not (Metaspace '\(tokenizer.spacePrefix == .firstUnlessSpace ? "first" : "always")'), so such text may tokenize differently")
+        case .none: break
+        }
+        if tokenizer.splitsAtSpaces {
+            notes.append("this tokenizer keeps merges within words (Metaspace split); llama.cpp's may merge across a ▁")
+        }
+        var keys: [(String, GGUF.Value)] = [("tokenizer.ggml.model", .string("llama")), ("tokenizer.ggml.tokens", .strings(tokens)),
+                                            ("tokenizer.ggml.scores", .float32s(scores)), ("tokenizer.ggml.token_type", .int32s(types)),
+                                            ("tokenizer.ggml.add_bos_token", .bool(tokenizer.beginning != nil)),
+                                            ("tokenizer.ggml.add_space_prefix", .bool(tokenizer.spacePrefix != .none))]
+        if let bos = tokenizer.beginning { keys.append(("tokenizer.ggml.bos_token_id", .uint32(UInt32(bos)))) }
+        if let eos = tokenizer.endOfText { keys.append(("tokenizer.ggml.eos_token_id", .uint32(UInt32(eos)))) }
+        if let unknown { keys.append(("tokenizer.ggml.unknown_token_id", .uint32(UInt32(unknown)))) }
+        return keys
     }
 }

@@ -50,9 +50,9 @@ public enum HuggingFaceImporter {
         } else {
             endOfText = try optionalInt(json, "eos_token_id", path: configPath)
         }
-        let bpe = try HuggingFaceTokenizer.read(path: tokenizerFile, vocabularySize: config.vocabSize, endOfText: endOfText)
+        let tokenizer = try HuggingFaceTokenizer.read(path: tokenizerFile, vocabularySize: config.vocabSize, endOfText: endOfText)
 
-        var metadata = ModelMetadata(kind: "model", config: config, tokenizer: .bpe(bpe))
+        var metadata = ModelMetadata(kind: "model", config: config, tokenizer: tokenizer)
         let source = checkpoint.directory.split(separator: "/").last.map(String.init) ?? ""
         metadata.sections["import"] = .object([
             "format": .string("safetensors"),

@@ -109,7 +109,7 @@ public struct BPETokenizer: Equatable, Sendable {
         while start < bytes.count {
             // Text up to the next special token (or the end) is split and merged; the special
             // token is its id.
-            let special = tables.specials.isEmpty ? nil : nextSpecial(bytes, from: start)
+            let special = tables.specials.isEmpty ? nil : tables.nextSpecial(bytes, from: start)
             let textEnd = special?.offset ?? bytes.count
             encodeText(UnsafeBufferPointer(rebasing: bytes[start..<textEnd]), base: base, offset: start,
                        scratch: scratch, cache: &cache, into: &output)
@@ -118,25 +118,6 @@ public struct BPETokenizer: Equatable, Sendable {
             start = textEnd + tables.specials[special.index].bytes.count
         }
         return output
-    }
-
-    /// The first special token at or after `start`: the longest one where several begin at
-    /// the same offset (Hugging Face matches added tokens leftmost-longest).
-    func nextSpecial(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> (offset: Int, index: Int, id: Int32)? {
-        var offset = start
-        while offset < bytes.count {
-            // Most bytes start no special token: one table load skips them.
-            guard tables.startsSpecial[Int(bytes[offset])] else { offset += 1; continue }
-            var found: Int? = nil
-            for (index, special) in tables.specials.enumerated() where special.bytes.first == bytes[offset] {
-                let text = special.bytes
-                guard offset + text.count <= bytes.count, found.map({ text.count > tables.specials[$0].bytes.count }) ?? true else { continue }
-                if (0..<text.count).allSatisfy({ bytes[offset + $0] == text[$0] }) { found = index }
-            }
-            if let found { return (offset, found, tables.specials[found].id) }
-            offset += 1
-        }
-        return nil
     }
 
     /// Splits `text` (a stretch of the input without special tokens) and merges its chunks.
@@ -204,39 +185,9 @@ public struct BPETokenizer: Equatable, Sendable {
         output.append(contentsOf: UnsafeBufferPointer(start: ids, count: count))
     }
 
-    /// The same merges for a long chunk (a run of spaces, a line of dashes, a huge word) in
-    /// O(n log n): a doubly linked list of tokens and a min-heap of (rank, position). A heap
-    /// entry whose pair has changed since it was pushed is skipped when popped.
+    /// The same merges for a long chunk (a run of spaces, a line of dashes, a huge word).
     func mergeLongChunk(_ chunk: UnsafeBufferPointer<UInt8>) -> [Int32] {
-        let n = chunk.count
-        var ids = chunk.map { tables.byteTokens[Int($0)] }
-        var next = (0..<n).map { Int32($0 + 1) }, previous = (0..<n).map { Int32($0 - 1) }
-        var heap = MinHeap()
-        for i in 0..<(n - 1) {
-            let rank = tables.rank(ids[i], ids[i + 1])
-            if rank != BPETables.noMerge { heap.push(rank: rank, position: Int32(i)) }
-        }
-        while let (rank, position) = heap.pop() {
-            let left = Int(position)
-            let right = Int(next[left])
-            // Stale: the left token was absorbed (-1), or the pair there is no longer this merge.
-            guard ids[left] >= 0, right < n, tables.rank(ids[left], ids[right]) == rank else { continue }
-            ids[left] = tables.results[Int(rank)]
-            ids[right] = -1
-            let after = Int(next[right])
-            next[left] = Int32(after)
-            if after < n { previous[after] = Int32(left) }
-            let before = Int(previous[left])
-            if before >= 0 {
-                let r = tables.rank(ids[before], ids[left])
-                if r != BPETables.noMerge { heap.push(rank: r, position: Int32(before)) }
-            }
-            if after < n {
-                let r = tables.rank(ids[left], ids[after])
-                if r != BPETables.noMerge { heap.push(rank: r, position: Int32(left)) }
-            }
-        }
-        return ids.filter { $0 >= 0 }
+        tables.merge(chunk.map { tables.byteTokens[Int($0)] })
     }
 
     // MARK: - Stored form
@@ -245,7 +196,22 @@ public struct BPETokenizer: Equatable, Sendable {
     /// `left₀ right₀ left₁ right₁ …` (formats/tfq.md §10). A string, not a JSON array: a
     /// 65,536-token tokenizer is parsed at every model load, and one string goes through
     /// the JSON decoder as a single value.
-    public var storedMerges: String {
+    public var storedMerges: String { Self.storedForm(of: merges) }
+
+    /// Parses ``storedMerges``; strict: digits and single spaces only, no leading zeros.
+    /// With a `vocabulary`, an imported tokenizer.
+    public init(storedMerges text: String, preSplit: String, vocabulary: BPEVocabulary? = nil) throws(BPEError) {
+        guard let split = BPEPreSplit(rawValue: preSplit) else { throw BPEError("unknown pre_split '\(preSplit)'") }
+        let merges = try Self.merges(stored: text)
+        if let vocabulary {
+            try self.init(merges: merges, vocabulary: vocabulary, preSplit: split)
+        } else {
+            try self.init(merges: merges, preSplit: split)
+        }
+    }
+
+    /// Merges as a .tfq file stores them (formats/tfq.md §10.1): `left₀ right₀ left₁ right₁ …`.
+    static func storedForm(of merges: [Merge]) -> String {
         var text = [UInt8]()
         text.reserveCapacity(merges.count * 12)
         for (i, merge) in merges.enumerated() {
@@ -257,10 +223,8 @@ public struct BPETokenizer: Equatable, Sendable {
         return String(decoding: text, as: UTF8.self)
     }
 
-    /// Parses ``storedMerges``; strict: digits and single spaces only, no leading zeros.
-    /// With a `vocabulary`, an imported tokenizer.
-    public init(storedMerges text: String, preSplit: String, vocabulary: BPEVocabulary? = nil) throws(BPEError) {
-        guard let split = BPEPreSplit(rawValue: preSplit) else { throw BPEError("unknown pre_split '\(preSplit)'") }
+    /// The merges of a stored string; strict: digits and single spaces only, no leading zeros.
+    static func merges(stored text: String) throws(BPEError) -> [Merge] {
         var ids: [Int32] = []
         var text = text
         let parsed: BPEError? = text.withUTF8 { utf8 -> BPEError? in
@@ -285,12 +249,7 @@ public struct BPETokenizer: Equatable, Sendable {
         }
         if let parsed { throw parsed }
         guard ids.count % 2 == 0 else { throw BPEError("merges: an odd number of ids (\(ids.count)); they come in pairs") }
-        let merges = stride(from: 0, to: ids.count, by: 2).map { Merge(ids[$0], ids[$0 + 1]) }
-        if let vocabulary {
-            try self.init(merges: merges, vocabulary: vocabulary, preSplit: split)
-        } else {
-            try self.init(merges: merges, preSplit: split)
-        }
+        return stride(from: 0, to: ids.count, by: 2).map { Merge(ids[$0], ids[$0 + 1]) }
     }
 }
 
@@ -413,7 +372,7 @@ final class BPETables: @unchecked Sendable {
         try self.init(merges: merges, byteTokens: byteTokens, results: results, bytes: bytes, starts: starts, specials: specials)
     }
 
-    private init(merges: [BPETokenizer.Merge], byteTokens: [Int32], results: [Int32], bytes tokenBytes: [UInt8], starts tokenStarts: [Int],
+    init(merges: [BPETokenizer.Merge], byteTokens: [Int32], results: [Int32], bytes tokenBytes: [UInt8], starts tokenStarts: [Int],
                  specials: [(id: Int32, bytes: [UInt8])]) throws(BPEError) {
         vocabularySize = tokenStarts.count - 1
         self.specials = specials
@@ -490,6 +449,62 @@ final class BPETables: @unchecked Sendable {
     /// The merge index of two bytes, or ``noMerge``.
     @inline(__always) func byteRank(_ left: UInt8, _ right: UInt8) -> Int32 {
         byteRanks[Int(left) << 8 | Int(right)]
+    }
+
+    /// The first special token at or after `start`: the longest one where several begin at
+    /// the same offset (Hugging Face matches added tokens leftmost-longest).
+    func nextSpecial(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> (offset: Int, index: Int, id: Int32)? {
+        var offset = start
+        while offset < bytes.count {
+            // Most bytes start no special token: one table load skips them.
+            guard startsSpecial[Int(bytes[offset])] else { offset += 1; continue }
+            var found: Int? = nil
+            for (index, special) in specials.enumerated() where special.bytes.first == bytes[offset] {
+                let text = special.bytes
+                guard offset + text.count <= bytes.count, found.map({ text.count > specials[$0].bytes.count }) ?? true else { continue }
+                if (0..<text.count).allSatisfy({ bytes[offset + $0] == text[$0] }) { found = index }
+            }
+            if let found { return (offset, found, specials[found].id) }
+            offset += 1
+        }
+        return nil
+    }
+
+
+    /// Merges `ids` until no adjacent pair is a merge, the lowest index first and the leftmost
+    /// on ties, in O(n log n): a doubly linked list of tokens and a min-heap of (rank,
+    /// position). A heap entry whose pair has changed since it was pushed is skipped when popped.
+    func merge(_ ids: [Int32]) -> [Int32] {
+        let n = ids.count
+        guard n > 1 else { return ids }
+        var ids = ids
+        var next = (0..<n).map { Int32($0 + 1) }, previous = (0..<n).map { Int32($0 - 1) }
+        var heap = MinHeap()
+        for i in 0..<(n - 1) {
+            let rank = self.rank(ids[i], ids[i + 1])
+            if rank != BPETables.noMerge { heap.push(rank: rank, position: Int32(i)) }
+        }
+        while let (rank, position) = heap.pop() {
+            let left = Int(position)
+            let right = Int(next[left])
+            // Stale: the left token was absorbed (-1), or the pair there is no longer this merge.
+            guard ids[left] >= 0, right < n, self.rank(ids[left], ids[right]) == rank else { continue }
+            ids[left] = results[Int(rank)]
+            ids[right] = -1
+            let after = Int(next[right])
+            next[left] = Int32(after)
+            if after < n { previous[after] = Int32(left) }
+            let before = Int(previous[left])
+            if before >= 0 {
+                let r = self.rank(ids[before], ids[left])
+                if r != BPETables.noMerge { heap.push(rank: r, position: Int32(before)) }
+            }
+            if after < n {
+                let r = self.rank(ids[left], ids[after])
+                if r != BPETables.noMerge { heap.push(rank: r, position: Int32(left)) }
+            }
+        }
+        return ids.filter { $0 >= 0 }
     }
 }
 

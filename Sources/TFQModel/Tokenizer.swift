@@ -11,6 +11,8 @@ public enum Tokenizer: Equatable, Sendable {
     case llama2c(Llama2cTokenizer)
     /// Byte-level BPE, learned on the training text or imported: encodes any input.
     case bpe(BPETokenizer)
+    /// SentencePiece-style BPE with byte fallback, imported from a Llama `tokenizer.json`.
+    case sentencePiece(SentencePieceTokenizer)
 
     public var vocabularySize: Int {
         switch self {
@@ -18,6 +20,7 @@ public enum Tokenizer: Equatable, Sendable {
         case .byte: return 256
         case .llama2c(let pieces): return pieces.vocabularySize
         case .bpe(let bpe): return bpe.vocabularySize
+        case .sentencePiece(let pieces): return pieces.vocabularySize
         }
     }
 
@@ -27,16 +30,18 @@ public enum Tokenizer: Equatable, Sendable {
         case .byte: return "byte"
         case .llama2c: return "llama2c"
         case .bpe: return "bpe"
+        case .sentencePiece: return "sentencepiece"
         }
     }
 
     /// The token that ends a text when a model produces it: llama2.c stops at BOS, which
-    /// its models emit between stories; an imported BPE tokenizer at its end-of-text token.
+    /// its models emit between stories; an imported tokenizer at its end-of-text token.
     /// nil for tokenizers without one.
     public var stopToken: Int32? {
         switch self {
         case .llama2c: return Llama2cTokenizer.bos
         case .bpe(let bpe): return bpe.vocabulary?.endOfText
+        case .sentencePiece(let pieces): return pieces.endOfText
         case .char, .byte: return nil
         }
     }
@@ -55,6 +60,8 @@ public enum Tokenizer: Equatable, Sendable {
             return encodeAllowingUnknown(text)
         case .bpe(let bpe):
             return bpe.encode(text)
+        case .sentencePiece(let pieces):
+            return pieces.encode(Array(text.utf8))
         case .char:
             let ids = encodeAllowingUnknown(text)
             if let position = ids.firstIndex(of: -1) {
@@ -71,6 +78,7 @@ public enum Tokenizer: Equatable, Sendable {
         case .byte: return text.utf8.map { Int32($0) }
         case .llama2c(let pieces): return pieces.encode(text.utf8)
         case .bpe(let bpe): return bpe.encode(text)
+        case .sentencePiece(let pieces): return pieces.encode(Array(text.utf8))
         case .char(let vocabulary):
             // A dense table for the Basic Multilingual Plane: one array load per character
             // instead of a hash lookup (encoding a corpus is otherwise a visible share of a run).
@@ -89,6 +97,7 @@ public enum Tokenizer: Equatable, Sendable {
         case .byte: return bytes.map { Int32($0) }
         case .bpe(let bpe): return bpe.encode(bytes)
         case .llama2c(let pieces): return pieces.encode(bytes)
+        case .sentencePiece(let pieces): return pieces.encode(bytes)
         case .char:
             guard let text = String(validating: bytes, as: UTF8.self) else {
                 var parser = Unicode.UTF8.ForwardParser(), iterator = bytes.makeIterator(), offset = 0
@@ -100,14 +109,15 @@ public enum Tokenizer: Equatable, Sendable {
     }
 
     /// The bytes a token stands for (UTF-8 of its character, the byte itself, a BPE token's
-    /// bytes, or a piece) when it follows `previous` (llama2c drops a piece's leading space
-    /// after BOS).
+    /// bytes, or a piece) when it follows `previous` (llama2c and sentencepiece drop a piece's
+    /// leading space after BOS or at the start).
     public func bytes(of token: Int32, after previous: Int32? = nil) -> [UInt8] {
         switch self {
         case .byte: return [UInt8(truncatingIfNeeded: token)]
         case .bpe(let bpe): return bpe.bytes(of: token)
         case .char(let vocabulary): return Array(String(Character(vocabulary[Int(token)])).utf8)
         case .llama2c(let pieces): return pieces.bytes(of: token, after: previous)
+        case .sentencePiece(let pieces): return pieces.bytes(of: token, after: previous)
         }
     }
 
@@ -117,6 +127,8 @@ public enum Tokenizer: Equatable, Sendable {
         switch self {
         case .bpe(let bpe):
             return bpe.decode(tokens)
+        case .sentencePiece(let pieces):
+            return pieces.decode(tokens)
         case .llama2c:
             var bytes: [UInt8] = []
             let start = tokens.first == Llama2cTokenizer.bos ? 1 : 0
@@ -153,6 +165,7 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
 extension Tokenizer: Encodable {
     enum CodingKeys: String, CodingKey {
         case type, vocab, merges, preSplit = "pre_split", pieces, scores, special, userDefined = "user_defined", bosID = "bos_id", eosID = "eos_id"
+        case spacePrefix = "space_prefix", split
     }
 
     /// Why a stored tokenizer section cannot be used.
@@ -175,6 +188,21 @@ extension Tokenizer: Encodable {
             }
             return result
         }
+        func ids(_ key: String) throws(FormatError) -> [Int32] {
+            guard let stored = json[key] else { return [] }
+            guard case .array(let items) = stored else { throw FormatError("'\(key)' must be an array of token ids") }
+            var result: [Int32] = []
+            for item in items {
+                guard case .integer(let id) = item, id >= 0, id < 1 << 20 else { throw FormatError("'\(key)' must be an array of token ids") }
+                result.append(Int32(id))
+            }
+            return result
+        }
+        func id(_ key: String) throws(FormatError) -> Int32? {
+            guard let stored = json[key] else { return nil }
+            guard case .integer(let id) = stored, id >= 0, id < 1 << 20 else { throw FormatError("'\(key)' must be a token id") }
+            return Int32(id)
+        }
         guard case .string(let type)? = json["type"] else { throw FormatError("no 'type'") }
         switch type {
         case "byte":
@@ -191,22 +219,8 @@ extension Tokenizer: Encodable {
                 // A 1.2 reader ignores 'vocab' but refuses an unknown pre_split: an imported
                 // vocabulary must never be read as tfq's own ids.
                 guard preSplit == BPEPreSplit.gpt2.rawValue else { throw FormatError("a bpe tokenizer with a 'vocab' has pre_split 'gpt2'") }
-                func ids(_ key: String) throws(FormatError) -> [Int32] {
-                    guard let stored = json[key] else { return [] }
-                    guard case .array(let items) = stored else { throw FormatError("'\(key)' must be an array of token ids") }
-                    var result: [Int32] = []
-                    for item in items {
-                        guard case .integer(let id) = item, id >= 0, id < 1 << 20 else { throw FormatError("'\(key)' must be an array of token ids") }
-                        result.append(Int32(id))
-                    }
-                    return result
-                }
                 let special = try ids("special"), userDefined = try ids("user_defined")
-                var endOfText: Int32? = nil
-                if let stored = json["eos_id"] {
-                    guard case .integer(let id) = stored, id >= 0, id < 1 << 20 else { throw FormatError("'eos_id' must be a token id") }
-                    endOfText = Int32(id)
-                }
+                let endOfText = try id("eos_id")
                 let tokens = try strings("vocab")
                 if let endOfText, Int(endOfText) >= tokens.count || tokens[Int(endOfText)].isEmpty {
                     throw FormatError("'eos_id' \(endOfText) is not a token of the vocabulary")
@@ -214,6 +228,23 @@ extension Tokenizer: Encodable {
                 vocabulary = BPEVocabulary(tokens: tokens, special: special, userDefined: userDefined, endOfText: endOfText)
             }
             do { self = .bpe(try BPETokenizer(storedMerges: merges, preSplit: preSplit, vocabulary: vocabulary)) } catch { throw FormatError("\(error)") }
+        case "sentencepiece":
+            guard case .string(let merges)? = json["merges"] else { throw FormatError("a sentencepiece tokenizer needs a 'merges' string") }
+            guard case .string(let prefix)? = json["space_prefix"], let spacePrefix = SentencePieceTokenizer.SpacePrefix(rawValue: prefix) else {
+                throw FormatError("'space_prefix' must be one of \(SentencePieceTokenizer.SpacePrefix.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            var split = false
+            switch json["split"] {
+            case nil: break
+            case .bool(let value)?: split = value
+            default: throw FormatError("'split' must be true or false")
+            }
+            do {
+                self = .sentencePiece(try SentencePieceTokenizer(
+                    pieces: try strings("vocab"), merges: BPETokenizer.merges(stored: merges), special: ids("special"),
+                    userDefined: ids("user_defined"), beginning: id("bos_id"), endOfText: id("eos_id"),
+                    spacePrefix: spacePrefix, splitsAtSpaces: split))
+            } catch let error as FormatError { throw error } catch { throw FormatError("\(error)") }
         case "char":
             var scalars: [Unicode.Scalar] = []
             for entry in try strings("vocab") {
@@ -272,6 +303,15 @@ extension Tokenizer: Encodable {
                 if !vocabulary.userDefined.isEmpty { try container.encode(vocabulary.userDefined, forKey: .userDefined) }
                 try container.encodeIfPresent(vocabulary.endOfText, forKey: .eosID)
             }
+        case .sentencePiece(let tokenizer):
+            try container.encode(tokenizer.pieces, forKey: .vocab)
+            try container.encode(BPETokenizer.storedForm(of: tokenizer.merges), forKey: .merges)
+            try container.encode(tokenizer.special, forKey: .special)
+            if !tokenizer.userDefined.isEmpty { try container.encode(tokenizer.userDefined, forKey: .userDefined) }
+            try container.encodeIfPresent(tokenizer.beginning, forKey: .bosID)
+            try container.encodeIfPresent(tokenizer.endOfText, forKey: .eosID)
+            try container.encode(tokenizer.spacePrefix.rawValue, forKey: .spacePrefix)
+            try container.encode(tokenizer.splitsAtSpaces, forKey: .split)
         }
     }
 }

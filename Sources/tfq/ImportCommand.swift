@@ -69,8 +69,10 @@ struct SafetensorsImport: ParsableCommand {
         model.safetensors or the shards of model.safetensors.index.json, and tokenizer.json),
         or one of those files. GPT2LMHeadModel and LlamaForCausalLM are read, with F32, F16 or
         BF16 weights, converted exactly to an fp32 model; quantize it with `tfq export --int8`.
-        The tokenizer must be byte-level BPE as GPT-2's (the tokenizers library's ByteLevel);
-        its token ids are kept, so `tfq run --prompt-ids` and `--json` speak the model's ids.
+        The tokenizer must be byte-level BPE as GPT-2's (the tokenizers library's ByteLevel) or
+        SentencePiece-style BPE with byte fallback as Llama 2's (Metaspace or Llama's
+        normalizer, BOS first); its token ids are kept, so `tfq run --prompt-ids` and `--json`
+        speak the model's ids.
         """
     )
 

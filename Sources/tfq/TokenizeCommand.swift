@@ -13,8 +13,9 @@ struct TokenizeCommand: ParsableCommand {
         discussion: """
         Encoding reads stdin as bytes and prints the ids on one line, separated by spaces.
         --decode reads ids separated by any whitespace and writes exactly the bytes they stand
-        for, nothing added (not even a newline). Byte, BPE and llama2c models encode any
-        bytes (llama2c ids start with BOS, as llama2.c encodes a prompt); a char model needs
+        for, nothing added (not even a newline). Byte, BPE, llama2c and sentencepiece models
+        encode any bytes (llama2c ids start with BOS, as llama2.c encodes a prompt, and
+        sentencepiece ids with the BOS of its template); a char model needs
         UTF-8 made of its characters. --json prints one object instead: ids,
         count, bytes, and when decoding the text (null if it is not valid UTF-8).
         """

@@ -7,20 +7,28 @@ import TFQRuntime
 import TFQExport
 
 /// Tiny GPT-2 (F16, tied) and Llama (BF16, sharded, grouped-query) models trained and saved
-/// by `transformers`, with their byte-level BPE tokenizer (tools/hf_fixtures.py), and what
-/// `transformers` and `tokenizers` computed on them.
+/// by `transformers` with a byte-level BPE tokenizer, a Llama (F16) with a SentencePiece BPE
+/// made by `sentencepiece` (tools/hf_fixtures.py), and what `transformers` and `tokenizers`
+/// computed on them.
 enum HuggingFaceFixtures {
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/hf")
-    static let models = ["gpt2", "llama"]
+    static let models = ["gpt2", "llama", "llama-sp"]
+    static let storedDTypes = ["gpt2": "F16", "llama": "BF16", "llama-sp": "F16"]
 
     struct Expected: Decodable {
         struct Logits: Decodable { var positions: [Int]; var rows: [[Float]] }
-        struct Case: Decodable { var text: String; var ids: [Int32] }
+        /// `decoded`: what `tokenizers` decodes the ids to after the leading BOS, where that is
+        /// not `text` itself (SentencePiece-style tokenizers).
+        struct Case: Decodable { var text: String; var ids: [Int32]; var decoded: String? }
+        struct Config: Decodable { var bos: Int32?; var eos: Int32? }
         var prompt_text: String
         var prompt_ids: [Int32]
         var logits: Logits
         var greedy_ids: [Int32]
         var tokenizer_cases: [Case]
+        var config: Config
+        /// The same vocabulary in other pipelines: tokenizer-NAME.json.
+        var tokenizer_variants: [String: [Case]]?
     }
 
     static func expected(_ model: String) throws -> Expected {
@@ -46,8 +54,8 @@ enum HuggingFaceFixtures {
         let expected = try HuggingFaceFixtures.expected(name)
         let (model, summary) = try HuggingFaceFixtures.imported(name)
         #expect(model.config.arch == (name == "gpt2" ? .gpt : .llama))
-        #expect(summary.dtypes.keys.sorted() == [name == "gpt2" ? "F16" : "BF16"])
-        if name == "llama" { #expect(model.config.kvHeads * 2 == model.config.heads) }
+        #expect(summary.dtypes.keys.sorted() == [HuggingFaceFixtures.storedDTypes[name]!])
+        if name != "gpt2" { #expect(model.config.kvHeads * 2 == model.config.heads) }
         #expect(try model.tokenizer.encode(expected.prompt_text) == expected.prompt_ids)
         for threads in [1, 2] {
             let session = Session(model: model, threads: threads)
@@ -73,14 +81,65 @@ enum HuggingFaceFixtures {
         let expected = try HuggingFaceFixtures.expected(name)
         let (model, _) = try HuggingFaceFixtures.imported(name)
         #expect(expected.tokenizer_cases.count >= 30)
-        for item in expected.tokenizer_cases {
-            #expect(try model.tokenizer.encode(item.text) == item.ids, "\(item.text.debugDescription)")
-            #expect(model.tokenizer.decode(item.ids) == item.text, "\(item.text.debugDescription)")
-        }
+        #expect(model.tokenizer.kind == (name == "llama-sp" ? "sentencepiece" : "bpe"))
+        try Self.check(model.tokenizer, expected.tokenizer_cases, bos: expected.config.bos, "\(name)")
         // The stored form reads back as the same tokenizer.
         let stored = try JSONParser.parse(Array(JSONEncoder().encode(model.tokenizer)))
         #expect(try Tokenizer(json: stored) == model.tokenizer)
-        #expect(model.tokenizer.stopToken == 0)
+        #expect(model.tokenizer.stopToken == expected.config.eos)
+    }
+
+    /// Encoding gives the library's ids; decoding gives its text, except after a BOS in the
+    /// middle, where tfq drops the ▁ prefix's space as it does after the leading one.
+    static func check(_ tokenizer: Tokenizer, _ cases: [HuggingFaceFixtures.Expected.Case], bos: Int32?, _ what: String) throws {
+        for item in cases {
+            #expect(try tokenizer.encode(item.text) == item.ids, "\(what): \(item.text.debugDescription)")
+            guard let decoded = item.decoded else {
+                #expect(tokenizer.decode(item.ids) == item.text, "\(what): \(item.text.debugDescription)")
+                continue
+            }
+            if !item.ids.dropFirst().contains(where: { $0 == bos }) {
+                #expect(tokenizer.decode(item.ids) == decoded, "\(what): \(item.text.debugDescription)")
+            }
+        }
+    }
+
+    /// Llama 2's own pipeline (Prepend and Replace normalizers), Metaspace "always", and
+    /// Metaspace "always" with split: the same vocabulary encodes each as `tokenizers` does.
+    @Test func sentencePiecePipelinesEncodeAsTheTokenizersLibrary() throws {
+        let expected = try HuggingFaceFixtures.expected("llama-sp")
+        let variants = try #require(expected.tokenizer_variants)
+        #expect(variants.keys.sorted() == ["always", "prepend", "split"])
+        let prefixes: [String: SentencePieceTokenizer.SpacePrefix] = ["always": .everyUnlessSpace, "prepend": .every, "split": .everyUnlessSpace]
+        for (name, cases) in variants {
+            let path = HuggingFaceFixtures.directory.appendingPathComponent("llama-sp/tokenizer-\(name).json").path
+            let tokenizer = try HuggingFaceTokenizer.read(path: path, vocabularySize: 512, endOfText: 2)
+            guard case .sentencePiece(let pieces) = tokenizer else { Issue.record("\(name): \(tokenizer.kind)"); continue }
+            #expect(pieces.spacePrefix == prefixes[name] && pieces.splitsAtSpaces == (name == "split") && pieces.beginning == 1)
+            try Self.check(tokenizer, cases, bos: 1, name)
+        }
+        // The cases tell the pipelines apart: Prepend and Metaspace "always" differ where a
+        // stretch starts with a space, "always" and "first" after a special token. (Split
+        // changes nothing here: sentencepiece's pieces never hold a ▁ after their start.)
+        let ids = { (name: String) in variants[name]!.map(\.ids) }
+        #expect(ids("always") != ids("prepend") && ids("always") != expected.tokenizer_cases.map(\.ids))
+    }
+
+    /// What decoding does around BOS, spelled out.
+    @Test func sentencePieceDecodingDropsThePrefixSpaceOnlyAtTheStart() throws {
+        let (model, _) = try HuggingFaceFixtures.imported("llama-sp")
+        let tokenizer = model.tokenizer
+        let a = try tokenizer.encode("a"), b = try tokenizer.encode(" b")
+        #expect(a.first == 1 && b.first == 1)
+        #expect(tokenizer.decode(a) == "a" && tokenizer.decode(Array(a.dropFirst())) == "a")
+        #expect(tokenizer.decode(a + Array(b.dropFirst())) == "a b")
+        // After a BOS in the middle, as after the first (Hugging Face keeps that space).
+        #expect(tokenizer.decode(a + b) == "a<s>b")
+        #expect(tokenizer.bytes(of: b[1], after: 1) == Array(tokenizer.decodeBytes(b)))
+        #expect(tokenizer.bytes(of: b[1], after: a[1]) == [0x20] + tokenizer.decodeBytes(b))
+        // Bytes that are not UTF-8 are byte pieces, and come back.
+        let bytes: [UInt8] = [0x61, 0xFF, 0xC3, 0x28, 0xE2, 0x96]
+        #expect(tokenizer.decodeBytes(try tokenizer.encode(bytes: bytes)) == bytes)
     }
 
     /// Rewrites a safetensors file through `change` (its header as a dictionary, its data).
@@ -235,7 +294,7 @@ enum HuggingFaceFixtures {
         var imported = 0, failed = 0
         for iteration in 0..<160 {
             let name = iteration % 2 == 0 ? "config.json" : "tokenizer.json"
-            let result = try Self.failure(iteration % 4 < 2 ? "gpt2" : "llama") { dir in
+            let result = try Self.failure(HuggingFaceFixtures.models[(iteration / 2) % 3]) { dir in
                 let url = dir.appendingPathComponent(name)
                 var bytes = Array(try Data(contentsOf: url))
                 switch next() % 4 {
@@ -274,5 +333,34 @@ enum HuggingFaceFixtures {
         }.contains("merge 0 is not two tokens of the vocabulary"))
         #expect(try Self.failure("gpt2") { try Self.editJSON($0, "config.json") { $0["vocab_size"] = 300 } }.contains("outside the model's vocabulary of 300"))
         #expect(try Self.failure("gpt2") { try Self.editJSON($0, "config.json") { $0["eos_token_id"] = 383_000 } }.contains("end-of-text id 383000 is not a token"))
+    }
+
+    @Test func sentencePieceTokenizerProblemsAreNamed() throws {
+        func edit(_ change: @escaping (inout [String: Any]) -> Void) throws -> String {
+            try Self.failure("llama-sp") { try Self.editJSON($0, "tokenizer.json", change) }
+        }
+        #expect(try edit { $0["normalizer"] = ["type": "NFKC"] }.contains("normalizer 'NFKC' is not supported here"))
+        #expect(try edit { $0["pre_tokenizer"] = ["type": "Whitespace"] }.contains("pre_tokenizer 'Whitespace' is not supported with byte_fallback"))
+        #expect(try edit { $0["pre_tokenizer"] = nil }.contains("spaces would stay spaces"))
+        #expect(try edit { $0["pre_tokenizer"] = ["type": "Metaspace", "replacement": "_", "prepend_scheme": "first", "split": false] }.contains("replacement other than ▁"))
+        #expect(try edit { $0["pre_tokenizer"] = ["type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": "never", "split": false] }.contains("without the ▁ prefix"))
+        #expect(try edit { $0["decoder"] = ["type": "Metaspace"] }.contains("decoder 'Metaspace' is not supported with byte_fallback"))
+        #expect(try edit { json in
+            json["post_processor"] = ["type": "TemplateProcessing", "single": [["Sequence": ["id": "A", "type_id": 0]], ["SpecialToken": ["id": "</s>", "type_id": 0]]]]
+        }.contains("appends '</s>' after the text"))
+        #expect(try edit { json in
+            json["post_processor"] = ["type": "TemplateProcessing", "single": [["SpecialToken": ["id": "<bos>", "type_id": 0]], ["Sequence": ["id": "A", "type_id": 0]]]]
+        }.contains("'<bos>' is not an added token"))
+        #expect(try edit { json in
+            var model = json["model"] as! [String: Any], vocab = model["vocab"] as! [String: Any]
+            vocab["<0xFF>"] = nil
+            model["vocab"] = vocab
+            json["model"] = model
+        }.contains("no piece is the byte <0xFF>"))
+        #expect(try edit { json in
+            var model = json["model"] as! [String: Any]
+            model["merges"] = [["\u{2581}", "t"], ["\u{2581}", "t"]]
+            json["model"] = model
+        }.contains("repeats merge 0"))
     }
 }

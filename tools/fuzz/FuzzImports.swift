@@ -27,13 +27,26 @@ private func exercise(_ bytes: UnsafeRawBufferPointer) throws {
         }
         sink &+= UInt64(file.metadata.count)
     } else if bytes.first == UInt8(ascii: "{") {
-        // The vocabulary size of the seed (Tests/TFQImportTests/Fixtures/hf/gpt2).
-        let vocabulary = 384
+        // Room for both seeds' vocabularies (Tests/TFQImportTests/Fixtures/hf: gpt2 384,
+        // llama-sp 512; ids past a vocabulary are padding).
+        let vocabulary = 512
         let tokenizer = try HuggingFaceTokenizer.read(path: scratch.path, vocabularySize: vocabulary, endOfText: nil)
         let text = Array(bytes.suffix(256))
-        let ids = tokenizer.encode(text)
+        let ids = try tokenizer.encode(bytes: text)
         precondition(ids.allSatisfy { $0 >= 0 && $0 < vocabulary }, "an id outside the vocabulary")
-        precondition(tokenizer.decode(ids) == text, "decode(encode(x)) differs from x")
+        let decoded = tokenizer.decodeBytes(ids)
+        switch tokenizer {
+        case .sentencePiece(let pieces):
+            // The ▁ prefix of each stretch is taken off again only at the start (as
+            // Hugging Face decodes), so the round trip is exact with Llama 2's prefix on
+            // text without special tokens.
+            let body = pieces.beginning != nil && ids.first == pieces.beginning ? ids.dropFirst() : ids[...]
+            if pieces.spacePrefix == .every, !body.contains(where: pieces.special.contains) {
+                precondition(decoded == text, "decode(encode(x)) differs from x")
+            }
+        default:
+            precondition(decoded == text, "decode(encode(x)) differs from x")
+        }
         sink &+= UInt64(ids.count)
     } else {
         let file = try SafetensorsFile(path: scratch.path)

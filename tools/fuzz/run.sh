@@ -27,6 +27,7 @@ corpus="$out/corpus-imports"
 mkdir -p "$corpus"
 cp Tests/TFQImportTests/Fixtures/hf/dtypes.safetensors "$corpus/"
 cp Tests/TFQImportTests/Fixtures/hf/gpt2/tokenizer.json "$corpus/seed-tokenizer.json"
+cp Tests/TFQImportTests/Fixtures/hf/llama-sp/tokenizer-prepend.json "$corpus/seed-sp-tokenizer.json"
 python3 - "$corpus/seed.gguf" <<'PY' || echo "no gguf package: no GGUF seed" >&2
 import sys
 import numpy as np
