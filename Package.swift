@@ -2,7 +2,14 @@
 // tfq: train small transformers on a CPU, quantize them to int8, run them on small boards.
 //
 // Targets, with one-way dependencies:
-//   tfq (CLI) → TFQTrain / TFQRuntime → TFQModel / TFQFormat → TFQKernels, CZstd
+//   tfq (CLI) → TFQExport → TFQTrain, TFQRuntime;  tfq → TFQImport → TFQModel
+//   TFQTrain → TFQTrainKernels, TFQModel          (training: GPT forward/backward, the loop)
+//   TFQCAPI → CTFQ, TFQRuntime → TFQModel, TFQKernels   (the C API; inference: mmap load, decode)
+//   TFQModel → TFQFormat, TFQKernels              (the model description, tokenizers)
+//   TFQTrainKernels → TFQKernels → CKernels;  TFQFormat → CZstd, CMapGuard
+// TFQRuntime's closure holds no training code: the model description, the format, and
+// the kernels inference runs (plus the layer kernels' backward halves, kept beside their
+// forward ones).
 // Library targets carry no unsafeFlags so the package stays consumable as a dependency;
 // the fast build passes CPU flags on the command line (see tools/build.sh).
 import PackageDescription
@@ -33,14 +40,22 @@ let package = Package(
         .target(name: "CKernels"),
         // BuiltinModule gives vector conversions (int32→float, f16→f32) the stdlib does lane by lane.
         .target(name: "TFQKernels", dependencies: ["CKernels"], swiftSettings: [.enableExperimentalFeature("BuiltinModule")]),
+        // What training alone needs: the optimizer, the loss, batched attention that keeps its
+        // weights, embedding gradients, and the tile exchange between replicas. Layer kernels
+        // used by both directions (LayerNorm, activations, GEMM) stay in TFQKernels as
+        // forward/backward pairs, one file per layer.
+        .target(name: "TFQTrainKernels", dependencies: ["TFQKernels"]),
         .target(name: "TFQModel", dependencies: ["TFQFormat", "TFQKernels"]),
-        .target(name: "TFQTrain", dependencies: ["TFQModel"]),
+        .target(name: "TFQTrain", dependencies: ["TFQModel", "TFQFormat", "TFQKernels", "TFQTrainKernels"]),
         .target(name: "TFQRuntime", dependencies: ["TFQModel", "TFQFormat", "TFQKernels"]),
         .target(name: "TFQExport", dependencies: ["TFQRuntime", "TFQTrain"]),
         // Checkpoints of other tools (llama2.c, Hugging Face safetensors) → .tfq.
         .target(name: "TFQImport", dependencies: ["TFQModel", "TFQFormat", "TFQKernels"]),
-        // The C API (include/tfq.h), built as libtfq.so by the `tfq-c` product.
-        .target(name: "TFQCAPI", dependencies: ["TFQRuntime"]),
+        // The C API's header (Sources/CTFQ/include/tfq.h; include/tfq.h links to it), which
+        // TFQCAPI imports so the compiler checks the Swift implementation against it.
+        .target(name: "CTFQ"),
+        // The C API, built as libtfq.so by the `tfq-c` product.
+        .target(name: "TFQCAPI", dependencies: ["CTFQ", "TFQRuntime"]),
         .executableTarget(
             name: "tfq",
             dependencies: [
@@ -48,18 +63,23 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // An app that links TFQRuntime alone (tools/examples/swift).
+        .executableTarget(name: "tfq-swift-example", dependencies: ["TFQRuntime"], path: "tools/examples/swift"),
         .executableTarget(name: "tfq-kernel-bench", dependencies: ["TFQKernels"], path: "Benchmarks/KernelBenchmarks"),
         .executableTarget(name: "tfq-format-bench", dependencies: ["TFQFormat"], path: "Benchmarks/FormatBenchmarks"),
         .executableTarget(name: "tfq-bpe-bench", dependencies: ["TFQModel", "TFQTrain", "TFQKernels", "TFQFormat"], path: "Benchmarks/BPEBenchmarks"),
-        .testTarget(name: "TFQFormatTests", dependencies: ["TFQFormat"]),
-        .testTarget(name: "TFQKernelsTests", dependencies: ["TFQKernels", "CKernels"]),
+        // What several test targets share: whether python3 has numpy.
+        .target(name: "TFQTestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "TFQFormatTests", dependencies: ["TFQFormat", "TFQTestSupport"]),
+        .testTarget(name: "TFQKernelsTests", dependencies: ["TFQKernels", "TFQTrainKernels", "CKernels"]),
         .testTarget(name: "TFQModelTests", dependencies: ["TFQModel", "TFQFormat"], exclude: ["Fixtures"]),
-        .testTarget(name: "TFQTrainTests", dependencies: ["TFQTrain", "TFQFormat"]),
+        .testTarget(name: "TFQTrainTests", dependencies: ["TFQTrain", "TFQModel", "TFQFormat", "TFQKernels", "TFQTrainKernels", "TFQTestSupport"]),
         .testTarget(name: "TFQRuntimeTests", dependencies: ["TFQRuntime", "TFQExport", "TFQTrain"], exclude: ["Fixtures"]),
         .testTarget(name: "TFQExportTests", dependencies: ["TFQExport", "TFQFormat", "TFQKernels"]),
         .testTarget(name: "TFQImportTests", dependencies: ["TFQImport", "TFQRuntime", "TFQExport"], exclude: ["Fixtures"]),
-        .testTarget(name: "TFQCAPITests", dependencies: ["TFQCAPI"]),
-        .testTarget(name: "tfqCLITests", dependencies: ["tfq"]),
+        .testTarget(name: "TFQCAPITests", dependencies: ["TFQCAPI", "CTFQ", "TFQFormat"]),
+        .testTarget(name: "tfqCLITests", dependencies: ["tfq", "tfq-swift-example"]),
     ],
-    swiftLanguageModes: [.v5]
+    // Swift 6 language mode, strict concurrency, for every target.
+    swiftLanguageModes: [.v6]
 )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the measured section of BENCHMARKS.md (between its GENERATED markers) and the
-# pictures in benchmarks/: training throughput and loss curves on Tiny Shakespeare, fp32 GEMM
+# pictures in Benchmarks/plots/: training throughput and loss curves on Tiny Shakespeare, fp32 GEMM
 # and int8 kernel rates, runtime latency by threads and position, int8 accuracy per group
 # size, BPE learning and encoding speed (on ../shared/data/warandpeace.txt, if present).
 # About 6 minutes on 2 cores. Needs ../shared/data/tinyshakespeare.txt and matplotlib
@@ -20,7 +20,7 @@ python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotl
 steps=${TFQ_TRAIN_STEPS:-2000}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p benchmarks
+mkdir -p Benchmarks/plots
 
 tfq=$(tools/build.sh)                       # builds every product, the kernel benchmark included
 kernels="$(dirname "$tfq")/tfq-kernel-bench"
@@ -61,7 +61,7 @@ echo "== runtime latency: GPT-2 shape (6 layers, dim 384, context 256, vocab 65)
 "$tfq" bench latency "$work/gpt2-fp32.tfq" --runs 3 -n 32 --prompt-lengths 128 --json > "$work/latency-fp32.json"
 
 python3 tools/plot.py --metrics "$work/baby.tfq.metrics.jsonl" --latency "$work/latency-int8.json" \
-  --latency "$work/latency-fp32.json" --accuracy "$work/int8-g32.json" --accuracy "$work/int8-g64.json" --out benchmarks
+  --latency "$work/latency-fp32.json" --accuracy "$work/int8-g32.json" --accuracy "$work/int8-g64.json" --out Benchmarks/plots
 python3 tools/benchmarks_report.py "$work" > "$work/section.md"
 python3 - "$work/section.md" <<'PY'
 import re, sys
@@ -72,4 +72,4 @@ new = begin + "\n" + section + end
 text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: new, text, flags=re.S) if begin in text else text + "\n" + new + "\n"
 open("BENCHMARKS.md", "w").write(text)
 PY
-echo "== BENCHMARKS.md and benchmarks/*.png updated" >&2
+echo "== BENCHMARKS.md and Benchmarks/plots/*.png updated" >&2

@@ -40,7 +40,7 @@ for name, run in runs:
 if len(runs) > 1:
     print(f"\ntfq trains {train['tokens_per_second'] / runs[1][1]['tokens_per_second']:.2f}× as many tokens/s as PyTorch, one after the other on this machine.")
 print()
-print("![loss curves](benchmarks/loss.png)\n")
+print("![loss curves](Benchmarks/plots/loss.png)\n")
 
 print("### int8 accuracy against fp32 (validation split, same positions)\n")
 print("| group | positions | fp32 ppl | int8 ppl | Δppl | top-1 agreement | mean KL | bits/byte fp32 → int8 | greedy 64-token agreement |")
@@ -52,7 +52,7 @@ for g in [32, 64]:
           f"{a['reference']['bits_per_byte']:.4f} → {a['model']['bits_per_byte']:.4f} | {a['greedy_agreement_percent']:.1f}% |")
 export = load("export-g64.json")
 print(f"\nThe int8 (group 64) file is {export['file_bytes']:,} bytes, {export['file_bytes'] / export['fp32_weight_bytes']:.2f}× the fp32 weights.\n")
-print("![perplexity](benchmarks/perplexity.png)\n")
+print("![perplexity](Benchmarks/plots/perplexity.png)\n")
 
 print("### Runtime latency (GPT-2 shape: 6 layers, dim 384, context 256, vocab 65), tokens/s, median of runs\n")
 print("| model | threads | load ms | TTFT (shortest prompt) ms | prefill (longest prompt) | decode start | decode middle | decode end |")
@@ -63,7 +63,7 @@ for name in ["int8", "fp32"]:
         d = {x["position"]: x["tokens_per_second"]["median"] for x in row["decode"]}
         print(f"| {name} | {row['threads']} | {row['load_ms']['median']:.1f} | {row['prompts'][0]['ttft_ms']['median']:.1f} | "
               f"{row['prompts'][-1]['prefill_tokens_per_second']['median']:,.0f} | {d['start']:,.0f} | {d['middle']:,.0f} | {d['end']:,.0f} |")
-print("\n![decode speed](benchmarks/decode.png)\n")
+print("\n![decode speed](Benchmarks/plots/decode.png)\n")
 
 print("### Kernels (`tfq-kernel-bench --seconds 0.3`)\n")
 print("```")

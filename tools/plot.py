@@ -1,7 +1,7 @@
 """Pictures for BENCHMARKS.md, from the JSON that tfq writes:
 
     python3 tools/plot.py --metrics CKPT.metrics.jsonl --latency int8.json [--latency fp32.json]
-                          --accuracy g32.json [--accuracy g64.json ...] --out benchmarks/
+                          --accuracy g32.json [--accuracy g64.json ...] --out Benchmarks/plots/
 
 Writes loss.png (train and val loss), decode.png (decode tokens/s by position and threads)
 and perplexity.png (reference vs quantized perplexity). Needs matplotlib.

@@ -62,9 +62,9 @@ if let megabytes = synthetic {
 
 func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 func timed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
-    let start = Clock.seconds()
+    let start = MonotonicClock.seconds()
     let result = try body()
-    return (result, Clock.seconds() - start)
+    return (result, MonotonicClock.seconds() - start)
 }
 func fixed(_ value: Double, _ digits: Int) -> String {
     let scale = pow(10.0, Double(digits))

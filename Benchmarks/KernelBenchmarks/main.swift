@@ -24,15 +24,15 @@ while let argument = arguments.popFirst() {
 
 func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
-/// Runs `body` repeatedly for about `seconds` and returns the median time of one call.
-func measure(_ body: () -> Void) -> Double {
+/// Runs `body` repeatedly for about `duration` seconds and returns the median time of one call.
+func measure(for duration: Double, _ body: () -> Void) -> Double {
     body()
     var times: [Double] = []
-    let start = Clock.seconds()
-    while Clock.seconds() - start < seconds || times.count < 5 {
-        let t0 = Clock.seconds()
+    let start = MonotonicClock.seconds()
+    while MonotonicClock.seconds() - start < duration || times.count < 5 {
+        let t0 = MonotonicClock.seconds()
         body()
-        times.append(Clock.seconds() - t0)
+        times.append(MonotonicClock.seconds() - t0)
     }
     return median(times)
 }
@@ -48,7 +48,7 @@ if !gemmOnly {
         let pool = ThreadPool(threads: counts)
         let chunks = 64, chunk = bytes / chunks
         var sink = SIMD32<UInt8>()
-        let time = measure {
+        let time = measure(for: seconds) {
             var partial = [SIMD32<UInt8>](repeating: .zero, count: chunks)
             partial.withUnsafeMutableBufferPointer { out in
                 pool.parallelFor(chunks) { range in
@@ -88,7 +88,7 @@ for counts in [1, threads].uniqued() {
         for (form, av, bv) in [("A·Bᵀ", MatrixView(a, columns: k), MatrixView.transposed(b, columns: k)),
                                ("A·B", MatrixView(a, columns: k), MatrixView(b, columns: n)),
                                ("Aᵀ·B", MatrixView.transposed(a, columns: m), MatrixView(b, columns: n))] {
-            let time = measure { gemm.multiply(m: m, n: n, k: k, a: av, b: bv, c: c, ldc: n, accumulate: false) }
+            let time = measure(for: seconds) { gemm.multiply(m: m, n: n, k: k, a: av, b: bv, c: c, ldc: n, accumulate: false) }
             let gflops = 2.0 * Double(m * n * k) / time / 1e9
             print("\("\(m)×\(n)×\(k)".padding(toLength: 22, withPad: " ", startingAt: 0))  \(form.padding(toLength: 6, withPad: " ", startingAt: 0))  \(String(format: "%.1f", gflops))  (\(counts) thr)")
         }
@@ -118,10 +118,10 @@ for counts in [1, threads].uniqued() {
         let xScales = AlignedMemory.floats(tokens * groups)
         for i in 0..<(tokens * columns) { x[i] = Int8(truncatingIfNeeded: i % 200 - 100) }
         let y = AlignedMemory.floats(tokens * rows)
-        let vector = measure { Q8MatMul.vector(matrix, x: x, xScales: xScales, y: y, pool: pool) }
-        let batch = measure { Q8MatMul.matrix(matrix, x: x, xScales: xScales, tokens: tokens, y: y, pool: pool) }
+        let vector = measure(for: seconds) { Q8MatMul.vector(matrix, x: x, xScales: xScales, y: y, pool: pool) }
+        let batch = measure(for: seconds) { Q8MatMul.matrix(matrix, x: x, xScales: xScales, tokens: tokens, y: y, pool: pool) }
         let w = AlignedMemory.floats(rows * columns), xf = AlignedMemory.floats(columns)
-        let fp32 = measure { MatVec.multiply(w, rows: rows, columns: columns, x: xf, y: y, pool: pool) }
+        let fp32 = measure(for: seconds) { MatVec.multiply(w, rows: rows, columns: columns, x: xf, y: y, pool: pool) }
         let ops = 2.0 * Double(rows * columns)
         print("\("\(rows)×\(columns)".padding(toLength: 18, withPad: " ", startingAt: 0))  \(counts)        "
               + "\(String(format: "%6.1f", ops / vector / 1e9))            \(String(format: "%6.1f", ops * Double(tokens) / batch / 1e9))"

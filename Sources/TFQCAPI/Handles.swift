@@ -16,8 +16,9 @@ final class SessionHandle {
 }
 
 enum Handles {
-    private static var live = Set<UnsafeMutableRawPointer>()
-    private static var lock = pthread_mutex_t()
+    /// Guarded by `lock`: any C thread may open, use and close handles.
+    nonisolated(unsafe) private static var live = Set<UnsafeMutableRawPointer>()
+    nonisolated(unsafe) private static var lock = pthread_mutex_t()
     private static let initialized: Bool = { pthread_mutex_init(&lock, nil); return true }()
 
     private static func locked<T>(_ body: () -> T) -> T {
@@ -76,5 +77,6 @@ enum LastError {
         return UnsafePointer(empty)
     }
 
-    private static let empty: UnsafeMutablePointer<CChar> = strdup("")!
+    /// Written once, then only read.
+    nonisolated(unsafe) private static let empty: UnsafeMutablePointer<CChar> = strdup("")!
 }

@@ -90,7 +90,7 @@ enum Calibration {
             let start = Int.random(in: 0...(tokens.count - window), using: &random)
             session.reset()
             previous = nil
-            try tokens[start..<(start + window)].withUnsafeBufferPointer { _ = try session.evaluate($0, allLogits: true) }
+            try session.evaluate(Array(tokens[start..<(start + window)]), allLogits: true, borrowingLogits: { _ in })
         }
         result.hessians = hessians
         result.tokens = windows * window

@@ -1,3 +1,5 @@
+import TFQModel
+
 /// What `tfq export` writes.
 public struct ExportOptions: Sendable {
     public enum Precision: String, Sendable, CaseIterable {
@@ -69,7 +71,7 @@ public struct ExportOptions: Sendable {
         self.threads = threads
     }
 
-    static let vocabularyTables: Set = ["tok_emb", "lm_head.weight"]
+    static let vocabularyTables: Set = [TensorName.tokenEmbedding, TensorName.separateHead]
 
     /// The group size of the int8 tensor `name` with `columns` columns.
     func group(for name: String, columns: Int) -> Int {

@@ -36,7 +36,7 @@ public enum Exporter {
     static func quantizedNames(_ tensors: [TensorInfo], options: ExportOptions) -> Set<String> {
         guard options.precision == .int8 else { return [] }
         let vocabularyTables = ExportOptions.vocabularyTables
-        let matrices = tensors.filter { $0.shape.count == 2 && $0.name != "pos_emb" }
+        let matrices = tensors.filter { $0.shape.count == 2 && $0.name != TensorName.positionEmbedding }
         let keepTablesFP32: Bool
         switch options.embedding {
         case .int8: keepTablesFP32 = false
@@ -81,7 +81,7 @@ public enum Exporter {
         let evalText = try evaluationText(options: options, training: training, checkpoint: checkpoint)
         let quantized = quantizedNames(tensors, options: options)
         try checkGroupSizes(options: options, tensors: tensors.filter { quantized.contains($0.name) })
-        var calibration = try Calibration.run(reference, weights: quantized.subtracting(["tok_emb"]), options: options, training: training)
+        var calibration = try Calibration.run(reference, weights: quantized.subtracting([TensorName.tokenEmbedding]), options: options, training: training)
 
         // The model is written raw next to the output first, measured with the runtime, and
         // then written again with the quality report and the requested compression. The
@@ -99,7 +99,7 @@ public enum Exporter {
             "layout": .string(options.precision == .int8 ? Q8Layout.interleaved16x4.description : "row-major"),
             "zstd_level": .integer(Int64(options.zstdLevel ?? 0)),
             "two_pass_activations": .array(twoPassNames(quantized, options: options, linears: Set(reference.linearShapes.map(\.name)),
-                                                        classifier: config.tieEmbeddings ? "tok_emb" : "lm_head.weight").map { .string($0) }),
+                                                        classifier: TensorName.head(config)).map { .string($0) }),
         ])
         if let imported = metadata.sections["import"] { model.sections["import"] = imported }
         let (errors, chosen) = try writeWeights(tensors, of: source, quantized: quantized, hessians: &calibration.hessians,
@@ -253,8 +253,8 @@ public enum Exporter {
 
     static func fingerprint(_ file: TFQFile) -> String {
         var crc = CRC32()
-        // The header, metadata and directory checksums plus every tensor's: a fingerprint of
-        // the whole file without reading it twice.
+        // Each tensor's stored CRC-32 in directory order, then the metadata bytes
+        // (formats/tfq.md, provenance): the tensors are not read a second time.
         for info in file.tensors { withUnsafeBytes(of: info.crc32.littleEndian) { crc.update($0) } }
         crc.update(file.metadataJSON)
         return CRC32.hex(crc.value)

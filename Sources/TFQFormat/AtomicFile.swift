@@ -10,12 +10,16 @@ import Musl
 /// file is locked while it exists, and a later write of the same target removes it if its
 /// writer died (``StagingFiles``).
 public final class AtomicFile {
+    /// The target path, where the file appears once committed.
     public let path: String
     let temporaryPath: String
     private var descriptor: Int32
+    /// How many bytes the write calls have appended so far.
     public private(set) var bytesWritten = 0
     private var committed = false
 
+    /// Creates and locks the temporary file for `path`, after checking that `path` can be written
+    /// and removing temporary files that dead writers of the same target left behind.
     public init(path: String) throws {
         self.path = path
         try OutputPath.check(path)
@@ -31,6 +35,7 @@ public final class AtomicFile {
         if !committed { discard() }
     }
 
+    /// Appends `bytes` to the temporary file, retrying interrupted writes.
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         var done = 0
         while done < bytes.count {
@@ -44,8 +49,10 @@ public final class AtomicFile {
         bytesWritten += bytes.count
     }
 
+    /// Appends `bytes` to the temporary file.
     public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
 
+    /// Appends `count` zero bytes (nothing when `count` ≤ 0).
     public func writeZeros(_ count: Int) throws {
         if count > 0 { try write([UInt8](repeating: 0, count: count)) }
     }

@@ -4,8 +4,10 @@
 /// Slicing-by-8: eight table lookups per 8 input bytes, about 1–2 GB/s, fast enough that
 /// `tfq verify` is bound by reading the file.
 public struct CRC32: Sendable {
+    /// The checksum of all the bytes given so far (0 before any).
     public private(set) var value: UInt32 = 0
 
+    /// Starts a checksum over no bytes.
     public init() {}
 
     /// Continues the checksum over `bytes`.
@@ -35,6 +37,7 @@ public struct CRC32: Sendable {
         value = ~crc
     }
 
+    /// Continues the checksum over `bytes`.
     public mutating func update(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { update($0) }
     }
@@ -46,6 +49,7 @@ public struct CRC32: Sendable {
         return crc.value
     }
 
+    /// The checksum of one byte array.
     public static func checksum(_ bytes: [UInt8]) -> UInt32 {
         bytes.withUnsafeBytes { checksum($0) }
     }

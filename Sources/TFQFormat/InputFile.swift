@@ -13,6 +13,7 @@ import Glibc
 public struct InputFile: ~Copyable {
     /// Why a path cannot be read, in one line: "cannot open: …", "is not a regular file (a FIFO)".
     public struct Error: Swift.Error, CustomStringConvertible, Equatable {
+        /// The reason in one line, without the path.
         public let description: String
     }
 
@@ -21,6 +22,7 @@ public struct InputFile: ~Copyable {
     /// The file's length in bytes when it was opened.
     public let length: Int
 
+    /// Opens `path` for reading without blocking; throws unless it is a regular file.
     public init(path: String) throws(Error) {
         let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard descriptor >= 0 else { throw Error(description: "cannot open: \(errnoText())") }

@@ -5,7 +5,9 @@
 /// Metadata is parsed at every load, and a llama tokenizer makes it ~1 MB: going through
 /// Codable took 200 ms there, this takes a few.
 public enum JSONParser {
+    /// Why bytes are not JSON this parser accepts.
     public struct ParseError: Error, CustomStringConvertible {
+        /// What is wrong and, for a problem inside the text, at which byte offset.
         public let description: String
     }
 

@@ -12,6 +12,7 @@ public enum JSONValue: Codable, Equatable, Sendable {
     case array([JSONValue])
     case object([String: JSONValue])
 
+    /// Decodes any JSON value, trying null, `Bool`, `Int64`, `Double`, `String`, array, then object.
     public init(from decoder: Decoder) throws {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() { self = .null }
@@ -23,6 +24,7 @@ public enum JSONValue: Codable, Equatable, Sendable {
         else { self = .object(try container.decode([String: JSONValue].self)) }
     }
 
+    /// Encodes the JSON value this stands for.
     public func encode(to encoder: Encoder) throws {
         var container = encoder.singleValueContainer()
         switch self {
@@ -36,6 +38,7 @@ public enum JSONValue: Codable, Equatable, Sendable {
         }
     }
 
+    /// The member named `key` of an object; nil when there is none or this is not an object.
     public subscript(key: String) -> JSONValue? {
         if case .object(let members) = self { return members[key] }
         return nil

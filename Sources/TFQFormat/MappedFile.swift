@@ -12,7 +12,9 @@ import CMapGuard
 /// the bytes can discard its result and fail. With `copy`, the file is read into private
 /// memory instead, and nothing another process does to it afterwards matters.
 public final class MappedFile {
+    /// The path the file was opened at.
     public let path: String
+    /// The whole file, read-only; valid as long as this object lives.
     public let bytes: UnsafeRawBufferPointer
     /// The SIGBUS guard's slot for this mapping, or −1 (a private copy, or no slot free).
     private let guardSlot: Int32

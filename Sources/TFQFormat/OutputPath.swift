@@ -8,6 +8,7 @@ import Musl
 /// long work: a training run or an export must not learn at its very end that `-o` names a
 /// directory.
 public struct OutputPath: Sendable {
+    /// The path as given.
     public let path: String
     /// The directory part with its trailing slash, or "" for the current directory.
     let directory: String

@@ -7,6 +7,7 @@ import FoundationEssentials
 /// invariant of formats/tfq.md §7, so no later access can read out of bounds. An open file
 /// is immutable and may be shared across threads.
 public final class TFQFile: @unchecked Sendable {
+    /// How ``TFQFile/init(path:options:)`` opens a file: what it checks and what it may allocate.
     public struct Options: Sendable {
         /// Check every tensor's CRC-32 at open (reads the whole file).
         public var verifyChecksums = false
@@ -16,14 +17,18 @@ public final class TFQFile: @unchecked Sendable {
         /// sharing with the page cache), and the file may then be truncated or rewritten
         /// while in use without effect (see ``isDamaged``).
         public var copyIntoMemory = false
+        /// Options as given, with `maxDecodedBytes` at the size of physical memory.
         public init(verifyChecksums: Bool = false, copyIntoMemory: Bool = false) {
             self.verifyChecksums = verifyChecksums
             self.copyIntoMemory = copyIntoMemory
         }
     }
 
+    /// The path the file was opened at.
     public let path: String
+    /// The header's `version_major`: always 1, the only one this code reads (formats/tfq.md §4).
     public let versionMajor: UInt16
+    /// The header's `version_minor`: the specification version its writer implemented (formats/tfq.md §4).
     public let versionMinor: UInt16
     /// The directory, in file order.
     public let tensors: [TensorInfo]
@@ -31,6 +36,7 @@ public final class TFQFile: @unchecked Sendable {
     public let metadataJSON: [UInt8]
     /// The metadata block parsed without a schema.
     public let metadata: [String: JSONValue]
+    /// The file's length in bytes (its header's `file_length`, checked at open).
     public var fileLength: Int { mapping.bytes.count }
     /// True when every tensor is raw, so loading copies nothing.
     public var isZeroCopy: Bool { decoded.isEmpty }
@@ -44,6 +50,8 @@ public final class TFQFile: @unchecked Sendable {
     private let indexByName: [String: Int]
     private var decoded: [String: UnsafeMutableRawBufferPointer] = [:]
 
+    /// Opens `path` and checks every invariant of formats/tfq.md §7, then decodes the compressed
+    /// tensors; throws a ``TFQFormatError`` naming the first problem.
     public init(path: String, options: Options = Options()) throws {
         self.path = path
         mapping = try MappedFile(path: path, copy: options.copyIntoMemory)
@@ -85,6 +93,7 @@ public final class TFQFile: @unchecked Sendable {
         for buffer in decoded.values { buffer.deallocate() }
     }
 
+    /// The directory entry of the tensor named `name`, or nil when the file has none.
     public func info(_ name: String) -> TensorInfo? {
         indexByName[name].map { tensors[$0] }
     }
@@ -96,6 +105,7 @@ public final class TFQFile: @unchecked Sendable {
         return bytes(info)
     }
 
+    /// The decoded bytes of the tensor `info` describes, which must be one of this file's `tensors`.
     public func bytes(_ info: TensorInfo) -> UnsafeRawBufferPointer {
         if let buffer = decoded[info.name] { return UnsafeRawBufferPointer(buffer) }
         return UnsafeRawBufferPointer(rebasing: mapping.bytes[info.offset..<(info.offset + info.storedLength)])
@@ -181,8 +191,7 @@ public final class TFQFile: @unchecked Sendable {
     public func metadataSection<T: Decodable>(_ key: String, as type: T.Type) throws -> T? {
         guard let value = metadata[key] else { return nil }
         do {
-            let data = try JSONEncoder().encode(value)
-            return try JSONDecoder().decode(T.self, from: data)
+            return try JSONValueDecoder.decode(T.self, from: value)
         } catch {
             throw TFQFormatError(file: path, .badMetadata("'\(key)' is malformed: \(Self.describe(error))"))
         }

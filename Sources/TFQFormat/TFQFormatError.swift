@@ -1,6 +1,7 @@
 /// Why a .tfq file could not be read or written. The description is one line naming the
 /// file, the tensor where there is one, and the problem.
 public struct TFQFormatError: Error, CustomStringConvertible, Equatable {
+    /// What went wrong, with the details the description shows.
     public enum Problem: Equatable, Sendable {
         case io(String)
         case tooShort(length: Int)
@@ -20,16 +21,21 @@ public struct TFQFormatError: Error, CustomStringConvertible, Equatable {
         case usage(String)
     }
 
+    /// The path of the file concerned.
     public var file: String
+    /// The name of the tensor concerned, or nil when the problem is not one tensor's.
     public var tensor: String?
+    /// What went wrong.
     public var problem: Problem
 
+    /// An error about `file` and, where given, its tensor named `tensor`.
     public init(file: String, tensor: String? = nil, _ problem: Problem) {
         self.file = file
         self.tensor = tensor
         self.problem = problem
     }
 
+    /// One line: the file, then "tensor 'name'" where there is one, then the problem.
     public var description: String {
         var text = file + ": "
         if let tensor { text += "tensor '\(tensor)': " }

@@ -18,12 +18,15 @@ public enum TensorCompression: Sendable, Equatable {
 /// that `path` can be written (``OutputPath/check(_:)``) and removes the temporary files of
 /// the same target that writers killed mid-write left behind.
 public final class TFQWriter {
+    /// The target path, where ``finish(metadata:)`` publishes the file.
     public let path: String
     private let file: AtomicFile
     private var tensors: [TensorInfo] = []
     private var names = Set<String>()
     private var completed = false
 
+    /// Starts a file for `path`: checks that it can be written, removes stale temporary files of
+    /// the same target, and reserves the header's 64 bytes.
     public init(path: String) throws {
         self.path = path
         file = try AtomicFile(path: path)

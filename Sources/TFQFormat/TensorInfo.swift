@@ -1,19 +1,27 @@
 /// One entry of a file's tensor directory: what a tensor is and where its bytes are.
 public struct TensorInfo: Sendable, Equatable {
+    /// The name: 1 to 1024 bytes of UTF-8 without NUL, unique in the file (formats/tfq.md §5).
     public var name: String
+    /// How the elements are stored (formats/tfq.md §6.1).
     public var dtype: DType
+    /// How the decoded bytes are stored in the file (formats/tfq.md §6.3).
     public var encoding: Encoding
     /// `.rowMajor` for every dtype but `q8`.
     public var layout: Q8Layout
     /// Elements per scale group for `q8`; 0 otherwise.
     public var groupSize: Int
+    /// The dimensions, outermost first, each ≥ 1; empty for a scalar.
     public var shape: [Int]
+    /// Where the stored bytes start, in bytes from the start of the file; a multiple of 64.
     public var offset: Int
+    /// The length of the bytes stored in the file, in bytes (compressed, for zstd tensors).
     public var storedLength: Int
+    /// The length of the decoded bytes, in bytes (formats/tfq.md §6.4).
     public var decodedLength: Int
     /// CRC-32 of the stored bytes.
     public var crc32: UInt32
 
+    /// The number of elements: the product of `shape` (1 for a scalar).
     public var elementCount: Int { shape.reduce(1, *) }
 
     /// The last dimension: the reduction dimension of a `q8` matrix.
@@ -70,6 +78,7 @@ public enum TensorGeometry {
         return overflow ? nil : sum / alignment * alignment
     }
 
+    /// The product of `factors` (1 for none), or nil when it overflows or is negative.
     public static func checkedProduct(_ factors: [Int]) -> Int? {
         var product = 1
         for factor in factors {
@@ -83,6 +92,7 @@ public enum TensorGeometry {
 
 /// Why a dtype, shape and grouping do not describe a valid tensor.
 public struct InvalidGeometry: Error, Equatable, CustomStringConvertible {
+    /// What is invalid, in one line.
     public let description: String
     init(_ description: String) { self.description = description }
 }

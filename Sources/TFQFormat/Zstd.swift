@@ -8,6 +8,7 @@ public enum ZstdError: Error, Equatable, CustomStringConvertible {
     /// The frame decodes to a different number of bytes than the caller was promised.
     case sizeMismatch(expected: Int, actual: Int?)
 
+    /// One line saying what failed, with zstd's own error name where it gave one.
     public var description: String {
         switch self {
         case .compressionFailed(let why): return "zstd compression failed: \(why)"
@@ -27,7 +28,9 @@ public enum ZstdError: Error, Equatable, CustomStringConvertible {
 public enum Zstd {
     /// The default level: fast to write, and int8 weights gain little from higher levels.
     public static let defaultLevel: Int32 = 3
+    /// The highest compression level the linked libzstd supports.
     public static var maxLevel: Int32 { ZSTD_maxCLevel() }
+    /// The lowest level offered: 1 (zstd's negative "fast" levels are below it).
     public static var minLevel: Int32 { 1 }
 
     /// Compresses `source` into a new frame that carries its content size and a checksum.
@@ -46,6 +49,7 @@ public enum Zstd {
         return out
     }
 
+    /// Compresses `source` into a new frame that carries its content size and a checksum.
     public static func compress(_ source: [UInt8], level: Int32 = defaultLevel) throws -> [UInt8] {
         try source.withUnsafeBytes { try compress($0, level: level) }
     }

@@ -62,37 +62,37 @@ public enum GGUFExporter {
             plan.append((target, source, rows, shape, shape.count == 2 && target != "position_embd.weight"))
         }
         let (d, f, v) = (config.dim, config.ffDim, config.vocabSize)
-        add("token_embd.weight", "tok_emb", shape: [v, d])
-        if config.arch == .gpt { add("position_embd.weight", "pos_emb", shape: [config.contextLength, d]) }
+        add("token_embd.weight", TensorName.tokenEmbedding, shape: [v, d])
+        if config.arch == .gpt { add("position_embd.weight", TensorName.positionEmbedding, shape: [config.contextLength, d]) }
         for i in 0..<config.layers {
-            let s = "blocks.\(i).", t = "blk.\(i)."
+            let s = TensorName.Block(i), t = "blk.\(i)."
             let bias = config.arch == .gpt
-            func biasSource(_ name: String) -> String? { config.bias ? s + name : nil }
-            add(t + "attn_norm.weight", s + "ln1.weight", shape: [d])
-            if bias { add(t + "attn_norm.bias", biasSource("ln1.bias"), shape: [d]) }
+            func biasSource(_ name: String) -> String? { config.bias ? name : nil }
+            add(t + "attn_norm.weight", s.ln1Weight, shape: [d])
+            if bias { add(t + "attn_norm.bias", biasSource(s.ln1Bias), shape: [d]) }
             if config.arch == .llama {
-                add(t + "attn_q.weight", s + "attn.qkv.weight", shape: [d, d], rows: 0..<d)
-                add(t + "attn_k.weight", s + "attn.qkv.weight", shape: [config.kvDim, d], rows: d..<(d + config.kvDim))
-                add(t + "attn_v.weight", s + "attn.qkv.weight", shape: [config.kvDim, d], rows: (d + config.kvDim)..<config.qkvRows)
+                add(t + "attn_q.weight", s.qkvWeight, shape: [d, d], rows: 0..<d)
+                add(t + "attn_k.weight", s.qkvWeight, shape: [config.kvDim, d], rows: d..<(d + config.kvDim))
+                add(t + "attn_v.weight", s.qkvWeight, shape: [config.kvDim, d], rows: (d + config.kvDim)..<config.qkvRows)
             } else {
-                add(t + "attn_qkv.weight", s + "attn.qkv.weight", shape: [3 * d, d])
-                add(t + "attn_qkv.bias", biasSource("attn.qkv.bias"), shape: [3 * d])
+                add(t + "attn_qkv.weight", s.qkvWeight, shape: [3 * d, d])
+                add(t + "attn_qkv.bias", biasSource(s.qkvBias), shape: [3 * d])
             }
-            add(t + "attn_output.weight", s + "attn.proj.weight", shape: [d, d])
-            if bias { add(t + "attn_output.bias", biasSource("attn.proj.bias"), shape: [d]) }
-            add(t + "ffn_norm.weight", s + "ln2.weight", shape: [d])
-            if bias { add(t + "ffn_norm.bias", biasSource("ln2.bias"), shape: [d]) }
-            if config.arch == .llama { add(t + "ffn_gate.weight", s + "ffn.gate.weight", shape: [f, d]) }
-            add(t + "ffn_up.weight", s + "ffn.up.weight", shape: [f, d])
-            if bias { add(t + "ffn_up.bias", biasSource("ffn.up.bias"), shape: [f]) }
-            add(t + "ffn_down.weight", s + "ffn.down.weight", shape: [d, f])
-            if bias { add(t + "ffn_down.bias", biasSource("ffn.down.bias"), shape: [d]) }
+            add(t + "attn_output.weight", s.projWeight, shape: [d, d])
+            if bias { add(t + "attn_output.bias", biasSource(s.projBias), shape: [d]) }
+            add(t + "ffn_norm.weight", s.ln2Weight, shape: [d])
+            if bias { add(t + "ffn_norm.bias", biasSource(s.ln2Bias), shape: [d]) }
+            if config.arch == .llama { add(t + "ffn_gate.weight", s.gateWeight, shape: [f, d]) }
+            add(t + "ffn_up.weight", s.upWeight, shape: [f, d])
+            if bias { add(t + "ffn_up.bias", biasSource(s.upBias), shape: [f]) }
+            add(t + "ffn_down.weight", s.downWeight, shape: [d, f])
+            if bias { add(t + "ffn_down.bias", biasSource(s.downBias), shape: [d]) }
         }
-        add("output_norm.weight", "ln_f.weight", shape: [d])
-        if config.arch == .gpt { add("output_norm.bias", config.bias ? "ln_f.bias" : nil, shape: [d]) }
+        add("output_norm.weight", TensorName.finalNormWeight, shape: [d])
+        if config.arch == .gpt { add("output_norm.bias", config.bias ? TensorName.finalNormBias : nil, shape: [d]) }
         // llama.cpp's llama reads a missing output as the shared table; its gpt2 is given one.
         if !config.tieEmbeddings || config.arch == .gpt {
-            add("output.weight", config.tieEmbeddings ? "tok_emb" : "lm_head.weight", shape: [v, d])
+            add("output.weight", TensorName.head(config), shape: [v, d])
         }
         if !config.bias && config.arch == .gpt { notes.append("the model has no biases: GGUF's gpt2 gets zeros in their place") }
 

@@ -83,7 +83,7 @@ public enum GGUFImporter {
                 parts.append(tensor)
                 types[String(describing: tensor.type), default: 0] += 1
             }
-            if shape.count == 2, target != "pos_emb", parts.allSatisfy({ $0.type == .q8_0 }) {
+            if shape.count == 2, target != TensorName.positionEmbedding, parts.allSatisfy({ $0.type == .q8_0 }) {
                 var values: [Int8] = [], scales: [Float] = []
                 values.reserveCapacity(rows * columns)
                 for part in parts {
@@ -131,36 +131,36 @@ public enum GGUFImporter {
         }
 
         let (d, f, v) = (config.dim, config.ffDim, config.vocabSize)
-        try write("tok_emb", ["token_embd.weight"], shape: [v, d])
-        if architecture == "gpt2" { try write("pos_emb", ["position_embd.weight"], shape: [config.contextLength, d]) }
+        try write(TensorName.tokenEmbedding, ["token_embd.weight"], shape: [v, d])
+        if architecture == "gpt2" { try write(TensorName.positionEmbedding, ["position_embd.weight"], shape: [config.contextLength, d]) }
         for i in 0..<config.layers {
-            let s = "blk.\(i).", t = "blocks.\(i)."
-            try write(t + "ln1.weight", [s + "attn_norm.weight"], shape: [d])
+            let s = "blk.\(i).", t = TensorName.Block(i)
+            try write(t.ln1Weight, [s + "attn_norm.weight"], shape: [d])
             if architecture == "llama" {
-                try write(t + "attn.qkv.weight", [s + "attn_q.weight", s + "attn_k.weight", s + "attn_v.weight"], shape: [config.qkvRows, d],
+                try write(t.qkvWeight, [s + "attn_q.weight", s + "attn_k.weight", s + "attn_v.weight"], shape: [config.qkvRows, d],
                           partRows: [d, config.kvDim, config.kvDim])
-                try write(t + "attn.proj.weight", [s + "attn_output.weight"], shape: [d, d])
-                try write(t + "ln2.weight", [s + "ffn_norm.weight"], shape: [d])
-                try write(t + "ffn.gate.weight", [s + "ffn_gate.weight"], shape: [f, d])
-                try write(t + "ffn.up.weight", [s + "ffn_up.weight"], shape: [f, d])
-                try write(t + "ffn.down.weight", [s + "ffn_down.weight"], shape: [d, f])
+                try write(t.projWeight, [s + "attn_output.weight"], shape: [d, d])
+                try write(t.ln2Weight, [s + "ffn_norm.weight"], shape: [d])
+                try write(t.gateWeight, [s + "ffn_gate.weight"], shape: [f, d])
+                try write(t.upWeight, [s + "ffn_up.weight"], shape: [f, d])
+                try write(t.downWeight, [s + "ffn_down.weight"], shape: [d, f])
             } else {
-                try write(t + "ln1.bias", [s + "attn_norm.bias"], shape: [d])
-                try write(t + "attn.qkv.weight", [s + "attn_qkv.weight"], shape: [3 * d, d])
-                try write(t + "attn.qkv.bias", [s + "attn_qkv.bias"], shape: [3 * d])
-                try write(t + "attn.proj.weight", [s + "attn_output.weight"], shape: [d, d])
-                try write(t + "attn.proj.bias", [s + "attn_output.bias"], shape: [d])
-                try write(t + "ln2.weight", [s + "ffn_norm.weight"], shape: [d])
-                try write(t + "ln2.bias", [s + "ffn_norm.bias"], shape: [d])
-                try write(t + "ffn.up.weight", [s + "ffn_up.weight"], shape: [f, d])
-                try write(t + "ffn.up.bias", [s + "ffn_up.bias"], shape: [f])
-                try write(t + "ffn.down.weight", [s + "ffn_down.weight"], shape: [d, f])
-                try write(t + "ffn.down.bias", [s + "ffn_down.bias"], shape: [d])
+                try write(t.ln1Bias, [s + "attn_norm.bias"], shape: [d])
+                try write(t.qkvWeight, [s + "attn_qkv.weight"], shape: [3 * d, d])
+                try write(t.qkvBias, [s + "attn_qkv.bias"], shape: [3 * d])
+                try write(t.projWeight, [s + "attn_output.weight"], shape: [d, d])
+                try write(t.projBias, [s + "attn_output.bias"], shape: [d])
+                try write(t.ln2Weight, [s + "ffn_norm.weight"], shape: [d])
+                try write(t.ln2Bias, [s + "ffn_norm.bias"], shape: [d])
+                try write(t.upWeight, [s + "ffn_up.weight"], shape: [f, d])
+                try write(t.upBias, [s + "ffn_up.bias"], shape: [f])
+                try write(t.downWeight, [s + "ffn_down.weight"], shape: [d, f])
+                try write(t.downBias, [s + "ffn_down.bias"], shape: [d])
             }
         }
-        try write("ln_f.weight", ["output_norm.weight"], shape: [d])
-        if architecture == "gpt2" { try write("ln_f.bias", ["output_norm.bias"], shape: [d]) }
-        if !config.tieEmbeddings { try write("lm_head.weight", ["output.weight"], shape: [v, d]) }
+        try write(TensorName.finalNormWeight, ["output_norm.weight"], shape: [d])
+        if architecture == "gpt2" { try write(TensorName.finalNormBias, ["output_norm.bias"], shape: [d]) }
+        if !config.tieEmbeddings { try write(TensorName.separateHead, ["output.weight"], shape: [v, d]) }
         let quantized = kept > 0
         metadata.sections["quantization"] = .object([
             "scheme": .string(quantized ? "q8_symmetric_grouped" : "f32"),

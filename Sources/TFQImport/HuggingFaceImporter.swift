@@ -117,26 +117,26 @@ public enum HuggingFaceImporter {
         let (d, f, v) = (config.dim, config.ffDim, config.vocabSize)
         // Checkpoints saved from GPT2LMHeadModel name the body "transformer."; OpenAI's own do not.
         let body = checkpoint.shape("transformer.wte.weight") != nil ? "transformer." : ""
-        try write("tok_emb", [v, d], read(body + "wte.weight", [v, d]))
-        try write("pos_emb", [config.contextLength, d], read(body + "wpe.weight", [config.contextLength, d]))
+        try write(TensorName.tokenEmbedding, [v, d], read(body + "wte.weight", [v, d]))
+        try write(TensorName.positionEmbedding, [config.contextLength, d], read(body + "wpe.weight", [config.contextLength, d]))
         for i in 0..<config.layers {
-            let source = "\(body)h.\(i).", target = "blocks.\(i)."
-            try write(target + "ln1.weight", [d], read(source + "ln_1.weight", [d]))
-            try write(target + "ln1.bias", [d], read(source + "ln_1.bias", [d]))
-            try write(target + "attn.qkv.weight", [3 * d, d], transposed(read(source + "attn.c_attn.weight", [d, 3 * d]), rows: d, columns: 3 * d))
-            try write(target + "attn.qkv.bias", [3 * d], read(source + "attn.c_attn.bias", [3 * d]))
-            try write(target + "attn.proj.weight", [d, d], transposed(read(source + "attn.c_proj.weight", [d, d]), rows: d, columns: d))
-            try write(target + "attn.proj.bias", [d], read(source + "attn.c_proj.bias", [d]))
-            try write(target + "ln2.weight", [d], read(source + "ln_2.weight", [d]))
-            try write(target + "ln2.bias", [d], read(source + "ln_2.bias", [d]))
-            try write(target + "ffn.up.weight", [f, d], transposed(read(source + "mlp.c_fc.weight", [d, f]), rows: d, columns: f))
-            try write(target + "ffn.up.bias", [f], read(source + "mlp.c_fc.bias", [f]))
-            try write(target + "ffn.down.weight", [d, f], transposed(read(source + "mlp.c_proj.weight", [f, d]), rows: f, columns: d))
-            try write(target + "ffn.down.bias", [d], read(source + "mlp.c_proj.bias", [d]))
+            let source = "\(body)h.\(i).", target = TensorName.Block(i)
+            try write(target.ln1Weight, [d], read(source + "ln_1.weight", [d]))
+            try write(target.ln1Bias, [d], read(source + "ln_1.bias", [d]))
+            try write(target.qkvWeight, [3 * d, d], transposed(read(source + "attn.c_attn.weight", [d, 3 * d]), rows: d, columns: 3 * d))
+            try write(target.qkvBias, [3 * d], read(source + "attn.c_attn.bias", [3 * d]))
+            try write(target.projWeight, [d, d], transposed(read(source + "attn.c_proj.weight", [d, d]), rows: d, columns: d))
+            try write(target.projBias, [d], read(source + "attn.c_proj.bias", [d]))
+            try write(target.ln2Weight, [d], read(source + "ln_2.weight", [d]))
+            try write(target.ln2Bias, [d], read(source + "ln_2.bias", [d]))
+            try write(target.upWeight, [f, d], transposed(read(source + "mlp.c_fc.weight", [d, f]), rows: d, columns: f))
+            try write(target.upBias, [f], read(source + "mlp.c_fc.bias", [f]))
+            try write(target.downWeight, [d, f], transposed(read(source + "mlp.c_proj.weight", [f, d]), rows: f, columns: d))
+            try write(target.downBias, [d], read(source + "mlp.c_proj.bias", [d]))
         }
-        try write("ln_f.weight", [d], read(body + "ln_f.weight", [d]))
-        try write("ln_f.bias", [d], read(body + "ln_f.bias", [d]))
-        if !config.tieEmbeddings { try write("lm_head.weight", [v, d], read("lm_head.weight", [v, d])) }
+        try write(TensorName.finalNormWeight, [d], read(body + "ln_f.weight", [d]))
+        try write(TensorName.finalNormBias, [d], read(body + "ln_f.bias", [d]))
+        if !config.tieEmbeddings { try write(TensorName.separateHead, [v, d], read("lm_head.weight", [v, d])) }
     }
 
     // MARK: - Llama
@@ -167,22 +167,22 @@ public enum HuggingFaceImporter {
 
     static func writeLlama(_ config: ModelConfig, read: (String, [Int]) throws -> [Float], write: (String, [Int], [Float]) throws -> Void) throws {
         let (d, f, v, kv, hd) = (config.dim, config.ffDim, config.vocabSize, config.kvDim, config.headDim)
-        try write("tok_emb", [v, d], read("model.embed_tokens.weight", [v, d]))
+        try write(TensorName.tokenEmbedding, [v, d], read("model.embed_tokens.weight", [v, d]))
         for i in 0..<config.layers {
-            let source = "model.layers.\(i).", target = "blocks.\(i)."
-            try write(target + "ln1.weight", [d], read(source + "input_layernorm.weight", [d]))
+            let source = "model.layers.\(i).", target = TensorName.Block(i)
+            try write(target.ln1Weight, [d], read(source + "input_layernorm.weight", [d]))
             let q = interleavedRotaryRows(try read(source + "self_attn.q_proj.weight", [d, d]), heads: config.heads, headDim: hd, columns: d)
             let k = interleavedRotaryRows(try read(source + "self_attn.k_proj.weight", [kv, d]), heads: config.kvHeads, headDim: hd, columns: d)
             let vProj = try read(source + "self_attn.v_proj.weight", [kv, d])
-            try write(target + "attn.qkv.weight", [config.qkvRows, d], q + k + vProj)
-            try write(target + "attn.proj.weight", [d, d], read(source + "self_attn.o_proj.weight", [d, d]))
-            try write(target + "ln2.weight", [d], read(source + "post_attention_layernorm.weight", [d]))
-            try write(target + "ffn.gate.weight", [f, d], read(source + "mlp.gate_proj.weight", [f, d]))
-            try write(target + "ffn.up.weight", [f, d], read(source + "mlp.up_proj.weight", [f, d]))
-            try write(target + "ffn.down.weight", [d, f], read(source + "mlp.down_proj.weight", [d, f]))
+            try write(target.qkvWeight, [config.qkvRows, d], q + k + vProj)
+            try write(target.projWeight, [d, d], read(source + "self_attn.o_proj.weight", [d, d]))
+            try write(target.ln2Weight, [d], read(source + "post_attention_layernorm.weight", [d]))
+            try write(target.gateWeight, [f, d], read(source + "mlp.gate_proj.weight", [f, d]))
+            try write(target.upWeight, [f, d], read(source + "mlp.up_proj.weight", [f, d]))
+            try write(target.downWeight, [d, f], read(source + "mlp.down_proj.weight", [d, f]))
         }
-        try write("ln_f.weight", [d], read("model.norm.weight", [d]))
-        if !config.tieEmbeddings { try write("lm_head.weight", [v, d], read("lm_head.weight", [v, d])) }
+        try write(TensorName.finalNormWeight, [d], read("model.norm.weight", [d]))
+        if !config.tieEmbeddings { try write(TensorName.separateHead, [v, d], read("lm_head.weight", [v, d])) }
     }
 
     /// Hugging Face rotates the pairs (j, j + headDim/2) of each head; tfq, like llama2.c,

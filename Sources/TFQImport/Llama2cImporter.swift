@@ -68,19 +68,19 @@ public enum Llama2cImporter {
         }
 
         let (d, f, v) = (config.dim, config.ffDim, config.vocabSize)
-        try write("tok_emb", ["token_embedding"], [v, d])
+        try write(TensorName.tokenEmbedding, ["token_embedding"], [v, d])
         for i in 0..<config.layers {
-            let p = "blocks.\(i)."
-            try write(p + "ln1.weight", ["rms_att.\(i)"], [d])
-            try write(p + "attn.qkv.weight", ["wq.\(i)", "wk.\(i)", "wv.\(i)"], [config.qkvRows, d])
-            try write(p + "attn.proj.weight", ["wo.\(i)"], [d, d])
-            try write(p + "ln2.weight", ["rms_ffn.\(i)"], [d])
-            try write(p + "ffn.gate.weight", ["w1.\(i)"], [f, d])
-            try write(p + "ffn.up.weight", ["w3.\(i)"], [f, d])
-            try write(p + "ffn.down.weight", ["w2.\(i)"], [d, f])
+            let p = TensorName.Block(i)
+            try write(p.ln1Weight, ["rms_att.\(i)"], [d])
+            try write(p.qkvWeight, ["wq.\(i)", "wk.\(i)", "wv.\(i)"], [config.qkvRows, d])
+            try write(p.projWeight, ["wo.\(i)"], [d, d])
+            try write(p.ln2Weight, ["rms_ffn.\(i)"], [d])
+            try write(p.gateWeight, ["w1.\(i)"], [f, d])
+            try write(p.upWeight, ["w3.\(i)"], [f, d])
+            try write(p.downWeight, ["w2.\(i)"], [d, f])
         }
-        try write("ln_f.weight", ["rms_final"], [d])
-        if !config.tieEmbeddings { try write("lm_head.weight", ["wcls"], [v, d]) }
+        try write(TensorName.finalNormWeight, ["rms_final"], [d])
+        if !config.tieEmbeddings { try write(TensorName.separateHead, ["wcls"], [v, d]) }
         // What was actually stored: a version-2 file may have had no tensor q8 could keep.
         let kept = !summary.keptQuantized.isEmpty
         metadata.sections["quantization"] = .object([

@@ -53,6 +53,37 @@ public enum Triangle: Sendable, BitwiseCopyable {
     }
 }
 
+/// One (column block, k block) pass of a GEMM after B is packed: everything a thread needs
+/// to compute any of its row tiles (``GEMM/multiplyTile(_:tile:packA:)``). Plain values
+/// and pointers only (`BitwiseCopyable` makes the compiler hold it to that): helpers copy
+/// it while its owner may be rewriting it, and use the copy only if the posting was not
+/// closed in between (see ``TileSharing``).
+public struct TileBlock: BitwiseCopyable {
+    var m: Int, n: Int, k: Int
+    var a: MatrixView
+    var packedB: UnsafeMutablePointer<Float>
+    var c: UnsafeMutablePointer<Float>
+    var ldc: Int
+    var pc: Int, kc: Int, jc: Int
+    var panels: Int
+    var overwrite: Bool
+    var zeros: Triangle
+    /// Row tiles in the block: `multiplyTile` takes 0 ..< tiles.
+    public var tiles: Int
+}
+
+/// Where a single-threaded GEMM posts the row tiles of each block so that other threads
+/// can compute some of them (training's tile exchange between replicas). `run` must
+/// compute every tile of `block` with ``GEMM/multiplyTile(_:tile:packA:)``, on whichever
+/// threads, before it returns.
+public protocol TileSharing: AnyObject {
+    /// How many GEMMs may post at once, one each.
+    var participants: Int { get }
+    /// Computes every tile of `block` for GEMM `participant`; `packA` is the caller's scratch
+    /// of ``GEMM/packedASliverFloats`` floats.
+    func run(_ block: TileBlock, participant: Int, packA: UnsafeMutablePointer<Float>)
+}
+
 /// Single-precision matrix multiply, C = A·B or C += A·B, with packed panels and a
 /// register-blocked SIMD microkernel (the BLIS design).
 ///
@@ -62,21 +93,23 @@ public enum Triangle: Sendable, BitwiseCopyable {
 /// is one vector load per B row, one broadcast per A row, and `mr·2` fused multiply-adds
 /// into accumulators held in registers.
 /// Rows of C are split across the thread pool, or, when the GEMM shares its tiles (see
-/// ``TileExchange``), taken one 6-row tile at a time by whichever thread is free.
+/// ``TileSharing``), taken one 6-row tile at a time by whichever thread is free.
 public final class GEMM: @unchecked Sendable {
     /// Rows per microkernel tile.
     public static let mr = 6
     /// Columns per microkernel tile: two vectors.
     public static let nr = 2 * FloatVector.scalarCount
     static let kc = 256
+    /// Floats of scratch a thread needs to pack one A sliver for ``multiplyTile(_:tile:packA:)``.
+    public static var packedASliverFloats: Int { kc * mr }
     static let nc = 64 * FloatVector.scalarCount
 
     public let pool: ThreadPool
     private let packedB: UnsafeMutablePointer<Float>
     private let packedA: [UnsafeMutablePointer<Float>]
-    /// Where this GEMM posts its tiles for other threads to take (see ``TileExchange``);
+    /// Where this GEMM posts its tiles for other threads to take (see ``TileSharing``);
     /// nil: the pool's threads split them evenly.
-    private var sharing: (exchange: TileExchange, participant: Int)?
+    private var sharing: (exchange: any TileSharing, participant: Int)?
 
     public init(pool: ThreadPool) {
         self.pool = pool
@@ -91,9 +124,10 @@ public final class GEMM: @unchecked Sendable {
 
     /// Posts this GEMM's row tiles on `exchange` as `participant`, so that a thread with no
     /// work of its own can take some (the GEMM's pool must be a single thread, and the GEMM
-    /// must run inside the participant's turn of ``TileExchange/runParticipants(thread:_:)``).
+    /// must run where `exchange` expects that participant's work: for training's TileExchange,
+    /// inside the participant's turn of its `runParticipants`).
     /// Results are the same bit for bit: only who computes a tile changes.
-    public func share(through exchange: TileExchange, as participant: Int) {
+    public func share(through exchange: any TileSharing, as participant: Int) {
         precondition(pool.threadCount == 1 && (0..<exchange.participants).contains(participant))
         sharing = (exchange, participant)
     }
@@ -145,7 +179,7 @@ public final class GEMM: @unchecked Sendable {
     /// One row tile (`mr` rows of C) of a block: its A sliver against every panel of packed B.
     /// A tile's value does not depend on which thread computes it, or when.
     @inline(__always)
-    static func multiplyTile(_ block: TileBlock, tile: Int, packA buffer: UnsafeMutablePointer<Float>) {
+    public static func multiplyTile(_ block: TileBlock, tile: Int, packA buffer: UnsafeMutablePointer<Float>) {
         let row = tile * mr
         let rows = min(mr, block.m - row)
         let (a, pc, kc) = (block.a, block.pc, block.kc)

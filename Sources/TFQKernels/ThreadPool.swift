@@ -197,7 +197,7 @@ public final class ThreadPool: @unchecked Sendable {
 
     /// Like ``run(_:)``, but the parts are offered to the workers even while the pool runs
     /// other jobs alone (``soloJobs``): for a job whose parts share out work among themselves
-    /// and so must not all run on the caller one after another (a ``TileExchange`` round,
+    /// and so must not all run on the caller one after another (a round of training's TileExchange,
     /// whose caller may wait for help from another thread), and that decides for itself
     /// whether to use more than one thread.
     public func runOfferingWorkers(_ body: (Int) -> Void) {

@@ -28,20 +28,6 @@ public enum VectorOps {
         return total
     }
 
-    /// y += alpha · x
-    @inline(__always)
-    public static func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
-        var i = 0
-        let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
-        let va = V(repeating: alpha)
-        while i + 8 <= count {
-            let updated = ry.loadUnaligned(fromByteOffset: i * 4, as: V.self) + va * rx.loadUnaligned(fromByteOffset: i * 4, as: V.self)
-            ry.storeBytes(of: updated, toByteOffset: i * 4, as: V.self)
-            i += 8
-        }
-        while i < count { y[i] += alpha * x[i]; i += 1 }
-    }
-
     /// x *= alpha
     @inline(__always)
     public static func scale(_ x: UnsafeMutablePointer<Float>, by alpha: Float, count: Int) {
@@ -72,16 +58,6 @@ public enum VectorOps {
     public static func addBias(_ bias: UnsafePointer<Float>, to x: UnsafeMutablePointer<Float>, rows: Int, columns: Int, pool: ThreadPool) {
         pool.parallelFor(rows, grain: 8) { range in
             for r in range { add(bias, into: x + r * columns, count: columns) }
-        }
-    }
-
-    /// dBias += column sums of dY [rows × columns]; split over columns so threads never share an output.
-    public static func accumulateBiasGradient(_ dy: UnsafePointer<Float>, rows: Int, columns: Int,
-                                              into dBias: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-        pool.parallelFor(columns, grain: 64) { range in
-            for r in 0..<rows {
-                add(dy + r * columns + range.lowerBound, into: dBias + range.lowerBound, count: range.count)
-            }
         }
     }
 }

@@ -17,7 +17,9 @@ import Glibc
 public struct BPETokenizer: Equatable, Sendable {
     /// Merge i makes a token from `left` followed by `right`.
     public struct Merge: Hashable, Sendable {
+        /// The ids of the two tokens joined, first then second.
         public var left: Int32, right: Int32
+        /// The merge of `left` followed by `right`.
         public init(_ left: Int32, _ right: Int32) { self.left = left; self.right = right }
     }
 
@@ -47,6 +49,7 @@ public struct BPETokenizer: Equatable, Sendable {
         tables = try BPETables(merges: merges, vocabulary: vocabulary)
     }
 
+    /// Equal when pre-split, merges and vocabulary are (the lookup tables follow from them).
     public static func == (a: BPETokenizer, b: BPETokenizer) -> Bool {
         a.preSplit == b.preSplit && a.merges == b.merges && a.vocabulary == b.vocabulary
     }
@@ -255,7 +258,9 @@ public struct BPETokenizer: Equatable, Sendable {
 
 /// Why a stored BPE tokenizer is invalid.
 public struct BPEError: Error, CustomStringConvertible, Equatable {
+    /// What is invalid, in one line.
     public let description: String
+    /// An error with this description.
     public init(_ description: String) { self.description = description }
 }
 
@@ -517,7 +522,7 @@ struct ChunkScratch {
 }
 
 /// Chunk bytes → ids, for one `encode` call: open addressing keyed by the chunk's bytes
-/// (which stay in the caller's input), ids in an arena. Stops growing at 2^20 slots.
+/// (which stay in the caller's input), ids in an arena. Stops growing at 2^16 slots (``maxCapacity``).
 struct ChunkCache {
     struct Slot {
         var hash: UInt64
@@ -528,7 +533,7 @@ struct ChunkCache {
     }
 
     static let maxCapacity = 1 << 16
-    private static let emptySlot = Slot(hash: 0, start: nil, length: 0, idCount: 0, idStart: 0)
+    private static var emptySlot: Slot { Slot(hash: 0, start: nil, length: 0, idCount: 0, idStart: 0) }
     private var slots: UnsafeMutablePointer<Slot>
     private var capacity = 1024
     private var count = 0

@@ -15,6 +15,7 @@ public struct BPEVocabulary: Equatable, Sendable {
     /// The token that ends a text when the model produces it, if any.
     public let endOfText: Int32?
 
+    /// A vocabulary as given, with `special` and `userDefined` sorted into increasing order.
     public init(tokens: [String], special: [Int32], userDefined: [Int32] = [], endOfText: Int32?) {
         self.tokens = tokens
         self.special = special.sorted()

@@ -12,7 +12,9 @@
 /// llama2.c rescans every pair after each merge (quadratic); here a heap of candidate pairs
 /// gives the same merges in O(n log n), so whole evaluation texts encode quickly.
 public struct Llama2cTokenizer: Equatable, Sendable {
+    /// The beginning-of-sequence token (BOS): first in an encoding by default, and the stop token.
     public static let bos: Int32 = 1
+    /// The end-of-sequence token (EOS), appended by ``encode(_:bos:eos:)`` when `eos` is true.
     public static let eos: Int32 = 2
     /// The byte-fallback token of byte b is b + 3, as in llama2.c.
     public static let byteOffset: Int32 = 3
@@ -21,11 +23,14 @@ public struct Llama2cTokenizer: Equatable, Sendable {
     /// run.c only merges a pair whose piece scores above this (its starting best score).
     public static let mergeScoreFloor: Float = -1e10
 
+    /// Piece `i`'s bytes: what token `i` stands for.
     public let pieces: [[UInt8]]
+    /// Piece `i`'s score: of the pairs that make a piece, the highest-scoring merges first.
     public let scores: [Float]
     /// Piece bytes → id; with duplicate pieces the lowest id (llama2.c's bsearch leaves it open).
     private let ids: [[UInt8]: Int32]
 
+    /// A tokenizer over `pieces` and their `scores`: equally many, and at least ``minimumVocabularySize``.
     public init(pieces: [[UInt8]], scores: [Float]) {
         precondition(pieces.count == scores.count && pieces.count >= Self.minimumVocabularySize)
         self.pieces = pieces
@@ -36,8 +41,10 @@ public struct Llama2cTokenizer: Equatable, Sendable {
         self.ids = ids
     }
 
+    /// Equal when pieces and scores are (the id lookup follows from the pieces).
     public static func == (a: Self, b: Self) -> Bool { a.pieces == b.pieces && a.scores == b.scores }
 
+    /// The number of token ids: one per piece.
     public var vocabularySize: Int { pieces.count }
 
     /// The id of `piece`, if the vocabulary has it.

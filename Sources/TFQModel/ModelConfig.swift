@@ -7,22 +7,34 @@ import TFQKernels
 /// ReLU, GELU or SiLU, optional biases; trainable) and `llama` (RMSNorm, rotary positions, SwiGLU,
 /// grouped-query attention, no biases; imported, inference only).
 public struct ModelConfig: Codable, Equatable, Sendable {
+    /// The value of `arch`: which of formats/tfq.md §9.1 (gpt) and §9.2 (llama) the model follows.
     public enum Architecture: String, Codable, Sendable {
         case gpt, llama
     }
 
+    /// The architecture (`arch`, formats/tfq.md §9).
     public var arch = Architecture.gpt
+    /// Tokens in the vocabulary (`vocab_size`); token ids are 0 ..< vocabSize.
     public var vocabSize: Int
+    /// The most positions a sequence may have (`context_length`; the rows of gpt's `pos_emb`).
     public var contextLength: Int
+    /// Transformer blocks (`n_layers`).
     public var layers: Int
+    /// Attention (query) heads (`n_heads`); divides `dim`.
     public var heads: Int
     /// Key/value heads (llama's grouped-query attention); equal to `heads` for gpt.
     public var kvHeads: Int
+    /// The model width (`dim`): the length of each position's residual vector, in floats.
     public var dim: Int
+    /// The feed-forward block's hidden width (`ff_dim`).
     public var ffDim: Int
+    /// The feed-forward nonlinearity (`activation`); silu for llama.
     public var activation: Activation = .relu
+    /// Whether `tok_emb` is also the classifier, with no `lm_head.weight` (`tie_embeddings`).
     public var tieEmbeddings = false
+    /// Whether linear layers and LayerNorms have bias tensors (`bias`); false for llama.
     public var bias = true
+    /// The norms' epsilon (`norm_eps`), added to the variance (LayerNorm) or mean square (RMSNorm).
     public var normEps: Float = 1e-5
     /// The base of the rotary position frequencies (llama).
     public var ropeTheta: Float = 10_000
@@ -34,6 +46,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         case ropeTheta = "rope_theta"
     }
 
+    /// A gpt-architecture configuration, with `kvHeads` equal to `heads`.
     public init(vocabSize: Int, contextLength: Int, layers: Int, heads: Int, dim: Int, ffDim: Int,
                 activation: Activation = .relu, tieEmbeddings: Bool = false, bias: Bool = true, normEps: Float = 1e-5) {
         self.vocabSize = vocabSize; self.contextLength = contextLength; self.layers = layers; self.heads = heads
@@ -52,6 +65,8 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         return config
     }
 
+    /// Reads the `config` object of formats/tfq.md §9: `n_kv_heads` defaults to `n_heads`, `rope_theta` to
+    /// 10000, and an unknown `arch` is refused.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let name = try c.decode(String.self, forKey: .arch)
@@ -88,6 +103,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         return float
     }
 
+    /// Writes the `config` object of formats/tfq.md §9, with `n_kv_heads` and `rope_theta` for llama only.
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(arch, forKey: .arch)
@@ -108,6 +124,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         }
     }
 
+    /// Width of one attention head, `dim / heads` (d_k in formats/tfq.md §9).
     public var headDim: Int { dim / heads }
     /// Width of the keys (and values) of one position: `kvHeads · headDim`.
     public var kvDim: Int { kvHeads * headDim }

@@ -3,11 +3,17 @@ import TFQFormat
 
 /// Where a file came from: written into every .tfq file tfq makes.
 public struct Provenance: Codable, Equatable, Sendable {
+    /// The program that wrote the file (`tool`, formats/tfq.md §8).
     public var tool = "tfq"
+    /// That program's version (`tool_version`).
     public var toolVersion = TFQVersion.string
+    /// When the file was written, in ISO 8601 UTC (`created`).
     public var created: String
+    /// For exports: the source checkpoint's fingerprint, 8 hex digits (`source_checkpoint_crc32`, formats/tfq.md §8).
     public var sourceCheckpointCRC32: String?
+    /// For exports: the steps the source checkpoint had trained for (`source_steps`).
     public var sourceSteps: Int?
+    /// For exports: the source checkpoint's last validation loss (`source_val_loss`).
     public var sourceValLoss: Double?
 
     enum CodingKeys: String, CodingKey {
@@ -16,6 +22,7 @@ public struct Provenance: Codable, Equatable, Sendable {
         case sourceSteps = "source_steps", sourceValLoss = "source_val_loss"
     }
 
+    /// Provenance naming this tfq, created at `created` (now by default), with no source fields.
     public init(created: String = Provenance.now()) { self.created = created }
 
     /// The current UTC time in ISO 8601.
@@ -26,13 +33,18 @@ public struct Provenance: Codable, Equatable, Sendable {
 
 /// A .tfq file's model sections: what every model and checkpoint carries.
 public struct ModelMetadata {
+    /// `"checkpoint"` (training state, fp32) or `"model"` (for inference): `kind` (formats/tfq.md §8).
     public var kind: String
+    /// The model's architecture (`config`, formats/tfq.md §9).
     public var config: ModelConfig
+    /// The tokenizer (`tokenizer`, formats/tfq.md §10).
     public var tokenizer: Tokenizer
+    /// Where the file came from (`provenance`, formats/tfq.md §8).
     public var provenance: Provenance
     /// Sections owned by other layers (`training`, `quantization`, `quality`, `extra`).
     public var sections: [String: JSONValue] = [:]
 
+    /// The four model sections and no others; `provenance` defaults to this tfq, now.
     public init(kind: String, config: ModelConfig, tokenizer: Tokenizer, provenance: Provenance = Provenance()) {
         self.kind = kind; self.config = config; self.tokenizer = tokenizer; self.provenance = provenance
     }
@@ -72,36 +84,5 @@ extension JSONValue {
     /// The JSON form of any encodable value.
     public init<T: Encodable>(encoding value: T) throws {
         self = try JSONParser.parse(Array(JSONEncoder().encode(value)))
-    }
-
-    /// Decodes this value as `T`.
-    public func decoded<T: Decodable>(as type: T.Type) throws -> T {
-        try JSONDecoder().decode(T.self, from: JSONEncoder().encode(self))
-    }
-}
-
-extension GPT {
-    /// Writes every parameter as an f32 tensor under its formats/tfq.md name.
-    public func writeParameters(to writer: TFQWriter, prefix: String = "", from buffer: UnsafeBufferPointer<Float>? = nil,
-                                compression: TensorCompression = .none) throws {
-        let source = buffer ?? UnsafeBufferPointer(parameters)
-        for tensor in layout.tensors {
-            let values = UnsafeBufferPointer(rebasing: source[tensor.offset..<(tensor.offset + tensor.count)])
-            try writer.add(name: prefix + tensor.name, shape: tensor.shape, floats: values, compression: compression)
-        }
-    }
-
-    /// Reads every parameter (f32, f16 or q8, dequantized) from `file` into `buffer`
-    /// (the parameters by default), checking names and shapes.
-    public func readParameters(from file: TFQFile, prefix: String = "", into buffer: UnsafeMutableBufferPointer<Float>? = nil) throws {
-        let target = buffer ?? parameters
-        for tensor in layout.tensors {
-            let name = prefix + tensor.name
-            guard let info = file.info(name) else { throw TFQFormatError(file: file.path, tensor: name, .missingTensor) }
-            guard info.shape == tensor.shape else {
-                throw TFQFormatError(file: file.path, tensor: name, .badTensor("has shape \(info.shape), the config needs \(tensor.shape)"))
-            }
-            (target.baseAddress! + tensor.offset).update(from: file.floats(info), count: tensor.count)
-        }
     }
 }

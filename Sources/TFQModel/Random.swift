@@ -1,6 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// xoshiro256**: a small, fast generator whose whole state (four words) can be saved in a
 /// checkpoint, so a resumed run draws exactly the numbers an uninterrupted one would.
 public struct Xoshiro256: RandomNumberGenerator, Codable, Equatable, Sendable {
+    /// The four 64-bit words of state.
     public var state: [UInt64]
 
     /// Stored as four hex strings: JSON numbers are doubles to most readers, and 64-bit
@@ -14,11 +19,13 @@ public struct Xoshiro256: RandomNumberGenerator, Codable, Equatable, Sendable {
         state = parsed
     }
 
+    /// Writes the state as four hex strings, as the decoder reads it.
     public func encode(to encoder: Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(state.map { String($0, radix: 16) })
     }
 
+    /// A generator whose state SplitMix64 spreads from `seed`: equal seeds give equal sequences.
     public init(seed: UInt64) {
         // SplitMix64 spreads the seed over the state, as the authors recommend.
         var x = seed
@@ -31,6 +38,7 @@ public struct Xoshiro256: RandomNumberGenerator, Codable, Equatable, Sendable {
         }
     }
 
+    /// The next 64-bit output, advancing the state.
     public mutating func next() -> UInt64 {
         let result = rotate(state[1] &* 5, 7) &* 9
         let t = state[1] << 17
@@ -48,19 +56,4 @@ public struct Xoshiro256: RandomNumberGenerator, Codable, Equatable, Sendable {
     }
 
     private func rotate(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// A uniform value in [0, 1) from a counter: the same on every thread and in every run,
-/// so dropout masks need no stored state and no shared generator.
-@inline(__always)
-func hashUniform(_ a: UInt64, _ b: UInt64) -> Float {
-    var z = a &* 0x9E37_79B9_7F4A_7C15 ^ b &+ 0x632B_E59B_D9B4_E019
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    z ^= z >> 31
-    return Float(z >> 40) / Float(1 << 24)
 }

@@ -30,11 +30,13 @@ public struct SentencePieceTokenizer: Equatable, Sendable {
     /// Ids matched as literal text before anything else (`<s>`, `</s>`, added tokens), in
     /// increasing order; ``userDefined`` are the ones that are text rather than control.
     public let special: [Int32]
+    /// The ids among `special` that are text a user added rather than control tokens, in increasing order.
     public let userDefined: [Int32]
     /// The token every encoding starts with (Llama's BOS), if any.
     public let beginning: Int32?
     /// The token that ends a text when the model produces it, if any.
     public let endOfText: Int32?
+    /// Where a ▁ is put in front of a stretch of text (formats/tfq.md §10.5).
     public let spacePrefix: SpacePrefix
     /// Whether each ▁ starts a new word that merges never cross (`Metaspace` with `split`).
     public let splitsAtSpaces: Bool
@@ -45,6 +47,8 @@ public struct SentencePieceTokenizer: Equatable, Sendable {
     /// ▁, U+2581, in UTF-8.
     static let mark: [UInt8] = [0xE2, 0x96, 0x81]
 
+    /// Checks the pieces, token ids and merges (formats/tfq.md §10.5) and builds the lookup tables;
+    /// throws naming the first problem.
     public init(pieces: [String], merges: [BPETokenizer.Merge], special: [Int32], userDefined: [Int32] = [],
                 beginning: Int32?, endOfText: Int32?, spacePrefix: SpacePrefix, splitsAtSpaces: Bool) throws(BPEError) {
         let count = pieces.count
@@ -113,12 +117,14 @@ public struct SentencePieceTokenizer: Equatable, Sendable {
         self.splitsAtSpaces = splitsAtSpaces
     }
 
+    /// Equal when every stored field is (the lookup tables follow from them).
     public static func == (a: Self, b: Self) -> Bool {
         a.pieces == b.pieces && a.merges == b.merges && a.special == b.special && a.userDefined == b.userDefined
             && a.beginning == b.beginning && a.endOfText == b.endOfText && a.spacePrefix == b.spacePrefix
             && a.splitsAtSpaces == b.splitsAtSpaces
     }
 
+    /// The number of token ids: one per piece, empty ones included.
     public var vocabularySize: Int { pieces.count }
 
     /// The byte a piece `<0xAB>` (two upper-case hex digits, as sentencepiece writes them)

@@ -14,6 +14,7 @@ public enum Tokenizer: Equatable, Sendable {
     /// SentencePiece-style BPE with byte fallback, imported from a Llama `tokenizer.json`.
     case sentencePiece(SentencePieceTokenizer)
 
+    /// The number of token ids (0 ..< vocabularySize); a model's `vocabSize` must equal it.
     public var vocabularySize: Int {
         switch self {
         case .char(let vocabulary): return vocabulary.count
@@ -24,6 +25,7 @@ public enum Tokenizer: Equatable, Sendable {
         }
     }
 
+    /// The stored `type` (formats/tfq.md §10): "char", "byte", "llama2c", "bpe" or "sentencepiece".
     public var kind: String {
         switch self {
         case .char: return "char"
@@ -145,10 +147,12 @@ public enum Tokenizer: Equatable, Sendable {
     }
 }
 
+/// Why input cannot be encoded: only a char tokenizer refuses any.
 public enum TokenizerError: Error, Equatable, CustomStringConvertible {
     case unknownCharacter(Unicode.Scalar, position: Int)
     case invalidUTF8(offset: Int)
 
+    /// One line naming the unknown character and its position in scalars, or where the UTF-8 is invalid.
     public var description: String {
         switch self {
         case .invalidUTF8(let offset):
@@ -170,6 +174,7 @@ extension Tokenizer: Encodable {
 
     /// Why a stored tokenizer section cannot be used.
     public struct FormatError: Error, CustomStringConvertible {
+        /// What is wrong with the section, in one line.
         public let description: String
         init(_ description: String) { self.description = description }
     }
@@ -281,6 +286,7 @@ extension Tokenizer: Encodable {
         }
     }
 
+    /// Writes the `tokenizer` section of formats/tfq.md §10, the form `init(json:)` reads.
     public func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(kind, forKey: .type)

@@ -12,89 +12,112 @@ public enum StopReason: String, Sendable {
     case endOfText = "end-of-text"
 }
 
-extension Session {
-    /// Feeds `prompt` (in one batched pass), then produces up to `maxTokens` tokens, calling
-    /// `onToken` with each token and the text it completes. Return false from `onToken` to stop.
-    /// Generation also ends at the tokenizer's stop token, which is not passed to `onToken`,
-    /// unless `ignoringEndOfText` (the token is then generated like any other).
-    @discardableResult
-    public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParameters = .greedy, ignoringEndOfText: Bool = false,
-                         onToken: (Int32, String) -> Bool = { _, _ in true }) throws -> StopReason {
-        var sampler = Sampler(sampling)
-        var text = TextStream()
-        var logits = try evaluate(prompt)
-        var previous = prompt.last
-        for produced in 0..<maxTokens {
-            let token = sampler.next(logits)
-            if !ignoringEndOfText && token == model.tokenizer.stopToken { return .endOfText }
-            let piece = text.append(model.tokenizer.bytes(of: token, after: previous))
-            previous = token
-            if !onToken(token, piece) { return .cancelled }
-            if produced + 1 == maxTokens { break }
-            if position >= capacity { return .context }
-            logits = try evaluate(token: token)
-        }
-        return .length
-    }
-}
-
-/// One generated token and the text it completes (empty while a character is split across
-/// byte tokens).
+/// One generated token and the text it completes: empty while a character is split across
+/// byte tokens. When generation ends with such a character unfinished, the last token's text
+/// ends with U+FFFD in its place (see ``Session/generate(prompt:maxTokens:sampling:ignoringEndOfText:onToken:)``).
 public struct GeneratedToken: Sendable, Equatable {
+    /// The token's id in the model's vocabulary.
     public let id: Int32
+    /// The text this token completes (UTF-8 characters only whole).
     public let text: String
 }
 
 extension Session {
-    /// The tokens `generate` would produce, as an `AsyncSequence`: each `next()` runs one
-    /// decode step, so a consumer that stops iterating stops the work.
+    /// Feeds `prompt` (in one batched pass), then produces up to `maxTokens` tokens, calling
+    /// `onToken` with each token and the text it completes. Return false from `onToken` to stop.
+    ///
+    /// Generation also ends at the tokenizer's stop token, which is not passed to `onToken`
+    /// (unless `ignoringEndOfText`: the token is then generated like any other), except when
+    /// bytes of an unfinished character are held back: the stop token then carries them, as
+    /// U+FFFD. At the token limit or a full context, the last token's text carries them. So
+    /// the texts passed to `onToken` always add up to the whole output.
+    @discardableResult
+    public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParameters = .greedy, ignoringEndOfText: Bool = false,
+                         onToken: (Int32, String) -> Bool = { _, _ in true }) throws -> StopReason {
+        var generator = Generator(session: self, prompt: prompt, maxTokens: maxTokens, sampling: sampling,
+                                  ignoringEndOfText: ignoringEndOfText)
+        while let token = try generator.next() {
+            if !onToken(token.id, token.text) { return .cancelled }
+        }
+        return generator.stopReason ?? .length
+    }
+
+    /// The tokens ``generate(prompt:maxTokens:sampling:ignoringEndOfText:onToken:)`` would
+    /// produce, as an `AsyncSequence`: each `next()` runs one decode step, so a consumer that
+    /// stops iterating stops the work.
     ///
     ///     for try await token in session.tokens(prompt: ids, maxTokens: 100) { print(token.text, terminator: "") }
-    public func tokens(prompt: [Int32], maxTokens: Int, sampling: SamplingParameters = .greedy) -> TokenSequence {
-        TokenSequence(session: self, prompt: prompt, maxTokens: maxTokens, sampling: sampling)
+    public func tokens(prompt: [Int32], maxTokens: Int, sampling: SamplingParameters = .greedy,
+                       ignoringEndOfText: Bool = false) -> TokenSequence {
+        TokenSequence(generator: Generator(session: self, prompt: prompt, maxTokens: maxTokens, sampling: sampling,
+                                           ignoringEndOfText: ignoringEndOfText))
     }
 }
 
 /// Generated tokens, one decode step per element.
 public struct TokenSequence: AsyncSequence {
     public typealias Element = GeneratedToken
+    let generator: Generator
+
+    /// An iterator that runs the prompt on its first `next()`, then one decode step per call.
+    public func makeAsyncIterator() -> Iterator { Iterator(generator: generator) }
+
+    /// Runs one decode step per element.
+    public struct Iterator: AsyncIteratorProtocol {
+        var generator: Generator
+
+        /// The next token, or nil once generation has stopped.
+        public mutating func next() async throws -> GeneratedToken? { try generator.next() }
+    }
+}
+
+/// The one generation loop: prompt, then one token per step, until a stop reason.
+struct Generator {
     let session: Session
     let prompt: [Int32]
     let maxTokens: Int
-    let sampling: SamplingParameters
+    let ignoringEndOfText: Bool
+    var sampler: Sampler
+    var text = TextStream()
+    var produced = 0
+    var last: Int32?
+    /// Set once generation has stopped (``next()`` then returns nil).
+    private(set) var stopReason: StopReason?
 
-    public func makeAsyncIterator() -> Iterator {
-        Iterator(session: session, prompt: prompt, maxTokens: maxTokens, sampler: Sampler(sampling))
+    init(session: Session, prompt: [Int32], maxTokens: Int, sampling: SamplingParameters, ignoringEndOfText: Bool) {
+        self.session = session; self.prompt = prompt; self.maxTokens = maxTokens
+        self.ignoringEndOfText = ignoringEndOfText
+        sampler = Sampler(sampling)
+        if maxTokens <= 0 { stopReason = .length }
     }
 
-    public struct Iterator: AsyncIteratorProtocol {
-        let session: Session
-        let prompt: [Int32]
-        let maxTokens: Int
-        var sampler: Sampler
-        var text = TextStream()
-        var produced = 0
-        var last: Int32?
-
-        init(session: Session, prompt: [Int32], maxTokens: Int, sampler: Sampler) {
-            self.session = session; self.prompt = prompt; self.maxTokens = maxTokens; self.sampler = sampler
+    /// Evaluates the prompt (first call) or the last token, samples the next one, and returns
+    /// it with the text it completes; nil once stopped.
+    mutating func next() throws -> GeneratedToken? {
+        guard stopReason == nil else { return nil }
+        let tokenizer = session.model.tokenizer
+        let logits: UnsafeBufferPointer<Float>
+        if let last {
+            logits = try session.evaluateInPlace(token: last)
+        } else {
+            logits = try prompt.withUnsafeBufferPointer { try session.evaluateInPlace($0, allLogits: false) }
         }
-
-        public mutating func next() async throws -> GeneratedToken? {
-            guard produced < maxTokens else { return nil }
-            let logits: UnsafeBufferPointer<Float>
-            if let last {
-                guard session.position < session.capacity else { return nil }
-                logits = try session.evaluate(token: last)
-            } else {
-                logits = try session.evaluate(prompt)
-            }
-            let token = sampler.next(logits)
-            if token == session.model.tokenizer.stopToken { produced = maxTokens; return nil }
-            let previous = last ?? prompt.last
-            last = token
-            produced += 1
-            return GeneratedToken(id: token, text: text.append(session.model.tokenizer.bytes(of: token, after: previous)))
+        let token = sampler.next(raw: logits)
+        if !ignoringEndOfText && token == tokenizer.stopToken {
+            stopReason = .endOfText
+            let held = text.finish()
+            return held.isEmpty ? nil : GeneratedToken(id: token, text: held)
         }
+        var piece = text.append(tokenizer.bytes(of: token, after: last ?? prompt.last))
+        last = token
+        produced += 1
+        // Known before the token is handed out: it is the last one.
+        if produced == maxTokens {
+            stopReason = .length
+        } else if session.position >= session.capacity {
+            stopReason = .context
+        }
+        if stopReason != nil { piece += text.finish() }
+        return GeneratedToken(id: token, text: piece)
     }
 }

@@ -11,6 +11,7 @@ import TFQModel
 public struct MemoryPlan: Sendable, Equatable {
     /// Positions the session holds.
     public let positions: Int
+    /// How the session's KV cache stores keys and values.
     public let kvCache: KVCachePrecision
     /// The weights once loaded: raw tensors as mapped (read from the page cache as they are
     /// touched), zstd tensors decoded, fp16 tensors converted to fp32.
@@ -25,6 +26,7 @@ public struct MemoryPlan: Sendable, Equatable {
     public let cacheBytes: Int
     /// Everything a session allocates, the cache included.
     public let sessionBytes: Int
+    /// Weights and session together.
     public var totalBytes: Int { weightBytes + sessionBytes }
 
     /// The plan for a session on `model` (see ``Session/init(model:threads:kvCache:capacity:)``

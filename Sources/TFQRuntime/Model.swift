@@ -121,7 +121,7 @@ public final class Model: @unchecked Sendable {
         }
         func q8(_ info: TensorInfo) throws -> Q8Matrix {
             guard info.layout == .interleaved16x4 else {
-                throw fail(info.name, "is q8 in the row-major layout; re-export it with tfq export --int8")
+                throw fail(info.name, "is q8 in the row-major layout, which the runtime does not run; export the model again as int8 (interleaved16x4)")
             }
             let bytes = file.bytes(info)
             let values = bytes.baseAddress!.assumingMemoryBound(to: Int8.self)
@@ -147,37 +147,37 @@ public final class Model: @unchecked Sendable {
             throw TFQFormatError(file: path, .badMetadata("config: a session would need more memory than this machine has "
                                                           + "(context \(config.contextLength), vocab \(v), dim \(d), ff \(f), \(config.layers) layers)"))
         }
-        let tokens = try info("tok_emb", [v, d])
-        tokenEmbedding = tokens.dtype == .q8 ? .q8(try q8(tokens)) : .f32(try floats("tok_emb", [v, d]))
-        func norm(_ name: String) throws -> Norm {
+        let tokens = try info(TensorName.tokenEmbedding, [v, d])
+        tokenEmbedding = tokens.dtype == .q8 ? .q8(try q8(tokens)) : .f32(try floats(TensorName.tokenEmbedding, [v, d]))
+        func norm(_ weight: String, _ bias: String) throws -> Norm {
             switch config.arch {
-            case .gpt: return .layer(weight: try floats(name + ".weight", [d]), bias: try optionalFloats(name + ".bias", [d]))
-            case .llama: return .rms(weight: try floats(name + ".weight", [d]))
+            case .gpt: return .layer(weight: try floats(weight, [d]), bias: try optionalFloats(bias, [d]))
+            case .llama: return .rms(weight: try floats(weight, [d]))
             }
         }
         switch config.arch {
-        case .gpt: positions = .learned(try floats("pos_emb", [config.contextLength, d]))
+        case .gpt: positions = .learned(try floats(TensorName.positionEmbedding, [config.contextLength, d]))
         case .llama: positions = .rotary(RotaryEmbedding(headDim: config.headDim, contextLength: config.contextLength, theta: config.ropeTheta))
         }
         blocks = try (0..<config.layers).map { i in
-            let p = "blocks.\(i)."
+            let p = TensorName.Block(i)
             let feedForward: FeedForward
             switch config.arch {
             case .gpt:
-                feedForward = .mlp(up: try linear(p + "ffn.up.weight", rows: f, columns: d, bias: p + "ffn.up.bias"),
-                                   down: try linear(p + "ffn.down.weight", rows: d, columns: f, bias: p + "ffn.down.bias"))
+                feedForward = .mlp(up: try linear(p.upWeight, rows: f, columns: d, bias: p.upBias),
+                                   down: try linear(p.downWeight, rows: d, columns: f, bias: p.downBias))
             case .llama:
-                feedForward = .gated(gate: try linear(p + "ffn.gate.weight", rows: f, columns: d, bias: nil),
-                                     up: try linear(p + "ffn.up.weight", rows: f, columns: d, bias: nil),
-                                     down: try linear(p + "ffn.down.weight", rows: d, columns: f, bias: nil))
+                feedForward = .gated(gate: try linear(p.gateWeight, rows: f, columns: d, bias: nil),
+                                     up: try linear(p.upWeight, rows: f, columns: d, bias: nil),
+                                     down: try linear(p.downWeight, rows: d, columns: f, bias: nil))
             }
-            return Block(attentionNorm: try norm(p + "ln1"),
-                         qkv: try linear(p + "attn.qkv.weight", rows: config.qkvRows, columns: d, bias: p + "attn.qkv.bias"),
-                         proj: try linear(p + "attn.proj.weight", rows: d, columns: d, bias: p + "attn.proj.bias"),
-                         feedForwardNorm: try norm(p + "ln2"), feedForward: feedForward)
+            return Block(attentionNorm: try norm(p.ln1Weight, p.ln1Bias),
+                         qkv: try linear(p.qkvWeight, rows: config.qkvRows, columns: d, bias: p.qkvBias),
+                         proj: try linear(p.projWeight, rows: d, columns: d, bias: p.projBias),
+                         feedForwardNorm: try norm(p.ln2Weight, p.ln2Bias), feedForward: feedForward)
         }
-        finalNorm = try norm("ln_f")
-        head = try linear(config.tieEmbeddings ? "tok_emb" : "lm_head.weight", rows: v, columns: d, bias: nil)
+        finalNorm = try norm(TensorName.finalNormWeight, TensorName.finalNormBias)
+        head = try linear(TensorName.head(config), rows: v, columns: d, bias: nil)
         if let unknown = twoPass.sorted().first {
             throw TFQFormatError(file: path, .badMetadata("quantization.two_pass_activations names \"\(unknown)\", not a linear layer of this model"))
         }

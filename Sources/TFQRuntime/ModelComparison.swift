@@ -5,19 +5,27 @@ import Glibc
 /// Two models measured on the same token positions: the reference (fp32) and a candidate
 /// (an export), window by window of the context length.
 public struct ModelComparison: Sendable, Equatable {
+    /// Next-token predictions compared.
     public var positions = 0
     /// Positions left out because the text has a character the vocabulary lacks.
     public var skipped = 0
     /// Mean cross-entropy (nats per token) of each model.
     public var referenceCrossEntropy = 0.0
+    /// Mean cross-entropy of the candidate, nats per token.
     public var candidateCrossEntropy = 0.0
+    /// Positions where both models rank the same token first, in percent.
     public var top1AgreementPercent = 0.0
+    /// Mean KL(reference ‖ candidate) over the positions, in nats.
     public var meanKL = 0.0
+    /// The largest KL(reference ‖ candidate) at any one position, in nats.
     public var maxKL = 0.0
+    /// The largest absolute difference between the two models' logits.
     public var maxAbsLogitError = 0.0
     /// Bytes of text the predicted tokens stand for: turns nats per token into bits per byte.
     public var targetBytes = 0
+    /// The reference's cross-entropy in bits per byte of text.
     public var referenceBitsPerByte: Double { referenceCrossEntropy * Double(positions) / Double(max(1, targetBytes)) / log(2) }
+    /// The candidate's cross-entropy in bits per byte of text.
     public var candidateBitsPerByte: Double { candidateCrossEntropy * Double(positions) / Double(max(1, targetBytes)) / log(2) }
 
     /// Compares over at most `maxPositions` next-token predictions of `tokens` (ids, with -1
@@ -35,7 +43,7 @@ public struct ModelComparison: Sendable, Equatable {
             if end == start { result.skipped += 1; start += 1; continue }
             let window = Array(tokens[start..<end])
             reference.reset(); candidate.reset()
-            let p = Array(try reference.evaluate(window, allLogits: true))
+            let p = try reference.evaluate(window, allLogits: true)
             let q = try candidate.evaluate(window, allLogits: true)
             for t in 0..<window.count where result.positions < maxPositions {
                 let target = Int(tokens[start + t + 1])

@@ -11,6 +11,7 @@ public struct SamplingParameters: Sendable, Equatable {
     /// Seeds the sampler: the same seed gives the same tokens.
     public var seed: UInt64 = 0
 
+    /// Parameters as named; the defaults are greedy decoding.
     public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, seed: UInt64 = 0) {
         self.temperature = temperature; self.topK = topK; self.topP = topP; self.seed = seed
     }
@@ -21,17 +22,23 @@ public struct SamplingParameters: Sendable, Equatable {
 
 /// Picks tokens from logits: argmax (ties to the lowest id) or reproducible sampling.
 public struct Sampler {
+    /// How this sampler picks.
     public let parameters: SamplingParameters
     private var random: Xoshiro256
     private var order: [Int32] = []
 
+    /// A sampler whose random draws start from `parameters.seed`.
     public init(_ parameters: SamplingParameters) {
         self.parameters = parameters
         random = Xoshiro256(seed: parameters.seed)
     }
 
     /// The index of the largest logit; the lowest index among equals.
-    public static func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
+    public static func argmax(_ logits: some Collection<Float>) -> Int32 {
+        logits.withContiguousStorageIfAvailable(argmax(raw:)) ?? Array(logits).withUnsafeBufferPointer(argmax(raw:))
+    }
+
+    static func argmax(raw logits: UnsafeBufferPointer<Float>) -> Int32 {
         // Two passes, the first vectorized (a 32,000-token vocabulary made the scalar loop a
         // few percent of a small model's decode step): the largest value, then its first
         // index. The same answer as the scalar "first strictly greater" scan, NaNs included.
@@ -52,8 +59,14 @@ public struct Sampler {
         return 0
     }
 
-    public mutating func next(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
-        guard parameters.temperature > 0 else { return Self.argmax(logits) }
+    /// The next token from `logits`, as ``parameters`` ask.
+    public mutating func next(_ logits: some Collection<Float>) -> Int32 {
+        if let token = logits.withContiguousStorageIfAvailable({ next(raw: $0) }) { return token }
+        return Array(logits).withUnsafeBufferPointer { next(raw: $0) }
+    }
+
+    mutating func next(raw logits: UnsafeBufferPointer<Float>) -> Int32 {
+        guard parameters.temperature > 0 else { return Self.argmax(raw: logits) }
         let count = logits.count
         if order.count != count { order = (0..<Int32(count)).map { $0 } }
         // Most likely first; ties by id, so the order (and the sample) is reproducible.

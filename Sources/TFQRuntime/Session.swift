@@ -3,12 +3,16 @@ import TFQModel
 
 /// Why a session could not evaluate tokens.
 public enum SessionError: Error, Equatable, CustomStringConvertible {
+    /// The tokens would take the session past its capacity (`needed` positions of `context`).
     case contextFull(needed: Int, context: Int)
+    /// A token id outside 0 ..< vocabulary.
     case invalidToken(Int32, vocabulary: Int)
+    /// An evaluation was asked for with no tokens.
     case noTokens
     /// The model's file was truncated while mapped (``TFQFile/isDamaged``).
     case modelFileDamaged(path: String)
 
+    /// One line naming the problem.
     public var description: String {
         switch self {
         case .modelFileDamaged(let path):
@@ -24,6 +28,7 @@ public enum SessionError: Error, Equatable, CustomStringConvertible {
 /// One conversation with a ``Model``: its own KV cache and scratch buffers, all allocated
 /// here, once; evaluating tokens allocates nothing. A session is used by one thread at a time.
 public final class Session {
+    /// The model this session runs.
     public let model: Model
     /// Tokens held in the KV cache.
     public private(set) var position = 0
@@ -116,21 +121,41 @@ public final class Session {
 
     /// Runs `tokens` through the model after the ones already in the cache, in one batched
     /// pass, and returns the logits of the last token (or of every token, with `allLogits`),
-    /// `vocab` floats each. The buffer stays valid until the next call.
+    /// `vocab` floats each, in an array of the caller's.
     @discardableResult
-    public func evaluate(_ tokens: [Int32], allLogits: Bool = false) throws -> UnsafeBufferPointer<Float> {
-        try tokens.withUnsafeBufferPointer { try evaluate($0, allLogits: allLogits) }
+    public func evaluate(_ tokens: [Int32], allLogits: Bool = false) throws -> [Float] {
+        try evaluate(tokens, allLogits: allLogits, borrowingLogits: { Array($0) })
     }
 
-    /// One token, the decode step: returns its logits. Allocates nothing.
+    /// One token, the decode step: returns its logits.
     @discardableResult
-    public func evaluate(token: Int32) throws -> UnsafeBufferPointer<Float> {
+    public func evaluate(token: Int32) throws -> [Float] {
+        try evaluate(token: token, borrowingLogits: { Array($0) })
+    }
+
+    /// The zero-copy variant of ``evaluate(_:allLogits:)``, for the hot path: `body` gets the
+    /// session's own logits buffer, which is valid only during the call (the next evaluation
+    /// overwrites it). Allocates nothing.
+    public func evaluate<Result>(_ tokens: [Int32], allLogits: Bool = false,
+                                 borrowingLogits body: (UnsafeBufferPointer<Float>) throws -> Result) throws -> Result {
+        try body(tokens.withUnsafeBufferPointer { try evaluateInPlace($0, allLogits: allLogits) })
+    }
+
+    /// The zero-copy variant of ``evaluate(token:)``, for the hot path: `body` gets the
+    /// session's own logits buffer, valid only during the call. Allocates nothing.
+    public func evaluate<Result>(token: Int32, borrowingLogits body: (UnsafeBufferPointer<Float>) throws -> Result) throws -> Result {
+        try body(evaluateInPlace(token: token))
+    }
+
+    /// One token; the logits stay in the session's buffer until the next evaluation.
+    func evaluateInPlace(token: Int32) throws -> UnsafeBufferPointer<Float> {
         var single = token
-        return try withUnsafePointer(to: &single) { try evaluate(UnsafeBufferPointer(start: $0, count: 1), allLogits: false) }
+        return try withUnsafePointer(to: &single) { try evaluateInPlace(UnsafeBufferPointer(start: $0, count: 1), allLogits: false) }
     }
 
-    /// `evaluate` over tokens the caller holds in memory of its own.
-    public func evaluate(_ tokens: UnsafeBufferPointer<Int32>, allLogits: Bool = false) throws -> UnsafeBufferPointer<Float> {
+    /// The forward pass over `tokens`: the logits stay in the session's buffer until the
+    /// next evaluation.
+    func evaluateInPlace(_ tokens: UnsafeBufferPointer<Int32>, allLogits: Bool) throws -> UnsafeBufferPointer<Float> {
         let c = model.config
         guard !tokens.isEmpty else { throw SessionError.noTokens }
         guard position + tokens.count <= capacity else {

@@ -3,6 +3,7 @@
 public struct TextStream {
     private var pending: [UInt8] = []
 
+    /// An empty stream.
     public init() {}
 
     /// The text that became complete with `bytes`.

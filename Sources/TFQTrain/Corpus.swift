@@ -57,10 +57,10 @@ public struct Corpus {
             case .byte: tokenizer = .byte
             case .char: tokenizer = .characters(of: text + (validationText ?? ""))
             case .bpe:
-                let started = Clock.seconds()
+                let started = MonotonicClock.seconds()
                 guard let vocabularySize else { throw CorpusError(description: "a BPE tokenizer needs a vocabulary size") }
                 tokenizer = .bpe(BPELearner.learn(Array((parts?.train ?? text).utf8), vocabularySize: vocabularySize))
-                learning = Clock.seconds() - started
+                learning = MonotonicClock.seconds() - started
             }
         }
         self.tokenizer = tokenizer

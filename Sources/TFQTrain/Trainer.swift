@@ -1,6 +1,7 @@
 import FoundationEssentials
 import TFQFormat
 import TFQKernels
+import TFQTrainKernels
 import TFQModel
 #if canImport(Glibc)
 import Glibc
@@ -134,11 +135,11 @@ public final class Trainer {
         let (batch, length) = (options.batch, options.context)
         let tokensPerStep = batch * length
         var inputs = [Int32](repeating: 0, count: tokensPerStep), targets = inputs
-        let started = Clock.seconds()
+        let started = MonotonicClock.seconds()
         let earlierWallSeconds = state.wallSeconds  // from the runs this one resumes
         let startStep = state.step
         var interrupted = false
-        func speed(at step: Int) -> Double { Double((step - startStep) * tokensPerStep) / max(Clock.seconds() - started, 1e-9) }
+        func speed(at step: Int) -> Double { Double((step - startStep) * tokensPerStep) / max(MonotonicClock.seconds() - started, 1e-9) }
         if state.step == 0 { metricsLog.reset() } else { metricsLog.truncate(after: state.step) }
         if state.step == 0 && options.evalEvery > 0 && options.steps > 0 {
             try evaluateOrStop(step: 0, trainLoss: nil)
@@ -177,7 +178,7 @@ public final class Trainer {
                                       secondsRemaining: Double((options.steps - state.step) * tokensPerStep) / max(tokensPerSecond, 1e-9),
                                       evaluated: evaluated))
             if options.checkpointEvery > 0 && state.step % options.checkpointEvery == 0 && state.step < options.steps {
-                state.wallSeconds = earlierWallSeconds + Clock.seconds() - started
+                state.wallSeconds = earlierWallSeconds + MonotonicClock.seconds() - started
                 try saveCheckpoint()
             }
         }
@@ -185,7 +186,7 @@ public final class Trainer {
         if !interrupted && (options.evalEvery == 0 || state.lastValLoss == nil) {
             try evaluateOrStop(step: state.step, trainLoss: state.lastTrainLoss)
         }
-        let elapsed = Clock.seconds() - started
+        let elapsed = MonotonicClock.seconds() - started
         state.wallSeconds = earlierWallSeconds + elapsed
         try saveCheckpoint()
         writeLossCurve()

@@ -28,18 +28,18 @@ struct BenchAccuracyCommand: ParsableCommand {
     @Option(help: "Held-out text.") var data: String
     @Option(help: "Positions to measure.") var tokens = 32_768
     @Option(help: "Prompts for greedy-continuation agreement.") var prompts = 16
-    @Option(help: ThreadOption.help) var threads: Int?
+    @OptionGroup var threading: ThreadOptions
     @Option(help: ArgumentHelp("The measured model's KV cache: f32 or f16 (default: f16 for an int8 model, f32 otherwise; the reference always has its default).",
                                valueName: "f32|f16")) var kvCache: KVCachePrecision?
     @Flag(help: "One JSON object instead of the table.") var json = false
 
     func validate() throws {
         if tokens < 1 || prompts < 0 { throw UsageError("--tokens must be at least 1 and --prompts not negative") }
-        try ThreadOption.validate(threads)
+        try threading.check()
     }
 
     func run() throws {
-        let threadCount = ThreadOption.resolve(threads)
+        let threadCount = threading.count
         let referenceModel = try Model(path: reference), candidateModel = try Model(path: model)
         guard referenceModel.tokenizer == candidateModel.tokenizer else {
             throw UsageError("\(model) and \(reference) have different tokenizers; their losses are not comparable")
@@ -151,29 +151,28 @@ struct BenchLatencyCommand: ParsableCommand {
         var decode: [Int: [String: [Double]]] = [:]
         for run in 0...runs {
             for t in threadCounts {
-                let start = Clock.seconds()
+                let start = MonotonicClock.seconds()
                 let loaded = try Model(path: model)
                 let session = Session(model: loaded, threads: t, kvCache: kvCache)
-                let loadTime = Clock.seconds() - start
+                let loadTime = MonotonicClock.seconds() - start
                 cachePrecision = session.kvCachePrecision.rawValue
                 let vocab = Int32(loaded.config.vocabSize)
                 func prompt(_ n: Int) -> [Int32] { (0..<n).map { Int32(($0 * 7 + 3) % Int(vocab)) } }
                 var measured: [(Int, Double)] = []
                 for length in usable {
                     session.reset()
-                    let t0 = Clock.seconds()
-                    let logits = try session.evaluate(prompt(length))
-                    _ = Sampler.argmax(logits)
-                    measured.append((length, Clock.seconds() - t0))
+                    let t0 = MonotonicClock.seconds()
+                    _ = try session.evaluate(prompt(length), borrowingLogits: Sampler.argmax)
+                    measured.append((length, MonotonicClock.seconds() - t0))
                 }
                 var speeds: [(String, Double)] = []
                 for (label, position) in positions {
                     session.reset()
-                    var token = Sampler.argmax(try session.evaluate(prompt(position)))
+                    var token = try session.evaluate(prompt(position), borrowingLogits: Sampler.argmax)
                     let steps = min(count, context - position)
-                    let t0 = Clock.seconds()
-                    for _ in 0..<steps { token = Sampler.argmax(try session.evaluate(token: token)) }
-                    speeds.append((label, Double(steps) / (Clock.seconds() - t0)))
+                    let t0 = MonotonicClock.seconds()
+                    for _ in 0..<steps { token = try session.evaluate(token: token, borrowingLogits: Sampler.argmax) }
+                    speeds.append((label, Double(steps) / (MonotonicClock.seconds() - t0)))
                 }
                 guard run > 0 else { continue }  // the warm-up
                 loads[t, default: []].append(loadTime * 1000)

@@ -4,7 +4,7 @@ import TFQImport
 import TFQFormat
 import TFQKernels
 #if canImport(Glibc)
-import Glibc
+@preconcurrency import Glibc  // stdout and stderr are mutable C globals
 #endif
 
 struct ExportCommand: ParsableCommand {
@@ -53,7 +53,7 @@ struct ExportCommand: ParsableCommand {
     @Flag(help: "Store every tensor raw.") var noZstd = false
     @Option(help: "Text for the quality report.") var evalData: String?
     @Option(help: "Positions the quality report covers.") var evalTokens = 32_768
-    @Option(help: ThreadOption.help) var threads: Int?
+    @OptionGroup var threading: ThreadOptions
     @Flag(help: "Print one JSON object instead of the table.") var json = false
     @Flag(help: "Write a GGUF file for llama.cpp instead: --int8 is Q8_0 (blocks of 32), --fp16 F16, --fp32 F32.") var gguf = false
 
@@ -85,12 +85,12 @@ struct ExportCommand: ParsableCommand {
             throw UsageError("\(flag) is for GPTQ, which --no-gptq turns off")
         }
         if evalTokens < 1 { throw UsageError("--eval-tokens must be at least 1") }
-        try ThreadOption.validate(threads)
+        try threading.check()
     }
 
     func run() throws {
         if gguf { return try runGGUF() }
-        var options = ExportOptions(precision: int8 ? .int8 : fp16 ? .fp16 : .fp32, threads: ThreadOption.resolve(threads))
+        var options = ExportOptions(precision: int8 ? .int8 : fp16 ? .fp16 : .fp32, threads: threading.count)
         options.groupSize = groupSize.value
         if let embedding { options.embedding = embedding }
         if let twoPassLayers { options.twoPassLayers = twoPassLayers }

@@ -4,7 +4,7 @@ import TFQFormat
 import TFQImport
 import TFQModel
 #if canImport(Glibc)
-import Glibc
+@preconcurrency import Glibc  // stdout and stderr are mutable C globals
 #endif
 
 /// `tfq import FORMAT …`: other tools' checkpoints → .tfq.

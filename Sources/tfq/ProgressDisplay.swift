@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+@preconcurrency import Glibc  // stdout and stderr are mutable C globals
 #endif
 import TFQTrain
 

@@ -5,7 +5,7 @@ import TFQKernels
 import TFQModel
 import TFQRuntime
 #if canImport(Glibc)
-import Glibc
+@preconcurrency import Glibc  // stdout and stderr are mutable C globals
 #endif
 
 struct RunCommand: ParsableCommand {
@@ -33,7 +33,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Sample among the k most likely tokens (0: all).") var topK = 0
     @Option(help: "Sample among the most likely tokens up to probability p.") var topP: Float = 1
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
-    @Option(help: ThreadOption.help) var threads: Int?
+    @OptionGroup var threading: ThreadOptions
     @Option(help: KVCacheOption.help) var kvCache: KVCachePrecision?
     @Option(help: ArgumentHelp("Refuse to run if the model and its session would need more than this (bytes, or with a K, M or G suffix; default: the memory the system has available).",
                                valueName: "SIZE")) var memoryLimit: String?
@@ -52,16 +52,16 @@ struct RunCommand: ParsableCommand {
         if !(temperature >= 0) || !temperature.isFinite { throw UsageError("--temperature must be 0 or more") }
         if topK < 0 { throw UsageError("--top-k must not be negative") }
         if !(topP > 0 && topP <= 1) { throw UsageError("--top-p must be in (0, 1]") }
-        try ThreadOption.validate(threads)
+        try threading.check()
         if let memoryLimit, ByteSize.parse(memoryLimit) == nil {
             throw UsageError("--memory-limit must be a positive size such as 512M or 2G (got '\(memoryLimit)')")
         }
     }
 
     func run() throws {
-        let start = Clock.seconds()
+        let start = MonotonicClock.seconds()
         let loaded = try Model(path: model, verify: verify)
-        let openSeconds = Clock.seconds() - start
+        let openSeconds = MonotonicClock.seconds() - start
 
         var promptTokens: [Int32]
         if let promptIds {
@@ -100,18 +100,18 @@ struct RunCommand: ParsableCommand {
         // Before the session starts its worker threads, so no other thread is running code
         // whose pages go; what decoding needs faults back in from the page cache.
         if !keepStartupPages { ProcessMemory.releaseCleanFilePages(keeping: [model]) }
-        let sessionStart = Clock.seconds()
-        let session = Session(model: loaded, threads: ThreadOption.resolve(threads), kvCache: kvCache, capacity: plan.positions)
-        let loadSeconds = openSeconds + (Clock.seconds() - sessionStart)
+        let sessionStart = MonotonicClock.seconds()
+        let session = Session(model: loaded, threads: threading.count, kvCache: kvCache, capacity: plan.positions)
+        let loadSeconds = openSeconds + (MonotonicClock.seconds() - sessionStart)
 
         var generated: [Int32] = []
         var output = ""
         var firstTokenAt = 0.0, prefillSeconds = 0.0
         let parameters = SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed)
-        let generationStart = Clock.seconds()
+        let generationStart = MonotonicClock.seconds()
         let reason = try session.generate(prompt: promptTokens, maxTokens: count, sampling: parameters, ignoringEndOfText: ignoreEos) { token, piece in
             if generated.isEmpty {
-                firstTokenAt = Clock.seconds()
+                firstTokenAt = MonotonicClock.seconds()
                 prefillSeconds = firstTokenAt - generationStart
             }
             generated.append(token)
@@ -122,7 +122,7 @@ struct RunCommand: ParsableCommand {
             }
             return true
         }
-        let end = Clock.seconds()
+        let end = MonotonicClock.seconds()
         if !json { print(""); fflush(stdout) }
         let decodeTokens = max(0, generated.count - 1)
         let decodeSeconds = end - firstTokenAt

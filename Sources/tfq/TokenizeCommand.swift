@@ -3,7 +3,7 @@ import FoundationEssentials
 import TFQFormat
 import TFQModel
 #if canImport(Glibc)
-import Glibc
+@preconcurrency import Glibc  // stdout and stderr are mutable C globals
 #endif
 
 struct TokenizeCommand: ParsableCommand {

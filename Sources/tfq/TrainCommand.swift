@@ -52,7 +52,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Evaluate every N steps (0: only at the end).") var evalEvery = 250
     @Option(help: "Validation batches per evaluation.") var evalBatches = 20
     @Option(help: "Checkpoint every N steps (0: only at the end).") var checkpointEvery = 500
-    @Option(help: ThreadOption.help) var threads: Int?
+    @OptionGroup var threading: ThreadOptions
     @Option(help: "Random seed.") var seed: UInt64 = 1337
     @Flag(help: "Continue the run saved in --out.") var resume = false
     @Flag(help: "Print one JSON object with the run's figures on stdout.") var json = false
@@ -69,12 +69,12 @@ struct TrainCommand: ParsableCommand {
 
     func validate() throws {
         if let problem = options.problem { throw UsageError(problem) }
-        try ThreadOption.validate(threads)
+        try threading.check()
     }
 
     func run() throws {
         try OutputPath.check(out)  // now, not after the run it would waste
-        let threadCount = ThreadOption.resolve(threads)
+        let threadCount = threading.count
         var checkpoint: TFQFile? = nil
         if resume {
             guard access(out, F_OK) == 0 else { throw TrainingError("\(out): no checkpoint to resume") }
@@ -124,20 +124,6 @@ struct TrainCommand: ParsableCommand {
 struct UsageError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
-}
-
-/// `--threads`: 1 to 256, default all online processors.
-enum ThreadOption {
-    /// All processors by default, even on a machine where other programs are running: the
-    /// pool's parts go to whichever thread is on a core, so a busy core costs little
-    /// (BENCHMARKS.md, "A busy board"), and free cores are used when they come back.
-    static let help = ArgumentHelp("Threads (default: all online processors; other busy programs cost little: the caller takes the parts of a thread that is off its core).")
-
-    static func validate(_ threads: Int?) throws {
-        if let threads, threads < 1 || threads > 256 { throw UsageError("--threads must be 1 to 256 (got \(threads))") }
-    }
-
-    static func resolve(_ threads: Int?) -> Int { threads ?? ThreadPool.availableProcessors }
 }
 
 extension Activation: ExpressibleByArgument {}

@@ -1,3 +1,4 @@
+import CTFQ
 import Foundation
 import Testing
 @testable import TFQCAPI
@@ -35,9 +36,10 @@ import TFQFormat
         done.signal()
         watch.wait()
         #expect(!hung, "tfq_model_open waited for a writer")
-        #expect(status == 2 && model == nil)
+        #expect(status == TFQ_ERROR_CANNOT_OPEN && model == nil)
         #expect(Self.lastError() == fifo + ": is not a regular file (a FIFO)")
-        #expect(tfq_model_open("/dev/zero", &model) == 2 && Self.lastError() == "/dev/zero: is not a regular file (a character device)")
+        #expect(tfq_model_open("/dev/zero", &model) == TFQ_ERROR_CANNOT_OPEN)
+        #expect(Self.lastError() == "/dev/zero: is not a regular file (a character device)")
     }
 
     /// A bit flipped in a weight: tfq_model_open takes the file, TFQ_OPEN_VERIFY refuses it.
@@ -48,55 +50,62 @@ import TFQFormat
         bytes[weight.offset + 100] ^= 0x10
         try bytes.write(to: URL(fileURLWithPath: damaged))
         var model: OpaquePointer?
-        #expect(tfq_model_open(damaged, &model) == 0)
+        #expect(tfq_model_open(damaged, &model) == TFQ_OK)
         tfq_model_close(model)
-        #expect(tfq_model_open_flags(damaged, 0, &model) == 0)
+        #expect(tfq_model_open_flags(damaged, 0, &model) == TFQ_OK)
         tfq_model_close(model)
         model = OpaquePointer(bitPattern: 0x10)
-        #expect(tfq_model_open_flags(damaged, 1, &model) == 2 && model == nil)
+        #expect(tfq_model_open_flags(damaged, TFQ_OPEN_VERIFY, &model) == TFQ_ERROR_FILE && model == nil)
         #expect(Self.lastError() == damaged + ": tensor 'blocks.1.attn.proj.weight': checksum mismatch (corrupt data)")
-        #expect(tfq_model_open_flags(CAPITests.model, 1, &model) == 0 && model != nil)
+        #expect(tfq_model_open_flags(CAPITests.model, TFQ_OPEN_VERIFY, &model) == TFQ_OK && model != nil)
         tfq_model_close(model)
-        #expect(tfq_model_open_flags(CAPITests.model, 6, &model) == 1 && model == nil)
+        #expect(tfq_model_open_flags(CAPITests.model, TFQ_OPEN_VERIFY | TFQ_OPEN_COPY, &model) == TFQ_OK && model != nil)
+        tfq_model_close(model)
+        #expect(tfq_model_open_flags(CAPITests.model, 6, &model) == TFQ_ERROR_INVALID_ARGUMENT && model == nil)
         #expect(Self.lastError() == "tfq_model_open_flags: unknown flags 0x4")
-        #expect(tfq_model_open_flags(nil, 1, &model) == 1)
+        #expect(tfq_model_open_flags(nil, TFQ_OPEN_VERIFY, &model) == TFQ_ERROR_INVALID_ARGUMENT)
     }
 
     @Test func generatedIsZeroAfterEveryError() throws {
         var model: OpaquePointer?, session: OpaquePointer?
-        #expect(tfq_model_open(CAPITests.model, &model) == 0)
-        #expect(tfq_session_new(model, 1, &session) == 0)
+        #expect(tfq_model_open(CAPITests.model, &model) == TFQ_OK)
+        #expect(tfq_session_new(model, 1, &session) == TFQ_OK)
         let token: [Int32] = [1]
         var generated: Int32 = 77
-        for call in [{ tfq_generate(nil, token, 1, 3, nil, nil, nil, &generated) },
-                     { tfq_generate(model, token, 1, 3, nil, nil, nil, &generated) },   // a model is not a session
-                     { tfq_generate(session, nil, 1, 3, nil, nil, nil, &generated) },
-                     { tfq_generate(session, token, 1, -1, nil, nil, nil, &generated) }] {
+        let invalid: [() -> tfq_status] = [{ tfq_generate(nil, token, 1, 3, nil, nil, nil, &generated) },
+                                           { tfq_generate(model, token, 1, 3, nil, nil, nil, &generated) },   // a model is not a session
+                                           { tfq_generate(session, nil, 1, 3, nil, nil, nil, &generated) },
+                                           { tfq_generate(session, token, 1, -1, nil, nil, nil, &generated) }]
+        for call in invalid {
             generated = 77
-            #expect(call() == 1 && generated == 0)
+            #expect(call() == TFQ_ERROR_INVALID_ARGUMENT && generated == 0)
         }
+        generated = 77
+        #expect(tfq_generate(session, token, 0, 3, nil, nil, nil, &generated) == TFQ_ERROR_NO_TOKENS && generated == 0)
+        generated = 77
+        #expect(tfq_generate(session, [-1], 1, 3, nil, nil, nil, &generated) == TFQ_ERROR_INVALID_TOKEN && generated == 0)
         tfq_session_free(session)
         tfq_model_close(model)
     }
 
     @Test func countsTooLarge() throws {
         var model: OpaquePointer?, session: OpaquePointer?
-        #expect(tfq_model_open(CAPITests.model, &model) == 0)
-        #expect(tfq_session_new(model, 1, &session) == 0)
+        #expect(tfq_model_open(CAPITests.model, &model) == TFQ_OK)
+        #expect(tfq_session_new(model, 1, &session) == TFQ_OK)
         var logits = [Float](repeating: 0, count: 1024)
         let token: [Int32] = [1]
         // size_t values above Int.max (SIZE_MAX is -1 as a Swift Int).
-        #expect(tfq_session_eval(session, token, -1, &logits, logits.count) == 1)
+        #expect(tfq_session_eval(session, token, -1, &logits, logits.count) == TFQ_ERROR_INVALID_ARGUMENT)
         #expect(Self.lastError() == "tfq_session_eval: count \(UInt.max) is too large")
         var generated: Int32 = 77
-        #expect(tfq_generate(session, token, -1, 3, nil, nil, nil, &generated) == 1 && generated == 0)
+        #expect(tfq_generate(session, token, -1, 3, nil, nil, nil, &generated) == TFQ_ERROR_INVALID_ARGUMENT && generated == 0)
         #expect(Self.lastError() == "tfq_generate: prompt_count \(UInt.max) is too large")
         // Counts larger than the array and than the context: refused before the array is
         // read (copying 2^40 tokens from a one-token array would read far past it).
-        #expect(tfq_session_eval(session, token, 1 << 40, &logits, logits.count) == 4)
+        #expect(tfq_session_eval(session, token, 1 << 40, &logits, logits.count) == TFQ_ERROR_CONTEXT_FULL)
         #expect(Self.lastError() == "tfq_session_eval: \(1 << 40) tokens do not fit in the session's context of 64")
         generated = 77
-        #expect(tfq_generate(session, token, 1 << 40, 3, nil, nil, nil, &generated) == 4 && generated == 0)
+        #expect(tfq_generate(session, token, 1 << 40, 3, nil, nil, nil, &generated) == TFQ_ERROR_CONTEXT_FULL && generated == 0)
         tfq_session_free(session)
         tfq_model_close(model)
     }
@@ -110,30 +119,30 @@ import TFQFormat
         try FileManager.default.copyItem(atPath: CAPITests.model, toPath: mapped)
         try FileManager.default.copyItem(atPath: CAPITests.model, toPath: copied)
         var a: OpaquePointer?, b: OpaquePointer?, sa: OpaquePointer?, sb: OpaquePointer?
-        #expect(tfq_model_open(mapped, &a) == 0 && tfq_model_open_flags(copied, 2, &b) == 0)
-        #expect(tfq_session_new(a, 2, &sa) == 0 && tfq_session_new(b, 2, &sb) == 0)
+        #expect(tfq_model_open(mapped, &a) == TFQ_OK && tfq_model_open_flags(copied, TFQ_OPEN_COPY, &b) == TFQ_OK)
+        #expect(tfq_session_new(a, 2, &sa) == TFQ_OK && tfq_session_new(b, 2, &sb) == TFQ_OK)
         let prompt: [Int32] = [1, 2, 3]
         // Collects the generated ids into the [Int32] that user_data points to.
-        let collect: TokenCallback = { token, _, _, user in
+        let collect: tfq_token_callback = { token, _, _, user in
             user!.assumingMemoryBound(to: [Int32].self).pointee.append(token)
             return 0
         }
         var generated: Int32 = 0
         // `&array` would pass the elements' address: the callback needs the Array itself.
-        func generate(_ session: OpaquePointer?) -> (status: Int32, tokens: [Int32]) {
+        func generate(_ session: OpaquePointer?) -> (status: tfq_status, tokens: [Int32]) {
             var tokens: [Int32] = []
             let status = withUnsafeMutablePointer(to: &tokens) { tfq_generate(session, prompt, 3, 8, nil, collect, $0, &generated) }
             return (status, tokens)
         }
         let before = generate(sa)
-        #expect(before.status == 0 && generated == 8 && before.tokens.count == 8)
+        #expect(before.status == TFQ_OK && generated == 8 && before.tokens.count == 8)
         #expect(truncate(mapped, 0) == 0 && truncate(copied, 0) == 0)
-        #expect(tfq_session_reset(sa) == 0 && tfq_session_reset(sb) == 0)
+        #expect(tfq_session_reset(sa) == TFQ_OK && tfq_session_reset(sb) == TFQ_OK)
         let failed = generate(sa)
-        #expect(failed.status == 2 && generated == 0 && failed.tokens.isEmpty)
+        #expect(failed.status == TFQ_ERROR_FILE && generated == 0 && failed.tokens.isEmpty)
         #expect(Self.lastError() == mapped + " was truncated while in use; the result is discarded (reopen the model)")
         let after = generate(sb)
-        #expect(after.status == 0 && generated == 8)
+        #expect(after.status == TFQ_OK && generated == 8)
         #expect(after.tokens == before.tokens)
         tfq_session_free(sa); tfq_session_free(sb); tfq_model_close(a); tfq_model_close(b)
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TFQTestSupport
 @testable import TFQFormat
 
 /// formats/testdata: small files made by our writer, with the values they must decode to.
@@ -141,7 +142,8 @@ import Testing
         }
     }
 
-    @Test func pythonReaderDecodesTheExpectedValues() throws {
+    @Test(.enabled(if: Python.hasNumpy, "python3 with numpy is needed to run tools/tfq_read.py"))
+    func pythonReaderDecodesTheExpectedValues() throws {
         let expected = try JSONDecoder().decode([Vector].self, from: Data(contentsOf: Self.directory.appendingPathComponent("expected.json")))
         for vector in expected {
             let process = Process()

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 @testable import TFQKernels
+@testable import TFQTrainKernels
 
 /// Deterministic values in [-1, 1).
 func randomFloats(_ count: Int, seed: UInt64) -> [Float] {

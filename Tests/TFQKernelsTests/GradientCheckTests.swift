@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import TFQKernels
+@testable import TFQTrainKernels
 
 /// Finite-difference checks of every backward kernel: for a random projection
 /// L = Σ r·f(x), the analytic ∂L/∂x must match (L(x + h) − L(x − h)) / 2h.

@@ -83,9 +83,9 @@ enum Fixture {
 }
 
 @Suite(.serialized) struct RuntimeTests {
-    static func relativeError(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>) -> Double {
+    static func relativeError(_ a: some Collection<Float>, _ b: some Collection<Float>) -> Double {
         var difference = 0.0, norm = 0.0
-        for i in 0..<a.count { difference += pow(Double(a[i]) - Double(b[i]), 2); norm += pow(Double(b[i]), 2) }
+        for (x, y) in zip(a, b) { difference += pow(Double(x) - Double(y), 2); norm += pow(Double(y), 2) }
         return (difference / norm).squareRoot()
     }
 
@@ -425,13 +425,14 @@ enum Fixture {
     @Test func sessionsOnOneModelFromManyThreads() throws {
         let model = try Model(path: GoldenOutputTests.fixtures.appendingPathComponent("golden.int8.tfq").path)
         let prompts = ["the king", "a dog", "our queen", "my friend", "the cat", "the moon"].map { try! model.tokenizer.encode($0) }
-        func generate(_ prompt: [Int32], threads: Int) throws -> [Int32] {
+        @Sendable func generate(_ prompt: [Int32], threads: Int) throws -> [Int32] {
             var tokens: [Int32] = []
             try Session(model: model, threads: threads).generate(prompt: prompt, maxTokens: 40) { t, _ in tokens.append(t); return true }
             return tokens
         }
         let expected = try prompts.map { try generate($0, threads: 1) }
-        let results = UnsafeMutableBufferPointer<[Int32]>.allocate(capacity: prompts.count * 3)
+        // Each iteration writes its own element only.
+        nonisolated(unsafe) let results = UnsafeMutableBufferPointer<[Int32]>.allocate(capacity: prompts.count * 3)
         results.initialize(repeating: [])
         defer { results.deallocate() }
         DispatchQueue.concurrentPerform(iterations: prompts.count * 3) { i in
@@ -458,6 +459,45 @@ enum Fixture {
         }
         #expect(streamed == expected)
         #expect(text == model.tokenizer.decode(expected))
+    }
+}
+
+/// Generation that stops in the middle of a character split across byte tokens hands out
+/// the held-back bytes (as U+FFFD) with its last token, in both generation APIs.
+@Suite struct UnfinishedCharacterTests {
+    /// An untrained model over bytes: sampled, it produces lead bytes of multi-byte characters.
+    static let model: Model = {
+        var options = TrainingOptions()
+        options.layers = 1; options.heads = 2; options.dim = 16; options.context = 64; options.batch = 2
+        options.steps = 0; options.evalEvery = 0; options.evalBatches = 1; options.tokenizer = .byte
+        let checkpoint = Fixture.directory.appendingPathComponent("bytes.ckpt.tfq").path
+        let data = try! Corpus(path: Fixture.corpus, validationPath: nil, tokenizer: .byte)
+        _ = try! Trainer(options: options, corpus: data, checkpointPath: checkpoint, threads: 1).run()
+        let (path, _) = try! Fixture.export(.fp32, from: checkpoint)
+        return try! Model(path: path)
+    }()
+    static let sampling = SamplingParameters(temperature: 1, seed: 7)
+
+    @Test func theLastTokenCarriesAnUnfinishedCharacter() async throws {
+        let prompt: [Int32] = [116, 104, 101]  // "the"
+        var all: [Int32] = []
+        try Session(model: Self.model, threads: 1).generate(prompt: prompt, maxTokens: 60, sampling: Self.sampling) { t, _ in
+            all.append(t); return true
+        }
+        // The first token that opens a multi-byte character: stop right after it.
+        let cut = try #require(all.firstIndex { $0 >= 0xC2 && $0 <= 0xF4 })
+        var texts: [String] = []
+        let reason = try Session(model: Self.model, threads: 1).generate(prompt: prompt, maxTokens: cut + 1, sampling: Self.sampling) { _, text in
+            texts.append(text); return true
+        }
+        #expect(reason == .length && texts.count == cut + 1)
+        #expect(texts.last?.hasSuffix("\u{FFFD}") == true, "\(texts)")
+        #expect(texts.joined() == String(decoding: all[...cut].map { UInt8($0) }, as: UTF8.self))
+        var streamed: [String] = []
+        for try await token in Session(model: Self.model, threads: 1).tokens(prompt: prompt, maxTokens: cut + 1, sampling: Self.sampling) {
+            streamed.append(token.text)
+        }
+        #expect(streamed == texts)
     }
 }
 

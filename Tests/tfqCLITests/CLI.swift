@@ -12,10 +12,10 @@ enum CLI {
         var timedOut = false
     }
 
-    /// The `tfq` binary next to this test bundle in the build folder.
-    static var executable: URL {
+    /// A program of the package (`tfq` by default) next to this test bundle in the build folder.
+    static func executable(_ program: String = "tfq") -> URL {
         let bundle = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        return bundle.deletingLastPathComponent().appendingPathComponent("tfq")
+        return bundle.deletingLastPathComponent().appendingPathComponent(program)
     }
 
     /// Runs `tfq arguments`. With a `timeout`, a child still running after that many seconds
@@ -24,9 +24,9 @@ enum CLI {
     /// run never comes near it.
     @discardableResult
     static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil,
-                    timeout: Double? = nil) throws -> Result {
+                    timeout: Double? = nil, program: String = "tfq") throws -> Result {
         let process = Process()
-        process.executableURL = executable
+        process.executableURL = executable(program)
         process.arguments = arguments
         if let environment { process.environment = environment }
         let out = Pipe(), err = Pipe(), input = Pipe()

@@ -130,6 +130,19 @@ import TFQFormat
     }
 }
 
+/// tools/examples/swift: an app that links the TFQRuntime library alone.
+@Suite struct SwiftExampleTests {
+    @Test func anAppLinkingOnlyTheRuntimePrintsWhatTfqRunPrints() throws {
+        let expected = try CLI.run(["run", BenchCommandTests.golden, "--prompt", "the king", "-n", "40"])
+        let example = try CLI.run([BenchCommandTests.golden, "the king", "40"], program: "tfq-swift-example")
+        #expect(expected.status == 0 && example.status == 0, "\(example.stderr)")
+        #expect(example.stdout == expected.stdout && expected.stdout.count > 40)
+        #expect(example.stderr == "40 tokens, stopped: length\n")
+        let missing = try CLI.run(["/no/such/model.tfq"], program: "tfq-swift-example")
+        #expect(missing.status == 1 && missing.stdout.isEmpty && missing.stderr.contains("/no/such/model.tfq"))
+    }
+}
+
 @Suite struct BenchCommandTests {
     static let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("TFQRuntimeTests/Fixtures/golden.int8.tfq").path

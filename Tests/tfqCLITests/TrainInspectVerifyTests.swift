@@ -93,7 +93,7 @@ import TFQFormat
         let corpus = try Self.corpus(in: directory)
         let out = directory.appendingPathComponent("run.tfq").path
         let process = Process()
-        process.executableURL = CLI.executable
+        process.executableURL = CLI.executable()
         process.arguments = ["train", "--data", corpus, "--out", out, "--steps", "1000000", "--checkpoint-every", "0"] + Self.small
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds libtfq.so and the C example, then checks that the C and Python (ctypes) examples
-# print exactly what `tfq run` prints for the same model and prompt (greedy).
+# print exactly what `tfq run` prints for the same model and prompt (greedy), that tfq.h and
+# a program calling all of it pass strict C compilers and the sanitizers (check_c_api.sh),
+# and that two processes share a mapped model's pages.
 #   tools/examples/run.sh [TFQ_SCRATCH=...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,7 +12,7 @@ bin=$(dirname "$tfq")
 lib="$bin/c-api"
 mkdir -p "$lib"
 cp "$bin/libtfq-c.so" "$lib/libtfq.so"
-cc -O2 -Wall -Werror -std=c11 tools/examples/c/generate.c -I include -L "$lib" -ltfq -Wl,-rpath,"$lib" -o "$lib/generate"
+cc -O2 -std=c11 -Wall -Wextra -Werror -pedantic tools/examples/c/generate.c -I include -L "$lib" -ltfq -Wl,-rpath,"$lib" -o "$lib/generate"
 
 model=Tests/TFQRuntimeTests/Fixtures/golden.int8.tfq
 prompt="the king"
@@ -20,6 +22,8 @@ from_python=$(python3 tools/examples/python/generate.py "$lib/libtfq.so" "$model
 [ "$from_c" = "$expected" ] || { echo "C example differs from tfq run:"; echo "$from_c"; echo "---"; echo "$expected"; exit 1; } >&2
 [ "$from_python" = "$expected" ] || { echo "Python example differs from tfq run:"; echo "$from_python"; echo "---"; echo "$expected"; exit 1; } >&2
 echo "examples: C and Python output equal tfq run's greedy output (2 passed, 0 failed)"
+
+tools/examples/check_c_api.sh "$lib" "$model" "$prompt"
 
 # Shared, not copied: a raw int8 model of a few MB, opened by two processes.
 big="$lib/shared.ckpt.tfq"

@@ -10,6 +10,12 @@
 
 #include "tfq.h"
 
+/* Reports a failed call: the message of tfq_last_error() and the status's name. */
+static int fail(tfq_status status) {
+    fprintf(stderr, "error: %s (%s)\n", tfq_last_error(), tfq_status_name(status));
+    return 1;
+}
+
 static int print_piece(int32_t token, const char *text, size_t length, void *user_data) {
     (void)token;
     (void)user_data;
@@ -23,33 +29,24 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s MODEL PROMPT N\n", argv[0]);
         return 2;
     }
+    tfq_status status;
     tfq_model *model = NULL;
-    if (tfq_model_open(argv[1], &model) != TFQ_OK) {
-        fprintf(stderr, "error: %s\n", tfq_last_error());
-        return 1;
-    }
+    if ((status = tfq_model_open(argv[1], &model)) != TFQ_OK) return fail(status);
     tfq_model_info info;
     tfq_model_get_info(model, &info);
 
     size_t count = 0;
     size_t length = strlen(argv[2]);
     int32_t *prompt = malloc(sizeof(int32_t) * (length + 1));
-    if (tfq_tokenize(model, argv[2], length, prompt, length + 1, &count) != TFQ_OK) {
-        fprintf(stderr, "error: %s\n", tfq_last_error());
-        return 1;
-    }
+    if ((status = tfq_tokenize(model, argv[2], length, prompt, length + 1, &count)) != TFQ_OK) return fail(status);
 
     tfq_session *session = NULL;
-    if (tfq_session_new(model, 1, &session) != TFQ_OK) {
-        fprintf(stderr, "error: %s\n", tfq_last_error());
-        return 1;
-    }
+    if ((status = tfq_session_new(model, 1, &session)) != TFQ_OK) return fail(status);
     tfq_model_close(model); /* the session keeps the model alive */
 
     int32_t generated = 0;
-    if (tfq_generate(session, prompt, count, atoi(argv[3]), NULL, print_piece, NULL, &generated) != TFQ_OK) {
-        fprintf(stderr, "error: %s\n", tfq_last_error());
-        return 1;
+    if ((status = tfq_generate(session, prompt, count, atoi(argv[3]), NULL, print_piece, NULL, &generated)) != TFQ_OK) {
+        return fail(status);
     }
     printf("\n");
     fprintf(stderr, "tfq %s: %d tokens from a %d-token prompt (vocab %d, %s)\n", tfq_version(), generated, (int)count,

@@ -19,6 +19,8 @@ def load(path):
     lib = ctypes.CDLL(path)
     lib.tfq_version.restype = ctypes.c_char_p
     lib.tfq_last_error.restype = ctypes.c_char_p
+    lib.tfq_status_name.restype = ctypes.c_char_p
+    lib.tfq_status_name.argtypes = [ctypes.c_int]
     lib.tfq_model_open.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
     lib.tfq_model_close.argtypes = [ctypes.c_void_p]
     lib.tfq_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t,
@@ -31,8 +33,8 @@ def load(path):
 
 
 def check(lib, status):
-    if status != 0:
-        sys.exit(f"error: {lib.tfq_last_error().decode()}")
+    if status != 0:  # TFQ_OK
+        sys.exit(f"error: {lib.tfq_last_error().decode()} ({lib.tfq_status_name(status).decode()})")
 
 
 def main():
@@ -61,7 +63,7 @@ def main():
     lib.tfq_session_free(session)
     lib.tfq_model_close(model)
     # A closed handle is an error, not a crash.
-    assert lib.tfq_session_new(model, 1, ctypes.byref(session)) == 1
+    assert lib.tfq_session_new(model, 1, ctypes.byref(session)) == 1  # TFQ_ERROR_INVALID_ARGUMENT
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 import Foundation
 import Testing
+import TFQTestSupport
 import TFQFormat
 import TFQKernels
-@testable import TFQModel
+import TFQTrainKernels
+import TFQModel
+@testable import TFQTrain
 
 /// The Swift model against tools/reference.py (numpy, float64) on the same weights: loss,
 /// logits and every gradient within 1e-4 relative error.
@@ -34,7 +37,7 @@ import TFQKernels
         ModelConfig(vocabSize: 9, contextLength: 6, layers: 2, heads: 4, dim: 16, ffDim: 32, activation: .gelu, tieEmbeddings: true, bias: false),
     ]
 
-    @Test(arguments: configs)
+    @Test(.enabled(if: Python.hasNumpy, "python3 with numpy is needed to run tools/reference.py"), arguments: configs)
     func matchesTheNumpyReference(config: ModelConfig) throws {
         let model = Self.tinyModel(config, seed: 3)
         let (batch, length) = (3, config.contextLength - 1)

@@ -1,3 +1,4 @@
+import TFQKernels
 /// Multi-head causal self-attention: per head h, Y_h = softmax(Q_h K_hᵀ / √d_k, causal) V_h.
 ///
 /// Works on the fused projection `qkv` [batch·T × 3·dim] (Q, K, V side by side in each row)
@@ -113,28 +114,5 @@ public struct CausalAttention {
                 }
             }
         }
-    }
-}
-
-/// Numerically safe softmax over a row, vectorized.
-public enum Softmax {
-    @inline(__always)
-    public static func inPlace(_ row: UnsafeMutablePointer<Float>, count: Int) {
-        typealias V = FastMath.V
-        var maximum = -Float.infinity
-        for j in 0..<count { maximum = max(maximum, row[j]) }
-        let shift = V(repeating: maximum)
-        var total: Float = 0
-        var j = 0
-        let raw = UnsafeMutableRawPointer(row)
-        while j + 8 <= count {
-            let e = FastMath.exp(raw.loadUnaligned(fromByteOffset: j * 4, as: V.self) - shift)
-            raw.storeBytes(of: e, toByteOffset: j * 4, as: V.self)
-            total += e.sum()
-            j += 8
-        }
-        while j < count { let e = FastMath.exp(row[j] - maximum); row[j] = e; total += e; j += 1 }
-        let inverse = 1 / total
-        for j in 0..<count { row[j] *= inverse }
     }
 }

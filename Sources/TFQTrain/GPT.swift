@@ -1,4 +1,7 @@
+import TFQFormat
 import TFQKernels
+import TFQTrainKernels
+import TFQModel
 
 /// The seed's transformer, for training: a flat fp32 parameter buffer with named views,
 /// a gradient buffer of the same layout, and hand-written forward and backward passes.
@@ -77,15 +80,17 @@ public final class GPT {
     public func initialize(seed: UInt64) {
         var random = Xoshiro256(seed: seed)
         let residualStd = 0.02 / (2 * Double(config.layers)).squareRoot()
+        let blocks = (0..<config.layers).map(TensorName.Block.init)
+        let gains = Set(blocks.flatMap { [$0.ln1Weight, $0.ln2Weight] } + [TensorName.finalNormWeight])
+        let residualProjections = Set(blocks.flatMap { [$0.projWeight, $0.downWeight] })
         for tensor in layout.tensors {
             let values = parameters.baseAddress! + tensor.offset
-            if tensor.name.hasSuffix("ln1.weight") || tensor.name.hasSuffix("ln2.weight") || tensor.name == "ln_f.weight" {
+            if gains.contains(tensor.name) {
                 values.update(repeating: 1, count: tensor.count)
             } else if !tensor.isMatrix {
                 values.update(repeating: 0, count: tensor.count)
             } else {
-                let residual = tensor.name.hasSuffix("attn.proj.weight") || tensor.name.hasSuffix("ffn.down.weight")
-                let std = residual ? residualStd : 0.02
+                let std = residualProjections.contains(tensor.name) ? residualStd : 0.02
                 for i in 0..<tensor.count { values[i] = Float(random.nextGaussian() * std) }
             }
         }
@@ -144,12 +149,12 @@ public final class GPT {
             holdsBackReplicaOnce = nil
         }
         exchange.beginRound()
-        let start = Clock.seconds()
+        let start = MonotonicClock.seconds()
         let fastest = replicaSeconds.withUnsafeMutableBufferPointer { seconds in
             func run(_ replica: Int) {
-                let start = Clock.seconds()
+                let start = MonotonicClock.seconds()
                 body(replicas[replica])
-                seconds[replica] = Clock.seconds() - start
+                seconds[replica] = MonotonicClock.seconds() - start
             }
             if sideBySide {
                 replicaPool.runOfferingWorkers { thread in exchange.runParticipants(thread: thread, run) }
@@ -159,7 +164,7 @@ public final class GPT {
             return seconds.min() ?? 0
         }
         if recording {
-            schedule.record(sideBySide: sideBySide, wall: Clock.seconds() - start, fastestReplica: fastest, replicas: replicas.count)
+            schedule.record(sideBySide: sideBySide, wall: MonotonicClock.seconds() - start, fastestReplica: fastest, replicas: replicas.count)
             // The step's other kernels (summing the gradients, the optimizer) follow suit.
             pool.runsAlone = !schedule.sideBySide
         }
@@ -248,5 +253,31 @@ public final class GPT {
         guard dropout > 0 else { return nil }
         dropoutStep &+= 1
         return DropoutMask(rate: dropout, step: dropoutStep)
+    }
+}
+
+extension GPT {
+    /// Writes every parameter as an f32 tensor under its formats/tfq.md name.
+    public func writeParameters(to writer: TFQWriter, prefix: String = "", from buffer: UnsafeBufferPointer<Float>? = nil,
+                                compression: TensorCompression = .none) throws {
+        let source = buffer ?? UnsafeBufferPointer(parameters)
+        for tensor in layout.tensors {
+            let values = UnsafeBufferPointer(rebasing: source[tensor.offset..<(tensor.offset + tensor.count)])
+            try writer.add(name: prefix + tensor.name, shape: tensor.shape, floats: values, compression: compression)
+        }
+    }
+
+    /// Reads every parameter (f32, f16 or q8, dequantized) from `file` into `buffer`
+    /// (the parameters by default), checking names and shapes.
+    public func readParameters(from file: TFQFile, prefix: String = "", into buffer: UnsafeMutableBufferPointer<Float>? = nil) throws {
+        let target = buffer ?? parameters
+        for tensor in layout.tensors {
+            let name = prefix + tensor.name
+            guard let info = file.info(name) else { throw TFQFormatError(file: file.path, tensor: name, .missingTensor) }
+            guard info.shape == tensor.shape else {
+                throw TFQFormatError(file: file.path, tensor: name, .badTensor("has shape \(info.shape), the config needs \(tensor.shape)"))
+            }
+            (target.baseAddress! + tensor.offset).update(from: file.floats(info), count: tensor.count)
+        }
     }
 }

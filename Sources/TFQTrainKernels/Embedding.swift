@@ -1,3 +1,4 @@
+import TFQKernels
 /// Token plus position embedding: x[n] = tokens[id[n]] + positions[n mod T].
 public enum Embedding {
     public static func forward(ids: UnsafePointer<Int32>, tokenTable: UnsafePointer<Float>, positionTable: UnsafePointer<Float>,

@@ -1,4 +1,6 @@
 import TFQKernels
+import TFQTrainKernels
+import TFQModel
 
 /// Every buffer one training step needs for a batch of `batch × length` tokens, allocated
 /// once: the forward pass keeps what the backward pass reads, and nothing is allocated per step.

@@ -1,3 +1,4 @@
+import TFQKernels
 /// Parameter updates over contiguous ranges of a flat parameter buffer.
 public enum Optimizer {
     /// AdamW (decoupled weight decay): m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;

@@ -1,3 +1,4 @@
+import TFQKernels
 #if canImport(Glibc)
 import Glibc
 #endif

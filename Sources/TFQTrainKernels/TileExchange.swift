@@ -1,25 +1,8 @@
+import TFQKernels
 import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// One (column block, k block) pass of a GEMM after B is packed: everything a thread needs
-/// to compute any of its row tiles (``GEMM/multiplyTile(_:tile:packA:)``). Plain values
-/// and pointers only (`BitwiseCopyable` makes the compiler hold it to that): helpers copy
-/// it while its owner may be rewriting it, and use the copy only if the posting was not
-/// closed in between (see ``TileExchange``).
-struct TileBlock: BitwiseCopyable {
-    var m: Int, n: Int, k: Int
-    var a: MatrixView
-    var packedB: UnsafeMutablePointer<Float>
-    var c: UnsafeMutablePointer<Float>
-    var ldc: Int
-    var pc: Int, kc: Int, jc: Int
-    var panels: Int
-    var overwrite: Bool
-    var zeros: Triangle
-    var tiles: Int
-}
 
 /// Lets threads that run their own sequences of single-threaded GEMMs (the training
 /// replicas) lend each other idle time. The participants' work is claimed, not assigned:
@@ -42,7 +25,7 @@ struct TileBlock: BitwiseCopyable {
 /// block) in between. The owner closes a posting only when every tile is done, helpers'
 /// included. (The copy is a deliberate race, the standard sequence-lock read: a race
 /// detector will report it.)
-public final class TileExchange: @unchecked Sendable {
+public final class TileExchange: TileSharing, @unchecked Sendable {
     public let participants: Int
     /// Per participant, apart from everything else: the posting's state word, the count of
     /// tiles finished by helpers and the owner's generation in one line; the count of tiles
@@ -74,7 +57,7 @@ public final class TileExchange: @unchecked Sendable {
             (base + Self.lineBytes).bindMemory(to: Atomic<Int>.self, capacity: 1).initialize(to: Atomic(0))
             (base + Self.blockOffset).bindMemory(to: TileBlock.self, capacity: 1)
         }
-        helperScratch = (0..<participants).map { _ in AlignedMemory.floats(GEMM.kc * GEMM.mr) }
+        helperScratch = (0..<participants).map { _ in AlignedMemory.floats(GEMM.packedASliverFloats) }
     }
 
     deinit {
@@ -180,7 +163,7 @@ public final class TileExchange: @unchecked Sendable {
     }
 
     /// Computes every tile of `block`, with help from finished participants.
-    func run(_ block: TileBlock, participant: Int, packA: UnsafeMutablePointer<Float>) {
+    public func run(_ block: TileBlock, participant: Int, packA: UnsafeMutablePointer<Float>) {
         let state = state(participant), doneByHelpers = doneByHelpers(participant), generation = generation(participant)
         self.block(participant).pointee = block
         doneByHelpers.pointee.store(0, ordering: .relaxed)

@@ -2,22 +2,10 @@
 import Glibc
 #endif
 
-/// Monotonic time for throughput and latency figures.
-public enum Clock {
-    public static func seconds() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) * 1e-9
-    }
-}
-
 /// This process's memory, as the kernel counts it.
 public enum ProcessMemory {
     /// Peak resident set size (VmHWM), in bytes; 0 where /proc is unavailable.
     public static func peakResidentBytes() -> Int { statusField("VmHWM:") }
-
-    /// Current resident set size (VmRSS), in bytes.
-    public static func residentBytes() -> Int { statusField("VmRSS:") }
 
     /// Bytes of physical memory.
     public static var physicalBytes: Int {

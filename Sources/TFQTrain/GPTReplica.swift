@@ -1,4 +1,6 @@
 import TFQKernels
+import TFQTrainKernels
+import TFQModel
 
 /// One slice of a training batch, run forward and backward on a thread group of its own.
 ///
@@ -209,4 +211,15 @@ struct DropoutMask {
             for i in range { values[i] = hashUniform(key, UInt64(firstIndex + i)) < keep ? values[i] * scale : 0 }
         }
     }
+}
+
+/// A uniform value in [0, 1) from a counter: the same on every thread and in every run,
+/// so dropout masks need no stored state and no shared generator.
+@inline(__always)
+func hashUniform(_ a: UInt64, _ b: UInt64) -> Float {
+    var z = a &* 0x9E37_79B9_7F4A_7C15 ^ b &+ 0x632B_E59B_D9B4_E019
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    z ^= z >> 31
+    return Float(z >> 40) / Float(1 << 24)
 }
