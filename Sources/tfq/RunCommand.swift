@@ -114,7 +114,8 @@ struct RunCommand: ParsableCommand {
                 firstTokenAt = MonotonicClock.seconds()
                 prefillSeconds = firstTokenAt - generationStart
             }
-            generated.append(token)
+            // The stop token comes only to carry an unfinished character's U+FFFD: text, not an id.
+            if ignoreEos || token != loaded.tokenizer.stopToken { generated.append(token) }
             output += piece
             if !json && !piece.isEmpty {
                 fputs(piece, stdout)
