@@ -14,9 +14,13 @@ import TFQRuntime
 /// Written once, then only read by C callers.
 nonisolated(unsafe) private let versionString: UnsafeMutablePointer<CChar> = strdup(TFQVersion.string)!
 
+/// C's `tfq_version` (contract in include/tfq.h): ``TFQVersion/string``, copied once into
+/// memory that is never freed.
 @_cdecl("tfq_version")
 public func tfq_version() -> UnsafePointer<CChar>? { UnsafePointer(versionString) }
 
+/// C's `tfq_last_error` (contract in include/tfq.h): the calling thread's message, kept in
+/// thread-specific storage by `LastError`.
 @_cdecl("tfq_last_error")
 public func tfq_last_error() -> UnsafePointer<CChar>? { LastError.current }
 
@@ -27,11 +31,14 @@ enum OpenFlag {
     static let all = verify | copy
 }
 
+/// C's `tfq_model_open` (contract in include/tfq.h): `tfq_model_open_flags` with no flags.
 @_cdecl("tfq_model_open")
 public func tfq_model_open(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> tfq_status {
     openModel(path, flags: 0, out, function: "tfq_model_open")
 }
 
+/// C's `tfq_model_open_flags` (contract in include/tfq.h): a ``Model`` behind a new handle
+/// (`Handles`); the flags map to its `verify` and `copyIntoMemory`.
 @_cdecl("tfq_model_open_flags")
 public func tfq_model_open_flags(_ path: UnsafePointer<CChar>?, _ flags: UInt32, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> tfq_status {
     openModel(path, flags: flags, out, function: "tfq_model_open_flags")
@@ -53,11 +60,15 @@ private func openModel(_ path: UnsafePointer<CChar>?, flags: UInt32, _ out: Unsa
     }
 }
 
+/// C's `tfq_model_close` (contract in include/tfq.h): drops the handle's reference; each
+/// session holds its own reference to the model, so sessions outlive the handle. A closed or
+/// unknown handle is ignored.
 @_cdecl("tfq_model_close")
 public func tfq_model_close(_ model: OpaquePointer?) {
     Handles.close(model, as: ModelHandle.self)
 }
 
+/// C's `tfq_model_get_info` (contract in include/tfq.h): fills `info` from the model's config.
 @_cdecl("tfq_model_get_info")
 public func tfq_model_get_info(_ handle: OpaquePointer?, _ info: UnsafeMutablePointer<tfq_model_info>?) -> tfq_status {
     guard let model = Handles.get(handle, as: ModelHandle.self)?.model else { return fail(TFQ_ERROR_INVALID_ARGUMENT, "tfq_model_get_info: not an open model") }
@@ -68,6 +79,8 @@ public func tfq_model_get_info(_ handle: OpaquePointer?, _ info: UnsafeMutablePo
     return TFQ_OK
 }
 
+/// C's `tfq_tokenize` (contract in include/tfq.h): the model's tokenizer on the text,
+/// which must be valid UTF-8.
 @_cdecl("tfq_tokenize")
 public func tfq_tokenize(_ handle: OpaquePointer?, _ text: UnsafePointer<CChar>?, _ length: Int,
                          _ tokens: UnsafeMutablePointer<Int32>?, _ capacity: Int, _ count: UnsafeMutablePointer<Int>?) -> tfq_status {
@@ -90,6 +103,8 @@ public func tfq_tokenize(_ handle: OpaquePointer?, _ text: UnsafePointer<CChar>?
     }
 }
 
+/// C's `tfq_detokenize` (contract in include/tfq.h): each token's bytes as the tokenizer
+/// gives them after the token before it.
 @_cdecl("tfq_detokenize")
 public func tfq_detokenize(_ handle: OpaquePointer?, _ tokens: UnsafePointer<Int32>?, _ count: Int,
                            _ text: UnsafeMutablePointer<CChar>?, _ capacity: Int, _ length: UnsafeMutablePointer<Int>?) -> tfq_status {
@@ -112,20 +127,30 @@ public func tfq_detokenize(_ handle: OpaquePointer?, _ tokens: UnsafePointer<Int
     return TFQ_OK
 }
 
+/// C's `tfq_session_new` (contract in include/tfq.h): a ``Session`` with the default cache
+/// and capacity behind a new handle; `threads` must be 0 to 256.
 @_cdecl("tfq_session_new")
 public func tfq_session_new(_ handle: OpaquePointer?, _ threads: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> tfq_status {
     guard let model = Handles.get(handle, as: ModelHandle.self)?.model else { return fail(TFQ_ERROR_INVALID_ARGUMENT, "tfq_session_new: not an open model") }
     guard let out else { return fail(TFQ_ERROR_INVALID_ARGUMENT, "tfq_session_new: session must not be NULL") }
     guard threads >= 0 && threads <= 256 else { return fail(TFQ_ERROR_INVALID_ARGUMENT, "tfq_session_new: threads must be 0 to 256") }
-    out.pointee = Handles.open(SessionHandle(session: Session(model: model, threads: threads == 0 ? ThreadPool.availableProcessors : Int(threads))))
+    out.pointee = nil
+    do {
+        let session = try Session(model: model, threads: threads == 0 ? ThreadPool.availableProcessors : Int(threads))
+        out.pointee = Handles.open(SessionHandle(session: session))
+    } catch {
+        return fail(error)
+    }
     return TFQ_OK
 }
 
+/// C's `tfq_session_free` (contract in include/tfq.h); a closed or unknown handle is ignored.
 @_cdecl("tfq_session_free")
 public func tfq_session_free(_ session: OpaquePointer?) {
     Handles.close(session, as: SessionHandle.self)
 }
 
+/// C's `tfq_session_reset` (contract in include/tfq.h).
 @_cdecl("tfq_session_reset")
 public func tfq_session_reset(_ handle: OpaquePointer?) -> tfq_status {
     guard let session = Handles.get(handle, as: SessionHandle.self)?.session else { return fail(TFQ_ERROR_INVALID_ARGUMENT, "tfq_session_reset: not an open session") }
@@ -133,6 +158,7 @@ public func tfq_session_reset(_ handle: OpaquePointer?) -> tfq_status {
     return TFQ_OK
 }
 
+/// C's `tfq_session_position` (contract in include/tfq.h).
 @_cdecl("tfq_session_position")
 public func tfq_session_position(_ handle: OpaquePointer?, _ position: UnsafeMutablePointer<Int32>?) -> tfq_status {
     guard let session = Handles.get(handle, as: SessionHandle.self)?.session else { return fail(TFQ_ERROR_INVALID_ARGUMENT, "tfq_session_position: not an open session") }
@@ -141,6 +167,8 @@ public func tfq_session_position(_ handle: OpaquePointer?, _ position: UnsafeMut
     return TFQ_OK
 }
 
+/// C's `tfq_session_eval` (contract in include/tfq.h): the context is checked before the
+/// tokens are copied, so a `count` too large for it is refused without reading them.
 @_cdecl("tfq_session_eval")
 public func tfq_session_eval(_ handle: OpaquePointer?, _ tokens: UnsafePointer<Int32>?, _ count: Int,
                              _ logits: UnsafeMutablePointer<Float>?, _ capacity: Int) -> tfq_status {
@@ -173,6 +201,8 @@ private func contextFull(_ session: Session, adding count: Int) -> String? {
     return SessionError.contextFull(needed: session.position + count, context: context).description
 }
 
+/// C's `tfq_generate` (contract in include/tfq.h): ``Session``'s generation with the C
+/// sampling parameters (greedy when NULL), each piece passed to `callback` as UTF-8.
 @_cdecl("tfq_generate")
 public func tfq_generate(_ handle: OpaquePointer?, _ prompt: UnsafePointer<Int32>?, _ promptCount: Int, _ maxTokens: Int32,
                          _ sampling: UnsafePointer<tfq_sampling>?, _ callback: tfq_token_callback?, _ userData: UnsafeMutableRawPointer?,

@@ -26,8 +26,8 @@ func status(of error: Error) -> tfq_status {
         switch error.problem {
         case .io: return TFQ_ERROR_CANNOT_OPEN
         case .tooShort, .badMagic: return TFQ_ERROR_NOT_TFQ_FILE
-        case .unsupportedVersion: return TFQ_ERROR_UNSUPPORTED
-        case .tooLarge: return TFQ_ERROR_OUT_OF_MEMORY
+        case .unsupportedVersion, .unsupported: return TFQ_ERROR_UNSUPPORTED
+        case .tooLarge, .outOfMemory: return TFQ_ERROR_OUT_OF_MEMORY
         case .headerChecksum, .lengthMismatch, .badHeaderField, .indexChecksum, .badMetadata, .badDirectory, .badTensor,
              .tensorChecksum, .decode, .missingTensor:
             return TFQ_ERROR_FILE
@@ -39,6 +39,7 @@ func status(of error: Error) -> tfq_status {
         case .invalidToken: return TFQ_ERROR_INVALID_TOKEN
         case .noTokens: return TFQ_ERROR_NO_TOKENS
         case .modelFileDamaged: return TFQ_ERROR_FILE
+        case .outOfMemory: return TFQ_ERROR_OUT_OF_MEMORY
         }
     case let error as TokenizerError:
         switch error {
@@ -73,6 +74,8 @@ nonisolated(unsafe) private let statusCStrings: [UInt32: UnsafeMutablePointer<CC
     Dictionary(uniqueKeysWithValues: statusNames.map { ($0.status.rawValue, strdup($0.name)!) })
 nonisolated(unsafe) private let unknownStatus: UnsafeMutablePointer<CChar> = strdup("TFQ_ERROR_UNKNOWN")!
 
+/// C's `tfq_status_name` (contract in include/tfq.h): names from the table above, as C
+/// strings made once and never freed.
 @_cdecl("tfq_status_name")
 public func tfq_status_name(_ status: tfq_status) -> UnsafePointer<CChar>? {
     UnsafePointer(statusCStrings[status.rawValue] ?? unknownStatus)

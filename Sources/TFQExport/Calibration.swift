@@ -29,7 +29,7 @@ enum Calibration {
         /// The calibration file's name; nil when there was none.
         var source: String?
         /// Why GPTQ was not used, when it was asked for and could not be.
-        var note: String?
+        var note: OptionMessage?
     }
 
     /// H for each weight in `weights` (the int8 layers GPTQ will choose), from
@@ -52,7 +52,7 @@ enum Calibration {
             source = path
         } else {
             let why = training == nil ? "the model was not trained by tfq" : "the training data is not at its recorded path"
-            result.note = "no calibration text (\(why); give --calibration-data FILE): int8 weights rounded to nearest"
+            result.note = "no calibration text (\(why); give \(option: "calibration_data") FILE): int8 weights rounded to nearest"
             return result
         }
         let window = min(model.config.contextLength, 256, tokens.count)
@@ -67,7 +67,7 @@ enum Calibration {
             return result
         }
 
-        let session = Session(model: model, threads: options.threads)
+        let session = try Session(model: model, threads: options.threads)
         let gemm = session.calibrationGEMM
         var hessians: [String: Hessian] = [:]
         var previous: (input: UnsafePointer<Float>, rows: Int, hessian: Hessian)?

@@ -2,7 +2,9 @@ import TFQModel
 
 /// What `tfq export` writes.
 public struct ExportOptions: Sendable {
+    /// How the weight matrices are stored.
     public enum Precision: String, Sendable, CaseIterable {
+        /// int8 with per-group scales (`q8`), f16, or f32 as trained.
         case int8, fp16, fp32
     }
 
@@ -10,10 +12,14 @@ public struct ExportOptions: Sendable {
     /// (`auto`) the largest multiple of 4 up to 64 that divides the row: 64 for most
     /// shapes, 48 for llama2.c's dim 288.
     public enum GroupSize: Sendable, Equatable, CustomStringConvertible {
+        /// Groups of this many values (a multiple of 4 that divides the row).
         case size(Int)
+        /// One group per row.
         case row
+        /// The largest multiple of 4 up to 64 that divides the row.
         case auto
 
+        /// The size as the `quantization` metadata spells it: a number, `row` or `auto`.
         public var description: String {
             switch self {
             case .size(let n): return String(n)
@@ -37,15 +43,20 @@ public struct ExportOptions: Sendable {
         /// fp32 when they hold at most 1/64 of the parameters (small character or byte
         /// vocabularies), int8 otherwise.
         case auto
+        /// Quantized like the other matrices.
         case int8
+        /// Kept as fp32.
         case fp32
     }
 
+    /// How the weight matrices are stored.
     public var precision: Precision
+    /// int8: how the vocabulary tables are stored.
     public var embedding: EmbeddingPrecision = .auto
     /// int8 export: the first this many blocks quantize their layers' inputs in two int8
     /// passes at run time (formats/tfq.md §8, `two_pass_activations`).
     public var twoPassLayers = 1
+    /// int8: the scale groups of every quantized matrix (the tables' too unless ``tableGroupSize`` is set).
     public var groupSize: GroupSize = .auto
     /// int8: the vocabulary tables' group size (nil: `groupSize`). A table's rounding error
     /// enters every layer through the lookup and every logit through the head; finer groups
@@ -58,14 +69,19 @@ public struct ExportOptions: Sendable {
     public var gptq = true
     /// GPTQ's calibration text; nil uses the checkpoint's training split.
     public var calibrationData: String?
+    /// About how many calibration tokens GPTQ reads, in windows of the context (at most 256
+    /// tokens each).
     public var calibrationTokens = 16_384
     /// nil writes every tensor raw (fully zero-copy to load).
     public var zstdLevel: Int32? = 3
     /// Text for the quality report; nil uses the checkpoint's validation split.
     public var evalData: String?
+    /// The most next-token predictions the quality report compares.
     public var evalTokens = 32_768
+    /// Threads for calibration, GPTQ and the quality report's sessions.
     public var threads: Int
 
+    /// Options with `precision` and `threads`, the rest at `tfq export`'s defaults.
     public init(precision: Precision, threads: Int) {
         self.precision = precision
         self.threads = threads

@@ -6,15 +6,20 @@ import TFQModel
 import TFQTrain
 
 /// Why an export could not be made; the message names the file or flag.
-public struct ExportError: Error, CustomStringConvertible {
-    public let description: String
-    init(_ description: String) { self.description = description }
+public struct ExportError: OptionNamingError {
+    /// The one-line message.
+    public let message: OptionMessage
+    init(_ message: OptionMessage) { self.message = message }
+    init(_ text: String) { message = OptionMessage(stringLiteral: text) }
 }
 
 /// What an export wrote and how good it is.
 public struct ExportSummary: Sendable {
+    /// The path of the model file written.
     public var output: String
+    /// The written file's length in bytes.
     public var fileBytes: Int
+    /// What the model's parameters take as fp32 (4 bytes each), to compare `fileBytes` with.
     public var fp32WeightBytes: Int
     /// nil when there was no text to measure on (a model not trained by tfq, exported
     /// without `evalData`).
@@ -23,7 +28,7 @@ public struct ExportSummary: Sendable {
     /// token-embedding table) or `round-to-nearest`; nil unless int8.
     public var weightMethod: String?
     /// Why GPTQ was not used, when it was asked for and could not be.
-    public var note: String?
+    public var note: OptionMessage?
 }
 
 /// Checkpoint → model file: drops training state, converts the weights (int8 with per-group
@@ -69,6 +74,8 @@ public enum Exporter {
         file.tensors.filter { !$0.name.hasPrefix("adam.") }
     }
 
+    /// Exports the checkpoint (or imported model) at `checkpoint` to a model file at `output`
+    /// as `options` say, and returns what was written; throws naming the first problem.
     public static func export(checkpoint: String, output: String, options: ExportOptions) throws -> ExportSummary {
         try OutputPath.check(output)  // before calibration and measurement, which take a while
         // Opened once, by the runtime: that checks every tensor the architecture needs, and
@@ -194,9 +201,9 @@ public enum Exporter {
 
     static func checkGroupSizes(options: ExportOptions, tensors: [TensorInfo]) throws {
         guard options.precision == .int8 else { return }
-        for (flag, size) in [("--group-size", options.groupSize), ("--table-group-size", options.tableGroupSize)] {
+        for (option, size) in [("group_size", options.groupSize), ("table_group_size", options.tableGroupSize)] {
             if case .size(let n) = size, n < 4 || n % 4 != 0 {
-                throw ExportError("\(flag) \(n) is not supported: use a multiple of 4 (e.g. 32, 64, 128) or 'row'")
+                throw ExportError("\(option: option) \(n) is not supported: use a multiple of 4 (e.g. 32, 64, 128) or 'row'")
             }
         }
         for tensor in tensors {
@@ -204,8 +211,8 @@ public enum Exporter {
             let group = options.group(for: tensor.name, columns: columns)
             guard columns % group == 0, columns % 4 == 0 else {
                 let table = ExportOptions.vocabularyTables.contains(tensor.name) && options.tableGroupSize != nil
-                throw ExportError("\(table ? "--table-group-size \(options.tableGroupSize!)" : "--group-size \(options.groupSize)") "
-                                  + "does not divide the \(columns) columns of \(tensor.name)")
+                let option = table ? "table_group_size" : "group_size", size = table ? "\(options.tableGroupSize!)" : "\(options.groupSize)"
+                throw ExportError("\(option: option) \(size) does not divide the \(columns) columns of \(tensor.name)")
             }
         }
     }
@@ -219,7 +226,7 @@ public enum Exporter {
         guard let training else { return nil }
         if let validation = training.validationPath, let text = try? Corpus.readText(validation) { return text }
         guard let path = training.dataPath, let text = try? Corpus.readText(path) else {
-            throw ExportError("\(checkpoint): its training data is not at the recorded path; give --eval-data FILE")
+            throw ExportError("\(checkpoint): its training data is not at the recorded path; give \(option: "eval_data") FILE")
         }
         // The same split training used: the last 10% of the tokens; by characters here, and
         // the report counts positions, so an off-by-some boundary does not matter.
@@ -233,8 +240,8 @@ public enum Exporter {
     /// checkpoint, both run by the runtime, on the same positions.
     static func measure(reference model: Model, exported path: String, text: String, tokenizer: Tokenizer,
                         options: ExportOptions, tensorErrors: [String: Double]) throws -> QualityReport {
-        let reference = Session(model: model, threads: options.threads)
-        let candidate = Session(model: try Model(path: path), threads: options.threads)
+        let reference = try Session(model: model, threads: options.threads)
+        let candidate = try Session(model: try Model(path: path), threads: options.threads)
         let c = try ModelComparison.measure(reference: reference, candidate: candidate,
                                             tokens: tokenizer.encodeAllowingUnknown(text), maxPositions: options.evalTokens)
         guard c.positions > 0 else { throw ExportError("the evaluation text has no position the model's vocabulary can encode") }

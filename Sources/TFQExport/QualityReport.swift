@@ -1,20 +1,31 @@
 /// How much the exported model differs from the fp32 checkpoint on the same token positions:
 /// computed at export and stored as the file's `quality` metadata.
 public struct QualityReport: Codable, Equatable, Sendable {
+    /// Next-token predictions compared.
     public var positions: Int
     /// Positions left out because the text has characters the vocabulary lacks.
     public var skipped: Int
+    /// The fp32 checkpoint's mean cross-entropy over the positions, in nats per token.
     public var referenceCrossEntropy: Double
+    /// The exported model's mean cross-entropy over the same positions, in nats per token.
     public var modelCrossEntropy: Double
+    /// e^``referenceCrossEntropy``.
     public var referencePerplexity: Double { Self.exp(referenceCrossEntropy) }
+    /// e^``modelCrossEntropy``.
     public var modelPerplexity: Double { Self.exp(modelCrossEntropy) }
+    /// How much higher the exported model's perplexity is than the checkpoint's, in percent
+    /// (negative when it is lower).
     public var deltaPerplexityPercent: Double { (modelPerplexity / referencePerplexity - 1) * 100 }
     /// The cross-entropies in bits per byte of the predicted text, comparable across
     /// tokenizers (absent in reports written before tfq 1.1).
     public var referenceBitsPerByte: Double?
+    /// The exported model's cross-entropy in bits per byte (absent before tfq 1.1).
     public var modelBitsPerByte: Double?
+    /// Positions where both models rank the same token first, in percent.
     public var top1AgreementPercent: Double
+    /// Mean KL(checkpoint ‖ exported) over the positions, in nats.
     public var meanKL: Double
+    /// The largest absolute difference between the two models' logits at any position.
     public var maxAbsLogitError: Double
     /// ‖W − dequantize(quantize(W))‖ / ‖W‖ per exported tensor.
     public var tensorRelativeError: [String: Double]
@@ -32,6 +43,7 @@ public struct QualityReport: Codable, Equatable, Sendable {
         case kvCache = "kv_cache"
     }
 
+    /// A report of the given figures; the perplexities are derived from the cross-entropies.
     public init(positions: Int, skipped: Int, referenceCrossEntropy: Double, modelCrossEntropy: Double,
                 top1AgreementPercent: Double, meanKL: Double, maxAbsLogitError: Double, tensorRelativeError: [String: Double],
                 referenceBitsPerByte: Double? = nil, modelBitsPerByte: Double? = nil, kvCache: String? = nil) {
@@ -43,6 +55,8 @@ public struct QualityReport: Codable, Equatable, Sendable {
         self.kvCache = kvCache
     }
 
+    /// Reads the `quality` metadata; the perplexities stored there are ignored (they follow
+    /// from the cross-entropies), and fields added after tfq 1.0 may be absent.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         positions = try c.decode(Int.self, forKey: .positions)
@@ -58,6 +72,8 @@ public struct QualityReport: Codable, Equatable, Sendable {
         kvCache = try c.decodeIfPresent(String.self, forKey: .kvCache)
     }
 
+    /// Writes the `quality` metadata: every stored figure, the derived perplexities, and
+    /// the optional fields only when present.
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(positions, forKey: .positions)

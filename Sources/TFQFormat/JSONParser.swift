@@ -18,23 +18,30 @@ public enum JSONParser {
     /// number, string, literal, array and object counts one): the parsed tree's memory grows
     /// with the count, whatever the byte length.
     public static func parse(_ bytes: [UInt8], maxValues: Int = .max) throws(ParseError) -> JSONValue {
-        guard String(validating: bytes, as: UTF8.self) != nil else { throw ParseError(description: "not valid UTF-8") }
-        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { throw ParseError(description: "starts with a byte-order mark") }
         // A Result rather than a typed-throws closure: Swift 6.0's withUnsafeBufferPointer
         // rethrows `any Error`.
-        let result = bytes.withUnsafeBufferPointer { buffer -> Result<JSONValue, ParseError> in
-            var parser = Parser(bytes: buffer, valuesLeft: maxValues)
+        try bytes.withUnsafeBufferPointer { parse($0, maxValues: maxValues) }.get()
+    }
+
+    /// Parses the bytes in `bytes` (a file's mapping, say) without copying them first.
+    static func parse(_ bytes: UnsafeRawBufferPointer, maxValues: Int = .max) throws(ParseError) -> JSONValue {
+        let buffer = UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count)
+        return try parse(buffer, maxValues: maxValues).get()
+    }
+
+    private static func parse(_ buffer: UnsafeBufferPointer<UInt8>, maxValues: Int) -> Result<JSONValue, ParseError> {
+        guard String(validating: buffer, as: UTF8.self) != nil else { return .failure(ParseError(description: "not valid UTF-8")) }
+        if buffer.starts(with: [0xEF, 0xBB, 0xBF]) { return .failure(ParseError(description: "starts with a byte-order mark")) }
+        var parser = Parser(bytes: buffer, valuesLeft: maxValues)
+        parser.skipWhitespace()
+        do throws(ParseError) {
+            let value = try parser.value(depth: 0)
             parser.skipWhitespace()
-            do throws(ParseError) {
-                let value = try parser.value(depth: 0)
-                parser.skipWhitespace()
-                guard parser.index == buffer.count else { throw parser.error("unexpected text after the JSON value") }
-                return .success(value)
-            } catch {
-                return .failure(error)
-            }
+            guard parser.index == buffer.count else { throw parser.error("unexpected text after the JSON value") }
+            return .success(value)
+        } catch {
+            return .failure(error)
         }
-        return try result.get()
     }
 
     private struct Parser {

@@ -47,7 +47,7 @@ public final class MappedFile {
     /// The whole file in anonymous memory (page-aligned, like a mapping), read with pread.
     private static func read(_ descriptor: Int32, length: Int, path: String) throws -> UnsafeMutableRawBufferPointer {
         guard let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), address != MAP_FAILED else {
-            throw TFQFormatError(file: path, .io("cannot allocate \(length) bytes: \(errnoText())"))
+            throw TFQFormatError(file: path, .outOfMemory("cannot allocate \(length) bytes to copy the file into: \(errnoText())"))
         }
         var done = 0
         while done < length {

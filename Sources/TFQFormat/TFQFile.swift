@@ -1,4 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import FoundationEssentials
+import Synchronization
 
 /// A .tfq file opened for reading: mapped into memory and checked before any use.
 ///
@@ -32,10 +36,11 @@ public final class TFQFile: @unchecked Sendable {
     public let versionMinor: UInt16
     /// The directory, in file order.
     public let tensors: [TensorInfo]
-    /// The metadata block's JSON text.
-    public let metadataJSON: [UInt8]
-    /// The metadata block parsed without a schema.
-    public let metadata: [String: JSONValue]
+    /// The metadata block's JSON text, copied from the file at each use.
+    public var metadataJSON: [UInt8] { Array(mapping.bytes[metadataRange]) }
+    /// The metadata block parsed without a schema (less any section released with
+    /// ``releaseMetadataSection(_:)``).
+    public var metadata: [String: JSONValue] { parsedMetadata.withLock { $0 } }
     /// The file's length in bytes (its header's `file_length`, checked at open).
     public var fileLength: Int { mapping.bytes.count }
     /// True when every tensor is raw, so loading copies nothing.
@@ -47,6 +52,8 @@ public final class TFQFile: @unchecked Sendable {
     public var isDamaged: Bool { mapping.isDamaged }
 
     private let mapping: MappedFile
+    private let metadataRange: Range<Int>
+    private let parsedMetadata: Mutex<[String: JSONValue]>
     private let indexByName: [String: Int]
     private var decoded: [String: UnsafeMutableRawBufferPointer] = [:]
 
@@ -79,8 +86,8 @@ public final class TFQFile: @unchecked Sendable {
         index.update(directoryBytes)
         guard index.value == header.indexCRC32 else { throw TFQFormatError(file: path, .indexChecksum) }
 
-        metadataJSON = Array(metadataBytes)
-        metadata = try Self.parseMetadata(metadataJSON, file: path)
+        self.metadataRange = metadataRange
+        parsedMetadata = Mutex(try Self.parseMetadata(metadataBytes, file: path))
         tensors = try TensorDirectory.decode(directoryBytes, count: Int(header.tensorCount), fileLength: file.count, file: path)
         try Self.checkNoOverlaps(tensors, metadata: metadataRange, directory: directoryRange, file: path)
         indexByName = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($1.name, $0) })
@@ -90,7 +97,7 @@ public final class TFQFile: @unchecked Sendable {
     }
 
     deinit {
-        for buffer in decoded.values { buffer.deallocate() }
+        for buffer in decoded.values { free(buffer.baseAddress) }
     }
 
     /// The directory entry of the tensor named `name`, or nil when the file has none.
@@ -187,6 +194,14 @@ public final class TFQFile: @unchecked Sendable {
         return bytes[index...].contains(value)
     }
 
+    /// Frees the parsed form of one metadata section, for a reader that has turned it into
+    /// its own type and keeps only that (``metadata`` no longer has the key; the file's bytes
+    /// and ``metadataJSON`` are unchanged). A model's tokenizer is the large one: a 32,000-piece
+    /// vocabulary parses into megabytes.
+    public func releaseMetadataSection(_ key: String) {
+        _ = parsedMetadata.withLock { $0.removeValue(forKey: key) }
+    }
+
     /// Decodes one section of the metadata with a schema the caller owns.
     public func metadataSection<T: Decodable>(_ key: String, as type: T.Type) throws -> T? {
         guard let value = metadata[key] else { return nil }
@@ -211,7 +226,7 @@ public final class TFQFile: @unchecked Sendable {
         return Int(offset)..<Int(end)
     }
 
-    private static func parseMetadata(_ json: [UInt8], file: String) throws -> [String: JSONValue] {
+    private static func parseMetadata(_ json: UnsafeRawBufferPointer, file: String) throws -> [String: JSONValue] {
         let value: JSONValue
         do { value = try JSONParser.parse(json, maxValues: TFQFormatSpec.maxMetadataValues) } catch { throw TFQFormatError(file: file, .badMetadata(error.description)) }
         guard case .object(let members) = value else { throw TFQFormatError(file: file, .badMetadata("not a JSON object")) }
@@ -248,19 +263,29 @@ public final class TFQFile: @unchecked Sendable {
             } catch let error as ZstdError {
                 throw TFQFormatError(file: path, tensor: info.name, .decode(error.description))
             }
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: info.decodedLength, alignment: TFQFormatSpec.alignment)
+            // Below the limit the memory may still be refused (a process limit, say): that is
+            // an error to report, not a trap.
+            func allocate() throws -> UnsafeMutableRawBufferPointer {
+                var raw: UnsafeMutableRawPointer?
+                guard posix_memalign(&raw, TFQFormatSpec.alignment, info.decodedLength) == 0, let raw else {
+                    throw TFQFormatError(file: path, tensor: info.name, .outOfMemory("cannot allocate \(info.decodedLength) bytes to decode it"))
+                }
+                return UnsafeMutableRawBufferPointer(start: raw, count: info.decodedLength)
+            }
+            let buffer = try allocate()
             do {
                 if info.encoding == .zstd {
                     try Zstd.decompress(storedBytes(info), into: buffer)
                 } else {
-                    let planes = UnsafeMutableRawBufferPointer.allocate(byteCount: info.decodedLength, alignment: 16)
-                    defer { planes.deallocate() }
+                    let planes = try allocate()
+                    defer { free(planes.baseAddress) }
                     try Zstd.decompress(storedBytes(info), into: planes)
                     BytePlanes.merge(UnsafeRawBufferPointer(planes), into: buffer, elementSize: info.dtype.elementSize)
                 }
-            } catch let error as ZstdError {
-                buffer.deallocate()
-                throw TFQFormatError(file: path, tensor: info.name, .decode(error.description))
+            } catch {
+                free(buffer.baseAddress)
+                if let error = error as? ZstdError { throw TFQFormatError(file: path, tensor: info.name, .decode(error.description)) }
+                throw error
             }
             decoded[info.name] = buffer
         }

@@ -18,6 +18,11 @@ public struct TFQFormatError: Error, CustomStringConvertible, Equatable {
         case decode(String)
         case tooLarge(bytes: Int, limit: Int)
         case missingTensor
+        /// A well-formed file this build cannot run: an architecture, tokenizer or tensor
+        /// layout it does not implement.
+        case unsupported(String)
+        /// Running the file would need more memory than there is (or than could be allocated).
+        case outOfMemory(String)
         case usage(String)
     }
 
@@ -57,6 +62,8 @@ public struct TFQFormatError: Error, CustomStringConvertible, Equatable {
         case .decode(let why): text += "cannot decode: \(why)"
         case .tooLarge(let bytes, let limit): text += "decodes to \(bytes) bytes, more than the limit of \(limit)"
         case .missingTensor: text += "not found in the file"
+        case .unsupported(let why): text += "not supported: " + why
+        case .outOfMemory(let why): text += "out of memory: " + why
         case .usage(let why): text += why
         }
         return text

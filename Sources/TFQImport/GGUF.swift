@@ -10,8 +10,10 @@ import TFQFormat
 public enum GGUF {
     /// ggml's tensor types that tfq reads and writes.
     public enum TensorType: UInt32, Sendable, CustomStringConvertible {
+        /// Floats, IEEE halves, Q8_0 blocks (``GGUF/q8BlockBytes``) and bfloat16, by ggml type code.
         case f32 = 0, f16 = 1, q8_0 = 8, bf16 = 30
 
+        /// The type's name as ggml spells it: `F32`, `F16`, `Q8_0` or `BF16`.
         public var description: String {
             switch self {
             case .f32: "F32"
@@ -33,13 +35,18 @@ public enum GGUF {
 
     /// A Q8_0 block: an f16 scale d and 32 int8 values; value i is d·q[i].
     public static let q8BlockBytes = 34
+    /// The file's first four bytes.
     public static let magic: [UInt8] = Array("GGUF".utf8)
+    /// The alignment of the data and of each tensor, in bytes, when `general.alignment` is absent.
     public static let defaultAlignment = 32
 
     /// A metadata value. Arrays hold values of one type, named by `elementType`.
     public enum Value: Equatable, Sendable {
+        /// GGUF's scalar types 0 to 6.
         case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16), uint32(UInt32), int32(Int32), float32(Float)
+        /// GGUF's types 7, 8 and 10 to 12.
         case bool(Bool), string(String), uint64(UInt64), int64(Int64), float64(Double)
+        /// GGUF's type 9: values all of the type whose code is `elementType`.
         case array(elementType: UInt32, [Value])
 
         var typeCode: UInt32 {
@@ -60,8 +67,11 @@ public enum GGUF {
             }
         }
 
+        /// An array of strings.
         public static func strings(_ items: [String]) -> Value { .array(elementType: 8, items.map { .string($0) }) }
+        /// An array of float32 values.
         public static func float32s(_ items: [Float]) -> Value { .array(elementType: 6, items.map { .float32($0) }) }
+        /// An array of int32 values.
         public static func int32s(_ items: [Int32]) -> Value { .array(elementType: 5, items.map { .int32($0) }) }
 
         /// A whole number of any integer type.
@@ -79,6 +89,7 @@ public enum GGUF {
             }
         }
 
+        /// A float or integer of any type as a Float (a float64 rounded); nil for other values.
         public var number: Float? {
             switch self {
             case .float32(let v): v
@@ -91,10 +102,16 @@ public enum GGUF {
     /// One tensor to write: its name, type, dimensions (fastest-varying first, as GGUF
     /// lists them) and bytes.
     public struct TensorPlan {
+        /// The tensor's name in the file.
         public var name: String
+        /// How its values are stored.
         public var type: TensorType
+        /// Its dimensions, fastest-varying first.
         public var dimensions: [Int]
+        /// The bytes ``GGUF/write(path:metadata:tensors:bytes:)`` expects for it.
         public var byteCount: Int
+        /// A plan whose byte count follows from `type` and `dimensions`; a Q8_0 tensor's
+        /// element count must be a multiple of 32.
         public init(name: String, type: TensorType, dimensions: [Int]) {
             self.name = name; self.type = type; self.dimensions = dimensions
             byteCount = type.byteCount(dimensions.reduce(1, *))!
@@ -171,21 +188,32 @@ public enum GGUF {
 /// A GGUF file, memory-mapped and checked: every count, length, dimension and offset is
 /// bounded by the file before use.
 public final class GGUFFile {
+    /// A tensor's info, checked against the file.
     public struct Tensor: Sendable {
+        /// The tensor's name in the file.
         public let name: String
+        /// How its values are stored.
         public let type: GGUF.TensorType
         /// Fastest-varying first, as GGUF lists them.
         public let dimensions: [Int]
+        /// Where its bytes are, as offsets from the start of the file.
         public let byteRange: Range<Int>
+        /// The number of values.
         public var count: Int { dimensions.reduce(1, *) }
     }
 
+    /// The path the file was opened at.
     public let path: String
+    /// The file's GGUF version: 2 or 3.
     public let version: Int
+    /// The metadata, by key.
     public let metadata: [String: GGUF.Value]
+    /// The tensors, by name.
     public let tensors: [String: Tensor]
     private let file: MappedFile
 
+    /// Maps `path` and checks its header, metadata and tensor infos; throws an
+    /// ``ImportError`` naming the first problem.
     public init(path: String) throws {
         self.path = path
         func fail(_ problem: String) -> ImportError { ImportError(path, problem) }
@@ -254,6 +282,8 @@ public final class GGUFFile {
     /// The raw bytes of a tensor.
     public func bytes(_ tensor: Tensor) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: file.bytes[tensor.byteRange]) }
 
+    /// True once the mapped file was found truncated while in use: bytes read since are not
+    /// the file's, and anything made from them must be discarded (``MappedFile/isDamaged``).
     public var isDamaged: Bool { file.isDamaged }
 
     /// Metadata values a file may hold in all (a 256K-token vocabulary is about a million):

@@ -10,17 +10,26 @@ import TFQModel
 /// (`quantize_row_q8_0_ref`: d = max|x|/127 stored as f16, q = round(x/d) half away from
 /// zero, with 1/d in f32); norms, biases and gpt2's position table stay F32.
 public enum GGUFExporter {
+    /// How the matrices are stored: F32, F16 or Q8_0; other tensors stay F32.
     public enum Precision: String, Sendable { case f32, f16, q8_0 }
 
+    /// What an export wrote.
     public struct Summary: Sendable {
+        /// The GGUF architecture written: `llama` or `gpt2`.
         public var architecture: String
+        /// Tensors in the file.
         public var tensors: Int
+        /// The written file's length in bytes.
         public var fileBytes: Int
         /// Matrices kept F32 in a Q8_0 file because their rows are not whole blocks of 32.
         public var keptF32: [String]
+        /// Where llama.cpp may behave differently from tfq on the file (zero biases in place
+        /// of none, text it may tokenize differently), one sentence each, for the user.
         public var notes: [String]
     }
 
+    /// Writes the tfq model at `path` as a GGUF file at `output`, its matrices in `precision`;
+    /// throws an ``ImportError`` for a model GGUF cannot hold (a gpt model without GELU, say).
     public static func export(_ path: String, output: String, precision: Precision) throws -> Summary {
         try OutputPath.check(output)
         let file = try TFQFile(path: path)
@@ -125,7 +134,7 @@ public enum GGUFExporter {
             // f16 holds magnitudes up to 65504, as values (F16) or as Q8_0 block scales (127×).
             let limit: Float = tensors[index].type == .f16 ? 65504 : tensors[index].type == .q8_0 ? 65504 * 127 : .infinity
             guard values.allSatisfy({ abs($0) <= limit }) else {
-                throw ImportError(path, "tensor '\(item.source ?? "")' has values beyond what \(tensors[index].type) holds (|x| ≤ \(limit.isFinite ? String(Int(limit)) : "any")): export --fp32")
+                throw ImportError(path, "tensor '\(item.source ?? "")' has values beyond what \(tensors[index].type) holds (|x| ≤ \(limit.isFinite ? String(Int(limit)) : "any")): write the model as F32")
             }
             switch tensors[index].type {
             case .f32: return values.withUnsafeBytes { Array($0) }

@@ -11,15 +11,23 @@ import TFQModel
 /// llama.cpp never writes, is stored f32 instead, and so is a gpt2 position table.
 /// GGUF's llama tensors already have the interleaved rotary order tfq uses.
 public enum GGUFImporter {
+    /// What an import wrote.
     public struct Summary: Sendable {
+        /// The imported model's configuration.
         public var config: ModelConfig
+        /// The GGUF file's architecture: `llama` or `gpt2`.
         public var architecture: String
+        /// The written file's length in bytes.
         public var fileBytes: Int
         /// How many tensors of each GGUF type were read.
         public var types: [String: Int]
+        /// Q8_0 tensors kept as tfq q8 without requantizing (the other Q8_0 tensors were
+        /// stored f32).
         public var keptQuantized: Int
     }
 
+    /// Converts the GGUF file at `path` to a .tfq model at `output`; throws an
+    /// ``ImportError`` naming what the file lacks or tfq cannot represent.
     public static func importModel(_ path: String, output: String) throws -> Summary {
         try OutputPath.check(output)
         let gguf = try GGUFFile(path: path)

@@ -9,11 +9,17 @@ import Glibc
 /// `path` is the model's directory, or one of those two files in it. A shard's name in the
 /// index must be a plain file name in the same directory.
 public struct HuggingFaceCheckpoint {
+    /// The model's directory with a trailing `/`, ready to prefix a file name (empty when
+    /// `path` named a file in the current directory).
     public let directory: String
+    /// `config.json`, parsed: always an object.
     public let config: JSONValue
     /// Which file holds each tensor.
     private let files: [String: SafetensorsFile]
 
+    /// Reads `config.json` and opens every safetensors file the weights are in (given the
+    /// directory, `model.safetensors` is preferred to an index); throws an ``ImportError``
+    /// naming the file.
     public init(path: String) throws {
         let directory: String, weights: String
         let named = path.hasSuffix(".safetensors") || path.hasSuffix(".json")
@@ -52,8 +58,10 @@ public struct HuggingFaceCheckpoint {
         self.files = files
     }
 
+    /// Every tensor's name, sorted.
     public var tensorNames: [String] { files.keys.sorted() }
 
+    /// The shape of tensor `name`, or nil when the checkpoint has none.
     public func shape(_ name: String) -> [Int]? { files[name]?.tensors[name]?.shape }
 
     /// The stored element type of tensor `name` (`F32`, `F16`, `BF16`, …).

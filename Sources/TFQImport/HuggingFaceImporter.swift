@@ -13,9 +13,13 @@ import Glibc
 /// tfq's Q/K/V order, and Llama's q/k rows go back from Hugging Face's rotate-half order to
 /// the interleaved pairs tfq's rotary embedding uses (llama2.c's and Meta's).
 public enum HuggingFaceImporter {
+    /// What an import wrote.
     public struct Summary: Sendable {
+        /// The imported model's configuration.
         public var config: ModelConfig
+        /// `config.json`'s `model_type`: `gpt2` or `llama`.
         public var modelType: String
+        /// The written file's length in bytes.
         public var fileBytes: Int
         /// Source dtypes and how many tensors had each.
         public var dtypes: [String: Int]
@@ -23,6 +27,9 @@ public enum HuggingFaceImporter {
         public var contextClampedFrom: Int?
     }
 
+    /// Converts the checkpoint at `path` (see ``HuggingFaceCheckpoint``) to a .tfq model at
+    /// `output`, with the tokenizer at `tokenizerPath` (default: the directory's
+    /// `tokenizer.json`). Refuses a checkpoint with a weight the model would not use.
     public static func importModel(_ path: String, tokenizer tokenizerPath: String? = nil, output: String) throws -> Summary {
         try OutputPath.check(output)
         let checkpoint = try HuggingFaceCheckpoint(path: path)
@@ -41,7 +48,7 @@ public enum HuggingFaceImporter {
         let tokenizerFile = tokenizerPath ?? checkpoint.directory + "tokenizer.json"
         guard access(tokenizerFile, R_OK) == 0 else {
             if tokenizerPath != nil { throw ImportError(tokenizerFile, "cannot read it") }
-            throw ImportError(checkpoint.directory, "no tokenizer.json here: give --tokenizer FILE")
+            throw ImportError(checkpoint.directory, "no tokenizer.json here: give \(option: "tokenizer") FILE" as OptionMessage)
         }
         // A list of ids in some configs: the first is the one a text ends with.
         var endOfText: Int? = nil

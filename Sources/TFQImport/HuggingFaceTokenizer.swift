@@ -22,6 +22,9 @@ public enum HuggingFaceTokenizer {
     /// values (formats/tfq.md §7), and the merges and the rest need some.
     public static let maxVocabulary = 500_000
 
+    /// Reads the `tokenizer.json` at `path` for a model of `vocabularySize` tokens (every id
+    /// in the file must be below it); `endOfText`, when given, must be one of its tokens.
+    /// Throws an ``ImportError`` naming the first setting or token tfq cannot follow.
     public static func read(path: String, vocabularySize: Int, endOfText: Int?) throws -> Tokenizer {
         func fail(_ problem: String) -> ImportError { ImportError(path, problem) }
         guard vocabularySize <= maxVocabulary else {

@@ -15,8 +15,11 @@ import TFQModel
 /// llama2.c itself trusts these sizes; here every one is checked against the file's length
 /// with overflow-checked arithmetic before anything is read.
 public final class Llama2cCheckpoint {
+    /// The path the checkpoint was opened at.
     public let path: String
+    /// The format's version: 0 (legacy), 1 or 2.
     public let version: Int
+    /// The model the header describes, as tfq's llama architecture.
     public let config: ModelConfig
     /// Version 2's quantization group (0 otherwise).
     public let groupSize: Int
@@ -24,7 +27,10 @@ public final class Llama2cCheckpoint {
 
     /// A tensor in the file: fp32 values, or int8 values with their scales (version 2).
     public enum Tensor {
+        /// fp32 values, viewed in the mapping: valid while the checkpoint is.
         case f32(UnsafeBufferPointer<Float>)
+        /// int8 values viewed in the mapping (valid while the checkpoint is) and one scale per
+        /// group of ``Llama2cCheckpoint/groupSize`` values, each finite and ≥ 0.
         case q8(values: UnsafeBufferPointer<Int8>, scales: [Float])
     }
 
@@ -33,6 +39,8 @@ public final class Llama2cCheckpoint {
 
     static let magic: UInt32 = 0x616B_3432  // "ak42" read as a little-endian uint32
 
+    /// Maps `path`, reads its header and locates every tensor, checking each against the
+    /// file's length; throws an ``ImportError`` naming the first problem.
     public init(path: String) throws {
         self.path = path
         file = try MappedFile.toImport(path)

@@ -3,9 +3,13 @@ import TFQModel
 
 /// What an import wrote.
 public struct ImportSummary: Sendable {
+    /// The path of the model file written.
     public var output: String
+    /// The imported model's configuration.
     public var config: ModelConfig
+    /// The checkpoint's format version: 0, 1 or 2.
     public var version: Int
+    /// The written file's length in bytes.
     public var fileBytes: Int
     /// Tensors written as q8 with the checkpoint's own values and scales (version 2).
     public var keptQuantized: [String]
@@ -20,6 +24,8 @@ public struct ImportSummary: Sendable {
 /// group size that is a multiple of 4 and divides the row, and no value of −128); other
 /// tensors are stored f32, dequantized exactly as llama2.c's groups say.
 public enum Llama2cImporter {
+    /// Converts the checkpoint at `checkpointPath`, with llama2.c's `tokenizer.bin` at
+    /// `tokenizerPath`, to a .tfq model at `output`; throws an ``ImportError`` naming the file.
     public static func importCheckpoint(_ checkpointPath: String, tokenizer tokenizerPath: String, output: String) throws -> ImportSummary {
         try OutputPath.check(output)
         let checkpoint = try Llama2cCheckpoint(path: checkpointPath)

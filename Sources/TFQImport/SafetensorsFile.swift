@@ -14,10 +14,14 @@ import TFQFormat
 public final class SafetensorsFile {
     /// Element types of the format. Only the float ones can be read as weights.
     public enum DType: String, Sendable, CaseIterable {
+        /// One-byte types: booleans, 8-bit integers and the two 8-bit float formats.
         case bool = "BOOL", u8 = "U8", i8 = "I8", f8e5m2 = "F8_E5M2", f8e4m3 = "F8_E4M3"
+        /// Two-byte types: 16-bit integers, IEEE halves and bfloat16.
         case i16 = "I16", u16 = "U16", f16 = "F16", bf16 = "BF16"
+        /// Four- and eight-byte types: 32- and 64-bit integers and floats.
         case i32 = "I32", u32 = "U32", f32 = "F32", f64 = "F64", i64 = "I64", u64 = "U64"
 
+        /// Bytes per element.
         public var byteCount: Int {
             switch self {
             case .bool, .u8, .i8, .f8e5m2, .f8e4m3: return 1
@@ -28,15 +32,21 @@ public final class SafetensorsFile {
         }
     }
 
+    /// A tensor's header entry, checked against the file.
     public struct Tensor: Sendable {
+        /// The tensor's name in the header.
         public let name: String
+        /// Its element type.
         public let dtype: DType
+        /// Its shape, outermost first (row-major).
         public let shape: [Int]
         /// Where the bytes are, from the start of the file.
         public let byteRange: Range<Int>
+        /// The number of elements (1 for a shape of `[]`).
         public var count: Int { shape.reduce(1, *) }
     }
 
+    /// The path the file was opened at.
     public let path: String
     /// The tensors by name.
     public let tensors: [String: Tensor]
@@ -47,6 +57,8 @@ public final class SafetensorsFile {
     /// The reference implementation refuses larger headers too.
     static let maxHeaderBytes = 100_000_000
 
+    /// Maps `path` and checks its header against the file; throws an ``ImportError`` naming
+    /// the first problem.
     public init(path: String) throws {
         self.path = path
         func fail(_ problem: String) -> ImportError { ImportError(path, problem) }

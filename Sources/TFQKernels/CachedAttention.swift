@@ -13,8 +13,11 @@
 /// The cache holds floats or halves (``KVCachePrecision``); the arithmetic is in floats
 /// either way, and halves widen as they load.
 public struct CachedAttention {
+    /// Query heads, key/value heads, values per head (d_k), and positions the cache holds.
     public let heads: Int, kvHeads: Int, headDim: Int, context: Int
+    /// How the cache stores keys and values.
     public let precision: KVCachePrecision
+    /// Floats of one position's key (or value), all key/value heads side by side.
     public var kvDim: Int { kvHeads * headDim }
     /// Positions per key block.
     static let block = 8
@@ -24,6 +27,7 @@ public struct CachedAttention {
     /// Bytes of keys (or of values) per layer.
     public var cacheBytesPerLayer: Int { cacheValuesPerLayer * precision.bytesPerValue }
 
+    /// Attention for `heads` query heads over `kvHeads` key/value heads, which must divide it.
     public init(heads: Int, kvHeads: Int, headDim: Int, context: Int, precision: KVCachePrecision = .f32) {
         precondition(heads % kvHeads == 0)
         self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim; self.context = context

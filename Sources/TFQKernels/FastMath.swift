@@ -1,6 +1,7 @@
 /// Vectorized exp and tanh for the activation and softmax kernels: libm's scalar calls
 /// were a third of a training step.
 public enum FastMath {
+    /// The vector the functions work on: eight floats.
     public typealias V = SIMD8<Float>
 
     /// e^x, relative error about 2e-7 over the float range; inputs below −87 give 0.

@@ -2,8 +2,11 @@
 /// A transposed row-major matrix is the same memory with the strides swapped, so one GEMM
 /// serves the three forms backpropagation needs (A·B, Aᵀ·B, A·Bᵀ).
 public struct MatrixView: BitwiseCopyable {
+    /// Element (0, 0).
     public var base: UnsafePointer<Float>
+    /// Floats from one row to the next.
     public var rowStride: Int
+    /// Floats from one column to the next.
     public var columnStride: Int
 
     /// A row-major `rows × columns` matrix.
@@ -11,6 +14,7 @@ public struct MatrixView: BitwiseCopyable {
         self.base = base; rowStride = columns; columnStride = 1
     }
 
+    /// A matrix with the given strides, in floats.
     public init(_ base: UnsafePointer<Float>, rowStride: Int, columnStride: Int) {
         self.base = base; self.rowStride = rowStride; self.columnStride = columnStride
     }
@@ -26,6 +30,7 @@ public struct MatrixView: BitwiseCopyable {
 /// granularity: every result it is asked for is exact, since the skipped terms are zeros.
 /// A's zeros must really be in memory: a tile the diagonal crosses still reads them.
 public enum Triangle: Sendable, BitwiseCopyable {
+    /// Nothing known to be zero; the whole product is wanted.
     case none
     /// A[i][p] = 0 where p > i + offset (P, or a product of it, read as A).
     case aBelowDiagonal(offset: Int)
@@ -104,6 +109,7 @@ public final class GEMM: @unchecked Sendable {
     public static var packedASliverFloats: Int { kc * mr }
     static let nc = 64 * FloatVector.scalarCount
 
+    /// The threads the products run on.
     public let pool: ThreadPool
     private let packedB: UnsafeMutablePointer<Float>
     private let packedA: [UnsafeMutablePointer<Float>]
@@ -111,6 +117,7 @@ public final class GEMM: @unchecked Sendable {
     /// nil: the pool's threads split them evenly.
     private var sharing: (exchange: any TileSharing, participant: Int)?
 
+    /// A GEMM on `pool`'s threads, allocating its packing buffers (one A buffer per thread) once.
     public init(pool: ThreadPool) {
         self.pool = pool
         packedB = AlignedMemory.floats(Self.kc * Self.nc)

@@ -10,6 +10,7 @@ public enum KVCachePrecision: String, Sendable, CaseIterable {
     /// stored: decode reads half the bytes per cached position. llama.cpp's default too.
     case f16
 
+    /// Bytes one cached value takes: 4 for floats, 2 for halves.
     public var bytesPerValue: Int { self == .f32 ? 4 : 2 }
 }
 
@@ -55,6 +56,7 @@ extension Float16: CacheScalar {
     }
 }
 
+/// Conversions from IEEE half precision, vectorized for the f16 KV cache.
 public enum HalfPrecision {
     /// Eight halves to eight floats, exactly (infinities and NaNs included).
     @inline(__always)

@@ -7,6 +7,7 @@
 public enum MatVec {
     typealias Lanes = SIMD16<Float>
 
+    /// Writes the `rows` floats of W·x to `y` (`x`: `columns` floats), the rows split across `pool`.
     public static func multiply(_ w: UnsafePointer<Float>, rows: Int, columns: Int, x: UnsafePointer<Float>,
                                 y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
         let grain = max(4, 16384 / max(1, columns)) / 4 * 4

@@ -2,13 +2,19 @@
 /// formats/tfq.md §6.2: blocks of 16 rows, and within a block 64-byte chunks holding 4
 /// consecutive values of each of the 16 rows, so one 64-byte load feeds 16 row lanes.
 public struct Q8Matrix: @unchecked Sendable {
+    /// The int8 values in the interleaved layout, blocks of 16 rows × `columns`.
     public let values: UnsafePointer<Int8>
     /// [rows/16 blocks][groups][16 rows]
     public let scales: UnsafePointer<Float>
+    /// The matrix's shape, and the values along a row that share one scale.
     public let rows: Int, columns: Int, groupSize: Int
+    /// Scale groups per row.
     public var groups: Int { columns / groupSize }
+    /// Blocks of 16 rows, the last one padded.
     public var blocks: Int { (rows + 15) / 16 }
 
+    /// A view of values and scales in that layout (not copied: they must outlive the matrix);
+    /// `columns` and `groupSize` must be multiples of 4, and `groupSize` must divide `columns`.
     public init(values: UnsafePointer<Int8>, scales: UnsafePointer<Float>, rows: Int, columns: Int, groupSize: Int) {
         precondition(columns % 4 == 0 && groupSize % 4 == 0 && columns % groupSize == 0)
         self.values = values; self.scales = scales; self.rows = rows; self.columns = columns; self.groupSize = groupSize

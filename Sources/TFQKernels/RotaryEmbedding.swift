@@ -10,19 +10,28 @@ import Darwin
 /// The cosines and sines are tabulated once per model, [context][d_k/2], computed in Float
 /// with libm exactly as llama2.c computes them per token, so the rotation is bit-identical.
 public final class RotaryEmbedding: @unchecked Sendable {
+    /// Values per head (d_k), even: the rotation turns pairs.
     public let headDim: Int
+    /// Positions tabulated: ``apply(_:heads:position:)`` takes positions below this.
     public let contextLength: Int
     private let cosines: UnsafeMutablePointer<Float>
     private let sines: UnsafeMutablePointer<Float>
 
-    public init(headDim: Int, contextLength: Int, theta: Float) {
+    /// Tabulates the cosines and sines for `contextLength` positions with base `theta`; nil
+    /// when the tables cannot be allocated.
+    public init?(headDim: Int, contextLength: Int, theta: Float) {
         precondition(headDim % 2 == 0)
         self.headDim = headDim
         self.contextLength = contextLength
         let half = headDim / 2
         // Every entry is written below.
-        cosines = AlignedMemory.uninitializedFloats(contextLength * half)
-        sines = AlignedMemory.uninitializedFloats(contextLength * half)
+        guard let cosines = AlignedMemory.availableFloats(contextLength * half, zeroed: false) else { return nil }
+        guard let sines = AlignedMemory.availableFloats(contextLength * half, zeroed: false) else {
+            AlignedMemory.free(cosines)
+            return nil
+        }
+        self.cosines = cosines
+        self.sines = sines
         for position in 0..<contextLength {
             for j in 0..<half {
                 let frequency = 1 / powf(theta, Float(2 * j) / Float(headDim))

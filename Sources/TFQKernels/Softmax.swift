@@ -1,5 +1,7 @@
 /// Numerically safe softmax over a row, vectorized.
 public enum Softmax {
+    /// Replaces `count` floats with their softmax, shifting by the row's maximum first so no
+    /// exponential overflows.
     @inline(__always)
     public static func inPlace(_ row: UnsafeMutablePointer<Float>, count: Int) {
         typealias V = FastMath.V

@@ -1,7 +1,9 @@
 /// Small vector routines over contiguous floats, vectorized with the portable SIMD types.
 public enum VectorOps {
+    /// The vector the routines work in: eight floats.
     public typealias V = SIMD8<Float>
 
+    /// The dot product of `count` floats of `a` and `b`.
     @inline(__always)
     public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
         var acc0 = V(), acc1 = V()
@@ -17,6 +19,7 @@ public enum VectorOps {
         return sum
     }
 
+    /// The sum of `count` floats of `a`.
     @inline(__always)
     public static func sum(_ a: UnsafePointer<Float>, count: Int) -> Float {
         var acc = V()

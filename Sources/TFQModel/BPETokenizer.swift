@@ -100,7 +100,7 @@ public struct BPETokenizer: Equatable, Sendable {
     /// bytes are remembered for the rest of the call; a repeated word costs a hash and a
     /// compare. The cache belongs to the call: a tokenizer shared across threads has no
     /// mutable state.
-    public func encode(_ bytes: UnsafeBufferPointer<UInt8>) -> [Int32] {
+    func encode(_ bytes: UnsafeBufferPointer<UInt8>) -> [Int32] {
         var output: [Int32] = []
         output.reserveCapacity(bytes.count / 3 + 16)
         guard let base = bytes.baseAddress else { return output }

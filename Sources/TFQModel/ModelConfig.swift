@@ -8,7 +8,7 @@ import TFQKernels
 /// grouped-query attention, no biases; imported, inference only).
 public struct ModelConfig: Codable, Equatable, Sendable {
     /// The value of `arch`: which of formats/tfq.md §9.1 (gpt) and §9.2 (llama) the model follows.
-    public enum Architecture: String, Codable, Sendable {
+    public enum Architecture: String, Codable, Sendable, CaseIterable {
         case gpt, llama
     }
 

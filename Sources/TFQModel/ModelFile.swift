@@ -64,10 +64,17 @@ public struct ModelMetadata {
     /// Reads and checks the model sections of an open file.
     public init(file: TFQFile) throws {
         func missing(_ key: String) -> TFQFormatError { TFQFormatError(file: file.path, .badMetadata("no '\(key)' section: not a tfq model")) }
+        // A valid file this tfq cannot run is told apart from a malformed one.
+        if case .string(let arch)? = file.metadata["config"]?["arch"], ModelConfig.Architecture(rawValue: arch) == nil {
+            let known = ModelConfig.Architecture.allCases.map(\.rawValue).joined(separator: ", ")
+            throw TFQFormatError(file: file.path, .unsupported("architecture '\(arch)' (this tfq runs \(known))"))
+        }
         guard let config = try file.metadataSection("config", as: ModelConfig.self) else { throw missing("config") }
         guard let stored = file.metadata["tokenizer"] else { throw missing("tokenizer") }
         let tokenizer: Tokenizer
-        do { tokenizer = try Tokenizer(json: stored) } catch { throw TFQFormatError(file: file.path, .badMetadata("'tokenizer' is malformed: \(error)")) }
+        do throws(Tokenizer.FormatError) { tokenizer = try Tokenizer(json: stored) } catch {
+            throw TFQFormatError(file: file.path, error.isUnknownType ? .unsupported("\(error)") : .badMetadata("'tokenizer' is malformed: \(error)"))
+        }
         if let problem = config.problem { throw TFQFormatError(file: file.path, .badMetadata("config: \(problem)")) }
         guard tokenizer.vocabularySize == config.vocabSize else {
             throw TFQFormatError(file: file.path, .badMetadata("tokenizer has \(tokenizer.vocabularySize) tokens, config says \(config.vocabSize)"))

@@ -36,6 +36,9 @@ public enum Tokenizer: Equatable, Sendable {
         }
     }
 
+    /// Every stored `type` this tfq reads.
+    public static let storedTypes = ["char", "byte", "llama2c", "bpe", "sentencepiece"]
+
     /// The token that ends a text when a model produces it: llama2.c stops at BOS, which
     /// its models emit between stories; an imported tokenizer at its end-of-text token.
     /// nil for tokenizers without one.
@@ -176,7 +179,13 @@ extension Tokenizer: Encodable {
     public struct FormatError: Error, CustomStringConvertible {
         /// What is wrong with the section, in one line.
         public let description: String
-        init(_ description: String) { self.description = description }
+        /// True when the section names a tokenizer type this tfq does not implement (a newer
+        /// writer's, perhaps), rather than being malformed.
+        public let isUnknownType: Bool
+        init(_ description: String, isUnknownType: Bool = false) {
+            self.description = description
+            self.isUnknownType = isUnknownType
+        }
     }
 
     /// Reads the stored form straight from the parsed metadata: a llama vocabulary is
@@ -282,7 +291,7 @@ extension Tokenizer: Encodable {
             }
             self = .llama2c(Llama2cTokenizer(pieces: pieces.map { Array($0.utf8) }, scores: scores))
         default:
-            throw FormatError("unknown tokenizer type '\(type)'")
+            throw FormatError("unknown tokenizer type '\(type)' (this tfq reads \(Tokenizer.storedTypes.joined(separator: ", ")))", isUnknownType: true)
         }
     }
 

@@ -20,6 +20,10 @@ public struct GeneratedToken: Sendable, Equatable {
     public let id: Int32
     /// The text this token completes (UTF-8 characters only whole).
     public let text: String
+    /// True only for the tokenizer's stop token handed out at end-of-text to carry the
+    /// U+FFFD of an unfinished character: its text belongs to the output, its id is not a
+    /// generated token.
+    public var isStopToken: Bool = false
 }
 
 extension Session {
@@ -47,6 +51,8 @@ extension Session {
     /// stops iterating stops the work.
     ///
     ///     for try await token in session.tokens(prompt: ids, maxTokens: 100) { print(token.text, terminator: "") }
+    ///
+    /// The sequence's ``TokenSequence/stopReason`` says afterwards why it ended.
     public func tokens(prompt: [Int32], maxTokens: Int, sampling: SamplingParameters = .greedy,
                        ignoringEndOfText: Bool = false) -> TokenSequence {
         TokenSequence(generator: Generator(session: self, prompt: prompt, maxTokens: maxTokens, sampling: sampling,
@@ -56,18 +62,41 @@ extension Session {
 
 /// Generated tokens, one decode step per element.
 public struct TokenSequence: AsyncSequence {
+    /// Each element is one generated token and the text it completes.
     public typealias Element = GeneratedToken
     let generator: Generator
+    private let outcome = Outcome()
+
+    /// Why the last iteration stopped: nil until it has (and when the consumer stopped
+    /// iterating first, in which case the reason is the consumer's).
+    ///
+    ///     let tokens = session.tokens(prompt: ids, maxTokens: 100)
+    ///     for try await token in tokens { print(token.text, terminator: "") }
+    ///     if tokens.stopReason == .endOfText { print("(the model ended the text)") }
+    public var stopReason: StopReason? { outcome.stopReason }
 
     /// An iterator that runs the prompt on its first `next()`, then one decode step per call.
-    public func makeAsyncIterator() -> Iterator { Iterator(generator: generator) }
+    public func makeAsyncIterator() -> Iterator {
+        outcome.stopReason = nil
+        return Iterator(generator: generator, outcome: outcome)
+    }
 
     /// Runs one decode step per element.
     public struct Iterator: AsyncIteratorProtocol {
         var generator: Generator
+        fileprivate let outcome: Outcome
 
         /// The next token, or nil once generation has stopped.
-        public mutating func next() async throws -> GeneratedToken? { try generator.next() }
+        public mutating func next() async throws -> GeneratedToken? {
+            let token = try generator.next()
+            outcome.stopReason = generator.stopReason
+            return token
+        }
+    }
+
+    /// Where iterators leave the stop reason for the sequence they came from.
+    fileprivate final class Outcome {
+        var stopReason: StopReason?
     }
 }
 
@@ -106,7 +135,7 @@ struct Generator {
         if !ignoringEndOfText && token == tokenizer.stopToken {
             stopReason = .endOfText
             let held = text.finish()
-            return held.isEmpty ? nil : GeneratedToken(id: token, text: held)
+            return held.isEmpty ? nil : GeneratedToken(id: token, text: held, isStopToken: true)
         }
         var piece = text.append(tokenizer.bytes(of: token, after: last ?? prompt.last))
         last = token

@@ -28,6 +28,8 @@ public struct MemoryPlan: Sendable, Equatable {
     public let sessionBytes: Int
     /// Weights and session together.
     public var totalBytes: Int { weightBytes + sessionBytes }
+    /// The bytes of each of the session's buffers, in ``SessionBuffer`` order (0: not allocated).
+    let bufferBytes: [Int]
 
     /// The plan for a session on `model` (see ``Session/init(model:threads:kvCache:capacity:)``
     /// for the defaults of `kvCache` and `capacity`).
@@ -39,16 +41,22 @@ public struct MemoryPlan: Sendable, Equatable {
         let cache = CachedAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, context: n, precision: self.kvCache)
         let (d, f, v) = (c.dim, c.ffDim, c.vocabSize)
         func floats(_ count: Int) -> Int { max(1, count) * 4 }
-        // The buffers of Session.init, in its order.
         let cacheFloats = (c.layers * cache.cacheBytesPerLayer + 3) / 4
-        var bytes = 2 * floats(cacheFloats)
-        bytes += 4 * floats(n * d) + floats(n * c.qkvRows) + floats(n * f)
-        if case .gated = model.blocks[0].feedForward { bytes += floats(n * f) }
-        bytes += floats(n * v) + 2 * floats(n)
+        let isGated = if case .gated = model.blocks[0].feedForward { true } else { false }
         let rowsPerToken = model.hasTwoPassLayers ? 2 : 1
-        bytes += n * max(d, f) * rowsPerToken + floats(n * max(1, model.maxGroups) * rowsPerToken)
-        cacheBytes = 2 * floats(cacheFloats)
-        sessionBytes = bytes
+        var sizes = [SessionBuffer: Int]()
+        sizes[.keys] = floats(cacheFloats); sizes[.values] = floats(cacheFloats)
+        for buffer in [SessionBuffer.x, .normed, .attention, .branch] { sizes[buffer] = floats(n * d) }
+        sizes[.qkv] = floats(n * c.qkvRows)
+        sizes[.hidden] = floats(n * f)
+        sizes[.gated] = isGated ? floats(n * f) : 0
+        sizes[.logits] = floats(n * v)
+        sizes[.mean] = floats(n); sizes[.rstd] = floats(n)
+        sizes[.int8Values] = n * max(d, f) * rowsPerToken
+        sizes[.int8Scales] = floats(n * max(1, model.maxGroups) * rowsPerToken)
+        bufferBytes = SessionBuffer.allCases.map { sizes[$0]! }
+        cacheBytes = sizes[.keys]! + sizes[.values]!
+        sessionBytes = bufferBytes.reduce(0, +)
         var weights = 0, loaded = 0
         for info in model.file.tensors {
             weights += info.encoding == .raw ? info.storedLength : info.decodedLength
@@ -58,4 +66,19 @@ public struct MemoryPlan: Sendable, Equatable {
         weightBytes = weights
         loadedWeightBytes = loaded
     }
+}
+
+/// The buffers a ``Session`` allocates, each sized by ``MemoryPlan``.
+enum SessionBuffer: Int, CaseIterable {
+    /// The KV cache, per layer in ``CachedAttention``'s layout.
+    case keys, values
+    /// Per position: the residual stream, its normalized copy, Q·K·V, attention output,
+    /// the feed-forward's hidden layer (and its gate, llama only), a sub-layer's output.
+    case x, normed, qkv, attention, hidden, gated, branch
+    /// Per position: the vocabulary's logits.
+    case logits
+    /// Per position: a norm's mean and reciprocal standard deviation.
+    case mean, rstd
+    /// Per position: a linear layer's input quantized to int8, and its group scales.
+    case int8Values, int8Scales
 }

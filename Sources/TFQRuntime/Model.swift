@@ -80,6 +80,9 @@ public final class Model: @unchecked Sendable {
         let file = try TFQFile(path: path, options: .init(verifyChecksums: verify, copyIntoMemory: copyIntoMemory))
         if verify { try file.verifyValues() }
         try self.init(file: file)
+        // The vocabulary is kept once, as `tokenizer`: the file this model owns need not
+        // keep its parsed JSON too (a caller's own file, given to init(file:), is left whole).
+        file.releaseMetadataSection("tokenizer")
     }
 
     /// Builds the model on a file already open, checking what ``init(path:verify:copyIntoMemory:)``
@@ -107,7 +110,9 @@ public final class Model: @unchecked Sendable {
             case .f32:
                 return bytes.baseAddress!.assumingMemoryBound(to: Float.self)
             case .f16:
-                let copy = AlignedMemory.floats(info.elementCount)
+                guard let copy = AlignedMemory.availableFloats(info.elementCount, zeroed: false) else {
+                    throw TFQFormatError(file: path, tensor: name, .outOfMemory("cannot allocate \(info.elementCount * 4) bytes to convert it to f32"))
+                }
                 let halves = bytes.bindMemory(to: Float16.self)
                 for i in 0..<info.elementCount { copy[i] = Float(halves[i]) }
                 converted.append(copy)
@@ -121,7 +126,7 @@ public final class Model: @unchecked Sendable {
         }
         func q8(_ info: TensorInfo) throws -> Q8Matrix {
             guard info.layout == .interleaved16x4 else {
-                throw fail(info.name, "is q8 in the row-major layout, which the runtime does not run; export the model again as int8 (interleaved16x4)")
+                throw TFQFormatError(file: path, tensor: info.name, .unsupported("q8 in the row-major layout, which the runtime does not run (export the model again as int8: interleaved16x4)"))
             }
             let bytes = file.bytes(info)
             let values = bytes.baseAddress!.assumingMemoryBound(to: Int8.self)
@@ -144,7 +149,7 @@ public final class Model: @unchecked Sendable {
         // A session's buffers and the rotary tables are sized by the config, which the file
         // states: refuse one that could not be allocated instead of trapping later.
         if let need = Self.workingMemory(config), need <= ProcessMemory.physicalBytes {} else {
-            throw TFQFormatError(file: path, .badMetadata("config: a session would need more memory than this machine has "
+            throw TFQFormatError(file: path, .outOfMemory("a session would need more memory than this machine has "
                                                           + "(context \(config.contextLength), vocab \(v), dim \(d), ff \(f), \(config.layers) layers)"))
         }
         let tokens = try info(TensorName.tokenEmbedding, [v, d])
@@ -157,7 +162,11 @@ public final class Model: @unchecked Sendable {
         }
         switch config.arch {
         case .gpt: positions = .learned(try floats(TensorName.positionEmbedding, [config.contextLength, d]))
-        case .llama: positions = .rotary(RotaryEmbedding(headDim: config.headDim, contextLength: config.contextLength, theta: config.ropeTheta))
+        case .llama:
+            guard let rotary = RotaryEmbedding(headDim: config.headDim, contextLength: config.contextLength, theta: config.ropeTheta) else {
+                throw TFQFormatError(file: path, .outOfMemory("cannot allocate the rotary tables for \(config.contextLength) positions"))
+            }
+            positions = .rotary(rotary)
         }
         blocks = try (0..<config.layers).map { i in
             let p = TensorName.Block(i)

@@ -11,6 +11,8 @@ public enum SessionError: Error, Equatable, CustomStringConvertible {
     case noTokens
     /// The model's file was truncated while mapped (``TFQFile/isDamaged``).
     case modelFileDamaged(path: String)
+    /// The buffers of a session holding `positions` positions (`bytes` in all) could not be allocated.
+    case outOfMemory(bytes: Int, positions: Int)
 
     /// One line naming the problem.
     public var description: String {
@@ -21,6 +23,8 @@ public enum SessionError: Error, Equatable, CustomStringConvertible {
         case .contextFull(let needed, let context): return "\(needed) tokens do not fit in the session's context of \(context)"
         case .invalidToken(let token, let vocabulary): return "token id \(token) is outside the vocabulary (0..<\(vocabulary))"
         case .noTokens: return "no tokens to evaluate"
+        case .outOfMemory(let bytes, let positions):
+            return "out of memory: a session of \(positions) positions needs \(bytes) bytes (KV cache and scratch buffers)"
         }
     }
 }
@@ -68,46 +72,47 @@ public final class Session {
     /// `capacity` (default: the model's context) is how many positions the session can
     /// hold: a session that will see at most prompt + N tokens needs no cache for the rest
     /// of the context, which on a small board can be most of the memory.
+    ///
+    /// Throws ``SessionError/outOfMemory(bytes:positions:)`` when the buffers cannot be allocated (a
+    /// process memory limit, say); the sizes themselves cannot overflow, since ``Model``
+    /// refuses a config whose session would not fit in this machine's memory.
     public init(model: Model, threads: Int = ThreadPool.availableProcessors, kvCache: KVCachePrecision? = nil,
-                capacity: Int? = nil) {
+                capacity: Int? = nil) throws(SessionError) {
         self.model = model
-        let pool = ThreadPool(threads: threads)
-        kernels = Kernels(pool: pool, gemm: GEMM(pool: pool))
         let c = model.config
         let plan = MemoryPlan(model: model, kvCache: kvCache, capacity: capacity)
         self.capacity = plan.positions
-        let (n, d, f, v) = (plan.positions, c.dim, c.ffDim, c.vocabSize)
-        var allocations: [UnsafeMutableRawPointer] = []
-        var allocated = 0
+        cache = CachedAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, context: plan.positions, precision: plan.kvCache)
         // Every buffer is written before it is read, so none is zeroed: an untouched page
         // (most of the KV cache and of the prefill buffers, early on) costs no memory.
-        func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
-            let buffer = AlignedMemory.uninitializedFloats(count)
-            allocations.append(UnsafeMutableRawPointer(buffer))
-            allocated += max(1, count) * 4
-            return buffer
+        var buffers: [UnsafeMutableRawPointer?] = []
+        for size in plan.bufferBytes {
+            guard size > 0 else { buffers.append(nil); continue }
+            guard let buffer = AlignedMemory.availableBytes(size) else {
+                for case let allocated? in buffers { AlignedMemory.free(allocated) }
+                throw .outOfMemory(bytes: plan.sessionBytes, positions: plan.positions)
+            }
+            buffers.append(buffer)
         }
-        cache = CachedAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, context: n, precision: plan.kvCache)
-        let cacheFloats = (c.layers * cache.cacheBytesPerLayer + 3) / 4
-        keys = UnsafeMutableRawPointer(floats(cacheFloats)); values = UnsafeMutableRawPointer(floats(cacheFloats))
-        x = floats(n * d); normed = floats(n * d); qkv = floats(n * c.qkvRows); attention = floats(n * d)
-        hidden = floats(n * f); branch = floats(n * d)
-        if case .gated = model.blocks[0].feedForward { gated = floats(n * f) } else { gated = hidden }
-        logits = floats(n * v)
-        mean = floats(n); rstd = floats(n)
-        let rowsPerToken = model.hasTwoPassLayers ? 2 : 1
-        let int8Count = n * max(d, f) * rowsPerToken
-        let int8 = UnsafeMutableRawPointer.allocate(byteCount: int8Count, alignment: 64)
-        allocations.append(int8)
-        allocated += int8Count
-        quantized = QuantizationScratch(values: int8.bindMemory(to: Int8.self, capacity: int8Count),
-                                        scales: floats(n * max(1, model.maxGroups) * rowsPerToken))
-        self.allocations = allocations
-        allocatedBytes = allocated
+        func floats(_ buffer: SessionBuffer) -> UnsafeMutablePointer<Float> {
+            buffers[buffer.rawValue]!.bindMemory(to: Float.self, capacity: plan.bufferBytes[buffer.rawValue] / 4)
+        }
+        keys = buffers[SessionBuffer.keys.rawValue]!; values = buffers[SessionBuffer.values.rawValue]!
+        x = floats(.x); normed = floats(.normed); qkv = floats(.qkv); attention = floats(.attention)
+        hidden = floats(.hidden); branch = floats(.branch)
+        gated = plan.bufferBytes[SessionBuffer.gated.rawValue] > 0 ? floats(.gated) : hidden
+        logits = floats(.logits); mean = floats(.mean); rstd = floats(.rstd)
+        let int8 = SessionBuffer.int8Values.rawValue
+        quantized = QuantizationScratch(values: buffers[int8]!.bindMemory(to: Int8.self, capacity: plan.bufferBytes[int8]),
+                                        scales: floats(.int8Scales))
+        allocations = buffers.compactMap { $0 }
+        allocatedBytes = plan.sessionBytes
+        let pool = ThreadPool(threads: threads)
+        kernels = Kernels(pool: pool, gemm: GEMM(pool: pool))
     }
 
     deinit {
-        for raw in allocations { raw.deallocate() }
+        for buffer in allocations { AlignedMemory.free(buffer) }
     }
 
     /// Forgets every token: the next evaluation starts at position 0.

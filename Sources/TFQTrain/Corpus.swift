@@ -4,17 +4,23 @@ import TFQModel
 
 /// Why a corpus cannot be trained on.
 public struct CorpusError: Error, CustomStringConvertible {
+    /// The problem, usually prefixed with the file's path.
     public let description: String
 }
 
 /// A text file turned into token ids, split into training and validation parts.
 public struct Corpus {
+    /// The tokenizer the text was encoded with: the existing one given, or one made from the text.
     public let tokenizer: Tokenizer
+    /// The training split's token ids.
     public let train: [Int32]
+    /// The validation split's token ids.
     public let validation: [Int32]
     /// CRC-32 of the training file's bytes: a resumed run must use the same data.
     public let checksum: UInt32
+    /// The training text's path, as given.
     public let path: String
+    /// The validation text's path, as given; nil when validation is the end of `path`'s text.
     public let validationPath: String?
 
     /// Bytes of text each token id stands for: turns nats per token into bits per byte.

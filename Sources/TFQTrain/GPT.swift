@@ -17,13 +17,18 @@ import TFQModel
 /// slower than one thread, the caller runs the slices one after another instead
 /// (``ReplicaSchedule``): the same values either way.
 public final class GPT {
+    /// The model's shape (always the gpt architecture).
     public let config: ModelConfig
+    /// Where each parameter tensor sits in ``parameters`` and ``gradients``.
     public let layout: ParameterLayout
+    /// Every parameter, in ``layout``'s order; 64-byte aligned, owned and freed by the model.
     public let parameters: UnsafeMutableBufferPointer<Float>
+    /// ∂loss/∂parameters, in the same layout as ``parameters``.
     public let gradients: UnsafeMutableBufferPointer<Float>
     /// Probability of zeroing an element of the embeddings and of each residual branch while
     /// training (0 turns dropout off).
     public var dropout: Float = 0
+    /// The threads the model's kernels and replicas share.
     public let pool: ThreadPool
     private var replicas: [GPTReplica] = []
     /// The pool that runs the replicas side by side, one thread each.
@@ -55,6 +60,8 @@ public final class GPT {
     /// Positions the last forward pass counted in its mean loss.
     private var lastCounted = 0
 
+    /// A model of `config` (a valid gpt configuration) running on `pool`, its parameters and
+    /// gradients all zero until ``initialize(seed:)`` or ``readParameters(from:prefix:into:)``.
     public init(config: ModelConfig, pool: ThreadPool) {
         precondition(config.problem == nil && config.arch == .gpt, config.problem ?? "GPT builds the gpt architecture")
         self.config = config
@@ -101,6 +108,7 @@ public final class GPT {
         dropoutStep = step
     }
 
+    /// Sets every gradient to zero, before a ``backward()`` that adds into them.
     public func zeroGradients() {
         gradients.update(repeating: 0)
     }

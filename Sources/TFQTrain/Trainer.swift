@@ -7,37 +7,59 @@ import TFQModel
 import Glibc
 #endif
 
-/// Why training could not start or continue; the message names the file or flag.
-public struct TrainingError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+/// Why training could not start or continue; the message names the file or option.
+public struct TrainingError: OptionNamingError {
+    /// The one-line message.
+    public let message: OptionMessage
+    /// An error with the message `message`, which may name options (`\(option: "lr")`).
+    public init(_ message: OptionMessage) { self.message = message }
+    /// An error with the message `text`.
+    public init(_ text: String) { message = OptionMessage(stringLiteral: text) }
 }
 
 /// One line of progress, reported after every step.
 public struct TrainingProgress: Sendable {
+    /// The step just finished, counting from 1, and the step the run ends at.
     public var step: Int, steps: Int
+    /// The step's training loss: mean cross-entropy over its batch, in nats per token.
     public var loss: Double
+    /// The last validation loss, in nats per token; nil before the first evaluation.
     public var valLoss: Double?
     /// The last validation loss in bits per byte of text.
     public var valBitsPerByte: Double?
+    /// The learning rate the step used.
     public var learningRate: Float
+    /// Training tokens per second since this run started (a resumed run counts from there).
     public var tokensPerSecond: Double
+    /// The time the remaining steps would take at that speed.
     public var secondsRemaining: Double
+    /// Whether the validation set was evaluated after this step.
     public var evaluated: Bool
 }
 
 /// The figures of a finished (or interrupted) run.
 public struct TrainingSummary: Codable, Sendable {
+    /// Optimizer steps completed, those of the runs this one resumed included.
     public var steps: Int
+    /// Tokens trained on, those of resumed runs included.
     public var tokens: Int
+    /// The last training loss, in nats per token; nil if no step was ever run.
     public var trainLoss: Double?
+    /// The last validation loss, in nats per token; nil if none was measured.
     public var valLoss: Double?
+    /// The last validation loss in bits per byte of text.
     public var valBitsPerByte: Double?
+    /// Training tokens per second over this run alone (not the runs it resumed).
     public var tokensPerSecond: Double
+    /// Wall-clock seconds of training, summed over resumed runs.
     public var wallSeconds: Double
+    /// Parameters in the model.
     public var parameters: Int
+    /// The process's peak resident memory, in bytes.
     public var peakRSSBytes: Int
+    /// The path of the checkpoint written at the end of the run.
     public var checkpoint: String
+    /// True when `shouldStop` ended the run before its last step.
     public var interrupted: Bool
 
     enum CodingKeys: String, CodingKey {
@@ -67,10 +89,15 @@ public struct TrainingSummary: Codable, Sendable {
 /// and checkpoint on schedule. Deterministic for a given seed and thread count, and a run
 /// resumed from a checkpoint reproduces the uninterrupted one.
 public final class Trainer {
+    /// The run's options.
     public let options: TrainingOptions
+    /// The text trained and evaluated on.
     public let corpus: Corpus
+    /// The model being trained.
     public let model: GPT
+    /// Where checkpoints are written (and, beside it, the metrics log and loss curve).
     public let checkpointPath: String
+    /// The run's state as it stands: what the next checkpoint saves.
     public private(set) var state: TrainingState
     private let m: UnsafeMutableBufferPointer<Float>
     private let v: UnsafeMutableBufferPointer<Float>
@@ -88,10 +115,10 @@ public final class Trainer {
         try OutputPath.check(checkpointPath)
         let length = options.context
         guard corpus.train.count > length else {
-            throw TrainingError("the training text has \(corpus.train.count) tokens, fewer than one sequence of --context \(length) + 1")
+            throw TrainingError("the training text has \(corpus.train.count) tokens, fewer than one sequence of \(option: "context") \(length) + 1")
         }
         guard corpus.validation.count > length else {
-            throw TrainingError("the validation text has \(corpus.validation.count) tokens, fewer than --context \(length) + 1; use a longer corpus or --val-data")
+            throw TrainingError("the validation text has \(corpus.validation.count) tokens, fewer than \(option: "context") \(length) + 1; use a longer corpus or \(option: "val_data")")
         }
         let config = options.modelConfig(vocabSize: corpus.tokenizer.vocabularySize)
         if let problem = config.problem { throw TrainingError(problem) }
@@ -245,7 +272,7 @@ public final class Trainer {
         } else {
             kept = "no checkpoint was written" + (options.checkpointEvery > 0 ? " (the first was due at step \(options.checkpointEvery))" : "")
         }
-        return TrainingError("training diverged at step \(step): \(what); \(kept); try a lower --lr")
+        return TrainingError("training diverged at step \(step): \(what); \(kept); try a lower learning rate")
     }
 
     /// The SVG is a view of the log and the evaluations: failing to write it loses nothing else.

@@ -63,7 +63,7 @@ final class TrainingActivations {
         lnf = floats(n * d); lnfMean = floats(n); lnfRstd = floats(n)
         self.logits = logits
         losses = floats(n)
-        let ids = UnsafeMutableRawPointer.allocate(byteCount: 2 * n * 4, alignment: 64)
+        let ids = UnsafeMutableRawPointer(AlignedMemory.floats(2 * n))
         allocations.append(ids)
         inputs = ids.initializeMemory(as: Int32.self, repeating: 0, count: 2 * n)
         targets = inputs + n
@@ -77,6 +77,6 @@ final class TrainingActivations {
     }
 
     deinit {
-        for raw in allocations { raw.deallocate() }
+        for raw in allocations { AlignedMemory.free(raw) }
     }
 }

@@ -11,15 +11,19 @@ import TFQKernels
 /// tiles the causal mask zeroes (``Triangle``), so the masked half costs little.
 /// Threads split the (batch, head) pairs; each has a single-threaded GEMM of its own.
 public struct CausalAttention {
+    /// Sequences, positions per sequence (T), heads, and model width (floats per row of `y`).
     public let batch: Int, length: Int, heads: Int, dim: Int
     /// Query rows per block of scores.
     public let rowBlock: Int
+    /// Values per head, d_k.
     public var headDim: Int { dim / heads }
     /// Floats needed to keep the weights: batch × heads × T × T.
     public var probabilityCount: Int { batch * heads * length * length }
     /// Scratch floats per thread (backward's block of ∂L/∂P).
     public var scratchPerThread: Int { rowBlock * length }
 
+    /// Attention over `batch` sequences of `length` positions; `heads` must divide `dim`.
+    /// `rowBlock` is capped at `length`.
     public init(batch: Int, length: Int, heads: Int, dim: Int, rowBlock: Int = 64) {
         precondition(dim % heads == 0 && rowBlock > 0)
         self.batch = batch; self.length = length; self.heads = heads; self.dim = dim
@@ -32,6 +36,8 @@ public struct CausalAttention {
         (0..<threads).map { _ in GEMM(pool: ThreadPool(threads: 1)) }
     }
 
+    /// Writes `y` from `qkv`, and the attention weights to `probabilities` (``probabilityCount``
+    /// floats, zero above the diagonal). `gemms` needs one entry per thread of `pool`.
     public func forward(qkv: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, probabilities: UnsafeMutablePointer<Float>,
                         gemms: [GEMM], pool: ThreadPool) {
         precondition(gemms.count >= pool.threadCount)

@@ -1,6 +1,8 @@
 import TFQKernels
 /// Token plus position embedding: x[n] = tokens[id[n]] + positions[n mod T].
 public enum Embedding {
+    /// Writes `rows` rows of `dim` floats to `x`; row n is the sum of its token's row of
+    /// `tokenTable` and the row of `positionTable` for position n mod `length`.
     public static func forward(ids: UnsafePointer<Int32>, tokenTable: UnsafePointer<Float>, positionTable: UnsafePointer<Float>,
                                x: UnsafeMutablePointer<Float>, rows: Int, length: Int, dim: Int, pool: ThreadPool) {
         pool.parallelFor(rows, grain: 16) { range in

@@ -26,6 +26,7 @@ import Glibc
 /// included. (The copy is a deliberate race, the standard sequence-lock read: a race
 /// detector will report it.)
 public final class TileExchange: TileSharing, @unchecked Sendable {
+    /// The GEMM sequences (replicas) run each round; also the most threads a round may have.
     public let participants: Int
     /// Per participant, apart from everything else: the posting's state word, the count of
     /// tiles finished by helpers and the owner's generation in one line; the count of tiles
@@ -43,6 +44,8 @@ public final class TileExchange: TileSharing, @unchecked Sendable {
     /// Per thread of a job: room to pack A's tiles taken as a helper.
     private let helperScratch: [UnsafeMutablePointer<Float>]
 
+    /// An exchange for `participants` (at least one), with its postings and per-thread
+    /// packing scratch allocated once.
     public init(participants: Int) {
         precondition(participants >= 1)
         self.participants = participants

@@ -48,8 +48,8 @@ struct BenchAccuracyCommand: ParsableCommand {
         do { bytes = try FileBytes.read(data) } catch { throw UsageError("\(data): \(error)") }
         guard let text = String(validating: bytes, as: UTF8.self) else { throw UsageError("\(data): not valid UTF-8 text") }
         let ids = candidateModel.tokenizer.encodeAllowingUnknown(text)
-        let a = Session(model: referenceModel, threads: threadCount)
-        let b = Session(model: candidateModel, threads: threadCount, kvCache: kvCache)
+        let a = try Session(model: referenceModel, threads: threadCount)
+        let b = try Session(model: candidateModel, threads: threadCount, kvCache: kvCache)
         let c = try ModelComparison.measure(reference: a, candidate: b, tokens: ids, maxPositions: tokens)
         guard c.positions > 0 else { throw UsageError("\(data): no position the vocabulary can encode") }
         let greedy = try continuationAgreement(a, b, ids: ids)
@@ -153,7 +153,7 @@ struct BenchLatencyCommand: ParsableCommand {
             for t in threadCounts {
                 let start = MonotonicClock.seconds()
                 let loaded = try Model(path: model)
-                let session = Session(model: loaded, threads: t, kvCache: kvCache)
+                let session = try Session(model: loaded, threads: t, kvCache: kvCache)
                 let loadTime = MonotonicClock.seconds() - start
                 cachePrecision = session.kvCachePrecision.rawValue
                 let vocab = Int32(loaded.config.vocabSize)

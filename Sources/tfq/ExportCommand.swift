@@ -103,7 +103,7 @@ struct ExportCommand: ParsableCommand {
         options.evalData = evalData
         options.evalTokens = evalTokens
         let summary = try Exporter.export(checkpoint: checkpoint, output: output, options: options)
-        if let note = summary.note { fputs("note: \(note)\n", stderr) }
+        if let note = summary.note { fputs("note: \(note.text(naming: TFQCommand.flag))\n", stderr) }
         if summary.quality == nil {
             fputs("note: quality report skipped: the model was not trained by tfq, so it has no validation text; give --eval-data FILE\n", stderr)
         }
@@ -112,7 +112,7 @@ struct ExportCommand: ParsableCommand {
                 var output: String, file_bytes: Int, fp32_weight_bytes: Int, weights: String?, note: String?, quality: QualityReport?
             }
             print(try JSONOutput.string(Output(output: summary.output, file_bytes: summary.fileBytes, fp32_weight_bytes: summary.fp32WeightBytes,
-                                               weights: summary.weightMethod, note: summary.note, quality: summary.quality)))
+                                               weights: summary.weightMethod, note: summary.note?.text(naming: TFQCommand.flag), quality: summary.quality)))
             return
         }
         print("wrote \(summary.output): \(summary.fileBytes) bytes (\(format2(Double(summary.fileBytes) / Double(summary.fp32WeightBytes))) × the fp32 weights)"

@@ -101,7 +101,7 @@ struct RunCommand: ParsableCommand {
         // whose pages go; what decoding needs faults back in from the page cache.
         if !keepStartupPages { ProcessMemory.releaseCleanFilePages(keeping: [model]) }
         let sessionStart = MonotonicClock.seconds()
-        let session = Session(model: loaded, threads: threading.count, kvCache: kvCache, capacity: plan.positions)
+        let session = try Session(model: loaded, threads: threading.count, kvCache: kvCache, capacity: plan.positions)
         let loadSeconds = openSeconds + (MonotonicClock.seconds() - sessionStart)
 
         var generated: [Int32] = []

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TFQFormat
 import TFQKernels
+import TFQModel
 
 /// The `tfq` command line: train, export, inspect and run small transformer models.
 @main
@@ -27,6 +28,19 @@ struct TFQCommand: ParsableCommand {
             let next = index + 1 < arguments.count ? arguments[index + 1] : nil
             if next.map({ Int32($0) == nil }) ?? true { arguments.insert(String(ExportCommand.defaultZstdLevel), at: index + 1) }
         }
-        Self.main(arguments)
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch let error as OptionNamingError {
+            // The library names options as it stores them; here they are flags.
+            exit(withError: UsageError(error.message.text(naming: flag)))
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    /// The flag that sets the option a library message names `option` (its stored name).
+    static func flag(_ option: String) -> String {
+        option == "ff_dim" ? "--ff" : "--" + option.replacingOccurrences(of: "_", with: "-")
     }
 }

@@ -68,7 +68,7 @@ struct TrainCommand: ParsableCommand {
     }
 
     func validate() throws {
-        if let problem = options.problem { throw UsageError(problem) }
+        if let problem = options.problem { throw UsageError(problem.text(naming: TFQCommand.flag)) }
         try threading.check()
     }
 

@@ -110,6 +110,64 @@ import TFQRuntime
         #expect(message.hasPrefix(path + ": tensor 'x': decodes to \(UInt64(4) << 40) bytes, more than the limit of "))
     }
 
+    /// The golden model written again with its metadata edited and, where `rowMajor` names
+    /// one, that q8 tensor laid out row-major: checksums all match, so only loading refuses it.
+    static func rewrite(name: String, rowMajor: String? = nil, edit: (inout [String: JSONValue]) -> Void = { _ in }) throws -> String {
+        let source = try TFQFile(path: CAPITests.model)
+        var metadata = source.metadata
+        edit(&metadata)
+        let path = try OpenAndCountTests.temporaryDirectory().appendingPathComponent(name).path
+        let writer = try TFQWriter(path: path)
+        for info in source.tensors {
+            if info.name == rowMajor {
+                let weights = Q8Codec.decode(source.bytes(info), info: info)
+                let bytes = try weights.withUnsafeBufferPointer {
+                    try Q8Codec.encode($0, rows: info.rows, cols: info.columns, groupSize: info.groupSize, layout: .rowMajor)
+                }
+                try bytes.withUnsafeBytes {
+                    _ = try writer.add(name: info.name, dtype: .q8, shape: info.shape, layout: .rowMajor, groupSize: info.groupSize, bytes: $0)
+                }
+            } else {
+                try writer.add(name: info.name, dtype: info.dtype, shape: info.shape, layout: info.layout, groupSize: info.groupSize,
+                               bytes: source.bytes(info), compression: .none)
+            }
+        }
+        try writer.finish(metadata: Array(JSONEncoder().encode(JSONValue.object(metadata))))
+        return path
+    }
+
+    /// Sound files this library cannot run are UNSUPPORTED (a newer writer's architecture or
+    /// tokenizer, a q8 layout the runtime does not run), one that would not fit in this
+    /// machine's memory OUT_OF_MEMORY, and a malformed one FILE.
+    @Test func modelsThisLibraryCannotRun() throws {
+        func section(_ key: String, _ field: String, _ value: JSONValue) -> (inout [String: JSONValue]) -> Void {
+            { metadata in
+                guard case .object(var members)? = metadata[key] else { return }
+                members[field] = value
+                metadata[key] = .object(members)
+            }
+        }
+        let arch = try Self.rewrite(name: "arch.tfq", edit: section("config", "arch", .string("mamba")))
+        #expect(Self.open(arch) == (TFQ_ERROR_UNSUPPORTED, arch + ": not supported: architecture 'mamba' (this tfq runs gpt, llama)"))
+        let tokenizer = try Self.rewrite(name: "tokenizer.tfq", edit: section("tokenizer", "type", .string("unigram")))
+        #expect(Self.open(tokenizer) == (TFQ_ERROR_UNSUPPORTED,
+                                         tokenizer + ": not supported: unknown tokenizer type 'unigram' (this tfq reads char, byte, llama2c, bpe, sentencepiece)"))
+        let layout = try Self.rewrite(name: "layout.tfq", rowMajor: "blocks.1.ffn.up.weight")
+        #expect(Self.open(layout) == (TFQ_ERROR_UNSUPPORTED, layout + ": tensor 'blocks.1.ffn.up.weight': not supported: q8 in the row-major "
+                                      + "layout, which the runtime does not run (export the model again as int8: interleaved16x4)"))
+        // Each size within the format's bounds, a session of them ~256 GB: refused before any tensor is read.
+        let huge = try Self.rewrite(name: "huge.tfq") { metadata in
+            for (field, value) in [("context_length", 1 << 16), ("dim", 1 << 16), ("ff_dim", 1 << 18)] {
+                section("config", field, .integer(Int64(value)))(&metadata)
+            }
+        }
+        let (status, message) = Self.open(huge)
+        #expect(status == TFQ_ERROR_OUT_OF_MEMORY)
+        #expect(message.hasPrefix(huge + ": out of memory: a session would need more memory than this machine has (context 65536, "), "\(message)")
+        let malformed = try Self.rewrite(name: "malformed.tfq", edit: section("tokenizer", "vocab", .integer(3)))
+        #expect(Self.open(malformed) == (TFQ_ERROR_FILE, malformed + ": bad metadata: 'tokenizer' is malformed: 'vocab' must be an array of strings"))
+    }
+
     @Test func tokensAndText() throws {
         var model: OpaquePointer?, session: OpaquePointer?
         #expect(tfq_model_open(CAPITests.model, &model) == TFQ_OK)
@@ -166,11 +224,14 @@ import TFQRuntime
             (format(.decode("corrupt zstd frame")), TFQ_ERROR_FILE),
             (format(.tooLarge(bytes: 1 << 42, limit: 1 << 33)), TFQ_ERROR_OUT_OF_MEMORY),
             (format(.missingTensor), TFQ_ERROR_FILE),
+            (format(.unsupported("architecture 'mamba'")), TFQ_ERROR_UNSUPPORTED),
+            (format(.outOfMemory("cannot allocate 4096 bytes")), TFQ_ERROR_OUT_OF_MEMORY),
             (format(.usage("finished twice")), TFQ_ERROR_INTERNAL),
             (SessionError.contextFull(needed: 65, context: 64), TFQ_ERROR_CONTEXT_FULL),
             (SessionError.invalidToken(25, vocabulary: 25), TFQ_ERROR_INVALID_TOKEN),
             (SessionError.noTokens, TFQ_ERROR_NO_TOKENS),
             (SessionError.modelFileDamaged(path: "m.tfq"), TFQ_ERROR_FILE),
+            (SessionError.outOfMemory(bytes: 1 << 30, positions: 4096), TFQ_ERROR_OUT_OF_MEMORY),
             (TokenizerError.unknownCharacter("T", position: 0), TFQ_ERROR_UNKNOWN_CHARACTER),
             (TokenizerError.invalidUTF8(offset: 1), TFQ_ERROR_INVALID_UTF8),
             (Unexpected(), TFQ_ERROR_INTERNAL),

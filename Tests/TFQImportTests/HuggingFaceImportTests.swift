@@ -58,7 +58,7 @@ enum HuggingFaceFixtures {
         if name != "gpt2" { #expect(model.config.kvHeads * 2 == model.config.heads) }
         #expect(try model.tokenizer.encode(expected.prompt_text) == expected.prompt_ids)
         for threads in [1, 2] {
-            let session = Session(model: model, threads: threads)
+            let session = try Session(model: model, threads: threads)
             let logits = Array(try session.evaluate(expected.prompt_ids, allLogits: true))
             let vocab = model.config.vocabSize
             for (position, row) in zip(expected.logits.positions, expected.logits.rows) {
@@ -194,7 +194,7 @@ enum HuggingFaceFixtures {
         let summary = try Exporter.export(checkpoint: model.file.path, output: out, options: options)
         #expect(summary.quality == nil)
         #expect(summary.weightMethod == "round-to-nearest")
-        #expect(summary.note?.contains("the model was not trained by tfq") == true)
+        #expect(summary.note?.description.contains("the model was not trained by tfq") == true)
         let exported = try Model(path: out, verify: true)
         #expect(exported.isQuantized)
         #expect(exported.file.metadata["quality"] == nil)

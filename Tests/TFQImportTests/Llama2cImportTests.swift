@@ -53,7 +53,7 @@ enum LlamaFixtures {
         #expect(model.config.tieEmbeddings == expected.shared_classifier)
         #expect(model.isQuantized == (expected.version == 2))
         for threads in [1, 2] {
-            let session = Session(model: model, threads: threads)
+            let session = try Session(model: model, threads: threads)
             let logits = Array(try session.evaluate(LlamaFixtures.expected.logits_ids, allLogits: true))
             let vocab = model.config.vocabSize
             var worst: Float = 0, scale: Float = 0

@@ -25,7 +25,7 @@ import TFQRuntime
         // The reference keeps keys and values exact: so does this session. (A half cache moves
         // these logits by 0.08 of 7.75: int8 downstream turns its last-bit changes into whole
         // quantization steps, the effect this test measures, so it must be off here.)
-        let session = Session(model: model, threads: threads, kvCache: .f32)
+        let session = try Session(model: model, threads: threads, kvCache: .f32)
         let logits = try withExtendedLifetime(session) { Array(try session.evaluate(expected.ids, allLogits: true)) }
         let vocab = model.config.vocabSize
         var twoPass = 0.0, onePass = 0.0, largest = 0.0

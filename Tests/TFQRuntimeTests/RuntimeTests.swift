@@ -92,7 +92,7 @@ enum Fixture {
     @Test func fp32RuntimeMatchesTheTrainingModel() throws {
         let (path, _) = try Fixture.export(.fp32)
         let model = try Model(path: path)
-        let session = Session(model: model, threads: 2)
+        let session = try Session(model: model, threads: 2)
         let reference = try Fixture.reference()
         let vocab = model.config.vocabSize
         // Logits over a whole window.
@@ -120,7 +120,7 @@ enum Fixture {
     func prefillThenDecodeEqualsOneTokenAtATime(precision: ExportOptions.Precision) throws {
         let (path, _) = try Fixture.export(precision)
         let model = try Model(path: path)
-        let batched = Session(model: model, threads: 2), stepwise = Session(model: model, threads: 2)
+        let batched = try Session(model: model, threads: 2), stepwise = try Session(model: model, threads: 2)
         let tokens = Fixture.prompt + [5, 9, 2, 7, 1, 0, 3]
         let all = Array(try batched.evaluate(tokens, allLogits: true))
         let vocab = model.config.vocabSize
@@ -144,8 +144,8 @@ enum Fixture {
         let (fp32Path, _) = try Fixture.export(.fp32)
         let (int8Path, summary) = try Fixture.export(.int8, group: .size(32))
         let tokens = Fixture.prompt + (0..<30).map { Int32($0 % 20) }
-        let exactSession = Session(model: try Model(path: fp32Path), threads: 2)
-        let quantizedSession = Session(model: try Model(path: int8Path), threads: 2)
+        let exactSession = try Session(model: try Model(path: fp32Path), threads: 2)
+        let quantizedSession = try Session(model: try Model(path: int8Path), threads: 2)
         let exact = Array(try exactSession.evaluate(tokens, allLogits: true))
         let quantized = Array(try quantizedSession.evaluate(tokens, allLogits: true))
         let error = exact.withUnsafeBufferPointer { e in quantized.withUnsafeBufferPointer { Self.relativeError($0, e) } }
@@ -172,9 +172,9 @@ enum Fixture {
         let (fp32Path, _) = try Fixture.export(.fp32)
         let (int8Path, _) = try Fixture.export(.int8, group: .size(32))
         let int8Model = try Model(path: int8Path), fp32Model = try Model(path: fp32Path)
-        #expect(Session(model: int8Model, threads: 1).kvCachePrecision == .f16)
-        #expect(Session(model: int8Model, threads: 1, kvCache: .f32).kvCachePrecision == .f32)
-        let full = Session(model: fp32Model, threads: 2), half = Session(model: fp32Model, threads: 2, kvCache: .f16)
+        #expect(try Session(model: int8Model, threads: 1).kvCachePrecision == .f16)
+        #expect(try Session(model: int8Model, threads: 1, kvCache: .f32).kvCachePrecision == .f32)
+        let full = try Session(model: fp32Model, threads: 2), half = try Session(model: fp32Model, threads: 2, kvCache: .f16)
         #expect(full.kvCachePrecision == .f32 && half.kvCachePrecision == .f16)
         let tokens = Fixture.prompt + (0..<40).map { Int32($0 % 20) }
         let (exact, rounded) = try withExtendedLifetime((full, half)) {
@@ -315,7 +315,7 @@ enum Fixture {
 
     @Test func sessionErrorsAreTyped() throws {
         let (path, _) = try Fixture.export(.int8)
-        let session = Session(model: try Model(path: path), threads: 1)
+        let session = try Session(model: try Model(path: path), threads: 1)
         #expect(throws: SessionError.noTokens) { try session.evaluate([]) }
         #expect(throws: SessionError.invalidToken(9999, vocabulary: session.model.config.vocabSize)) { try session.evaluate([9999]) }
         #expect(throws: SessionError.contextFull(needed: 300, context: 256)) { try session.evaluate([Int32](repeating: 1, count: 300)) }
@@ -410,7 +410,7 @@ enum Fixture {
     func greedyOutputIsTheSameWithWorkersHeldBack(threads: Int) throws {
         let golden = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: Self.fixtures.appendingPathComponent("golden.json")))
         let model = try Model(path: Self.fixtures.appendingPathComponent("golden.int8.tfq").path)
-        let session = Session(model: model, threads: threads)
+        let session = try Session(model: model, threads: threads)
         session.kernels.pool.holdWorkers(threads - 1)
         var tokens: [Int32] = []
         try session.generate(prompt: golden.prompt_token_ids, maxTokens: 100) { token, _ in tokens.append(token); return true }
@@ -453,12 +453,38 @@ enum Fixture {
         try Session(model: model, threads: 1).generate(prompt: prompt, maxTokens: 30) { t, _ in expected.append(t); return true }
         var streamed: [Int32] = []
         var text = ""
-        for try await token in Session(model: model, threads: 1).tokens(prompt: prompt, maxTokens: 30) {
+        for try await token in try Session(model: model, threads: 1).tokens(prompt: prompt, maxTokens: 30) {
             streamed.append(token.id)
             text += token.text
         }
         #expect(streamed == expected)
         #expect(text == model.tokenizer.decode(expected))
+    }
+
+    /// The sequence says why it ended, as generate's result does: at the token limit, at a
+    /// full context, and not at all while the consumer is still iterating or left early.
+    @Test func theSequenceKeepsItsStopReason() async throws {
+        let model = try Model(path: GoldenOutputTests.fixtures.appendingPathComponent("golden.int8.tfq").path)
+        let prompt = try model.tokenizer.encode("the king")
+        for (maxTokens, capacity, expected) in [(5, 64, StopReason.length), (40, prompt.count + 6, .context)] {
+            let generated = try Session(model: model, threads: 1, capacity: capacity).generate(prompt: prompt, maxTokens: maxTokens)
+            #expect(generated == expected)
+            let tokens = try Session(model: model, threads: 1, capacity: capacity).tokens(prompt: prompt, maxTokens: maxTokens)
+            // A full context ends generation after the token that fills it: 6 positions past
+            // the prompt hold 6 evaluated tokens, and the 7th is produced but not evaluated.
+            let last = expected == .length ? maxTokens : 7
+            var count = 0
+            for try await token in tokens {
+                #expect(!token.isStopToken)
+                count += 1
+                if count < last { #expect(tokens.stopReason == nil, "token \(count)") }
+            }
+            #expect(tokens.stopReason == expected)
+            #expect(count == last)
+        }
+        let early = try Session(model: model, threads: 1).tokens(prompt: prompt, maxTokens: 20)
+        for try await _ in early { break }
+        #expect(early.stopReason == nil)
     }
 }
 
@@ -494,10 +520,30 @@ enum Fixture {
         #expect(texts.last?.hasSuffix("\u{FFFD}") == true, "\(texts)")
         #expect(texts.joined() == String(decoding: all[...cut].map { UInt8($0) }, as: UTF8.self))
         var streamed: [String] = []
-        for try await token in Session(model: Self.model, threads: 1).tokens(prompt: prompt, maxTokens: cut + 1, sampling: Self.sampling) {
+        for try await token in try Session(model: Self.model, threads: 1).tokens(prompt: prompt, maxTokens: cut + 1, sampling: Self.sampling) {
             streamed.append(token.text)
         }
         #expect(streamed == texts)
+    }
+}
+
+/// The tokenizer is kept once: a model opened by path releases the file's parsed copy of
+/// it (a vocabulary of 32,000 pieces parses into megabytes); a caller's own file is left whole.
+@Suite struct MetadataOnceTests {
+    @Test func aModelKeepsItsTokenizerOnce() throws {
+        let path = GoldenOutputTests.fixtures.appendingPathComponent("golden.int8.tfq").path
+        let model = try Model(path: path)
+        #expect(model.file.metadata["tokenizer"] == nil)
+        #expect(model.file.metadata["config"] != nil && model.file.metadata["quantization"] != nil)
+        #expect(try model.tokenizer.encode("the king").count == 8)
+        // The file's bytes are untouched: its JSON still holds the section.
+        let json = try JSONParser.parse(model.file.metadataJSON)
+        let stored = try #require(json["tokenizer"])
+        #expect(try Tokenizer(json: stored) == model.tokenizer)
+
+        let file = try TFQFile(path: path)
+        _ = try Model(file: file)
+        #expect(file.metadata["tokenizer"] == stored)
     }
 }
 
@@ -519,7 +565,7 @@ enum Fixture {
 @Suite struct SessionCapacityTests {
     @Test func aSmallerCapacityGivesTheSameLogitsInLessMemory() throws {
         let model = try Model(path: GoldenOutputTests.fixtures.appendingPathComponent("golden.int8.tfq").path)
-        let full = Session(model: model, threads: 2), small = Session(model: model, threads: 2, capacity: 12)
+        let full = try Session(model: model, threads: 2), small = try Session(model: model, threads: 2, capacity: 12)
         #expect(full.capacity == model.config.contextLength && small.capacity == 12)
         #expect(MemoryPlan(model: model).sessionBytes == full.allocatedBytes)
         #expect(MemoryPlan(model: model, capacity: 12).sessionBytes == small.allocatedBytes)
@@ -562,7 +608,7 @@ enum Fixture {
         let path = try copyOfGolden()
         let model = try Model(path: path)
         #expect(model.file.isZeroCopy && !model.file.isDamaged)
-        let session = Session(model: model, threads: 2)
+        let session = try Session(model: model, threads: 2)
         let prompt = try model.tokenizer.encode("the king")
         let before = Array(try session.evaluate(prompt))
         #expect(truncate(path, 4096) == 0)
@@ -581,7 +627,7 @@ enum Fixture {
         let prompt = try copied.tokenizer.encode("the king")
         // Logits are a view into the session's memory: copy them while it lives.
         func logits(_ model: Model) throws -> [Float] {
-            let session = Session(model: model, threads: 1)
+            let session = try Session(model: model, threads: 1)
             return try withExtendedLifetime(session) { Array(try session.evaluate(prompt)) }
         }
         let expected = try logits(mapped)

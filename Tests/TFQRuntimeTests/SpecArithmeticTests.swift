@@ -31,7 +31,7 @@ import Testing
         #expect(cases.count == 5)
         for c in cases {
             let model = try Model(path: Self.directory.appendingPathComponent(c.model).path, verify: true)
-            let session = Session(model: model, threads: threads, capacity: min(model.config.contextLength, c.prompt_token_ids.count + c.n))
+            let session = try Session(model: model, threads: threads, capacity: min(model.config.contextLength, c.prompt_token_ids.count + c.n))
             var tokens: [Int32] = []
             let reason = try session.generate(prompt: c.prompt_token_ids, maxTokens: c.n, ignoringEndOfText: true) { token, _ in
                 tokens.append(token)

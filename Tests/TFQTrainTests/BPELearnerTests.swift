@@ -120,14 +120,17 @@ import TFQModel
     @Test func optionsCheckTheVocabularySize() {
         var o = TrainingOptions()
         o.tokenizer = .bpe
-        #expect(o.problem?.contains("needs --vocab-size") == true)
+        // The library names options as checkpoints store them; `tfq` names its flags.
+        #expect(o.problem?.description == "tokenizer bpe needs vocab_size N (257 to 65536)")
+        #expect(o.problem?.options == ["tokenizer", "vocab_size"])
+        #expect(o.problem?.text { "--" + $0.replacingOccurrences(of: "_", with: "-") } == "--tokenizer bpe needs --vocab-size N (257 to 65536)")
         for (size, ok) in [(256, false), (257, true), (4096, true), (65536, true), (65537, false), (-1, false)] {
             o.vocabSize = size
-            #expect((o.problem == nil) == ok, "\(size): \(o.problem ?? "ok")")
+            #expect((o.problem == nil) == ok, "\(size): \(o.problem.map(String.init(describing:)) ?? "ok")")
         }
         o.tokenizer = .char
         o.vocabSize = 512
-        #expect(o.problem?.contains("applies only to --tokenizer bpe") == true)
+        #expect(o.problem?.description.contains("applies only to tokenizer bpe") == true)
         o.vocabSize = nil
         #expect(o.problem == nil)
     }

@@ -138,7 +138,8 @@ enum SampleText {
         #expect(throws: TrainingError.self) { try Self.train(Self.options(steps: 5), corpus: short, out: out) }
         var odd = Self.options(steps: 5)
         odd.dim = 30; odd.heads = 4
-        #expect(odd.problem == "--dim 30 is not divisible by --heads 4")
+        #expect(odd.problem?.description == "dim 30 is not divisible by heads 4")
+        #expect(odd.problem?.text { "--" + $0 } == "--dim 30 is not divisible by --heads 4")
         odd = Self.options(steps: 5)
         odd.layers = 0
         #expect(odd.problem != nil)

@@ -35,8 +35,8 @@ typedef enum tfq_status {
     TFQ_ERROR_UNKNOWN_CHARACTER = 5, /* the text has a character the vocabulary lacks */
     TFQ_ERROR_CANNOT_OPEN = 6,       /* the file cannot be opened or read: missing, no permission, not a regular file, I/O error */
     TFQ_ERROR_NOT_TFQ_FILE = 7,      /* the file is not a .tfq file: no tfq magic bytes, or shorter than a header */
-    TFQ_ERROR_UNSUPPORTED = 8,       /* a .tfq format version this library does not read */
-    TFQ_ERROR_OUT_OF_MEMORY = 9,     /* the model's decoded tensors need more memory than this machine has */
+    TFQ_ERROR_UNSUPPORTED = 8,       /* a valid file this library cannot run: a newer format version, an unknown architecture or tokenizer, an int8 layout the runtime does not run */
+    TFQ_ERROR_OUT_OF_MEMORY = 9,     /* the model or a session needs more memory than this machine has, or an allocation failed */
     TFQ_ERROR_INVALID_TOKEN = 10,    /* a token id outside the vocabulary */
     TFQ_ERROR_NO_TOKENS = 11,        /* zero tokens where at least one is needed */
     TFQ_ERROR_INVALID_UTF8 = 12,     /* the text is not valid UTF-8 */
@@ -103,7 +103,9 @@ tfq_status tfq_detokenize(const tfq_model *model, const int32_t *tokens, size_t 
                           char *text, size_t capacity, size_t *length);
 
 /* A new session running its kernels on `threads` threads (0: all processors). Its KV cache
- * holds half-precision keys and values for an int8 model, floats otherwise. */
+ * holds half-precision keys and values for an int8 model, floats otherwise. When its buffers
+ * (cache and scratch, for the model's whole context) cannot be allocated, the result is
+ * TFQ_ERROR_OUT_OF_MEMORY and *session is NULL. */
 tfq_status tfq_session_new(tfq_model *model, int32_t threads, tfq_session **session);
 
 /* Frees a session. NULL is ignored. */

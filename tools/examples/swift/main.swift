@@ -14,7 +14,7 @@ guard arguments.count >= 2 else {
 }
 do {
     let model = try Model(path: arguments[1])
-    let session = Session(model: model, threads: 1)
+    let session = try Session(model: model, threads: 1)
     let prompt = try model.tokenizer.encode(arguments.count > 2 ? arguments[2] : "")
     let count = arguments.count > 3 ? Int(arguments[3]) ?? 20 : 20
     var ids: [Int32] = []
