@@ -41,21 +41,23 @@ public struct MemoryPlan: Sendable, Equatable {
         let cache = CachedAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, context: n, precision: self.kvCache)
         let (d, f, v) = (c.dim, c.ffDim, c.vocabSize)
         func floats(_ count: Int) -> Int { max(1, count) * 4 }
-        let cacheFloats = (c.layers * cache.cacheBytesPerLayer + 3) / 4
         let isGated = if case .gated = model.blocks[0].feedForward { true } else { false }
         let rowsPerToken = model.hasTwoPassLayers ? 2 : 1
-        var sizes = [SessionBuffer: Int]()
-        sizes[.keys] = floats(cacheFloats); sizes[.values] = floats(cacheFloats)
-        for buffer in [SessionBuffer.x, .normed, .attention, .branch] { sizes[buffer] = floats(n * d) }
-        sizes[.qkv] = floats(n * c.qkvRows)
-        sizes[.hidden] = floats(n * f)
-        sizes[.gated] = isGated ? floats(n * f) : 0
-        sizes[.logits] = floats(n * v)
-        sizes[.mean] = floats(n); sizes[.rstd] = floats(n)
-        sizes[.int8Values] = n * max(d, f) * rowsPerToken
-        sizes[.int8Scales] = floats(n * max(1, model.maxGroups) * rowsPerToken)
-        bufferBytes = SessionBuffer.allCases.map { sizes[$0]! }
-        cacheBytes = sizes[.keys]! + sizes[.values]!
+        let perCache = floats((c.layers * cache.cacheBytesPerLayer + 3) / 4)   // keys, and again values
+        bufferBytes = SessionBuffer.allCases.map { buffer in
+            switch buffer {
+            case .keys, .values: perCache
+            case .x, .normed, .attention, .branch: floats(n * d)
+            case .qkv: floats(n * c.qkvRows)
+            case .hidden: floats(n * f)
+            case .gated: isGated ? floats(n * f) : 0
+            case .logits: floats(n * v)
+            case .mean, .rstd: floats(n)
+            case .int8Values: n * max(d, f) * rowsPerToken
+            case .int8Scales: floats(n * max(1, model.maxGroups) * rowsPerToken)
+            }
+        }
+        cacheBytes = 2 * perCache
         sessionBytes = bufferBytes.reduce(0, +)
         var weights = 0, loaded = 0
         for info in model.file.tensors {
