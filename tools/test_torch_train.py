@@ -7,7 +7,9 @@ GPT2LMHeadModel computes the model's logits) and a two-process torchrun run.
 
 The known answers are sampler states tfq saved in checkpoints of
 `tfq train --data ../shared/data/tinyshakespeare.txt ... --seed 1337` (the baby config):
-at step 0, and after 5 steps of 12 windows each.
+at step 0, and after 5 steps of 12 windows each. The step-0 state is the batch stream, the
+seed's sequence jumped 2^128 draws ahead; the jump is checked here against the generator's
+transition matrix raised to that power, computed from the update rule alone.
 """
 import json
 import os
@@ -17,10 +19,11 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_train import Xoshiro256  # noqa: E402
+from torch_train import MASK64, Xoshiro256, rotl  # noqa: E402
 
 SEED_1337 = ["b6a8a9b313caa00b", "cb7f284b67d605c9", "3440fccf54082b5a", "77026dc1feefc262"]
-AFTER_60_DRAWS = ["5f602ea95ffe67f7", "9e9b4ed4b472c285", "b9441b8de16448d8", "3c5e143a47f1c12"]
+BATCHES_1337 = ["8a58f719aed54015", "d2eb58900c38a97f", "5defb58444c84672", "70a01c1be21a5a90"]
+AFTER_60_DRAWS = ["6d37b4ea950091e0", "22194c968d3fc3dc", "b5397712aa128347", "63a90089e08deadd"]
 
 
 def state(generator):
@@ -31,8 +34,39 @@ def test_seeding_matches_tfqs_splitmix():
     assert state(Xoshiro256.seeded(1337)) == SEED_1337
 
 
+def jumped_2_to_the_128(words):
+    """The state 2^128 draws after `words`, without the authors' jump polynomial: the state
+    update is linear over GF(2), so its 256x256 matrix (columns: the images of the unit
+    states, as 256-bit integers) is squared 128 times and applied to the state."""
+    def update(v):
+        s = [(v >> (64 * i)) & MASK64 for i in range(4)]
+        t = (s[1] << 17) & MASK64
+        s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3]  # noqa: E702
+        s[2] ^= t
+        s[3] = rotl(s[3], 45)
+        return s[0] | s[1] << 64 | s[2] << 128 | s[3] << 192
+
+    def apply(columns, v):
+        result = 0
+        while v:
+            low = v & -v
+            result ^= columns[low.bit_length() - 1]
+            v ^= low
+        return result
+
+    columns = [update(1 << j) for j in range(256)]
+    for _ in range(128):
+        columns = [apply(columns, c) for c in columns]
+    v = apply(columns, sum(int(w, 16) << (64 * i) for i, w in enumerate(words)))
+    return [format((v >> (64 * i)) & MASK64, "x") for i in range(4)]
+
+
+def test_tfqs_batch_stream_is_the_seed_jumped_2_to_the_128_draws():
+    assert jumped_2_to_the_128(SEED_1337) == BATCHES_1337
+
+
 def test_sixty_draws_reach_the_state_tfq_saved_after_five_batches_of_twelve():
-    generator = Xoshiro256(SEED_1337)
+    generator = Xoshiro256(BATCHES_1337)
     for _ in range(5):
         generator.starts(1_003_855, 12, 64)
     assert state(generator) == AFTER_60_DRAWS
@@ -46,10 +80,10 @@ def test_starts_stay_inside_the_tokens():
 
 
 def test_a_different_saved_state_draws_differently():
-    assert Xoshiro256(SEED_1337).next() != Xoshiro256(AFTER_60_DRAWS).next()
+    assert Xoshiro256(BATCHES_1337).next() != Xoshiro256(AFTER_60_DRAWS).next()
 
 
-def checkpoint(tmp_path, step=0, ff_dim=512, **options):
+def checkpoint(tmp_path, step=0, ff_dim=512, val_data_path=None, **options):
     """A metadata-only stand-in for `tfq train ... --steps 0`: what load_checkpoint reads."""
     import numpy as np
     import tfq_write
@@ -60,14 +94,15 @@ def checkpoint(tmp_path, step=0, ff_dim=512, **options):
     path = tmp_path / "start.tfq"
     tfq_write.write(path, [("tok_emb", np.zeros((2, 2), dtype=np.float32))], {
         "kind": "checkpoint", "config": {"ff_dim": ff_dim}, "tokenizer": {"type": "char", "vocab": ["a"]},
-        "training": {"options": base, "step": step, "sampler": SEED_1337, "data_path": "corpus.txt"}})
+        "training": {"options": base, "step": step, "sampler": BATCHES_1337, "data_path": "corpus.txt",
+                     **({"val_data_path": val_data_path} if val_data_path else {})}})
     return str(path)
 
 
-def load(path):
+def load(path, steps=2000):
     import argparse
     import torch_train
-    args = argparse.Namespace(init=path, data=None, lr=5.0, layers=1)
+    args = argparse.Namespace(init=path, data=None, lr=5.0, layers=1, steps=steps)
     torch_train.load_checkpoint(args)
     return args
 
@@ -80,10 +115,14 @@ def test_init_takes_the_checkpoints_options(tmp_path):
 
 def test_init_refuses_what_it_cannot_reproduce(tmp_path):
     for bad, reason in [({"step": 5}, "step 5"), ({"ff_dim": 256}, "ff 4·dim"), ({"bias": True}, "without biases"),
-                        ({"optimizer": "sgd"}, "AdamW")]:
+                        ({"optimizer": "sgd"}, "AdamW"), ({"val_data_path": "val.txt"}, "--val-data")]:
         with pytest.raises(SystemExit) as exit:
             load(checkpoint(tmp_path, **bad))
         assert reason in str(exit.value)
+
+
+def test_a_trained_checkpoint_can_be_evaluated_with_steps_0(tmp_path):
+    assert load(checkpoint(tmp_path, step=2000), steps=0).layers == 4
 
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_train.py")

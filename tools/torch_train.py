@@ -16,7 +16,9 @@ one): the checkpoint's weights, vocabulary, model and training options, and the 
 draws, from tfq's own sampler (xoshiro256**, ported below) in its saved state. --log writes
 one line of JSON per step (val_loss too on evaluation steps), like tfq's metrics log, so the
 two runs' losses can be compared step by step: any difference in the model, the optimizer or
-the schedule shows as the step where they part.
+the schedule shows as the step where they part. With --steps 0 it takes a checkpoint at any
+step and only evaluates it (with --full-val, over the whole validation split), so both
+trainers' models are measured by the same code.
 
 Launched by `torchrun --nproc-per-node N` (it sets RANK, WORLD_SIZE, LOCAL_RANK) it trains on
 PyTorch's distributed engine: N processes (gloo on CPU, --threads each) under
@@ -143,11 +145,11 @@ def load_checkpoint(args):
         sys.exit(f"torch_train.py: {args.init}: this script's model is GELU with ff 4·dim, tied, without biases or dropout")
     if options["beta1"] != 0.9 or options["optimizer"] != "adamw":
         sys.exit(f"torch_train.py: {args.init}: this script trains with AdamW and beta1 0.9")
-    if training["step"] != 0:
-        # Its AdamW moments and place in the schedule are not carried over.
-        sys.exit(f"torch_train.py: {args.init}: a checkpoint at step {training['step']}; "
-                 "--init needs one at step 0 (`tfq train ... --steps 0`)")
-    if training.get("validation_path"):
+    if training["step"] != 0 and args.steps != 0:
+        # Its AdamW moments and place in the schedule are not carried over; evaluating it needs neither.
+        sys.exit(f"torch_train.py: {args.init}: a checkpoint at step {training['step']}; --init needs one at "
+                 "step 0 (`tfq train ... --steps 0`) to train, or --steps 0 to evaluate it")
+    if training.get("val_data_path"):
         sys.exit(f"torch_train.py: {args.init}: trained with --val-data; this script splits one corpus 90/10")
     for name in ("layers", "heads", "dim", "context", "batch", "lr", "min_lr", "warmup", "beta2", "weight_decay",
                  "grad_clip", "eval_batches", "seed"):

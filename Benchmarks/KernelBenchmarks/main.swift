@@ -22,6 +22,28 @@ while let argument = arguments.popFirst() {
     }
 }
 
+/// 12 independent chains of `rounds` multiply-adds each (a ← 0.001 + a × 0.999), held in
+/// registers; returns their sum so that none is optimized away.
+func multiplyAddChains(rounds: Int, start: Float) -> Float {
+    let x = FloatVector(repeating: 0.999), y = FloatVector(repeating: 0.001)
+    var a = (0..<12).map { FloatVector(repeating: Float($0) + start) }
+    var (a0, a1, a2, a3, a4, a5) = (a[0], a[1], a[2], a[3], a[4], a[5])
+    var (a6, a7, a8, a9, a10, a11) = (a[6], a[7], a[8], a[9], a[10], a[11])
+    for _ in 0..<rounds {
+        #if TFQ_FMA || arch(arm64)
+        a0 = y.addingProduct(a0, x); a1 = y.addingProduct(a1, x); a2 = y.addingProduct(a2, x)
+        a3 = y.addingProduct(a3, x); a4 = y.addingProduct(a4, x); a5 = y.addingProduct(a5, x)
+        a6 = y.addingProduct(a6, x); a7 = y.addingProduct(a7, x); a8 = y.addingProduct(a8, x)
+        a9 = y.addingProduct(a9, x); a10 = y.addingProduct(a10, x); a11 = y.addingProduct(a11, x)
+        #else
+        a0 = y + a0 * x; a1 = y + a1 * x; a2 = y + a2 * x; a3 = y + a3 * x; a4 = y + a4 * x; a5 = y + a5 * x
+        a6 = y + a6 * x; a7 = y + a7 * x; a8 = y + a8 * x; a9 = y + a9 * x; a10 = y + a10 * x; a11 = y + a11 * x
+        #endif
+    }
+    a = [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11]
+    return a.reduce(FloatVector(), +).sum()
+}
+
 func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
 /// Runs `body` repeatedly for about `duration` seconds and returns the median time of one call.
@@ -71,6 +93,27 @@ if !gemmOnly {
     buffer.deallocate()
 }
 if bandwidthOnly { exit(0) }
+
+// The arithmetic ceiling: independent multiply-add chains held in registers, nothing read
+// from memory. Training's GFLOP/s (`tfq train --json`) is quoted against this.
+print("fp32 FMA peak: 12 independent chains of \(FloatVector.scalarCount)-lane multiply-adds per thread; median of repeated runs")
+for counts in [1, threads].uniqued() {
+    let pool = ThreadPool(threads: counts)
+    let rounds = 1 << 20
+    var sums = [Float](repeating: 0, count: counts)
+    let time = measure(for: seconds) {
+        sums.withUnsafeMutableBufferPointer { out in
+            pool.parallelFor(counts) { range in
+                for t in range { out[t] = multiplyAddChains(rounds: rounds, start: Float(t)) }
+            }
+        }
+    }
+    let flops = 2.0 * 12 * Double(FloatVector.scalarCount * rounds * counts)
+    print("  \(counts) thread(s): \(String(format: "%.1f", flops / time / 1e9)) GFLOP/s   (checksum \(sums.reduce(0, +)))")
+}
+#if !(TFQ_FMA || arch(arm64))
+print("  (this build has no FMA: -DTFQ_FMA and an FMA target CPU, as tools/build.sh sets, give the real peak)")
+#endif
 
 print("GEMM (fp32), \(threads) thread(s), vector \(FloatVector.scalarCount) lanes; median of repeated runs")
 print("shape (m×n×k)           form    GFLOP/s")

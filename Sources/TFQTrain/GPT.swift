@@ -55,6 +55,9 @@ public final class GPT {
     private var replicaGradients: [UnsafeMutablePointer<Float>] = []
     private var logitsBuffer: UnsafeMutablePointer<Float>?
     private var dropoutStep: UInt64 = 0
+    /// Mixed into every dropout mask, so that masks change with the seed; the trainer draws
+    /// it from the seed's ``TrainingStream/dropout`` stream.
+    public var dropoutKey: UInt64 = 0
     /// The mask of the last forward pass, so backward drops the same elements.
     private var lastDropout: DropoutMask?
     /// Positions the last forward pass counted in its mean loss.
@@ -84,8 +87,9 @@ public final class GPT {
 
     /// GPT-2's initialization: normal(0, 0.02) for matrices and embeddings, the residual
     /// projections scaled by 1/√(2·layers), LayerNorm gains 1, biases 0.
+    /// The draws come from the seed's ``TrainingStream/initialization`` stream.
     public func initialize(seed: UInt64) {
-        var random = Xoshiro256(seed: seed)
+        var random = TrainingStream.initialization.generator(seed: seed)
         let residualStd = 0.02 / (2 * Double(config.layers)).squareRoot()
         let blocks = (0..<config.layers).map(TensorName.Block.init)
         let gains = Set(blocks.flatMap { [$0.ln1Weight, $0.ln2Weight] } + [TensorName.finalNormWeight])
@@ -260,7 +264,7 @@ public final class GPT {
     private func nextDropoutMask() -> DropoutMask? {
         guard dropout > 0 else { return nil }
         dropoutStep &+= 1
-        return DropoutMask(rate: dropout, step: dropoutStep)
+        return DropoutMask(rate: dropout, key: dropoutKey, step: dropoutStep)
     }
 }
 

@@ -202,11 +202,13 @@ final class GPTReplica {
 /// recomputes it exactly instead of storing it.
 struct DropoutMask {
     let rate: Float
+    /// ``GPT/dropoutKey``: the seed's part.
+    let key: UInt64
     let step: UInt64
 
     func apply(to values: UnsafeMutablePointer<Float>, count: Int, site: Int, firstIndex: Int, pool: ThreadPool) {
         let keep = 1 - rate, scale = 1 / keep
-        let key = step &* 1_000_003 &+ UInt64(site)
+        let key = self.key &+ step &* 1_000_003 &+ UInt64(site)
         pool.parallelFor(count, grain: 4096) { range in
             for i in range { values[i] = hashUniform(key, UInt64(firstIndex + i)) < keep ? values[i] * scale : 0 }
         }

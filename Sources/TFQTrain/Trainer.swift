@@ -38,7 +38,7 @@ public struct TrainingProgress: Sendable {
 }
 
 /// The figures of a finished (or interrupted) run.
-public struct TrainingSummary: Codable, Sendable {
+public struct TrainingSummary: Encodable, Sendable {
     /// Optimizer steps completed, those of the runs this one resumed included.
     public var steps: Int
     /// Tokens trained on, those of resumed runs included.
@@ -55,6 +55,10 @@ public struct TrainingSummary: Codable, Sendable {
     public var wallSeconds: Double
     /// Parameters in the model.
     public var parameters: Int
+    /// The model's arithmetic per training token (``ModelConfig/trainingFLOPsPerToken``).
+    public var flopsPerToken: Double
+    /// The arithmetic rate this run achieved: tokens/s × FLOPs per token, in GFLOP/s.
+    public var gigaflopsPerSecond: Double { tokensPerSecond * flopsPerToken / 1e9 }
     /// The process's peak resident memory, in bytes.
     public var peakRSSBytes: Int
     /// The path of the checkpoint written at the end of the run.
@@ -66,6 +70,7 @@ public struct TrainingSummary: Codable, Sendable {
         case steps, tokens, parameters, checkpoint, interrupted
         case trainLoss = "train_loss", valLoss = "val_loss", valBitsPerByte = "val_bits_per_byte", tokensPerSecond = "tokens_per_second"
         case wallSeconds = "wall_seconds", peakRSSBytes = "peak_rss_bytes"
+        case flopsPerToken = "flops_per_token", gigaflopsPerSecond = "gflops_per_second"
     }
 
     /// Absent losses are left out; a number that is not finite is `null` (FiniteJSON.swift).
@@ -79,6 +84,8 @@ public struct TrainingSummary: Codable, Sendable {
         try container.encodeFinite(tokensPerSecond, forKey: .tokensPerSecond)
         try container.encodeFinite(wallSeconds, forKey: .wallSeconds)
         try container.encode(parameters, forKey: .parameters)
+        try container.encode(flopsPerToken, forKey: .flopsPerToken)
+        try container.encodeFinite(gigaflopsPerSecond, forKey: .gigaflopsPerSecond)
         try container.encode(peakRSSBytes, forKey: .peakRSSBytes)
         try container.encode(checkpoint, forKey: .checkpoint)
         try container.encode(interrupted, forKey: .interrupted)
@@ -127,6 +134,8 @@ public final class Trainer {
         self.checkpointPath = checkpointPath
         model = GPT(config: config, pool: ThreadPool(threads: threads))
         model.dropout = options.dropout
+        var dropoutStream = TrainingStream.dropout.generator(seed: options.seed)
+        model.dropoutKey = dropoutStream.next()
         m = .allocate(capacity: model.layout.count); m.initialize(repeating: 0)
         var segments: [(count: Int, weightDecay: Float)] = []
         for tensor in model.layout.tensors {
@@ -140,7 +149,7 @@ public final class Trainer {
         }
         decaySegments = segments
         v = .allocate(capacity: model.layout.count); v.initialize(repeating: 0)
-        state = TrainingState(options: options, sampler: Xoshiro256(seed: options.seed), dataCRC32: CRC32.hex(corpus.checksum),
+        state = TrainingState(options: options, sampler: TrainingStream.batches.generator(seed: options.seed), dataCRC32: CRC32.hex(corpus.checksum),
                               dataPath: corpus.path, validationPath: corpus.validationPath)
         metricsLog = MetricsLog(path: checkpointPath + ".metrics.jsonl")
         if let resume {
@@ -221,6 +230,7 @@ public final class Trainer {
                                valBitsPerByte: state.lastValBitsPerByte,
                                tokensPerSecond: Double((state.step - startStep) * tokensPerStep) / max(elapsed, 1e-9),
                                wallSeconds: state.wallSeconds, parameters: model.layout.count,
+                               flopsPerToken: model.config.trainingFLOPsPerToken,
                                peakRSSBytes: ProcessMemory.peakResidentBytes(), checkpoint: checkpointPath, interrupted: interrupted)
     }
 
@@ -231,7 +241,7 @@ public final class Trainer {
     @discardableResult
     public func evaluate(step: Int, trainLoss: Double?) -> Double {
         let (batch, length) = (options.batch, options.context)
-        var random = Xoshiro256(seed: options.seed ^ 0x5EED_0F_E7A1)
+        var random = TrainingStream.evaluation.generator(seed: options.seed)
         var inputs = [Int32](repeating: 0, count: batch * length), targets = inputs
         var total = 0.0, bytes = 0
         for _ in 0..<options.evalBatches {

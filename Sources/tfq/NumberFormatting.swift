@@ -1,3 +1,6 @@
+/// `value` with one decimal (sizes, rates).
+func format1(_ value: Double) -> String { fixed(value, digits: 1) }
+
 /// `value` with two decimals (tables and progress lines).
 func format2(_ value: Double) -> String { fixed(value, digits: 2) }
 

@@ -196,9 +196,4 @@ enum ByteSize {
         let mb = Double(bytes) / Double(1 << 20)
         return mb < 1024 ? "\(format1(mb)) MB" : "\(format1(mb / 1024)) GB"
     }
-
-    private static func format1(_ value: Double) -> String {
-        let tenths = Int((value * 10).rounded())
-        return "\(tenths / 10).\(tenths % 10)"
-    }
 }

@@ -110,7 +110,7 @@ struct TrainCommand: ParsableCommand {
         } else {
             let val = (summary.valLoss.map { String(format4($0)) } ?? "-") + (summary.valBitsPerByte.map { " (\(format4($0)) bits/byte)" } ?? "")
             print("steps \(summary.steps)  train loss \(summary.trainLoss.map(format4) ?? "-")  val loss \(val)  "
-                  + "\(Int(summary.tokensPerSecond)) tokens/s  \(format2(summary.wallSeconds)) s  peak RSS \(summary.peakRSSBytes >> 20) MB")
+                  + "\(Int(summary.tokensPerSecond)) tokens/s (\(format1(summary.gigaflopsPerSecond)) GFLOP/s)  \(format2(summary.wallSeconds)) s  peak RSS \(summary.peakRSSBytes >> 20) MB")
             print("checkpoint \(out)  (metrics \(out).metrics.jsonl, loss curve \(out).loss.svg)")
         }
         if summary.interrupted {

@@ -33,10 +33,11 @@ import TFQModel
         #expect(log.read().last?.loss.isNaN == true)
 
         let summary = TrainingSummary(steps: 2, tokens: 8, trainLoss: .nan, valLoss: .infinity, valBitsPerByte: nil, tokensPerSecond: 5,
-                                      wallSeconds: .nan, parameters: 1, peakRSSBytes: 1, checkpoint: "c.tfq", interrupted: false)
+                                      wallSeconds: .nan, parameters: 1, flopsPerToken: 2e6, peakRSSBytes: 1, checkpoint: "c.tfq", interrupted: false)
         let json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(summary)) as? [String: Any])
         #expect(json["train_loss"] is NSNull && json["val_loss"] is NSNull && json["wall_seconds"] is NSNull)
         #expect(json["val_bits_per_byte"] == nil && json["tokens_per_second"] as? Double == 5 && json["steps"] as? Int == 2)
+        #expect(json["flops_per_token"] as? Double == 2e6 && json["gflops_per_second"] as? Double == 0.01)
     }
 
     @Test func aDivergedRunStopsAtTheStepAndKeepsTheCheckpointBeforeIt() throws {

@@ -155,3 +155,21 @@ enum SampleText {
         #expect(abs(o.learningRate(at: 1000) - 1e-4) < 1e-9)
     }
 }
+
+/// The FLOP count behind `gflops_per_second`, against the parameter layout: 6 per weight of
+/// every matrix a token is multiplied by, whatever the config names it.
+@Suite struct TrainingCostTests {
+    @Test(arguments: [true, false])
+    func flopsPerTokenCountEveryMultipliedMatrix(tied: Bool) {
+        let config = ModelConfig(vocabSize: 65, contextLength: 64, layers: 4, heads: 4, dim: 128, ffDim: 512,
+                                 activation: .gelu, tieEmbeddings: tied, bias: true)
+        let layout = ParameterLayout(config: config)
+        // Lookups are not products: the position table never is, the token table only when tied.
+        let lookups: Set<String> = tied ? [TensorName.positionEmbedding] : [TensorName.positionEmbedding, TensorName.tokenEmbedding]
+        let multiplied = layout.tensors.filter { $0.isMatrix && !lookups.contains($0.name) }.reduce(0) { $0 + $1.count }
+        let attention = 12 * 4 * 128 * 64
+        #expect(config.trainingFLOPsPerToken == Double(6 * multiplied + attention))
+        // nanoGPT's baby config, counted by hand: 4 × (3·128² + 128² + 2·128·512) + 65·128.
+        #expect(multiplied == 794_752)
+    }
+}
