@@ -104,9 +104,11 @@ public final class GEMM: @unchecked Sendable {
     public static let mr = 6
     /// Columns per microkernel tile: two vectors.
     public static let nr = 2 * FloatVector.scalarCount
+    /// Rows of B per packed block (the k block).
     static let kc = 256
     /// Floats of scratch a thread needs to pack one A sliver for ``multiplyTile(_:tile:packA:)``.
     public static var packedASliverFloats: Int { kc * mr }
+    /// Columns of B per packed block.
     static let nc = 64 * FloatVector.scalarCount
 
     /// The threads the products run on.
@@ -144,6 +146,33 @@ public final class GEMM: @unchecked Sendable {
     /// covers is skipped (see ``Triangle``).
     public func multiply(m: Int, n: Int, k: Int, a: MatrixView, b: MatrixView,
                          c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, zeros: Triangle = .none) {
+        let packedB = self.packedB
+        multiply(m: m, n: n, k: k, a: a, c: c, ldc: ldc, accumulate: accumulate, zeros: zeros) { jc, pc, kc, panels in
+            pool.parallelFor(panels) { range in
+                for panel in range {
+                    Self.packB(b, row: pc, column: jc + panel * Self.nr, kc: kc, columns: min(Self.nr, n - jc - panel * Self.nr),
+                               into: packedB + panel * kc * Self.nr)
+                }
+            }
+            return packedB
+        }
+    }
+
+    /// C[m × b.n] (with row stride ldc) = A[m × b.k] · B, or += when `accumulate`, with B
+    /// packed beforehand: the same values as ``multiply(m:n:k:a:b:c:ldc:accumulate:zeros:)``
+    /// on the matrix `b` was packed from.
+    public func multiply(m: Int, a: MatrixView, b: PackedMatrix,
+                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, zeros: Triangle = .none) {
+        multiply(m: m, n: b.n, k: b.k, a: a, c: c, ldc: ldc, accumulate: accumulate, zeros: zeros) { jc, pc, _, _ in
+            b.block(jc: jc, pc: pc)
+        }
+    }
+
+    /// The blocked product; `panelsOfB(jc, pc, kc, panels)` returns the packed panels of the
+    /// block of B whose columns start at `jc` and rows at `pc`.
+    private func multiply(m: Int, n: Int, k: Int, a: MatrixView, c: UnsafeMutablePointer<Float>, ldc: Int,
+                          accumulate: Bool, zeros: Triangle,
+                          panelsOfB: (_ jc: Int, _ pc: Int, _ kc: Int, _ panels: Int) -> UnsafeMutablePointer<Float>) {
         guard m > 0, n > 0 else { return }
         if k == 0 {
             if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
@@ -157,13 +186,7 @@ public final class GEMM: @unchecked Sendable {
             while pc < k {
                 let kc = min(Self.kc, k - pc)
                 let panels = (nc + Self.nr - 1) / Self.nr
-                let packedB = self.packedB
-                pool.parallelFor(panels) { range in
-                    for panel in range {
-                        Self.packB(b, row: pc, column: jc + panel * Self.nr, kc: kc, columns: min(Self.nr, nc - panel * Self.nr),
-                                   into: packedB + panel * kc * Self.nr)
-                    }
-                }
+                let packedB = panelsOfB(jc, pc, kc, panels)
                 let block = TileBlock(m: m, n: n, k: k, a: a, packedB: packedB, c: c, ldc: ldc, pc: pc, kc: kc, jc: jc,
                                       panels: panels, overwrite: !accumulate && pc == 0, zeros: zeros, tiles: tiles)
                 if let sharing {

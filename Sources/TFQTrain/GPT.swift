@@ -54,6 +54,8 @@ public final class GPT {
     /// Gradient buffers of the replicas after the first, which adds into ``gradients``.
     private var replicaGradients: [UnsafeMutablePointer<Float>] = []
     private var logitsBuffer: UnsafeMutablePointer<Float>?
+    /// The linear weights packed for the GEMM, once per pass for every replica.
+    private let weightPanels: WeightPanels
     private var dropoutStep: UInt64 = 0
     /// Mixed into every dropout mask, so that masks change with the seed; the trainer draws
     /// it from the seed's ``TrainingStream/dropout`` stream.
@@ -70,6 +72,7 @@ public final class GPT {
         self.config = config
         self.pool = pool
         layout = ParameterLayout(config: config)
+        weightPanels = WeightPanels(config: config, layout: layout)
         parameters = Self.allocate(layout.count)
         gradients = Self.allocate(layout.count)
     }
@@ -135,7 +138,7 @@ public final class GPT {
         let p = UnsafePointer(parameters.baseAddress!)
         replicas = (0..<slices).map { s in
             let first = batch * s / slices, end = batch * (s + 1) / slices
-            return GPTReplica(config: config, layout: layout, parameters: p,
+            return GPTReplica(config: config, layout: layout, parameters: p, panels: weightPanels,
                               gradients: s == 0 ? gradients.baseAddress! : replicaGradients[s - 1],
                               logits: logits + first * length * config.vocabSize, batch: end - first, length: length,
                               firstRow: first * length, pool: slices == 1 ? pool : ThreadPool(threads: threadsEach))
@@ -194,6 +197,7 @@ public final class GPT {
         let replicas = self.replicas(batch: batch, length: length)
         let mask = training ? nextDropoutMask() : nil
         lastDropout = mask
+        weightPanels.pack(parameters.baseAddress!, forward: true, backward: false, pool: pool)
         onEachReplica { $0.forward(inputs: inputs, targets: targets, dropout: mask) }
         lastCounted = replicas.reduce(0) { $0 + $1.counted }
         let total = replicas.reduce(0.0) { $0 + $1.lossSum }
@@ -213,6 +217,7 @@ public final class GPT {
         precondition(!replicas.isEmpty, "backward() needs a forward pass with targets first")
         let scale = lastCounted > 0 ? 1 / Float(lastCounted) : 0
         let mask = lastDropout
+        weightPanels.pack(parameters.baseAddress!, forward: false, backward: true, pool: pool)
         // The first replica adds into `gradients`; the others start their own buffers from zero.
         onEachReplica { $0.backward(lossScale: scale, dropout: mask, zeroingFirst: $0.firstRow > 0) }
         _ = sumReplicaGradients(measuringNorm: false)
@@ -235,6 +240,7 @@ public final class GPT {
         lastDropout = mask
         lastCounted = (0..<(batch * length)).reduce(0) { $0 + (targets[$1] >= 0 ? 1 : 0) }
         let scale = lastCounted > 0 ? 1 / Float(lastCounted) : 0
+        weightPanels.pack(parameters.baseAddress!, forward: true, backward: true, pool: pool)
         onEachReplica(recording: true) { replica in
             replica.forward(inputs: inputs, targets: targets, dropout: mask)
             replica.backward(lossScale: scale, dropout: mask, zeroingFirst: true)

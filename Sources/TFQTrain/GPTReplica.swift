@@ -17,6 +17,8 @@ final class GPTReplica {
     private let parameters: UnsafePointer<Float>
     private let gradients: UnsafeMutablePointer<Float>
     private let gemm: GEMM
+    /// The linear weights, packed for this pass by ``GPT`` and shared by every replica.
+    private let panels: WeightPanels
     private let buffers: TrainingActivations
     /// The last forward pass's summed loss and the number of positions it counted.
     private(set) var lossSum = 0.0
@@ -25,11 +27,13 @@ final class GPTReplica {
     /// for ``backward(lossScale:dropout:zeroingFirst:)``.
     private var derivativesKept = false
 
-    init(config: ModelConfig, layout: ParameterLayout, parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>,
-         logits: UnsafeMutablePointer<Float>, batch: Int, length: Int, firstRow: Int, pool: ThreadPool) {
+    init(config: ModelConfig, layout: ParameterLayout, parameters: UnsafePointer<Float>, panels: WeightPanels,
+         gradients: UnsafeMutablePointer<Float>, logits: UnsafeMutablePointer<Float>, batch: Int, length: Int, firstRow: Int,
+         pool: ThreadPool) {
         self.config = config
         self.layout = layout
         self.parameters = parameters
+        self.panels = panels
         self.gradients = gradients
         self.batch = batch
         self.length = length
@@ -65,26 +69,26 @@ final class GPTReplica {
             let next = l + 1 < config.layers ? a.layers[l + 1].input : a.output
             LayerNorm.forward(x: s.input, weight: p + block.ln1Weight, bias: block.ln1Bias.map { p + $0 }, y: s.ln1,
                               mean: s.ln1Mean, rstd: s.ln1Rstd, rows: n, dim: d, eps: config.normEps, pool: pool)
-            linear(s.ln1, inFeatures: d, weight: p + block.qkvWeight, bias: block.qkvBias.map { p + $0 },
+            linear(s.ln1, inFeatures: d, weight: block.qkvWeight, bias: block.qkvBias.map { p + $0 },
                    output: s.qkv, outFeatures: 3 * d, accumulate: false)
             attention.forward(qkv: s.qkv, y: s.attention, probabilities: s.probabilities, gemms: a.attentionGEMMs, pool: pool)
-            residualBranch(s.attention, inFeatures: d, weight: p + block.projWeight, bias: block.projBias.map { p + $0 },
+            residualBranch(s.attention, inFeatures: d, weight: block.projWeight, bias: block.projBias.map { p + $0 },
                            stream: s.input, output: s.middle, dropout: dropout, site: 1 + 2 * l)
             LayerNorm.forward(x: s.middle, weight: p + block.ln2Weight, bias: block.ln2Bias.map { p + $0 }, y: s.ln2,
                               mean: s.ln2Mean, rstd: s.ln2Rstd, rows: n, dim: d, eps: config.normEps, pool: pool)
-            linear(s.ln2, inFeatures: d, weight: p + block.upWeight, bias: block.upBias.map { p + $0 },
+            linear(s.ln2, inFeatures: d, weight: block.upWeight, bias: block.upBias.map { p + $0 },
                    output: s.up, outFeatures: f, accumulate: false)
             if targets != nil {
                 config.activation.forwardKeepingDerivative(s.up, s.activated, count: n * f, pool: pool)
             } else {
                 config.activation.forward(s.up, s.activated, count: n * f, pool: pool)
             }
-            residualBranch(s.activated, inFeatures: f, weight: p + block.downWeight, bias: block.downBias.map { p + $0 },
+            residualBranch(s.activated, inFeatures: f, weight: block.downWeight, bias: block.downBias.map { p + $0 },
                            stream: s.middle, output: next, dropout: dropout, site: 2 + 2 * l)
         }
         LayerNorm.forward(x: a.output, weight: p + layout.finalNormWeight, bias: layout.finalNormBias.map { p + $0 }, y: a.lnf,
                           mean: a.lnfMean, rstd: a.lnfRstd, rows: n, dim: d, eps: config.normEps, pool: pool)
-        linear(a.lnf, inFeatures: d, weight: p + layout.head, bias: nil, output: a.logits, outFeatures: config.vocabSize, accumulate: false)
+        linear(a.lnf, inFeatures: d, weight: layout.head, bias: nil, output: a.logits, outFeatures: config.vocabSize, accumulate: false)
         lossSum = 0
         counted = 0
         derivativesKept = targets != nil
@@ -106,7 +110,7 @@ final class GPTReplica {
         let attention = CausalAttention(batch: batch, length: length, heads: config.heads, dim: d)
 
         CrossEntropy.backward(probabilities: a.logits, targets: a.targets, rows: n, vocab: v, scale: lossScale, pool: pool)
-        linearBackward(dOutput: a.logits, input: a.lnf, inFeatures: d, outFeatures: v, weight: p + layout.head,
+        linearBackward(dOutput: a.logits, input: a.lnf, inFeatures: d, outFeatures: v, weight: layout.head,
                        dWeight: g + layout.head, dBias: nil, dInput: a.dNormed)
         a.dResidual.update(repeating: 0, count: n * d)
         LayerNorm.backward(dy: a.dNormed, x: a.output, weight: p + layout.finalNormWeight, mean: a.lnfMean, rstd: a.lnfRstd,
@@ -116,21 +120,21 @@ final class GPTReplica {
             let s = a.layers[l]
             // x_out = middle + down(act(up(LN2(middle))))
             let dDown = branchGradient(a.dResidual, dropout: dropout, site: 2 + 2 * l)
-            linearBackward(dOutput: dDown, input: s.activated, inFeatures: f, outFeatures: d, weight: p + block.downWeight,
+            linearBackward(dOutput: dDown, input: s.activated, inFeatures: f, outFeatures: d, weight: block.downWeight,
                            dWeight: g + block.downWeight, dBias: block.downBias.map { g + $0 }, dInput: a.dHidden)
             config.activation.backward(a.dHidden, derivative: s.up, dx: a.dHidden, count: n * f, pool: pool)
-            linearBackward(dOutput: a.dHidden, input: s.ln2, inFeatures: d, outFeatures: f, weight: p + block.upWeight,
+            linearBackward(dOutput: a.dHidden, input: s.ln2, inFeatures: d, outFeatures: f, weight: block.upWeight,
                            dWeight: g + block.upWeight, dBias: block.upBias.map { g + $0 }, dInput: a.dNormed)
             LayerNorm.backward(dy: a.dNormed, x: s.middle, weight: p + block.ln2Weight, mean: s.ln2Mean, rstd: s.ln2Rstd,
                                dx: a.dResidual, dWeight: g + block.ln2Weight, dBias: block.ln2Bias.map { g + $0 },
                                rows: n, dim: d, scratch: a.normScratch, pool: pool)
             // middle = input + proj(attention(qkv(LN1(input))))
             let dProj = branchGradient(a.dResidual, dropout: dropout, site: 1 + 2 * l)
-            linearBackward(dOutput: dProj, input: s.attention, inFeatures: d, outFeatures: d, weight: p + block.projWeight,
+            linearBackward(dOutput: dProj, input: s.attention, inFeatures: d, outFeatures: d, weight: block.projWeight,
                            dWeight: g + block.projWeight, dBias: block.projBias.map { g + $0 }, dInput: a.dAttention)
             attention.backward(dy: a.dAttention, qkv: s.qkv, probabilities: s.probabilities, dqkv: a.dQKV,
                                scratch: a.attentionScratch, gemms: a.attentionGEMMs, pool: pool)
-            linearBackward(dOutput: a.dQKV, input: s.ln1, inFeatures: d, outFeatures: 3 * d, weight: p + block.qkvWeight,
+            linearBackward(dOutput: a.dQKV, input: s.ln1, inFeatures: d, outFeatures: 3 * d, weight: block.qkvWeight,
                            dWeight: g + block.qkvWeight, dBias: block.qkvBias.map { g + $0 }, dInput: a.dNormed)
             LayerNorm.backward(dy: a.dNormed, x: s.input, weight: p + block.ln1Weight, mean: s.ln1Mean, rstd: s.ln1Rstd,
                                dx: a.dResidual, dWeight: g + block.ln1Weight, dBias: block.ln1Bias.map { g + $0 },
@@ -143,29 +147,31 @@ final class GPTReplica {
 
     // MARK: - Layers
 
-    /// output [rows × out] = input [rows × in] · weightᵀ (+ bias); weight is [out × in].
-    private func linear(_ input: UnsafePointer<Float>, inFeatures: Int, weight: UnsafePointer<Float>,
+    /// output [rows × out] = input [rows × in] · weightᵀ (+ bias); weight is the [out × in]
+    /// parameter at that offset, read from its packed panels.
+    private func linear(_ input: UnsafePointer<Float>, inFeatures: Int, weight: Int,
                         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, outFeatures: Int, accumulate: Bool) {
         let rows = buffers.rows
-        gemm.multiply(m: rows, n: outFeatures, k: inFeatures, a: MatrixView(input, columns: inFeatures),
-                      b: .transposed(weight, columns: inFeatures), c: output, ldc: outFeatures, accumulate: accumulate)
+        gemm.multiply(m: rows, a: MatrixView(input, columns: inFeatures), b: panels[weight].forward, c: output, ldc: outFeatures,
+                      accumulate: accumulate)
         if let bias { VectorOps.addBias(bias, to: output, rows: rows, columns: outFeatures, pool: pool) }
     }
 
     /// dInput = dOutput · weight (overwritten); dWeight += dOutputᵀ · input; dBias += column sums.
+    /// `weight` is the parameter's offset, read from its packed panels.
     private func linearBackward(dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>, inFeatures: Int,
-                                outFeatures: Int, weight: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>,
+                                outFeatures: Int, weight: Int, dWeight: UnsafeMutablePointer<Float>,
                                 dBias: UnsafeMutablePointer<Float>?, dInput: UnsafeMutablePointer<Float>) {
         let rows = buffers.rows
-        gemm.multiply(m: rows, n: inFeatures, k: outFeatures, a: MatrixView(dOutput, columns: outFeatures),
-                      b: MatrixView(weight, columns: inFeatures), c: dInput, ldc: inFeatures, accumulate: false)
+        gemm.multiply(m: rows, a: MatrixView(dOutput, columns: outFeatures), b: panels[weight].backward, c: dInput, ldc: inFeatures,
+                      accumulate: false)
         gemm.multiply(m: outFeatures, n: inFeatures, k: rows, a: .transposed(dOutput, columns: outFeatures),
                       b: MatrixView(input, columns: inFeatures), c: dWeight, ldc: inFeatures, accumulate: true)
         if let dBias { VectorOps.accumulateBiasGradient(dOutput, rows: rows, columns: outFeatures, into: dBias, pool: pool) }
     }
 
     /// output = stream + dropout(input · weightᵀ + bias).
-    private func residualBranch(_ input: UnsafePointer<Float>, inFeatures: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    private func residualBranch(_ input: UnsafePointer<Float>, inFeatures: Int, weight: Int, bias: UnsafePointer<Float>?,
                                 stream: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, dropout: DropoutMask?, site: Int) {
         let a = buffers
         let count = a.rows * config.dim

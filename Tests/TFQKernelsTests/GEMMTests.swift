@@ -59,6 +59,40 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
         }
     }
 
+    /// B packed beforehand (training's weights, packed once per pass) multiplies exactly as
+    /// the matrix it was packed from: across column blocks, k blocks and ragged panels, for a
+    /// row-major and a transposed B, packed by several threads; packing again picks up new values.
+    @Test(arguments: [(7, 33, 300), (13, 1100, 5), (6, 2100, 600), (1, 1, 1)])
+    func aPackedBMultipliesLikeTheMatrix(shape: (Int, Int, Int)) {
+        let (m, n, k) = shape
+        let gemm = GEMM(pool: ThreadPool(threads: 1)), packer = ThreadPool(threads: 3)
+        let a = randomFloats(m * k, seed: 3)
+        var b = randomFloats(k * n, seed: 4)
+        let initial = randomFloats(m * n, seed: 5)
+        let packed = PackedMatrix(k: k, n: n)
+        for transposed in [false, true] {
+            for round in 0..<2 {
+                if round == 1 { b = b.map { -0.5 * $0 + 0.25 } }
+                a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
+                    let av = MatrixView(ap.baseAddress!, columns: k)
+                    let bv: MatrixView = transposed ? .transposed(bp.baseAddress!, columns: k) : MatrixView(bp.baseAddress!, columns: n)
+                    packed.pack(bv, pool: packer)
+                    for accumulate in [false, true] {
+                        var direct = initial, fromPack = initial
+                        direct.withUnsafeMutableBufferPointer { c in
+                            gemm.multiply(m: m, n: n, k: k, a: av, b: bv, c: c.baseAddress!, ldc: n, accumulate: accumulate)
+                        }
+                        fromPack.withUnsafeMutableBufferPointer { c in
+                            gemm.multiply(m: m, a: av, b: packed, c: c.baseAddress!, ldc: n, accumulate: accumulate)
+                        }
+                        #expect(direct == fromPack, "\(shape) transposed \(transposed) round \(round) accumulate \(accumulate)")
+                        #expect(direct != initial)
+                    }
+                } }
+            }
+        }
+    }
+
     /// A row-major A is read in place: a view into a wider matrix (row stride > k, starting
     /// mid-row, as attention's views of the fused qkv rows are) must multiply like a copy,
     /// across two k blocks and a ragged last tile.
