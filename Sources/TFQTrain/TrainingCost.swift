@@ -7,7 +7,8 @@ extension ModelConfig {
     /// scores and their weighted sum, with no credit for the causal mask. Embedding lookups,
     /// normalization, softmax and the optimizer are left out: they are a small and
     /// memory-bound share. Divided into a machine's FMA peak, it says how much of the step's
-    /// time is spent at full arithmetic speed.
+    /// time is spent at full arithmetic speed. Counted for the gpt architecture `tfq train`
+    /// builds (fused Q/K/V of 3 · dim rows, one up and one down projection).
     public var trainingFLOPsPerToken: Double {
         let perLayer = 4 * dim * dim + 2 * dim * ffDim  // qkv, proj, up, down
         let matrixWeights = layers * perLayer + vocabSize * dim  // and the classifier, tied or not

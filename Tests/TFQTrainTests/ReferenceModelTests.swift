@@ -102,6 +102,22 @@ import TFQModel
         }
     }
 
+    /// Linear weights are packed for the GEMM at the start of every pass (WeightPanels): a
+    /// pass after the parameters change computes with the new values, as a fresh model
+    /// holding them does, on every replica.
+    @Test func aPassSeesParametersChangedSinceTheLast() {
+        let config = Self.configs[1]
+        let (inputs, targets) = Self.batch(batch: 3, length: 6, vocab: config.vocabSize, seed: 8)
+        let model = Self.tinyModel(config, seed: 4)
+        let before = model.forward(inputs: inputs, targets: targets, batch: 3, length: 6)
+        for i in 0..<model.parameters.count { model.parameters[i] *= 0.5 }
+        let after = model.forward(inputs: inputs, targets: targets, batch: 3, length: 6)
+        let fresh = GPT(config: config, pool: ThreadPool(threads: 2))
+        for i in 0..<model.parameters.count { fresh.parameters[i] = model.parameters[i] }
+        #expect(after == fresh.forward(inputs: inputs, targets: targets, batch: 3, length: 6))
+        #expect(after != before)
+    }
+
     /// The batch splits into one slice of sequences per thread (fewer, of several threads each,
     /// when threads outnumber sequences): loss, gradients and dropout masks must not depend on
     /// the split.
