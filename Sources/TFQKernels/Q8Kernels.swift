@@ -137,8 +137,7 @@ public enum Q8MatMul {
     /// the pool.
     public static func vector(_ w: Q8Matrix, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>,
                               y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-        let grain = max(1, 2048 / max(1, w.columns))
-        pool.parallelFor(w.blocks, grain: grain) { range in
+        pool.parallelFor(w.blocks, evenlyWithAtLeast: max(1, 2048 / max(1, w.columns))) { range in
             for block in range {
                 let result = blockDot(w, block: block, x: x, xScales: xScales)
                 store(result, block: block, rows: w.rows, into: y)
@@ -174,8 +173,7 @@ public enum Q8MatMul {
     /// y = W·(s₁q₁) + W·(s₂q₂). The second pass finds the block's weights in L1.
     public static func vectorTwoPass(_ w: Q8Matrix, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>,
                                      y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-        let grain = max(1, 1024 / max(1, w.columns))
-        pool.parallelFor(w.blocks, grain: grain) { range in
+        pool.parallelFor(w.blocks, evenlyWithAtLeast: max(1, 1024 / max(1, w.columns))) { range in
             for block in range {
                 let result = blockDot(w, block: block, x: x, xScales: xScales)
                     + blockDot(w, block: block, x: x + w.columns, xScales: xScales + w.groups)

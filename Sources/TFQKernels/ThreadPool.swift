@@ -7,15 +7,18 @@ import Synchronization
 /// `DispatchQueue.concurrentPerform` (5–7 µs per fork/join on this hardware), built to keep
 /// its speed when other programs take cores away.
 ///
-/// A job is cut into parts that any thread may claim, the caller included, so nobody waits
-/// for a thread the scheduler has taken off its core before it claimed a part: the caller
-/// claims the parts that no worker has, and then waits only for parts a worker is computing
-/// (a worker preempted in the middle of one delays the job by what is left of that part). A worker
-/// that arrives after the last part was claimed finds nothing to do. Which thread computes
-/// a part never changes its value, so results are the same for any thread count and any
+/// A job has one part per thread. Part 0 is the caller's; part i is offered to worker i in
+/// a mailbox of its own (one cache line, so that posting a job, claiming it and reporting it
+/// done cost a few cache-line transfers, as little as a plain fork/join). Any thread may
+/// claim a part still in its mailbox: the caller, once its own part is done, takes every
+/// part whose worker has not come (the scheduler took its core), so nobody waits for a
+/// thread that is not running; it then waits only for parts a worker is computing (a worker
+/// preempted in the middle of one delays the job by what is left of that part). Idle
+/// workers of a bigger pool take parts of late ones the same way. Which thread computes a
+/// part never changes its value, so results are the same for any thread count and any
 /// timing.
 ///
-/// Workers spin briefly on the job word after each part, so back-to-back kernels start in
+/// Workers spin briefly on their mailbox after each part, so back-to-back kernels start in
 /// well under a microsecond; a worker idle for longer parks on a condition variable and
 /// costs nothing. When workers keep arriving too late to claim anything (their cores are
 /// busy with other programs), spinning only takes time from the caller and from those
@@ -25,28 +28,44 @@ public final class ThreadPool: @unchecked Sendable {
     /// Number of threads that run a job, the caller included.
     public let threadCount: Int
 
+    /// Where part `index` of each job is offered: the job's sequence number (high 32 bits) and
+    /// the part's state (low bits), alone on its cache line.
+    private final class Mailbox: @unchecked Sendable {
+        static let posted: UInt64 = 1, claimed: UInt64 = 2, done: UInt64 = 3, stop: UInt64 = 4
+        // Padding on both sides keeps the word off the lines of the object's header (its
+        // reference count) and of whatever the allocator puts next.
+        private let before: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        let word = Atomic<UInt64>(0)
+        private let after: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+
+        static func sequence(_ word: UInt64) -> UInt64 { word >> 32 }
+
+        /// Takes the part of job `sequence` if it is still on offer. A load first: a part
+        /// already claimed costs no write to a line its worker is using.
+        @inline(__always)
+        func claim(_ sequence: UInt64) -> Bool {
+            let offered = sequence << 32 | Self.posted
+            guard word.load(ordering: .relaxed) == offered else { return false }
+            return word.compareExchange(expected: offered, desired: sequence << 32 | Self.claimed,
+                                        ordering: .acquiringAndReleasing).exchanged
+        }
+    }
+
     /// What the workers share with the pool. They hold this, not the pool, so dropping the
     /// last reference to a pool runs its deinit, which stops and joins them.
     private final class Shared: @unchecked Sendable {
-        /// The job word: the job's sequence number (high 32 bits); its part count (bits
-        /// 16–31); the next unclaimed part (low 16). A claim is one atomic add on the whole
-        /// word, so it always names the job it claimed from, which may be newer than the one
-        /// a worker waited for.
-        let word = Atomic<UInt64>(0)
-        /// Parts of the current job that are finished.
-        let finished = Atomic<Int>(0)
-        /// Parts of all jobs so far that workers (not the caller) computed.
-        let takenByWorkers = Atomic<Int>(0)
+        /// `mailboxes[i]` offers part i to worker i (index 0, the caller's part, is unused).
+        let mailboxes: [Mailbox]
         let sleepers = Atomic<Int>(0)
-        let stopping = Atomic<Bool>(false)
-        /// For tests: workers whose index is below this wait at the start of each job until
-        /// the job is over, as if the scheduler had taken their core.
+        /// For tests: workers whose index is below this leave every job's part on offer, as if
+        /// the scheduler had taken their core.
         let heldWorkers = Atomic<Int>(0)
         var job: ((Int) -> Void)?
         var mutex = pthread_mutex_t()
         var wake = pthread_cond_t()
 
-        init() {
+        init(threads: Int) {
+            mailboxes = (0..<threads).map { _ in Mailbox() }
             pthread_mutex_init(&mutex, nil)
             pthread_cond_init(&wake, nil)
         }
@@ -56,70 +75,59 @@ public final class ThreadPool: @unchecked Sendable {
             pthread_mutex_destroy(&mutex)
         }
 
-        static func sequence(_ word: UInt64) -> UInt64 { word >> 32 }
-        static func parts(_ word: UInt64) -> Int { Int((word >> 16) & 0xFFFF) }
-
-        /// Claims the next part of the current job: its sequence number and the part, or nil
-        /// when it has none left. One atomic add: a claim that comes too late only moves the
-        /// counter past the part count, which the 16 bits leave room for
-        /// (at most two failed claims per thread and job: 2·4,095 + 8,192 < 65,536).
+        /// Runs part `part` of job `sequence`, claimed by this thread, and marks it done.
         @inline(__always)
-        func claim() -> (sequence: UInt64, part: Int)? {
-            let current = word.wrappingAdd(1, ordering: .acquiringAndReleasing).oldValue
-            let next = Int(current & 0xFFFF)
-            guard next < Self.parts(current) else { return nil }
-            return (Self.sequence(current), next)
+        func runClaimed(_ part: Int, sequence: UInt64) {
+            // A claimed part keeps its job alive (the caller waits for it), so `job` is that
+            // job's closure.
+            do { let job = self.job!; job(part) }
+            mailboxes[part].word.store(sequence << 32 | Mailbox.done, ordering: .releasing)
         }
 
         func workerLoop(index: Int) {
+            let mailbox = mailboxes[index]
             var seen: UInt64 = 0
             while true {
                 var spins = 0
-                while Self.sequence(word.load(ordering: .acquiring)) == seen && !stopping.load(ordering: .relaxed) {
+                var word = mailbox.word.load(ordering: .acquiring)
+                while Mailbox.sequence(word) == seen {
                     spins += 1
-                    // Let other threads of this core run now and then: on a busy machine the
-                    // caller or another program may be waiting for it (a no-op when none is).
-                    if spins & 255 == 0 { sched_yield() }
-                    if spins < ThreadPool.spinsBeforeParking { continue }
-                    pthread_mutex_lock(&mutex)
-                    sleepers.add(1, ordering: .sequentiallyConsistent)
-                    while Self.sequence(word.load(ordering: .sequentiallyConsistent)) == seen && !stopping.load(ordering: .sequentiallyConsistent) {
-                        pthread_cond_wait(&wake, &mutex)
+                    // After a few microseconds with no job, let other threads of this core
+                    // run now and then: on a busy machine the caller or another program may
+                    // be waiting for it (a no-op when none is). Not sooner: a worker inside
+                    // the system call starts the next job late, and decode's jobs come a few
+                    // microseconds apart.
+                    if spins > ThreadPool.spinsBeforeYielding && spins & 255 == 0 { sched_yield() }
+                    if spins >= ThreadPool.spinsBeforeParking {
+                        pthread_mutex_lock(&mutex)
+                        sleepers.add(1, ordering: .sequentiallyConsistent)
+                        while Mailbox.sequence(mailbox.word.load(ordering: .sequentiallyConsistent)) == seen {
+                            pthread_cond_wait(&wake, &mutex)
+                        }
+                        sleepers.subtract(1, ordering: .relaxed)
+                        pthread_mutex_unlock(&mutex)
+                        spins = 0
                     }
-                    sleepers.subtract(1, ordering: .relaxed)
-                    pthread_mutex_unlock(&mutex)
+                    word = mailbox.word.load(ordering: .acquiring)
                 }
-                if stopping.load(ordering: .acquiring) { return }
-                seen = Self.sequence(word.load(ordering: .acquiring))
-                if index < heldWorkers.load(ordering: .acquiring) {
-                    // Held back by a test: wait until the job has no unfinished part left.
-                    while jobIsRunning(seen) { sched_yield() }
-                    continue
-                }
-                while let (sequence, part) = claim() {
-                    // A claimed part keeps its job alive (the caller waits for it), so the
-                    // job closure read here is that job's, even if it is newer than `seen`.
-                    seen = sequence
-                    do { let job = self.job!; job(part) }
-                    // Counted before the part is marked finished, so a caller that has seen
-                    // every part finished also sees who took them.
-                    takenByWorkers.add(1, ordering: .relaxed)
-                    finished.add(1, ordering: .releasing)
+                seen = Mailbox.sequence(word)
+                if word & 0xFFFF_FFFF == Mailbox.stop { return }
+                if index < heldWorkers.load(ordering: .relaxed) { continue }
+                if mailbox.claim(seen) { runClaimed(index, sequence: seen) }
+                // In a pool of more than two, parts whose workers have not come yet.
+                for other in 1..<mailboxes.count where other != index && mailboxes[other].claim(seen) {
+                    runClaimed(other, sequence: seen)
                 }
             }
         }
-
-        /// True while job `sequence` is current and not every part is finished.
-        private func jobIsRunning(_ sequence: UInt64) -> Bool {
-            let current = word.load(ordering: .acquiring)
-            guard Self.sequence(current) == sequence else { return false }
-            return finished.load(ordering: .acquiring) < Self.parts(current)
-        }
     }
 
-    /// Iterations a worker spins on the job word before it parks: about 50–100 µs, longer
+    /// Iterations a worker spins on its mailbox before it parks: about 50–100 µs, longer
     /// than the gap between the kernels of a decode step, much shorter than a scheduler tick.
     static let spinsBeforeParking = 50_000
+    /// Iterations a worker spins on its mailbox before it starts giving its core away: a few
+    /// microseconds.
+    static let spinsBeforeYielding = 4_096
     /// Jobs over which the caller counts the parts workers took.
     static let helpWindow = 32
     /// Jobs the caller runs alone when workers took less than half their share of a window
@@ -127,21 +135,24 @@ public final class ThreadPool: @unchecked Sendable {
     /// jobs to them again.
     static let soloJobs = 256
 
-    private let shared = Shared()
+    private let shared: Shared
     private var threads: [pthread_t] = []
     /// Held for the whole of a job, so callers on different threads take turns.
     private var jobLock = pthread_mutex_t()
     /// Guarded by `jobLock`: the last job's sequence number; the current help window's jobs,
-    /// parts, and parts taken by workers at its start; the solo jobs left.
+    /// its parts and the parts workers took in it; the solo jobs left.
     private var sequence: UInt64 = 0
-    private var windowJobs = 0, windowParts = 0, windowTakenAtStart = 0
+    private var windowJobs = 0, windowParts = 0, windowTaken = 0
     private var soloLeft = 0
+    private let takenByWorkers = Atomic<Int>(0)
 
     /// A pool of `threads` threads (at least 1, at most 4,096); 1 runs everything on the caller.
     public init(threads: Int) {
+        let wanted = min(max(1, threads), 4096)
+        shared = Shared(threads: wanted)
         pthread_mutex_init(&jobLock, nil)
         var started: [pthread_t] = []
-        for index in 1..<min(max(1, threads), 4096) {
+        for index in 1..<wanted {
             let context = Unmanaged.passRetained(WorkerContext(shared: shared, index: index))
             var thread = pthread_t()
             let status = pthread_create(&thread, nil, { raw in
@@ -149,7 +160,8 @@ public final class ThreadPool: @unchecked Sendable {
                 context.shared.workerLoop(index: context.index)
                 return nil
             }, context.toOpaque())
-            // Out of threads (a limit of the system's): run with the ones there are.
+            // Out of threads (a limit of the system's): run with the ones there are. Their
+            // mailboxes are the first ones; the others are never posted to.
             guard status == 0 else { context.release(); break }
             started.append(thread)
         }
@@ -158,7 +170,8 @@ public final class ThreadPool: @unchecked Sendable {
     }
 
     deinit {
-        shared.stopping.store(true, ordering: .sequentiallyConsistent)
+        let stop = ((sequence + 1) & 0xFFFF_FFFF) << 32 | Mailbox.stop
+        for index in 1..<threadCount { shared.mailboxes[index].word.store(stop, ordering: .sequentiallyConsistent) }
         pthread_mutex_lock(&shared.mutex)
         pthread_cond_broadcast(&shared.wake)
         pthread_mutex_unlock(&shared.mutex)
@@ -178,10 +191,11 @@ public final class ThreadPool: @unchecked Sendable {
     public var runsAlone = false
 
     /// Parts computed by worker threads rather than the caller, since the pool was made.
-    public var partsTakenByWorkers: Int { shared.takenByWorkers.load(ordering: .relaxed) }
+    public var partsTakenByWorkers: Int { takenByWorkers.load(ordering: .relaxed) }
 
-    /// For tests: workers 1..<`count` + 1 stop taking part (each waits, at the start of every
-    /// job, until the job is over), as if the scheduler kept them off their cores; 0 ends it.
+    /// For tests: workers 1..<`count` + 1 stop taking part (each leaves its part of every job
+    /// on offer, for the caller to take), as if the scheduler kept them off their cores; 0
+    /// ends it.
     public func holdWorkers(_ count: Int) {
         shared.heldWorkers.store(count == 0 ? 0 : count + 1, ordering: .sequentiallyConsistent)
     }
@@ -204,14 +218,13 @@ public final class ThreadPool: @unchecked Sendable {
         run(parts: threadCount, solo: false, body)
     }
 
-    /// Splits `0..<count` into ranges, whole multiples of `grain` but the last, and runs
-    /// `body(range)` on each, on any of the pool's threads. The ranges depend on `count`,
-    /// `grain` and the thread count only.
+    /// Splits `0..<count` into at most `threadCount` ranges, whole multiples of `grain` but
+    /// the last, and runs `body(range)` on each, on any of the pool's threads. The ranges
+    /// depend on `count`, `grain` and the thread count only.
     public func parallelFor(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
         let units = (count + grain - 1) / grain
-        // Twice as many parts as threads: a late thread's share is smaller, and others take it.
-        let parts = min(units, 2 * threadCount)
-        if threadCount == 1 || parts <= 1 { if count > 0 { body(0..<count) }; return }
+        let parts = min(units, threadCount)
+        if parts <= 1 { if count > 0 { body(0..<count) }; return }
         run(parts: parts, solo: true) { part in
             let first = units * part / parts * grain
             let last = min(count, units * (part + 1) / parts * grain)
@@ -219,6 +232,16 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
+    /// Like ``parallelFor(_:grain:_:)`` for work that may be cut anywhere: as many ranges as
+    /// threads (fewer if a range would hold less than `minimum`), of equal length but the
+    /// last. A grain whose ranges come out uneven leaves one thread waiting for the other.
+    public func parallelFor(_ count: Int, evenlyWithAtLeast minimum: Int, _ body: (Range<Int>) -> Void) {
+        let parts = min(threadCount, (count + max(1, minimum) - 1) / max(1, minimum))
+        parallelFor(count, grain: max(1, (count + max(1, parts) - 1) / max(1, parts)), body)
+    }
+
+    /// Runs parts 0..<parts (at most `threadCount`): part 0 on the caller, part i offered to
+    /// worker i.
     private func run(parts: Int, solo: Bool, _ body: (Int) -> Void) {
         if threadCount == 1 || parts <= 1 {
             for part in 0..<parts { body(part) }
@@ -232,45 +255,54 @@ public final class ThreadPool: @unchecked Sendable {
             return
         }
         let shared = self.shared
+        var taken = 0
         // The job never outlives this call (it waits for every part), so its closure
         // context can stay on the stack: no allocation per fork/join.
         withoutActuallyEscaping(body) { body in
             shared.job = body
-            shared.finished.store(0, ordering: .relaxed)
             sequence = (sequence + 1) & 0xFFFF_FFFF
             if sequence == 0 { sequence = 1 }   // 0 is what the workers saw before any job
             let current = sequence
-            shared.word.store(current << 32 | UInt64(parts) << 16, ordering: .sequentiallyConsistent)
+            // Workers without a part this time see the job as done: they wait for the next.
+            for index in 1..<threadCount {
+                let state = index < parts ? Mailbox.posted : Mailbox.done
+                shared.mailboxes[index].word.store(current << 32 | state, ordering: .sequentiallyConsistent)
+            }
             if shared.sleepers.load(ordering: .sequentiallyConsistent) > 0 {
                 pthread_mutex_lock(&shared.mutex)
                 pthread_cond_broadcast(&shared.wake)
                 pthread_mutex_unlock(&shared.mutex)
             }
-            // Only this job's parts can be claimed until every one of them is finished.
-            while let (_, part) = shared.claim() {
+            body(0)
+            // Take every part whose worker has not come; then wait for the ones being computed.
+            taken = parts - 1
+            for part in 1..<parts where shared.mailboxes[part].claim(current) {
                 body(part)
-                shared.finished.add(1, ordering: .relaxed)
+                shared.mailboxes[part].word.store(current << 32 | Mailbox.done, ordering: .relaxed)
+                taken -= 1
             }
-            // Only parts that running workers claimed are left.
-            var spins = 0
-            while shared.finished.load(ordering: .acquiring) < parts {
-                spins += 1
-                if spins > 1_000 { sched_yield() }
+            let done = current << 32 | Mailbox.done
+            for part in 1..<parts {
+                var spins = 0
+                while shared.mailboxes[part].word.load(ordering: .acquiring) != done {
+                    spins += 1
+                    if spins > 1_000 { sched_yield() }
+                }
             }
             shared.job = nil
         }
+        takenByWorkers.add(taken, ordering: .relaxed)
         // Workers that take less than half their share of the parts are not getting the CPU
         // time they need, and their spinning takes it from the caller: stop offering them work
         // for a while, so they park.
         if !solo { return }
         windowJobs += 1
         windowParts += parts
+        windowTaken += taken
         if windowJobs == Self.helpWindow {
-            let taken = shared.takenByWorkers.load(ordering: .relaxed) - windowTakenAtStart
             let share = windowParts * (threadCount - 1) / threadCount
-            if 2 * taken < share { soloLeft = Self.soloJobs }
-            windowJobs = 0; windowParts = 0
-            windowTakenAtStart = shared.takenByWorkers.load(ordering: .relaxed)
+            if 2 * windowTaken < share { soloLeft = Self.soloJobs }
+            windowJobs = 0; windowParts = 0; windowTaken = 0
         }
     }
 

@@ -354,6 +354,24 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
         }
     }
 
+    /// Work that may be cut anywhere is cut into one range per thread of equal length (the
+    /// last shorter), and into fewer when a range would hold less than the minimum.
+    @Test func evenRangesWithAMinimum() {
+        func ranges(threads: Int, count: Int, minimum: Int) -> [Range<Int>] {
+            let pool = ThreadPool(threads: threads)
+            let lock = NSLock()
+            var seen: [Range<Int>] = []
+            pool.parallelFor(count, evenlyWithAtLeast: minimum) { range in lock.lock(); seen.append(range); lock.unlock() }
+            return seen.sorted { $0.lowerBound < $1.lowerBound }
+        }
+        #expect(ranges(threads: 2, count: 18, minimum: 7) == [0..<9, 9..<18])
+        #expect(ranges(threads: 2, count: 19, minimum: 7) == [0..<10, 10..<19])
+        #expect(ranges(threads: 4, count: 18, minimum: 7) == [0..<6, 6..<12, 12..<18])
+        #expect(ranges(threads: 4, count: 2_000, minimum: 7) == [0..<500, 500..<1000, 1000..<1500, 1500..<2000])
+        #expect(ranges(threads: 2, count: 5, minimum: 7) == [0..<5])
+        #expect(ranges(threads: 2, count: 0, minimum: 7) == [])
+    }
+
     /// A dropped pool stops and joins its threads (its workers must not keep it alive): a
     /// library user opening and closing sessions would otherwise gather threads.
     @Test func droppedPoolsEndTheirThreads() throws {
@@ -423,6 +441,25 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
             #expect(pool.partsTakenByWorkers == 0)
             pool.holdWorkers(0)
         }
+    }
+
+    /// One worker of four held back: its part of every job is taken by the caller or by an
+    /// idle worker, once, and jobs keep their values.
+    @Test func aHeldWorkersPartIsTakenByAnotherThread() {
+        let pool = ThreadPool(threads: 4)
+        pool.holdWorkers(1)
+        defer { pool.holdWorkers(0) }
+        let count = 1000
+        let hits = UnsafeMutablePointer<Int>.allocate(capacity: count)
+        hits.initialize(repeating: 0, count: count)
+        defer { hits.deallocate() }
+        for _ in 0..<200 {
+            pool.parallelFor(count, evenlyWithAtLeast: 10) { range in for i in range { hits[i] += 1 } }
+            var parts = [Int](repeating: 0, count: 4)
+            parts.withUnsafeMutableBufferPointer { parts in pool.run { part in parts[part] += 1 } }
+            #expect(parts == [1, 1, 1, 1])
+        }
+        #expect((0..<count).allSatisfy { hits[$0] == 200 })
     }
 
     /// When workers take less than half their share of a window of `helpWindow` jobs, the
