@@ -163,7 +163,7 @@ public final class GPT {
             exchange.holdBackOnce(held)
             holdsBackReplicaOnce = nil
         }
-        exchange.beginRound()
+        exchange.beginRound(alone: !sideBySide)
         let start = MonotonicClock.seconds()
         let fastest = replicaSeconds.withUnsafeMutableBufferPointer { seconds in
             func run(_ replica: Int) {

@@ -26,6 +26,11 @@ final class GPTReplica {
     /// Whether the last forward pass had targets, and so left R'(up) in each block's `up`
     /// for ``backward(lossScale:dropout:zeroingFirst:)``.
     private var derivativesKept = false
+    /// The gradients that backward adds into rather than writes: gains, biases, the position
+    /// embedding, and the token embedding unless the head's GEMM (which runs first) writes
+    /// it. Only these are zeroed before a backward that starts from zero; the linear
+    /// weights' GEMMs overwrite theirs, which saves a pass over most of the buffer.
+    private let gradientsAddedInto: [Range<Int>]
 
     init(config: ModelConfig, layout: ParameterLayout, parameters: UnsafePointer<Float>, panels: WeightPanels,
          gradients: UnsafeMutablePointer<Float>, logits: UnsafeMutablePointer<Float>, batch: Int, length: Int, firstRow: Int,
@@ -41,6 +46,13 @@ final class GPTReplica {
         self.pool = pool
         gemm = GEMM(pool: pool)
         buffers = TrainingActivations(config: config, batch: batch, length: length, threads: pool.threadCount, logits: logits)
+        let overwritten = Set([layout.head] + layout.blocks.flatMap { [$0.qkvWeight, $0.projWeight, $0.upWeight, $0.downWeight] })
+        var ranges: [Range<Int>] = []
+        for tensor in layout.tensors where !overwritten.contains(tensor.offset) {
+            let range = tensor.offset..<(tensor.offset + tensor.count)
+            if let last = ranges.last, last.upperBound == range.lowerBound { ranges[ranges.count - 1] = last.lowerBound..<range.upperBound } else { ranges.append(range) }
+        }
+        gradientsAddedInto = ranges
     }
 
     /// Posts this replica's linear-layer GEMM tiles on `exchange`, where threads that are
@@ -100,18 +112,19 @@ final class GPTReplica {
     // MARK: - Backward
 
     /// Adds `lossScale` × ∂(summed loss of the last forward)/∂θ to this replica's gradients,
-    /// after zeroing them first when `zeroingFirst`.
+    /// or writes it there when `zeroingFirst` (the values of adding it to zeros: x + 0 is x,
+    /// but for the sign of a zero, which no update of a parameter sees).
     func backward(lossScale: Float, dropout: DropoutMask?, zeroingFirst: Bool) {
         let a = buffers
         let n = a.rows, d = config.dim, f = config.ffDim, v = config.vocabSize
         let p = parameters, g = gradients
         precondition(derivativesKept, "backward() needs a forward pass with targets first")
-        if zeroingFirst { g.update(repeating: 0, count: layout.count) }
+        if zeroingFirst { for range in gradientsAddedInto { (g + range.lowerBound).update(repeating: 0, count: range.count) } }
         let attention = CausalAttention(batch: batch, length: length, heads: config.heads, dim: d)
 
         CrossEntropy.backward(probabilities: a.logits, targets: a.targets, rows: n, vocab: v, scale: lossScale, pool: pool)
         linearBackward(dOutput: a.logits, input: a.lnf, inFeatures: d, outFeatures: v, weight: layout.head,
-                       dWeight: g + layout.head, dBias: nil, dInput: a.dNormed)
+                       dWeight: g + layout.head, dBias: nil, dInput: a.dNormed, overwriting: zeroingFirst)
         a.dResidual.update(repeating: 0, count: n * d)
         LayerNorm.backward(dy: a.dNormed, x: a.output, weight: p + layout.finalNormWeight, mean: a.lnfMean, rstd: a.lnfRstd,
                            dx: a.dResidual, dWeight: g + layout.finalNormWeight, dBias: layout.finalNormBias.map { g + $0 },
@@ -121,21 +134,21 @@ final class GPTReplica {
             // x_out = middle + down(act(up(LN2(middle))))
             let dDown = branchGradient(a.dResidual, dropout: dropout, site: 2 + 2 * l)
             linearBackward(dOutput: dDown, input: s.activated, inFeatures: f, outFeatures: d, weight: block.downWeight,
-                           dWeight: g + block.downWeight, dBias: block.downBias.map { g + $0 }, dInput: a.dHidden)
+                           dWeight: g + block.downWeight, dBias: block.downBias.map { g + $0 }, dInput: a.dHidden, overwriting: zeroingFirst)
             config.activation.backward(a.dHidden, derivative: s.up, dx: a.dHidden, count: n * f, pool: pool)
             linearBackward(dOutput: a.dHidden, input: s.ln2, inFeatures: d, outFeatures: f, weight: block.upWeight,
-                           dWeight: g + block.upWeight, dBias: block.upBias.map { g + $0 }, dInput: a.dNormed)
+                           dWeight: g + block.upWeight, dBias: block.upBias.map { g + $0 }, dInput: a.dNormed, overwriting: zeroingFirst)
             LayerNorm.backward(dy: a.dNormed, x: s.middle, weight: p + block.ln2Weight, mean: s.ln2Mean, rstd: s.ln2Rstd,
                                dx: a.dResidual, dWeight: g + block.ln2Weight, dBias: block.ln2Bias.map { g + $0 },
                                rows: n, dim: d, scratch: a.normScratch, pool: pool)
             // middle = input + proj(attention(qkv(LN1(input))))
             let dProj = branchGradient(a.dResidual, dropout: dropout, site: 1 + 2 * l)
             linearBackward(dOutput: dProj, input: s.attention, inFeatures: d, outFeatures: d, weight: block.projWeight,
-                           dWeight: g + block.projWeight, dBias: block.projBias.map { g + $0 }, dInput: a.dAttention)
+                           dWeight: g + block.projWeight, dBias: block.projBias.map { g + $0 }, dInput: a.dAttention, overwriting: zeroingFirst)
             attention.backward(dy: a.dAttention, qkv: s.qkv, probabilities: s.probabilities, dqkv: a.dQKV,
                                scratch: a.attentionScratch, gemms: a.attentionGEMMs, pool: pool)
             linearBackward(dOutput: a.dQKV, input: s.ln1, inFeatures: d, outFeatures: 3 * d, weight: block.qkvWeight,
-                           dWeight: g + block.qkvWeight, dBias: block.qkvBias.map { g + $0 }, dInput: a.dNormed)
+                           dWeight: g + block.qkvWeight, dBias: block.qkvBias.map { g + $0 }, dInput: a.dNormed, overwriting: zeroingFirst)
             LayerNorm.backward(dy: a.dNormed, x: s.input, weight: p + block.ln1Weight, mean: s.ln1Mean, rstd: s.ln1Rstd,
                                dx: a.dResidual, dWeight: g + block.ln1Weight, dBias: block.ln1Bias.map { g + $0 },
                                rows: n, dim: d, scratch: a.normScratch, pool: pool)
@@ -157,16 +170,17 @@ final class GPTReplica {
         if let bias { VectorOps.addBias(bias, to: output, rows: rows, columns: outFeatures, pool: pool) }
     }
 
-    /// dInput = dOutput · weight (overwritten); dWeight += dOutputᵀ · input; dBias += column sums.
-    /// `weight` is the parameter's offset, read from its packed panels.
+    /// dInput = dOutput · weight (overwritten); dWeight += dOutputᵀ · input (= when
+    /// `overwriting`); dBias += column sums. `weight` is the parameter's offset, read from its
+    /// packed panels.
     private func linearBackward(dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>, inFeatures: Int,
                                 outFeatures: Int, weight: Int, dWeight: UnsafeMutablePointer<Float>,
-                                dBias: UnsafeMutablePointer<Float>?, dInput: UnsafeMutablePointer<Float>) {
+                                dBias: UnsafeMutablePointer<Float>?, dInput: UnsafeMutablePointer<Float>, overwriting: Bool) {
         let rows = buffers.rows
         gemm.multiply(m: rows, a: MatrixView(dOutput, columns: outFeatures), b: panels[weight].backward, c: dInput, ldc: inFeatures,
                       accumulate: false)
         gemm.multiply(m: outFeatures, n: inFeatures, k: rows, a: .transposed(dOutput, columns: outFeatures),
-                      b: MatrixView(input, columns: inFeatures), c: dWeight, ldc: inFeatures, accumulate: true)
+                      b: MatrixView(input, columns: inFeatures), c: dWeight, ldc: inFeatures, accumulate: !overwriting)
         if let dBias { VectorOps.accumulateBiasGradient(dOutput, rows: rows, columns: outFeatures, into: dBias, pool: pool) }
     }
 

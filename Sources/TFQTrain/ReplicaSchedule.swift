@@ -15,14 +15,18 @@
 /// the caller alone would take. When the median of the last ``window`` side-by-side jobs is
 /// above ``slowerThanAlone`` of it, the replicas run alone; then every ``probeInterval``-th
 /// job runs side by side as a probe, and two probes in a row below ``fasterThanAlone`` bring
-/// side by side back. With free cores the ratio is about 0.55 and no probe is ever made; on a
-/// busy core a probe costs at most one job in ``probeInterval``. Only training steps are
-/// recorded, so that every recorded job does the same work.
+/// side by side back. Each probe that does not gain doubles the interval to the next, up to
+/// ``longestProbeInterval`` jobs (a board busy for long pays for few probes); one that gains
+/// brings the next probe in ``probeInterval`` jobs. With free cores the ratio is about 0.55
+/// and no probe is ever made; on a busy core a probe costs at most one job in
+/// ``probeInterval``, soon one in ``longestProbeInterval``. Only training steps are recorded,
+/// so that every recorded job does the same work.
 struct ReplicaSchedule {
     static let window = 8
     static let envelopeJobs = 16
     static let slowerThanAlone = 0.95
     static let probeInterval = 32
+    static let longestProbeInterval = 256
     static let fasterThanAlone = 0.85
 
     /// Whether jobs run side by side (apart from the probes).
@@ -31,12 +35,15 @@ struct ReplicaSchedule {
     private var fastestReplicas: [Double] = []
     /// Side-by-side wall times over the yardstick, of the last ``window`` jobs.
     private var ratios: [Double] = []
-    private var jobsAlone = 0
+    /// Jobs since the last probe (or since the replicas started running alone), and the
+    /// interval to the next probe.
+    private var jobsSinceProbe = 0
+    private(set) var probeEvery = probeInterval
     private var lastProbeWasFaster = false
 
     /// Whether the next job runs side by side (a probe, when the schedule is alone).
     var nextRunsSideBySide: Bool {
-        sideBySide || (jobsAlone + 1) % Self.probeInterval == 0
+        sideBySide || jobsSinceProbe + 1 >= probeEvery
     }
 
     /// Records a job: whether it ran side by side, its wall time, and the shortest time one of
@@ -45,7 +52,7 @@ struct ReplicaSchedule {
         guard wall > 0, fastestReplica > 0 else { return }
         fastestReplicas.append(fastestReplica)
         if fastestReplicas.count > Self.envelopeJobs { fastestReplicas.removeFirst() }
-        if !sideBySide { jobsAlone += 1 }
+        if !sideBySide { jobsSinceProbe += 1 }
         guard ranSideBySide else { return }
         let ratio = wall / (Double(replicas) * fastestReplicas.min()!)
         if sideBySide {
@@ -54,13 +61,16 @@ struct ReplicaSchedule {
             if ratios.count == Self.window && Self.median(ratios) > Self.slowerThanAlone {
                 sideBySide = false
                 ratios = []
-                jobsAlone = 0
+                jobsSinceProbe = 0
+                probeEvery = Self.probeInterval
                 lastProbeWasFaster = false
             }
         } else {
             let faster = ratio < Self.fasterThanAlone
             if faster && lastProbeWasFaster { sideBySide = true }
             lastProbeWasFaster = faster
+            jobsSinceProbe = 0
+            probeEvery = faster ? Self.probeInterval : min(2 * probeEvery, Self.longestProbeInterval)
         }
     }
 

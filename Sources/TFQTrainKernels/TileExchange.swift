@@ -118,8 +118,14 @@ public final class TileExchange: TileSharing, @unchecked Sendable {
         heldBack.store(participant, ordering: .sequentiallyConsistent)
     }
 
-    /// Starts a round: no participant claimed or finished. Call before the threads start.
-    public func beginRound() {
+    /// Whether the current round runs on one thread only: its blocks are not posted.
+    private var alone = false
+
+    /// Starts a round: no participant claimed or finished. Call before the threads start;
+    /// `alone` when a single thread will run every participant (``run(_:participant:packA:)``
+    /// then computes its tiles without posting them: nobody could help).
+    public func beginRound(alone: Bool = false) {
+        self.alone = alone
         finished.pointee.store(0, ordering: .relaxed)
         claimed.pointee.store(0, ordering: .sequentiallyConsistent)
     }
@@ -167,6 +173,10 @@ public final class TileExchange: TileSharing, @unchecked Sendable {
 
     /// Computes every tile of `block`, with help from finished participants.
     public func run(_ block: TileBlock, participant: Int, packA: UnsafeMutablePointer<Float>) {
+        if alone {
+            for tile in 0..<block.tiles { GEMM.multiplyTile(block, tile: tile, packA: packA) }
+            return
+        }
         let state = state(participant), doneByHelpers = doneByHelpers(participant), generation = generation(participant)
         self.block(participant).pointee = block
         doneByHelpers.pointee.store(0, ordering: .relaxed)

@@ -118,6 +118,28 @@ import TFQModel
         #expect(after != before)
     }
 
+    /// Backward writes the linear weights' gradients instead of adding them to zeros, and
+    /// zeroes only the rest: a training step leaves the same gradients, bit for bit, whatever
+    /// the buffers held (NaN here, and the last step's in the replicas' own buffers). At one
+    /// thread the weight gradients' GEMMs have two k blocks (288 rows; GEMM.kc is 256), so the first block
+    /// writes and the second adds.
+    @Test(arguments: [1, 2])
+    func aTrainingStepWritesEveryGradient(threads: Int) {
+        for config in Self.configs {
+            let (x, xTargets) = Self.batch(batch: 48, length: 6, vocab: config.vocabSize, seed: 11)
+            let (y, yTargets) = Self.batch(batch: 48, length: 6, vocab: config.vocabSize, seed: 12)
+            let fresh = Self.tinyModel(config, seed: 5, threads: threads)
+            _ = fresh.trainingStep(inputs: y, targets: yTargets, batch: 48, length: 6, measuringNorm: true)
+            let reused = Self.tinyModel(config, seed: 5, threads: threads)
+            _ = reused.trainingStep(inputs: x, targets: xTargets, batch: 48, length: 6, measuringNorm: false)
+            for i in 0..<reused.gradients.count { reused.gradients[i] = .nan }
+            _ = reused.trainingStep(inputs: y, targets: yTargets, batch: 48, length: 6, measuringNorm: true)
+            let different = (0..<fresh.gradients.count).first { reused.gradients[$0].bitPattern != fresh.gradients[$0].bitPattern }
+            #expect(different == nil, "\(config): gradient \(different ?? 0) differs")
+            #expect(fresh.gradients.allSatisfy { $0.isFinite } && fresh.gradients.contains { $0 != 0 })
+        }
+    }
+
     /// The batch splits into one slice of sequences per thread (fewer, of several threads each,
     /// when threads outnumber sequences): loss, gradients and dropout masks must not depend on
     /// the split.
@@ -242,9 +264,11 @@ extension ReferenceModelTests {
     /// The schedule's decisions, from the times it is shown (no clock involved): with free
     /// cores (a side-by-side step takes 0.55 of two replica times) it never leaves side by
     /// side, nor probes; on a busy core (1.1) it runs alone once most of a window says so,
-    /// with one side-by-side probe every `probeInterval` jobs; two probes in a row that gain
-    /// bring side by side back, one alone does not. The yardstick is the shortest replica
-    /// time of recent jobs, alone ones included.
+    /// with a side-by-side probe after `probeInterval` jobs, each probe that does not gain
+    /// doubling the interval to the next (up to `longestProbeInterval`), one that gains
+    /// bringing it back; two probes in a row that gain bring side by side back, one alone
+    /// does not. The yardstick is the shortest replica time of recent jobs, alone ones
+    /// included.
     @Test func theReplicaScheduleFollowsWhatSideBySideGains() {
         var schedule = ReplicaSchedule()
         for _ in 0..<100 {
@@ -264,8 +288,14 @@ extension ReferenceModelTests {
             return alone
         }
         #expect(runAloneUntilProbe() == ReplicaSchedule.probeInterval - 1)
-        schedule.record(sideBySide: true, wall: 1.1, fastestReplica: 0.55, replicas: 2)   // still busy
-        #expect(runAloneUntilProbe() == ReplicaSchedule.probeInterval - 1)
+        // Still busy, probe after probe: 32, 64, 128, then 256 jobs apart, and no further.
+        var intervals: [Int] = []
+        for _ in 0..<5 {
+            schedule.record(sideBySide: true, wall: 1.1, fastestReplica: 0.55, replicas: 2)
+            intervals.append(runAloneUntilProbe() + 1)
+        }
+        #expect(intervals == [64, 128, 256, 256, 256])
+        #expect(ReplicaSchedule.longestProbeInterval == 256 && ReplicaSchedule.probeInterval == 32)
         schedule.record(sideBySide: true, wall: 0.55, fastestReplica: 0.5, replicas: 2)   // one probe that gains
         #expect(!schedule.sideBySide)
         #expect(runAloneUntilProbe() == ReplicaSchedule.probeInterval - 1)
