@@ -23,7 +23,10 @@ import Synchronization
 /// costs nothing. When workers keep arriving too late to claim anything (their cores are
 /// busy with other programs), spinning only takes time from the caller and from those
 /// programs: the caller then runs jobs alone for a while (``soloJobs``) and the workers park,
-/// and it offers jobs to them again afterwards to see whether the cores have come back.
+/// and it offers jobs to them again afterwards to see whether the cores have come back. Only
+/// jobs that found every worker started and unparked count: a worker waking from its
+/// condition variable, or not yet running in a new pool, is late whatever the cores do (a
+/// prompt's prefill used to run alone for that reason in half the runs).
 public final class ThreadPool: @unchecked Sendable {
     /// Number of threads that run a job, the caller included.
     public let threadCount: Int
@@ -57,8 +60,13 @@ public final class ThreadPool: @unchecked Sendable {
         /// `mailboxes[i]` offers part i to worker i (index 0, the caller's part, is unused).
         let mailboxes: [Mailbox]
         let sleepers = Atomic<Int>(0)
+        /// Workers that have started and are not parked: a job posted while one is not (a
+        /// new pool, or one idle for a while) finds it late for reasons that say nothing
+        /// about the cores, so its parts do not count towards ``soloJobs``.
+        let awake = Atomic<Int>(0)
         /// For tests: workers whose index is below this leave every job's part on offer, as if
-        /// the scheduler had taken their core.
+        /// the scheduler had taken their core, and never park (a preempted worker is still
+        /// spinning).
         let heldWorkers = Atomic<Int>(0)
         var job: ((Int) -> Void)?
         var mutex = pthread_mutex_t()
@@ -87,6 +95,7 @@ public final class ThreadPool: @unchecked Sendable {
         func workerLoop(index: Int) {
             let mailbox = mailboxes[index]
             var seen: UInt64 = 0
+            awake.add(1, ordering: .relaxed)
             while true {
                 var spins = 0
                 var word = mailbox.word.load(ordering: .acquiring)
@@ -98,13 +107,15 @@ public final class ThreadPool: @unchecked Sendable {
                     // the system call starts the next job late, and decode's jobs come a few
                     // microseconds apart.
                     if spins > ThreadPool.spinsBeforeYielding && spins & 255 == 0 { sched_yield() }
-                    if spins >= ThreadPool.spinsBeforeParking {
+                    if spins >= ThreadPool.spinsBeforeParking && index >= heldWorkers.load(ordering: .relaxed) {
                         pthread_mutex_lock(&mutex)
+                        awake.subtract(1, ordering: .relaxed)
                         sleepers.add(1, ordering: .sequentiallyConsistent)
                         while Mailbox.sequence(mailbox.word.load(ordering: .sequentiallyConsistent)) == seen {
                             pthread_cond_wait(&wake, &mutex)
                         }
                         sleepers.subtract(1, ordering: .relaxed)
+                        awake.add(1, ordering: .relaxed)
                         pthread_mutex_unlock(&mutex)
                         spins = 0
                     }
@@ -190,12 +201,21 @@ public final class ThreadPool: @unchecked Sendable {
     /// replicas' schedule on a busy core). Set it from the thread that runs the jobs.
     public var runsAlone = false
 
+    /// Jobs the caller still runs alone before it offers jobs to the workers again (0 when
+    /// it offers them): for tests and diagnostics.
+    public var soloJobsLeft: Int { soloLeft }
+
+    /// Workers parked on the condition variable now, and workers started and not parked:
+    /// for tests.
+    public var parkedWorkers: Int { shared.sleepers.load(ordering: .sequentiallyConsistent) }
+    public var awakeWorkers: Int { shared.awake.load(ordering: .relaxed) }
+
     /// Parts computed by worker threads rather than the caller, since the pool was made.
     public var partsTakenByWorkers: Int { takenByWorkers.load(ordering: .relaxed) }
 
     /// For tests: workers 1..<`count` + 1 stop taking part (each leaves its part of every job
-    /// on offer, for the caller to take), as if the scheduler kept them off their cores; 0
-    /// ends it.
+    /// on offer, for the caller to take) and never park, as if the scheduler kept them off
+    /// their cores while they spin; 0 ends it.
     public func holdWorkers(_ count: Int) {
         shared.heldWorkers.store(count == 0 ? 0 : count + 1, ordering: .sequentiallyConsistent)
     }
@@ -256,6 +276,9 @@ public final class ThreadPool: @unchecked Sendable {
         }
         let shared = self.shared
         var taken = 0
+        // Whether this job can tell anything about the cores: every worker had started and
+        // was not parked.
+        let evidence = shared.awake.load(ordering: .relaxed) == threadCount - 1
         // The job never outlives this call (it waits for every part), so its closure
         // context can stay on the stack: no allocation per fork/join.
         withoutActuallyEscaping(body) { body in
@@ -295,7 +318,7 @@ public final class ThreadPool: @unchecked Sendable {
         // Workers that take less than half their share of the parts are not getting the CPU
         // time they need, and their spinning takes it from the caller: stop offering them work
         // for a while, so they park.
-        if !solo { return }
+        if !solo || !evidence { return }
         windowJobs += 1
         windowParts += parts
         windowTaken += taken

@@ -468,6 +468,7 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
     @Test func lateWorkersMakeTheCallerGoSoloForAWhile() {
         let pool = ThreadPool(threads: 2)
         pool.holdWorkers(1)
+        while pool.awakeWorkers < 1 { sched_yield() }   // started; held, it never parks
         var sum = 0
         for _ in 0..<ThreadPool.helpWindow { pool.parallelFor(64, grain: 8) { range in for i in range { sum &+= i } } }
         pool.holdWorkers(0)
@@ -483,12 +484,35 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
         #expect(pool.partsTakenByWorkers == 1)
     }
 
+    /// A job posted while the worker is parked finds it late because it was asleep, not
+    /// because its core is busy: it does not count towards going solo. (Before, the first
+    /// jobs of a run, posted to workers just made or parked, sent the pool solo for 256 jobs
+    /// in about half the runs, a whole prompt's prefill on one thread.)
+    @Test func jobsThatWakeAParkedWorkerAreNoEvidence() {
+        let pool = ThreadPool(threads: 2)
+        // No jobs: the worker parks after its spins, whatever the timing.
+        while pool.parkedWorkers == 0 { sched_yield() }
+        pool.holdWorkers(1)
+        // This job wakes it: no evidence. Held back, it never parks again.
+        pool.parallelFor(64, grain: 8) { _ in }
+        while pool.awakeWorkers < 1 { sched_yield() }
+        // Every job from here finds it awake and held back, as if preempted: a full window
+        // of them sends the pool solo, not one job sooner.
+        for _ in 0..<(ThreadPool.helpWindow - 1) { pool.parallelFor(64, grain: 8) { _ in } }
+        #expect(pool.soloJobsLeft == 0)
+        pool.parallelFor(64, grain: 8) { _ in }
+        #expect(pool.soloJobsLeft == ThreadPool.soloJobs)
+        #expect(pool.partsTakenByWorkers == 0)
+        pool.holdWorkers(0)
+    }
+
     /// A job of `runOfferingWorkers` is offered to the workers even while the pool runs its
     /// other jobs alone: its part 0 waits until another thread has taken part 1 (a job that
     /// ran its parts one after another on the caller would never return).
     @Test func jobsOfferedToWorkersWhileTheCallerIsSolo() {
         let pool = ThreadPool(threads: 2)
         pool.holdWorkers(1)
+        while pool.awakeWorkers < 1 { sched_yield() }   // started; held, it never parks
         for _ in 0..<ThreadPool.helpWindow { pool.parallelFor(64, grain: 8) { _ in } }
         pool.holdWorkers(0)
         // Solo from here on, for `soloJobs` jobs: a plain job is never published.
