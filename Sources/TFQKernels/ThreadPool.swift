@@ -7,7 +7,7 @@ import Synchronization
 /// `DispatchQueue.concurrentPerform` (5–7 µs per fork/join on this hardware), built to keep
 /// its speed when other programs take cores away.
 ///
-/// A job has one part per thread. Part 0 is the caller's; part i is offered to worker i in
+/// A job has at most one part per thread. Part 0 is the caller's; part i is offered to worker i in
 /// a mailbox of its own (one cache line, so that posting a job, claiming it and reporting it
 /// done cost a few cache-line transfers, as little as a plain fork/join). Any thread may
 /// claim a part still in its mailbox: the caller, once its own part is done, takes every
@@ -20,13 +20,14 @@ import Synchronization
 ///
 /// Workers spin briefly on their mailbox after each part, so back-to-back kernels start in
 /// well under a microsecond; a worker idle for longer parks on a condition variable and
-/// costs nothing. When workers keep arriving too late to claim anything (their cores are
-/// busy with other programs), spinning only takes time from the caller and from those
-/// programs: the caller then runs jobs alone for a while (``soloJobs``) and the workers park,
-/// and it offers jobs to them again afterwards to see whether the cores have come back. Only
-/// jobs that found every worker started and unparked count: a worker waking from its
-/// condition variable, or not yet running in a new pool, is late whatever the cores do (a
-/// prompt's prefill used to run alone for that reason in half the runs).
+/// costs nothing until a job wakes it. When workers keep arriving too late to claim anything
+/// (their cores are busy with other programs), spinning only takes time from the caller and
+/// from those programs: the caller then runs jobs alone for a while (``soloJobs``) and the
+/// workers park, and it offers jobs to them again afterwards to see whether the cores have
+/// come back. Only jobs that found every worker started and unparked count: a worker waking
+/// from its condition variable, or not yet running in a new pool, is late whatever the cores
+/// do (a prompt's prefill used to run alone for that reason in half the runs). So jobs too
+/// far apart for the workers to stay awake never send the pool solo: each wakes them.
 public final class ThreadPool: @unchecked Sendable {
     /// Number of threads that run a job, the caller included.
     public let threadCount: Int
@@ -35,11 +36,14 @@ public final class ThreadPool: @unchecked Sendable {
     /// the part's state (low bits), alone on its cache line.
     private final class Mailbox: @unchecked Sendable {
         static let posted: UInt64 = 1, claimed: UInt64 = 2, done: UInt64 = 3, stop: UInt64 = 4
-        // Padding on both sides keeps the word off the lines of the object's header (its
-        // reference count) and of whatever the allocator puts next.
-        private let before: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        // 128 bytes of padding on both sides (a line, or a pair of 64-byte lines that some
+        // CPUs fetch together) keep the word off the object's header (its reference count)
+        // and whatever the allocator puts next.
+        private let before = Mailbox.padding
         let word = Atomic<UInt64>(0)
-        private let after: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        private let after = Mailbox.padding
+        private typealias Padding = (SIMD8<UInt64>, SIMD8<UInt64>)
+        private static var padding: Padding { (SIMD8(), SIMD8()) }
 
         static func sequence(_ word: UInt64) -> UInt64 { word >> 32 }
 
@@ -108,10 +112,13 @@ public final class ThreadPool: @unchecked Sendable {
                     // microseconds apart.
                     if spins > ThreadPool.spinsBeforeYielding && spins & 255 == 0 { sched_yield() }
                     if spins >= ThreadPool.spinsBeforeParking && index >= heldWorkers.load(ordering: .relaxed) {
+                        // `holdWorkers` changes the hold under the mutex and wakes sleepers, so a
+                        // worker held after this check is woken and does not sleep again.
                         pthread_mutex_lock(&mutex)
                         awake.subtract(1, ordering: .relaxed)
                         sleepers.add(1, ordering: .sequentiallyConsistent)
-                        while Mailbox.sequence(mailbox.word.load(ordering: .sequentiallyConsistent)) == seen {
+                        while Mailbox.sequence(mailbox.word.load(ordering: .sequentiallyConsistent)) == seen
+                                && index >= heldWorkers.load(ordering: .relaxed) {
                             pthread_cond_wait(&wake, &mutex)
                         }
                         sleepers.subtract(1, ordering: .relaxed)
@@ -133,7 +140,8 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
-    /// Iterations a worker spins on its mailbox before it parks: about 50–100 µs, longer
+    /// Iterations a worker spins on its mailbox before it parks: about 100–200 µs on a free
+    /// core (longer where the yields after ``spinsBeforeYielding`` let others run), longer
     /// than the gap between the kernels of a decode step, much shorter than a scheduler tick.
     static let spinsBeforeParking = 50_000
     /// Iterations a worker spins on its mailbox before it starts giving its core away: a few
@@ -181,7 +189,9 @@ public final class ThreadPool: @unchecked Sendable {
     }
 
     deinit {
-        let stop = ((sequence + 1) & 0xFFFF_FFFF) << 32 | Mailbox.stop
+        var last = (sequence + 1) & 0xFFFF_FFFF
+        if last == 0 { last = 1 }   // 0 is what the workers saw before any job
+        let stop = last << 32 | Mailbox.stop
         for index in 1..<threadCount { shared.mailboxes[index].word.store(stop, ordering: .sequentiallyConsistent) }
         pthread_mutex_lock(&shared.mutex)
         pthread_cond_broadcast(&shared.wake)
@@ -217,7 +227,10 @@ public final class ThreadPool: @unchecked Sendable {
     /// on offer, for the caller to take) and never park, as if the scheduler kept them off
     /// their cores while they spin; 0 ends it.
     public func holdWorkers(_ count: Int) {
+        pthread_mutex_lock(&shared.mutex)
         shared.heldWorkers.store(count == 0 ? 0 : count + 1, ordering: .sequentiallyConsistent)
+        pthread_cond_broadcast(&shared.wake)
+        pthread_mutex_unlock(&shared.mutex)
     }
 
     /// Runs `body(part)` once for each part in 0..<threadCount and returns when all have
@@ -252,9 +265,9 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
-    /// Like ``parallelFor(_:grain:_:)`` for work that may be cut anywhere: as many ranges as
-    /// threads (fewer if a range would hold less than `minimum`), of equal length but the
-    /// last. A grain whose ranges come out uneven leaves one thread waiting for the other.
+    /// Like ``parallelFor(_:grain:_:)`` for work that may be cut anywhere: at most one range
+    /// per thread and at most ⌈count / minimum⌉ ranges, of equal length but the last. (A
+    /// grain whose ranges come out uneven leaves one thread waiting for the other.)
     public func parallelFor(_ count: Int, evenlyWithAtLeast minimum: Int, _ body: (Range<Int>) -> Void) {
         let parts = min(threadCount, (count + max(1, minimum) - 1) / max(1, minimum))
         parallelFor(count, grain: max(1, (count + max(1, parts) - 1) / max(1, parts)), body)
