@@ -26,8 +26,9 @@ import Synchronization
 /// workers park, and it offers jobs to them again afterwards to see whether the cores have
 /// come back. Only jobs that found every worker started and unparked count: a worker waking
 /// from its condition variable, or not yet running in a new pool, is late whatever the cores
-/// do (a prompt's prefill used to run alone for that reason in half the runs). So jobs too
-/// far apart for the workers to stay awake never send the pool solo: each wakes them.
+/// do (a prompt's prefill used to run alone for that reason in half the runs). Jobs too far
+/// apart for the workers to stay awake send the pool solo only when a whole window of them
+/// in a row had no part taken by a worker.
 public final class ThreadPool: @unchecked Sendable {
     /// Number of threads that run a job, the caller included.
     public let threadCount: Int
@@ -42,8 +43,9 @@ public final class ThreadPool: @unchecked Sendable {
         private let before = Mailbox.padding
         let word = Atomic<UInt64>(0)
         private let after = Mailbox.padding
-        private typealias Padding = (SIMD8<UInt64>, SIMD8<UInt64>)
-        private static var padding: Padding { (SIMD8(), SIMD8()) }
+        private typealias Padding = (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                                     UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
+        private static var padding: Padding { (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) }
 
         static func sequence(_ word: UInt64) -> UInt64 { word >> 32 }
 
@@ -68,6 +70,8 @@ public final class ThreadPool: @unchecked Sendable {
         /// new pool, or one idle for a while) finds it late for reasons that say nothing
         /// about the cores, so its parts do not count towards ``soloJobs``.
         let awake = Atomic<Int>(0)
+        /// Workers that have started their loop.
+        let started = Atomic<Int>(0)
         /// For tests: workers whose index is below this leave every job's part on offer, as if
         /// the scheduler had taken their core, and never park (a preempted worker is still
         /// spinning).
@@ -99,6 +103,7 @@ public final class ThreadPool: @unchecked Sendable {
         func workerLoop(index: Int) {
             let mailbox = mailboxes[index]
             var seen: UInt64 = 0
+            started.add(1, ordering: .relaxed)
             awake.add(1, ordering: .relaxed)
             while true {
                 var spins = 0
@@ -163,6 +168,9 @@ public final class ThreadPool: @unchecked Sendable {
     private var sequence: UInt64 = 0
     private var windowJobs = 0, windowParts = 0, windowTaken = 0
     private var soloLeft = 0
+    /// Guarded by `jobLock`: jobs in a row that found a worker parked and in which workers
+    /// took no part.
+    private var drowsyJobs = 0
     private let takenByWorkers = Atomic<Int>(0)
 
     /// A pool of `threads` threads (at least 1, at most 4,096); 1 runs everything on the caller.
@@ -219,6 +227,10 @@ public final class ThreadPool: @unchecked Sendable {
     /// for tests.
     public var parkedWorkers: Int { shared.sleepers.load(ordering: .sequentiallyConsistent) }
     public var awakeWorkers: Int { shared.awake.load(ordering: .relaxed) }
+
+    /// For tests: jobs do not wake parked workers, as if every woken worker came too late to
+    /// take a part. Set it from the thread that runs the jobs.
+    public var leavesWorkersAsleep = false
 
     /// Parts computed by worker threads rather than the caller, since the pool was made.
     public var partsTakenByWorkers: Int { takenByWorkers.load(ordering: .relaxed) }
@@ -304,7 +316,7 @@ public final class ThreadPool: @unchecked Sendable {
                 let state = index < parts ? Mailbox.posted : Mailbox.done
                 shared.mailboxes[index].word.store(current << 32 | state, ordering: .sequentiallyConsistent)
             }
-            if shared.sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+            if shared.sleepers.load(ordering: .sequentiallyConsistent) > 0 && !leavesWorkersAsleep {
                 pthread_mutex_lock(&shared.mutex)
                 pthread_cond_broadcast(&shared.wake)
                 pthread_mutex_unlock(&shared.mutex)
@@ -331,7 +343,18 @@ public final class ThreadPool: @unchecked Sendable {
         // Workers that take less than half their share of the parts are not getting the CPU
         // time they need, and their spinning takes it from the caller: stop offering them work
         // for a while, so they park.
-        if !solo || !evidence { return }
+        if !solo { return }
+        if !evidence {
+            // Jobs too far apart for the workers to stay awake: each wakes them. When they
+            // keep coming too late to take anything, a window of such jobs in a row (once the
+            // workers have started) sends the pool solo too, so that waking them stops costing
+            // the caller and the cores' other programs.
+            let started = shared.started.load(ordering: .relaxed) == threadCount - 1
+            drowsyJobs = started && taken == 0 ? drowsyJobs + 1 : 0
+            if drowsyJobs == Self.helpWindow { soloLeft = Self.soloJobs; drowsyJobs = 0 }
+            return
+        }
+        drowsyJobs = 0
         windowJobs += 1
         windowParts += parts
         windowTaken += taken

@@ -508,6 +508,22 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
         pool.holdWorkers(0)
     }
 
+    /// Jobs too far apart for the worker to stay awake wake it each time; when it keeps
+    /// coming too late to take a part (here it is never woken), a window of such jobs in a
+    /// row sends the pool solo, so that waking it stops costing anything.
+    @Test func aWorkerThatKeepsWakingTooLateSendsThePoolSolo() {
+        let pool = ThreadPool(threads: 2)
+        // Started, then parked (no jobs), whatever the timing.
+        while pool.parkedWorkers == 0 { sched_yield() }
+        pool.leavesWorkersAsleep = true
+        for _ in 0..<(ThreadPool.helpWindow - 1) { pool.parallelFor(64, grain: 8) { _ in } }
+        #expect(pool.soloJobsLeft == 0)
+        pool.parallelFor(64, grain: 8) { _ in }
+        #expect(pool.soloJobsLeft == ThreadPool.soloJobs)
+        #expect(pool.partsTakenByWorkers == 0)
+        pool.leavesWorkersAsleep = false
+    }
+
     /// A job of `runOfferingWorkers` is offered to the workers even while the pool runs its
     /// other jobs alone: its part 0 waits until another thread has taken part 1 (a job that
     /// ran its parts one after another on the caller would never return).
