@@ -46,7 +46,8 @@ final class GPTReplica {
         self.pool = pool
         gemm = GEMM(pool: pool)
         buffers = TrainingActivations(config: config, batch: batch, length: length, threads: pool.threadCount, logits: logits)
-        let overwritten = Set([layout.head] + layout.blocks.flatMap { [$0.qkvWeight, $0.projWeight, $0.upWeight, $0.downWeight] })
+        // The linear weights (the ones `panels` packs) have their gradients written by a GEMM.
+        let overwritten = Set(panels.offsets)
         var ranges: [Range<Int>] = []
         for tensor in layout.tensors where !overwritten.contains(tensor.offset) {
             let range = tensor.offset..<(tensor.offset + tensor.count)

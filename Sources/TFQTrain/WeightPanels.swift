@@ -65,4 +65,7 @@ final class WeightPanels {
 
     /// The weight at `offset` in the parameter buffer.
     subscript(offset: Int) -> Weight { weights[offset]! }
+
+    /// Where every linear weight starts in the parameter buffer.
+    var offsets: Dictionary<Int, Weight>.Keys { weights.keys }
 }
