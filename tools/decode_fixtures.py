@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes formats/testdata/decode/: three int8 models and the greedy tokens that
+"""Writes formats/testdata/decode/: five int8 models and the greedy tokens that
 formats/tfq.md §11 gives for them, computed by tools/reference_decode.py in both of §11.1's
 arithmetics (fused and unfused multiply-add).
 
@@ -14,6 +14,10 @@ The models cover what §11 describes:
 - gpt-bpe-head.int8.tfq: the same checkpoint with one-pass blocks and a two-pass tied
   classifier (--two-pass-classifier: tok_emb listed in two_pass_activations), the table in
   groups of 16 (--table-group-size 16);
+- gpt-bpe-f16.int8.tfq: gpt-bpe.int8.tfq's weights written back as f32 (tools/tfq_write.py)
+  and exported again with --embedding fp16: an f16 table (an f16 lookup and an f16
+  classifier) and an f16 position table, int8 blocks rounded to nearest, the first in two
+  passes; derived again from gpt-bpe.int8.tfq whenever this script runs;
 - llama.int8.tfq: llama2.c's architecture with random weights (tools/llama2c.py),
   grouped-query attention (4 heads, 2 kv heads), d_k = 12 (not a multiple of 8 or 16),
   group size 12 (not a multiple of 8), the first block in two passes, rotary tables.
@@ -33,6 +37,8 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import llama2c  # noqa: E402
 import reference_decode  # noqa: E402
+import tfq_read  # noqa: E402
+import tfq_write  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "..", "shared", "data")
@@ -44,6 +50,7 @@ CASES = [
     ("gpt-char.int8.tfq", "ROMEO:\nWhat say", TOKENS),
     ("gpt-bpe.int8.tfq", "Prince Andrew looked at", TOKENS),
     ("gpt-bpe-head.int8.tfq", "Natasha said", TOKENS),
+    ("gpt-bpe-f16.int8.tfq", "Pierre", TOKENS),
     ("llama.int8.tfq", "Lily saw the", TOKENS),
     ("llama.int8.tfq", "Once upon", 300),
 ]
@@ -77,6 +84,16 @@ def models(tfq: str, work: str, out: str) -> None:
         "--output", f"{out}/llama.int8.tfq")
 
 
+def half_tables(tfq: str, out: str) -> None:
+    """gpt-bpe-f16.int8.tfq from gpt-bpe.int8.tfq: dequantized to f32, exported with f16 tables."""
+    with tfq_read.read(os.path.join(out, "gpt-bpe.int8.tfq")) as f, tempfile.TemporaryDirectory() as work:
+        source = os.path.join(work, "bpe-f32.tfq")
+        tfq_write.write(source, [(e.name, f.tensor(e.name)) for e in f.entries],
+                        {"kind": "model", "config": f.metadata["config"], "tokenizer": f.metadata["tokenizer"]})
+        run(tfq, "export", source, "--int8", "--embedding", "fp16", "--group-size", "32", "--two-pass-layers", "1",
+            "--output", os.path.join(out, "gpt-bpe-f16.int8.tfq"))
+
+
 def expected(tfq: str, out: str) -> list[dict]:
     cases = []
     for name, prompt, n in CASES:
@@ -104,6 +121,7 @@ def main(argv=None) -> int:
     if not args.expected_only:
         with tempfile.TemporaryDirectory() as work:
             models(args.tfq, work, args.out)
+    half_tables(args.tfq, args.out)
     cases = expected(args.tfq, args.out)
     with open(os.path.join(args.out, "expected.json"), "w") as f:
         json.dump({"about": "greedy tokens of formats/tfq.md §11 (tools/reference_decode.py); "

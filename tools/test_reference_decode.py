@@ -66,6 +66,9 @@ def test_cases_cover_the_spec(models):
     assert all(layer.two_pass for b in bpe.blocks for layer in (b["qkv"], b["proj"], b["up"], b["down"]))
     head = models["gpt-bpe-head.int8.tfq"]
     assert head.head.two_pass and head.head.group == 16 and not any(b["qkv"].two_pass for b in head.blocks)
+    half = models["gpt-bpe-f16.int8.tfq"]
+    assert {half.file.entry(n).dtype for n in ("tok_emb", "pos_emb")} == {"f16"} and half.head.W is not None
+    assert half.blocks[0]["qkv"].two_pass and not half.blocks[1]["qkv"].two_pass and half.head.two_pass is False
     assert llama.arch == "llama" and llama.kv_heads < llama.heads and llama.d_k % 8 and llama.blocks[0]["qkv"].group % 8
     assert llama.blocks[0]["qkv"].two_pass and not llama.blocks[1]["qkv"].two_pass
     assert {m.kv_cache for m in models.values()} == {"f16"}
@@ -165,7 +168,8 @@ def assert_same_bits(got, expected, where):
         f"{where}: {np.count_nonzero(got != expected)} logits differ"
 
 
-@pytest.mark.parametrize("model", ["gpt-char.int8.tfq", "gpt-bpe.int8.tfq", "gpt-bpe-head.int8.tfq", "llama.int8.tfq"])
+@pytest.mark.parametrize("model", ["gpt-char.int8.tfq", "gpt-bpe.int8.tfq", "gpt-bpe-head.int8.tfq", "gpt-bpe-f16.int8.tfq",
+                                   "llama.int8.tfq"])
 def test_logits_are_the_specs_bit_for_bit(models, model):
     """libtfq's logits after the prompt (one batched evaluation) and after each of 60 decode
     steps equal the reference's in every bit."""

@@ -143,9 +143,9 @@ if gemmOnly { exit(0) }
 
 // Decode and prefill shapes: the GPT-2-shaped model (dim 384, ff 1536, vocab 65) and
 // stories15M (dim 288, hidden 768, vocab 32000). rows × columns of W in y = W·x.
-let decodeShapes = [(1152, 384), (384, 384), (1536, 384), (384, 1536), (864, 288), (768, 288), (288, 768), (32000, 288)]
+let decodeShapes = [(1152, 384), (384, 384), (1536, 384), (384, 1536), (864, 288), (768, 288), (288, 768), (32000, 288), (1024, 128)]
 print("\nint8 × int8 → int32 (group 64, or 32 where 64 does not divide the row; interleaved 16×4 layout) and fp32 matvec; GOPS = 2·rows·columns per second")
-print("shape (rows×cols)   threads  int8 matvec GOPS  int8 GEMM 128 tokens GOPS  fp32 matvec GFLOP/s")
+print("shape (rows×cols)   threads  int8 matvec GOPS  int8 GEMM 128 tokens GOPS  fp32 matvec GFLOP/s  fp16 matvec GFLOP/s")
 for counts in [1, threads].uniqued() {
     let pool = ThreadPool(threads: counts)
     for (rows, columns) in decodeShapes {
@@ -165,10 +165,15 @@ for counts in [1, threads].uniqued() {
         let batch = measure(for: seconds) { Q8MatMul.matrix(matrix, x: x, xScales: xScales, tokens: tokens, y: y, pool: pool) }
         let w = AlignedMemory.floats(rows * columns), xf = AlignedMemory.floats(columns)
         let fp32 = measure(for: seconds) { MatVec.multiply(w, rows: rows, columns: columns, x: xf, y: y, pool: pool) }
+        let halves = UnsafeMutablePointer<Float16>.allocate(capacity: rows * columns)
+        halves.initialize(repeating: 0.5, count: rows * columns)
+        let fp16 = measure(for: seconds) { MatVec.multiply(halves, rows: rows, columns: columns, x: xf, y: y, pool: pool) }
+        halves.deallocate()
         let ops = 2.0 * Double(rows * columns)
         print("\("\(rows)×\(columns)".padding(toLength: 18, withPad: " ", startingAt: 0))  \(counts)        "
               + "\(String(format: "%6.1f", ops / vector / 1e9))            \(String(format: "%6.1f", ops * Double(tokens) / batch / 1e9))"
-              + "                   \(String(format: "%6.1f", ops / fp32 / 1e9))")
+              + "                   \(String(format: "%6.1f", ops / fp32 / 1e9))"
+              + "               \(String(format: "%6.1f", ops / fp16 / 1e9))")
         values.deallocate(); x.deallocate()
         AlignedMemory.free(scales); AlignedMemory.free(xScales); AlignedMemory.free(y); AlignedMemory.free(w); AlignedMemory.free(xf)
     }

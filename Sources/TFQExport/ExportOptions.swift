@@ -40,13 +40,16 @@ public struct ExportOptions: Sendable {
 
     /// How int8 export stores the vocabulary tables (`tok_emb`, and `lm_head` when untied).
     public enum EmbeddingPrecision: String, Sendable, CaseIterable {
-        /// fp32 when they hold at most 1/64 of the parameters (small character or byte
-        /// vocabularies), int8 otherwise.
+        /// fp32 when they hold at most 1/64 of the parameters (character and byte
+        /// vocabularies), fp16 up to 1/6 (small BPE vocabularies), int8 beyond.
         case auto
         /// Quantized like the other matrices.
         case int8
         /// Kept as fp32.
         case fp32
+        /// Stored as fp16 (half the bytes of fp32, each weight rounded to 11 significant
+        /// bits), and gpt's position table with them; the runtime widens them exactly.
+        case fp16
     }
 
     /// How the weight matrices are stored.

@@ -35,25 +35,38 @@ public struct ExportSummary: Sendable {
 /// scales in the runtime's interleaved layout, fp16, or fp32), measures the result against
 /// the fp32 checkpoint, and writes the file with its quality report.
 public enum Exporter {
+    /// How int8 export stores the vocabulary tables (`tok_emb`, `lm_head`): as asked, or for
+    /// `auto` by their share of the parameters. The lookup's error enters every layer and a
+    /// tied table is also the last matrix, so precise tables buy the most accuracy per byte
+    /// while they are a small part of the model (BENCHMARKS.md, "int8 on BPE models").
+    static func tablePrecision(_ tensors: [TensorInfo], options: ExportOptions) -> ExportOptions.EmbeddingPrecision {
+        guard options.embedding == .auto else { return options.embedding }
+        let tableParameters = tensors.filter { ExportOptions.vocabularyTables.contains($0.name) }.reduce(0) { $0 + $1.elementCount }
+        let allParameters = tensors.reduce(0) { $0 + $1.elementCount }
+        // Up to 1/64 of the parameters (character and byte vocabularies), fp32 adds at most
+        // ~5% to the file; up to 1/6 (small BPE vocabularies), fp16 adds at most ~0.04× the
+        // fp32 weights; larger tables are int8, or they would dominate the file.
+        if tableParameters * 64 <= allParameters { return .fp32 }
+        if tableParameters * 6 <= allParameters { return .fp16 }
+        return .int8
+    }
+
     /// The matrices int8 export quantizes: every weight multiplied at inference, and the
-    /// vocabulary tables (`tok_emb`, `lm_head`) unless `options.embedding` keeps them fp32;
+    /// vocabulary tables (`tok_emb`, `lm_head`) when ``tablePrecision(_:options:)`` says int8;
     /// never gpt's position table.
     static func quantizedNames(_ tensors: [TensorInfo], options: ExportOptions) -> Set<String> {
         guard options.precision == .int8 else { return [] }
-        let vocabularyTables = ExportOptions.vocabularyTables
+        let tablesInt8 = tablePrecision(tensors, options: options) == .int8
         let matrices = tensors.filter { $0.shape.count == 2 && $0.name != TensorName.positionEmbedding }
-        let keepTablesFP32: Bool
-        switch options.embedding {
-        case .int8: keepTablesFP32 = false
-        case .fp32: keepTablesFP32 = true
-        case .auto:
-            // Small tables cost little as fp32 and carry the error that matters most: the
-            // lookup's error enters every layer, and a tied table is also the last matrix.
-            let tableParameters = tensors.filter { vocabularyTables.contains($0.name) }.reduce(0) { $0 + $1.elementCount }
-            let allParameters = tensors.reduce(0) { $0 + $1.elementCount }
-            keepTablesFP32 = tableParameters * 64 <= allParameters
-        }
-        return Set(matrices.map(\.name).filter { !(keepTablesFP32 && vocabularyTables.contains($0)) })
+        return Set(matrices.map(\.name).filter { tablesInt8 || !ExportOptions.vocabularyTables.contains($0) })
+    }
+
+    /// The tensors an int8 export stores as f16: with fp16 tables, the vocabulary tables and
+    /// gpt's position table (the other half of the lookup).
+    static func halfNames(_ tensors: [TensorInfo], options: ExportOptions) -> Set<String> {
+        guard options.precision == .int8, tablePrecision(tensors, options: options) == .fp16 else { return [] }
+        let tables = ExportOptions.vocabularyTables.union([TensorName.positionEmbedding])
+        return Set(tensors.map(\.name).filter { tables.contains($0) })
     }
 
     /// The int8 layers of the first `options.twoPassLayers` blocks, and with
@@ -109,8 +122,8 @@ public enum Exporter {
                                                         classifier: TensorName.head(config)).map { .string($0) }),
         ])
         if let imported = metadata.sections["import"] { model.sections["import"] = imported }
-        let (errors, chosen) = try writeWeights(tensors, of: source, quantized: quantized, hessians: &calibration.hessians,
-                                                options: options, to: stagingWriter)
+        let (errors, chosen) = try writeWeights(tensors, of: source, quantized: quantized, halves: halfNames(tensors, options: options),
+                                                hessians: &calibration.hessians, options: options, to: stagingWriter)
         let staging = try stagingWriter.finishStaged(metadata: model.encoded())
         // How the int8 values were chosen, as it happened: GPTQ for the layers it ran on, and
         // plain rounding for the rest (a token-embedding table always).
@@ -143,10 +156,10 @@ public enum Exporter {
                              weightMethod: method, note: calibration.note)
     }
 
-    /// Writes every tensor converted as `options` says, choosing int8 values with GPTQ where
-    /// `hessians` has the layer's input; returns each converted tensor's relative error and
+    /// Writes every tensor converted as `options` says (the `quantized` ones int8, choosing the
+    /// values with GPTQ where `hessians` has the layer's input; the `halves` f16); returns each converted tensor's relative error and
     /// the tensors GPTQ chose. The caller finishes `writer`.
-    static func writeWeights(_ tensors: [TensorInfo], of source: TFQFile, quantized: Set<String>,
+    static func writeWeights(_ tensors: [TensorInfo], of source: TFQFile, quantized: Set<String>, halves: Set<String>,
                              hessians: inout [String: Calibration.Hessian], options: ExportOptions,
                              to writer: TFQWriter) throws -> (errors: [String: Double], gptq: Set<String>) {
         let pool = ThreadPool(threads: options.threads)
@@ -177,7 +190,7 @@ public enum Exporter {
                         try writer.add(name: tensor.name, dtype: .q8, shape: tensor.shape, layout: .interleaved16x4, groupSize: group, bytes: $0)
                     }
                     errors[tensor.name] = relativeError(values, bytes.withUnsafeBytes { Q8Codec.decode($0, info: info) })
-                case .fp16 where tensor.shape.count == 2:
+                case .fp16 where tensor.shape.count == 2, .int8 where halves.contains(tensor.name):
                     let halves = values.map { Float16($0) }
                     try halves.withUnsafeBytes { _ = try writer.add(name: tensor.name, dtype: .f16, shape: tensor.shape, bytes: $0) }
                     errors[tensor.name] = relativeError(values, halves.map(Float.init))

@@ -58,6 +58,19 @@ extension Float16: CacheScalar {
 
 /// Conversions from IEEE half precision, vectorized for the f16 KV cache.
 public enum HalfPrecision {
+    /// Sixteen halves to sixteen floats, exactly: one vcvtph2ps on AVX-512, two on AVX2 or
+    /// NEON's fcvtl pairs, `widen` twice elsewhere.
+    @inline(__always)
+    public static func widen(_ halves: SIMD16<Float16>) -> SIMD16<Float> {
+        #if arch(arm64) || TFQ_AVX2
+        var widened = SIMD16<Float>()
+        widened._storage._value = Builtin.fpext_Vec16xFPIEEE16_Vec16xFPIEEE32(halves._storage._value)
+        return widened
+        #else
+        return SIMD16(lowHalf: widen(halves.lowHalf), highHalf: widen(halves.highHalf))
+        #endif
+    }
+
     /// Eight halves to eight floats, exactly (infinities and NaNs included).
     @inline(__always)
     public static func widen(_ halves: SIMD8<Float16>) -> SIMD8<Float> {

@@ -57,6 +57,18 @@ public enum VectorOps {
         while i < count { y[i] += x[i]; i += 1 }
     }
 
+    /// y = x widened from fp16, exactly.
+    @inline(__always)
+    public static func widen(_ x: UnsafePointer<Float16>, into y: UnsafeMutablePointer<Float>, count: Int) {
+        var i = 0
+        let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
+        while i + 8 <= count {
+            ry.storeBytes(of: HalfPrecision.widen(rx.loadUnaligned(fromByteOffset: i * 2, as: SIMD8<Float16>.self)), toByteOffset: i * 4, as: V.self)
+            i += 8
+        }
+        while i < count { y[i] = HalfPrecision.widen(SIMD8(repeating: x[i]))[0]; i += 1 }
+    }
+
     /// Adds `bias` to each of `rows` rows of `x` [rows × columns].
     public static func addBias(_ bias: UnsafePointer<Float>, to x: UnsafeMutablePointer<Float>, rows: Int, columns: Int, pool: ThreadPool) {
         pool.parallelFor(rows, grain: 8) { range in

@@ -1,9 +1,11 @@
 import TFQKernels
 
 /// One linear layer's weights as the file holds them: fp32 (a view into the mapping, or a
-/// converted copy of an fp16 tensor) or int8 with per-group scales.
+/// converted copy of an fp16 block matrix), fp16 kept as stored (a vocabulary table:
+/// the classifier), or int8 with per-group scales.
 enum LinearWeights {
     case f32(UnsafePointer<Float>)
+    case f16(UnsafePointer<Float16>)
     case q8(Q8Matrix)
 }
 
@@ -28,6 +30,12 @@ struct Linear {
             } else {
                 kernels.gemm.multiply(m: tokens, n: rows, k: columns, a: MatrixView(x, columns: columns),
                                       b: .transposed(w, columns: columns), c: y, ldc: rows, accumulate: false)
+            }
+        case .f16(let w):
+            // The classifier: a prompt needs only its last position's logits, so several
+            // tokens here are an evaluation of every position, one product each.
+            for t in 0..<tokens {
+                MatVec.multiply(w, rows: rows, columns: columns, x: x + t * columns, y: y + t * rows, pool: kernels.pool)
             }
         case .q8(let w) where twoPass:
             kernels.pool.parallelFor(tokens, grain: max(1, 2048 / columns)) { range in

@@ -14,7 +14,8 @@ public struct MemoryPlan: Sendable, Equatable {
     /// How the session's KV cache stores keys and values.
     public let kvCache: KVCachePrecision
     /// The weights once loaded: raw tensors as mapped (read from the page cache as they are
-    /// touched), zstd tensors decoded, fp16 tensors converted to fp32.
+    /// touched), zstd tensors decoded, fp16 tensors other than the vocabulary tables
+    /// converted to fp32.
     public let weightBytes: Int
     /// The part of ``weightBytes`` that opening the model has already allocated (decoded
     /// zstd tensors, fp32 copies of fp16 ones): no longer counted as available memory.
@@ -63,8 +64,9 @@ public struct MemoryPlan: Sendable, Equatable {
         for info in model.file.tensors {
             weights += info.encoding == .raw ? info.storedLength : info.decodedLength
             if info.encoding != .raw { loaded += info.decodedLength }
-            if info.dtype == .f16 { weights += 2 * info.decodedLength; loaded += 2 * info.decodedLength }   // the fp32 copy made at load
         }
+        weights += model.convertedBytes   // the fp32 copies of fp16 tensors made at open
+        loaded += model.convertedBytes
         weightBytes = weights
         loadedWeightBytes = loaded
     }

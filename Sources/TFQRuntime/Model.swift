@@ -4,8 +4,8 @@ import TFQModel
 
 /// A .tfq model opened for inference: memory-mapped, checked, and immutable.
 ///
-/// Raw fp32 and int8 tensors are used in place from the mapping; zstd tensors are decoded
-/// once at open and fp16 ones converted to fp32 once. A model may be shared by any number of
+/// Raw fp32, int8 and fp16 vocabulary tables are used in place from the mapping; zstd
+/// tensors are decoded once at open, and other fp16 tensors converted to fp32 once. A model may be shared by any number of
 /// threads; each thread runs its own ``Session``.
 public final class Model: @unchecked Sendable {
     /// The architecture (formats/tfq.md §9): gpt or llama.
@@ -48,6 +48,7 @@ public final class Model: @unchecked Sendable {
 
     enum Embedding {
         case f32(UnsafePointer<Float>)
+        case f16(UnsafePointer<Float16>)
         case q8(Q8Matrix)
     }
 
@@ -64,6 +65,8 @@ public final class Model: @unchecked Sendable {
     /// head appears as `tok_emb`).
     @_spi(Calibration) public let linearShapes: [(name: String, rows: Int, columns: Int)]
     private var converted: [UnsafeMutablePointer<Float>] = []
+    /// Bytes of the fp32 copies made of fp16 tensors at open.
+    let convertedBytes: Int
 
     /// Opens the model at `path`.
     ///
@@ -96,6 +99,7 @@ public final class Model: @unchecked Sendable {
         let config = metadata.config
         let (d, f, v) = (config.dim, config.ffDim, config.vocabSize)
         var converted: [UnsafeMutablePointer<Float>] = []
+        var convertedBytes = 0
 
         func fail(_ name: String, _ why: String) -> TFQFormatError { TFQFormatError(file: path, tensor: name, .badTensor(why)) }
         func info(_ name: String, _ shape: [Int]) throws -> TensorInfo {
@@ -116,6 +120,7 @@ public final class Model: @unchecked Sendable {
                 let halves = bytes.bindMemory(to: Float16.self)
                 for i in 0..<info.elementCount { copy[i] = Float(halves[i]) }
                 converted.append(copy)
+                convertedBytes += info.elementCount * 4
                 return UnsafePointer(copy)
             case .q8:
                 throw fail(name, "is q8; this tensor must be f32 or f16")
@@ -135,9 +140,19 @@ public final class Model: @unchecked Sendable {
             return Q8Matrix(values: values, scales: scales, rows: info.rows, columns: info.columns, groupSize: info.groupSize)
         }
         var twoPass = try Self.twoPassActivations(metadata, path: path)
-        func linear(_ name: String, rows: Int, columns: Int, bias: String?) throws -> Linear {
+        func halves(_ info: TensorInfo) -> UnsafePointer<Float16> {
+            file.bytes(info).baseAddress!.assumingMemoryBound(to: Float16.self)
+        }
+        // fp16 vocabulary tables are read in place, widened as they are used: they can be a
+        // large part of a small model, and an fp32 copy would double what they take. Block
+        // matrices (an --fp16 export) are converted, for the fp32 GEMM of a prompt.
+        func linear(_ name: String, rows: Int, columns: Int, bias: String?, halvesInPlace: Bool = false) throws -> Linear {
             let info = try info(name, [rows, columns])
-            let weights: LinearWeights = info.dtype == .q8 ? .q8(try q8(info)) : .f32(try floats(name, [rows, columns]))
+            let weights: LinearWeights = switch info.dtype {
+            case .q8: .q8(try q8(info))
+            case .f16 where halvesInPlace: .f16(halves(info))
+            default: .f32(try floats(name, [rows, columns]))
+            }
             var layer = Linear(name: name, weights: weights, bias: try bias.flatMap { try optionalFloats($0, [rows]) }, rows: rows, columns: columns)
             if twoPass.remove(name) != nil {
                 guard info.dtype == .q8 else { throw fail(name, "is listed in two_pass_activations but is not q8") }
@@ -153,7 +168,11 @@ public final class Model: @unchecked Sendable {
                                                           + "(context \(config.contextLength), vocab \(v), dim \(d), ff \(f), \(config.layers) layers)"))
         }
         let tokens = try info(TensorName.tokenEmbedding, [v, d])
-        tokenEmbedding = tokens.dtype == .q8 ? .q8(try q8(tokens)) : .f32(try floats(TensorName.tokenEmbedding, [v, d]))
+        tokenEmbedding = switch tokens.dtype {
+        case .q8: .q8(try q8(tokens))
+        case .f16: .f16(halves(tokens))
+        case .f32: .f32(try floats(TensorName.tokenEmbedding, [v, d]))
+        }
         func norm(_ weight: String, _ bias: String) throws -> Norm {
             switch config.arch {
             case .gpt: return .layer(weight: try floats(weight, [d]), bias: try optionalFloats(bias, [d]))
@@ -186,7 +205,7 @@ public final class Model: @unchecked Sendable {
                          feedForwardNorm: try norm(p.ln2Weight, p.ln2Bias), feedForward: feedForward)
         }
         finalNorm = try norm(TensorName.finalNormWeight, TensorName.finalNormBias)
-        head = try linear(TensorName.head(config), rows: v, columns: d, bias: nil)
+        head = try linear(TensorName.head(config), rows: v, columns: d, bias: nil, halvesInPlace: true)
         if let unknown = twoPass.sorted().first {
             throw TFQFormatError(file: path, .badMetadata("quantization.two_pass_activations names \"\(unknown)\", not a linear layer of this model"))
         }
@@ -202,6 +221,7 @@ public final class Model: @unchecked Sendable {
         hasTwoPassLayers = linears.contains { $0.twoPass }
         linearShapes = linears.map { ($0.name, $0.rows, $0.columns) }
         self.converted = converted
+        self.convertedBytes = convertedBytes
     }
 
     deinit {

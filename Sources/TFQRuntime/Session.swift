@@ -175,6 +175,7 @@ public final class Session {
             let row = x + t * d
             switch model.tokenEmbedding {
             case .f32(let table): row.update(from: table + Int(token) * d, count: d)
+            case .f16(let table): VectorOps.widen(table + Int(token) * d, into: row, count: d)
             case .q8(let table): table.dequantizeRow(Int(token), into: row)
             }
             if case .learned(let table) = model.positions { VectorOps.add(table + (position + t) * d, into: row, count: d) }

@@ -14,8 +14,8 @@ struct ExportCommand: ParsableCommand {
         discussion: """
         --int8 quantizes every matrix multiplied at inference and the token embedding to int8,
         symmetric, one fp32 scale per --group-size weights along the reduction dimension, in
-        the runtime's interleaved layout; LayerNorm parameters and biases stay fp32, and so do
-        small vocabulary tables (see --embedding). The first block's layers quantize their
+        the runtime's interleaved layout; LayerNorm parameters and biases stay fp32, small
+        vocabulary tables too, and mid-sized ones are fp16 (see --embedding). The first block's layers quantize their
         inputs in two int8 passes at run time (see --two-pass-layers). Tensors
         are zstd-compressed where that pays (--no-zstd keeps every tensor raw, for a fully
         zero-copy load; `tfq unpack` turns a compressed file into one). The quality report,
@@ -33,7 +33,7 @@ struct ExportCommand: ParsableCommand {
     @Flag(help: "fp32, as trained.") var fp32 = false
     @Option(help: "Weights per scale group: a multiple of 4 dividing every row, 'row', or 'auto' (the largest multiple of 4 up to 64 dividing the row).")
     var groupSize: GroupSizeArgument = .init(.auto)
-    @Option(help: "int8: the vocabulary tables (tok_emb, lm_head) as int8, fp32, or auto (fp32 when they hold at most 1/64 of the parameters).")
+    @Option(help: "int8: the vocabulary tables (tok_emb, lm_head) as int8, fp16 (the position table too), fp32, or auto (fp32 when they hold at most 1/64 of the parameters, fp16 up to 1/6, int8 beyond).")
     var embedding: ExportOptions.EmbeddingPrecision?
     @Option(help: "int8: the first N blocks quantize their layers' inputs in two int8 passes at run time (more accurate, twice the integer work there).")
     var twoPassLayers: Int?

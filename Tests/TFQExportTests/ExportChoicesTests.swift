@@ -27,7 +27,7 @@ import Testing
         return options
     }
 
-    @Test func autoKeepsOnlySmallTablesInFP32() {
+    @Test func autoKeepsSmallTablesInFP32AndQuantizesLargeOnes() {
         // The Shakespeare model's shape: a 65-character table is 1% of the parameters.
         let small = Self.gpt(vocab: 65, dim: 128, layers: 4, tied: true)
         let quantized = Exporter.quantizedNames(small, options: Self.options(.auto))
@@ -37,11 +37,39 @@ import Testing
         let large = Self.gpt(vocab: 4000, dim: 128, layers: 4, tied: false)
         let all = Exporter.quantizedNames(large, options: Self.options(.auto))
         #expect(all.contains("tok_emb") && all.contains("lm_head.weight") && all.count == 18)
-        // 1/64 is the line: 8,192 table parameters beside 524,288 in all.
+        // 1/64 is the line between fp32 and fp16: 8,192 table parameters beside 524,288 in all.
         let edge = [Self.tensor("tok_emb", [64, 128]), Self.tensor("blocks.0.attn.qkv.weight", [4032, 128])]
         #expect(!Exporter.quantizedNames(edge, options: Self.options(.auto)).contains("tok_emb"))
+        #expect(Exporter.tablePrecision(edge, options: Self.options(.auto)) == .fp32)
         let over = [Self.tensor("tok_emb", [65, 128]), Self.tensor("blocks.0.attn.qkv.weight", [4031, 128])]
-        #expect(Exporter.quantizedNames(over, options: Self.options(.auto)).contains("tok_emb"))
+        #expect(Exporter.tablePrecision(over, options: Self.options(.auto)) == .fp16)
+    }
+
+    /// `auto` by the tables' share of the parameters: fp32 up to 1/64, fp16 up to 1/6 (the
+    /// position table then goes fp16 with them), int8 beyond.
+    @Test func autoStoresMidSizedTablesAsHalves() {
+        let auto = Self.options(.auto)
+        // War and Peace's 1,024-token tied BPE model: the table is 14% of the parameters.
+        let bpe = Self.gpt(vocab: 1024, dim: 128, layers: 4, tied: true)
+        #expect(Exporter.tablePrecision(bpe, options: auto) == .fp16)
+        #expect(!Exporter.quantizedNames(bpe, options: auto).contains("tok_emb") && Exporter.quantizedNames(bpe, options: auto).count == 16)
+        #expect(Exporter.halfNames(bpe, options: auto) == ["tok_emb", "pos_emb"])
+        let untied = Self.gpt(vocab: 512, dim: 128, layers: 4, tied: false)
+        #expect(Exporter.halfNames(untied, options: auto) == ["tok_emb", "lm_head.weight", "pos_emb"])
+        // 1/6 is the line: 1,024 table parameters beside 6,144 in all.
+        let edge = [Self.tensor("tok_emb", [8, 128]), Self.tensor("blocks.0.attn.qkv.weight", [40, 128])]
+        #expect(Exporter.tablePrecision(edge, options: auto) == .fp16)
+        let over = [Self.tensor("tok_emb", [8, 128]), Self.tensor("blocks.0.attn.qkv.weight", [39, 128])]
+        #expect(Exporter.tablePrecision(over, options: auto) == .int8 && Exporter.halfNames(over, options: auto).isEmpty)
+        // Small tables stay fp32, large ones int8: no halves either way.
+        #expect(Exporter.tablePrecision(Self.gpt(vocab: 65, dim: 128, layers: 4, tied: true), options: auto) == .fp32)
+        #expect(Exporter.halfNames(Self.gpt(vocab: 65, dim: 128, layers: 4, tied: true), options: auto).isEmpty)
+        #expect(Exporter.tablePrecision(Self.gpt(vocab: 4000, dim: 128, layers: 4, tied: false), options: auto) == .int8)
+        // Asked for, whatever the size; and only in an int8 export.
+        #expect(Exporter.halfNames(Self.gpt(vocab: 4000, dim: 128, layers: 2, tied: false), options: Self.options(.fp16)).count == 3)
+        var fp32 = Self.options(.fp16)
+        fp32.precision = .fp32
+        #expect(Exporter.halfNames(bpe, options: fp32).isEmpty && Exporter.quantizedNames(bpe, options: fp32).isEmpty)
     }
 
     @Test func explicitChoicesWin() {

@@ -142,7 +142,7 @@ enum Fixture {
 
     @Test func int8StaysCloseToFp32() throws {
         let (fp32Path, _) = try Fixture.export(.fp32)
-        let (int8Path, summary) = try Fixture.export(.int8, group: .size(32))
+        let (int8Path, summary) = try Fixture.export(.int8, group: .size(32), embedding: .int8)
         let tokens = Fixture.prompt + (0..<30).map { Int32($0 % 20) }
         let exactSession = try Session(model: try Model(path: fp32Path), threads: 2)
         let quantizedSession = try Session(model: try Model(path: int8Path), threads: 2)
@@ -154,7 +154,7 @@ enum Fixture {
         #expect(abs(q.deltaPerplexityPercent) < 1.0, "Δppl \(q.deltaPerplexityPercent)%")
         #expect(q.top1AgreementPercent > 97)
         #expect(q.positions > 3000 && q.positions <= 4096)
-        // qkv, proj, up, down per block, tok_emb and lm_head (2.7% of this model: int8).
+        // qkv, proj, up, down per block, tok_emb and lm_head (2.7% of this model: int8 as asked).
         #expect(Set(q.tensorRelativeError.keys) == Set((0..<2).flatMap { i in
             ["attn.qkv", "attn.proj", "ffn.up", "ffn.down"].map { "blocks.\(i).\($0).weight" } } + ["tok_emb", "lm_head.weight"]))
         // GPTQ for every linear layer; the int8 token table (2.7% of this model) is rounded.
@@ -218,6 +218,28 @@ enum Fixture {
         let chosen = Array(file.bytes(try #require(file.info(name)))), rounded = Array(plainModel.file.bytes(try #require(plainModel.file.info(name))))
         #expect(chosen.count == rounded.count && chosen != rounded)
         #expect(try #require(plain.quality).top1AgreementPercent > 97)
+    }
+
+    /// `--embedding fp16`: the vocabulary and position tables as f16 (half their fp32 bytes),
+    /// which the runtime widens exactly; closer to fp32 than int8 tables.
+    @Test func halfPrecisionTables() throws {
+        let (path, summary) = try Fixture.export(.int8, embedding: .fp16)
+        let model = try Model(path: path)
+        for name in ["tok_emb", "lm_head.weight", "pos_emb"] { #expect(model.file.info(name)?.dtype == .f16, "\(name)") }
+        #expect(model.file.info("blocks.1.ffn.up.weight")?.dtype == .q8 && model.isQuantized && !model.head.twoPass)
+        let (_, int8Tables) = try Fixture.export(.int8, embedding: .int8)
+        let half = try #require(summary.quality), int8 = try #require(int8Tables.quality)
+        #expect(half.meanKL < int8.meanKL, "mean KL \(half.meanKL) with f16 tables, \(int8.meanKL) with int8")
+        let (_, fp32Tables) = try Fixture.export(.int8, embedding: .fp32)
+        #expect(summary.fileBytes < fp32Tables.fileBytes)
+        // The f16 tables hold each weight to within half a unit in the last place of binary16.
+        let source = try TFQFile(path: Fixture.checkpoint), exported = model.file
+        let original = source.floats(try #require(source.info("tok_emb"))), halves = exported.floats(try #require(exported.info("tok_emb")))
+        #expect(zip(original, halves).allSatisfy { Float(Float16($0)) == $1 })
+        let session = try Session(model: model, threads: 2)
+        var generated: [Int32] = []
+        try session.generate(prompt: Fixture.prompt, maxTokens: 20) { token, _ in generated.append(token); return true }
+        #expect(generated.count == 20)
     }
 
     /// A two_pass_activations list the model cannot honour is refused at open, by name.

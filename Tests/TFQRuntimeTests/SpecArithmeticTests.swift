@@ -28,7 +28,7 @@ import Testing
     @Test(arguments: [1, 2])
     func greedyTokensAreTheSpecs(threads: Int) throws {
         let cases = try Self.cases()
-        #expect(cases.count == 5)
+        #expect(cases.count == 6)
         for c in cases {
             let model = try Model(path: Self.directory.appendingPathComponent(c.model).path, verify: true)
             let session = try Session(model: model, threads: threads, capacity: min(model.config.contextLength, c.prompt_token_ids.count + c.n))
