@@ -10,6 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The suites' temporary files (models, checkpoints, fixtures: each test makes its own
+# directory) go in one directory, removed when this script ends however it ends.
+host_tmp=${TMPDIR:-/tmp}
+tests_tmp=$(mktemp -d "$host_tmp/tfq-tests.XXXXXX")
+trap 'rm -rf "$tests_tmp"' EXIT
+export TMPDIR=$tests_tmp
+
 echo "== portable build: swift test -c release" >&2
 swift test -c release -Xswiftc -enable-testing
 echo "== host-CPU build: tools/build.sh test (scratch .build-native)" >&2
@@ -19,7 +26,7 @@ if [ "$(uname -m)" = x86_64 ]; then
   swift test -c release -Xswiftc -enable-testing --scratch-path .build-wide -Xswiftc -DTFQ_AVX512
 fi
 echo "== aarch64 under qemu: tools/test_arm64.sh" >&2
-tools/test_arm64.sh
+TMPDIR=$host_tmp tools/test_arm64.sh   # the chroot has its own /tmp
 echo "== C and Python examples of the C API, shared pages (tools/examples/run.sh)" >&2
 TFQ_SCRATCH=.build-native tools/examples/run.sh
 echo "== Python tools: pytest tools/" >&2

@@ -4,9 +4,9 @@ import TFQModel
 
 /// A .tfq model opened for inference: memory-mapped, checked, and immutable.
 ///
-/// Raw fp32, int8 and fp16 vocabulary tables are used in place from the mapping; zstd
-/// tensors are decoded once at open, and other fp16 tensors converted to fp32 once. A model may be shared by any number of
-/// threads; each thread runs its own ``Session``.
+/// Raw fp32 and int8 tensors, and raw fp16 vocabulary tables, are used in place from the
+/// mapping; zstd tensors are decoded once at open, and other fp16 tensors converted to fp32
+/// once. A model may be shared by any number of threads; each thread runs its own ``Session``.
 public final class Model: @unchecked Sendable {
     /// The architecture (formats/tfq.md §9): gpt or llama.
     public let config: ModelConfig

@@ -35,8 +35,8 @@ struct ExportCommand: ParsableCommand {
     var groupSize: GroupSizeArgument = .init(.auto)
     @Option(help: "int8: the vocabulary tables (tok_emb, lm_head) as int8, fp16 (the position table too), fp32, or auto (fp32 when they hold at most 1/64 of the parameters, fp16 up to 1/6, int8 beyond).")
     var embedding: ExportOptions.EmbeddingPrecision?
-    @Option(help: "int8: the first N blocks quantize their layers' inputs in two int8 passes at run time (more accurate, twice the integer work there).")
-    var twoPassLayers: Int?
+    @Option(help: "int8: the first N blocks (or 'all') quantize their layers' inputs in two int8 passes at run time (more accurate, twice the integer work there).")
+    var twoPassLayers: LayerCountArgument?
     @Flag(help: "int8: the classifier quantizes its input in two int8 passes too (twice the head's integer work).")
     var twoPassClassifier = false
     @Option(help: "int8: weights per scale group in the vocabulary tables (default: --group-size); finer groups cut the error of the lookup and the head.")
@@ -74,7 +74,7 @@ struct ExportCommand: ParsableCommand {
         if zstdLevel < 1 || zstdLevel > 19 { throw UsageError("--zstd level must be 1 to 19 (got \(zstdLevel))") }
         if noZstd && !zstdLevels.isEmpty { throw UsageError("give --zstd or --no-zstd, not both") }
         if let calibrationTokens, calibrationTokens < 1 { throw UsageError("--calibration-tokens must be at least 1") }
-        if let twoPassLayers, twoPassLayers < 0 { throw UsageError("--two-pass-layers must be 0 or more") }
+        if let twoPassLayers, twoPassLayers.value < 0 { throw UsageError("--two-pass-layers must be 0 or more, or 'all'") }
         if !int8 {
             let given = [("--embedding", embedding != nil), ("--two-pass-layers", twoPassLayers != nil), ("--no-gptq", !gptq),
                          ("--calibration-data", calibrationData != nil), ("--calibration-tokens", calibrationTokens != nil),
@@ -93,7 +93,7 @@ struct ExportCommand: ParsableCommand {
         var options = ExportOptions(precision: int8 ? .int8 : fp16 ? .fp16 : .fp32, threads: threading.count)
         options.groupSize = groupSize.value
         if let embedding { options.embedding = embedding }
-        if let twoPassLayers { options.twoPassLayers = twoPassLayers }
+        if let twoPassLayers { options.twoPassLayers = twoPassLayers.value }
         options.twoPassClassifier = twoPassClassifier
         options.tableGroupSize = tableGroupSize?.value
         options.gptq = gptq
@@ -150,6 +150,14 @@ extension ExportCommand {
 extension ExportOptions.EmbeddingPrecision: ExpressibleByArgument {}
 
 /// `--group-size`: a number, `row` for one group per row, or `auto`.
+/// A number of blocks, or `all` of them.
+struct LayerCountArgument: ExpressibleByArgument {
+    let value: Int
+    init?(argument: String) {
+        if argument == "all" { value = Int.max } else if let n = Int(argument) { value = n } else { return nil }
+    }
+}
+
 struct GroupSizeArgument: ExpressibleByArgument {
     let value: ExportOptions.GroupSize
     init(_ value: ExportOptions.GroupSize) { self.value = value }

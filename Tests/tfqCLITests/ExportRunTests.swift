@@ -57,6 +57,24 @@ import TFQFormat
         #expect(long.stderr.contains("context of 32 tokens is full"))
     }
 
+    /// `--two-pass-layers all` lists every block's layers, whatever their number.
+    @Test func twoPassLayersAll() throws {
+        let corpus = try TrainInspectVerifyTests.corpus(in: Self.directory)
+        let checkpoint = Self.directory.appendingPathComponent("three.ckpt.tfq").path
+        let train = try CLI.run(["train", "--data", corpus, "--out", checkpoint, "--steps", "0", "--layers", "3", "--heads", "2",
+                                 "--dim", "32", "--context", "16", "--eval-batches", "1"])
+        #expect(train.status == 0, "\(train.stderr)")
+        let model = Self.directory.appendingPathComponent("m.all.tfq").path
+        let export = try CLI.run(["export", checkpoint, "-o", model, "--int8", "--group-size", "32", "--two-pass-layers", "all",
+                                  "--eval-tokens", "200"])
+        #expect(export.status == 0, "\(export.stderr)")
+        let listed = try TFQFile(path: model).metadata["quantization"]?["two_pass_activations"]
+        let layers = (0..<3).flatMap { i in ["attn.proj", "attn.qkv", "ffn.down", "ffn.up"].map { JSONValue.string("blocks.\(i).\($0).weight") } }
+        #expect(listed == .array(layers))
+        let bad = try CLI.run(["export", Self.checkpoint, "-o", model, "--int8", "--two-pass-layers", "most"])
+        #expect(bad.status != 0 && bad.stderr.contains("--two-pass-layers"))
+    }
+
     @Test func unpackMakesAZeroCopyFileWithTheSameTensors() throws {
         let packed = Self.directory.appendingPathComponent("p.tfq").path
         let raw = Self.directory.appendingPathComponent("r.tfq").path
