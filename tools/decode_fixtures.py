@@ -4,7 +4,7 @@ formats/tfq.md §11 gives for them, computed by tools/reference_decode.py in bot
 arithmetics (fused and unfused multiply-add).
 
     python3 tools/decode_fixtures.py --tfq .build/release/tfq [--out formats/testdata/decode]
-    python3 tools/decode_fixtures.py --tfq .build/release/tfq --expected-only   # keep the models
+    python3 tools/decode_fixtures.py --tfq .build/release/tfq --expected-only   # keep the trained models
 
 The models cover what §11 describes:
 - gpt-char.int8.tfq: GPT, GELU, biases, separate fp32 vocabulary tables (--embedding fp32; the classifier is
@@ -115,7 +115,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tfq", required=True, help="the tfq binary that trains, imports and exports")
     ap.add_argument("--out", default=os.path.join(ROOT, "formats", "testdata", "decode"))
-    ap.add_argument("--expected-only", action="store_true", help="recompute expected.json for the models there")
+    ap.add_argument("--expected-only", action="store_true",
+                    help="keep the trained models: derive gpt-bpe-f16.int8.tfq again and recompute expected.json")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     if not args.expected_only:

@@ -29,6 +29,8 @@ public struct ExportSummary: Sendable {
     public var weightMethod: String?
     /// Why GPTQ was not used, when it was asked for and could not be.
     public var note: OptionMessage?
+    /// Why options for int8 tables did nothing: `auto` kept the tables fp16 or fp32.
+    public var tableNote: OptionMessage?
 }
 
 /// Checkpoint → model file: drops training state, converts the weights (int8 with per-group
@@ -49,6 +51,33 @@ public enum Exporter {
         if tableParameters * 64 <= allParameters { return .fp32 }
         if tableParameters * 6 <= allParameters { return .fp16 }
         return .int8
+    }
+
+    /// `options` with the tables' precision decided (``tablePrecision(_:options:)``), and a note
+    /// when that leaves options for int8 tables without effect. A table or position table
+    /// holding a value fp16 cannot (beyond ±65504) is refused when fp16 was asked for, and
+    /// keeps `auto` to int8.
+    static func resolvingTables(_ tensors: [TensorInfo], of source: TFQFile, options: ExportOptions) throws -> (ExportOptions, OptionMessage?) {
+        guard options.precision == .int8 else { return (options, nil) }
+        var resolved = options
+        resolved.embedding = tablePrecision(tensors, options: options)
+        if resolved.embedding == .fp16,
+           let name = tensors.filter({ halfNames(tensors, options: resolved).contains($0.name) }).first(where: { info in
+               source.floats(info).contains { !Float16($0).isFinite }
+           })?.name {
+            guard options.embedding == .auto else {
+                throw ExportError("\(name) holds a value beyond fp16's range (±65504): use \(option: "embedding") int8 or fp32")
+            }
+            resolved.embedding = .int8
+        }
+        guard resolved.embedding != .int8, options.twoPassClassifier || options.tableGroupSize != nil else { return (resolved, nil) }
+        let tables = tensors.filter { ExportOptions.vocabularyTables.contains($0.name) }.reduce(0) { $0 + $1.elementCount }
+        let permille = tables * 1000 / max(1, tensors.reduce(0) { $0 + $1.elementCount })
+        let kept = "the vocabulary tables are \(resolved.embedding.rawValue) (\(permille / 10).\(permille % 10)% of the parameters): "
+        let note: OptionMessage = options.twoPassClassifier
+            ? "\(option: "two_pass_classifier") applies to int8 tables only; give \(option: "embedding") int8 for them"
+            : "\(option: "table_group_size") applies to int8 tables only; give \(option: "embedding") int8 for them"
+        return (resolved, kept + note)
     }
 
     /// The matrices int8 export quantizes: every weight multiplied at inference, and the
@@ -97,6 +126,7 @@ public enum Exporter {
         let source = reference.file, metadata = reference.metadata
         let config = metadata.config
         let tensors = parameters(of: source)
+        let (options, tableNote) = try resolvingTables(tensors, of: source, options: options)
         let training = try source.metadataSection("training", as: TrainingState.self)
         let evalText = try evaluationText(options: options, training: training, checkpoint: checkpoint)
         let quantized = quantizedNames(tensors, options: options)
@@ -153,7 +183,7 @@ public enum Exporter {
         let size = try TFQFile(path: output).fileLength
         let fp32Bytes = tensors.reduce(0) { $0 + $1.elementCount * 4 }
         return ExportSummary(output: output, fileBytes: size, fp32WeightBytes: fp32Bytes, quality: quality,
-                             weightMethod: method, note: calibration.note)
+                             weightMethod: method, note: calibration.note, tableNote: tableNote)
     }
 
     /// Writes every tensor converted as `options` says (the `quantized` ones int8, choosing the

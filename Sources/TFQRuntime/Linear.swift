@@ -31,11 +31,22 @@ struct Linear {
                 kernels.gemm.multiply(m: tokens, n: rows, k: columns, a: MatrixView(x, columns: columns),
                                       b: .transposed(w, columns: columns), c: y, ldc: rows, accumulate: false)
             }
+        case .f16(let w) where tokens == 1:
+            MatVec.multiply(w, rows: rows, columns: columns, x: x, y: y, pool: kernels.pool)
         case .f16(let w):
-            // The classifier: a prompt needs only its last position's logits, so several
-            // tokens here are an evaluation of every position, one product each.
-            for t in 0..<tokens {
-                MatVec.multiply(w, rows: rows, columns: columns, x: x + t * columns, y: y + t * rows, pool: kernels.pool)
+            // Every position's logits (an evaluation): blocks of up to 1 MB of rows widened
+            // to fp32 and multiplied like fp32 weights, so the table is read once per call,
+            // not once per token.
+            let block = min(rows, max(16, (1 << 18) / max(1, columns)))
+            let widened = AlignedMemory.uninitializedFloats(block * columns)
+            defer { AlignedMemory.free(widened) }
+            for first in stride(from: 0, to: rows, by: block) {
+                let count = min(block, rows - first)
+                kernels.pool.parallelFor(count, grain: max(1, 4096 / max(1, columns))) { range in
+                    for r in range { VectorOps.widen(w + (first + r) * columns, into: widened + r * columns, count: columns) }
+                }
+                kernels.gemm.multiply(m: tokens, n: count, k: columns, a: MatrixView(x, columns: columns),
+                                      b: .transposed(widened, columns: columns), c: y + first, ldc: rows, accumulate: false)
             }
         case .q8(let w) where twoPass:
             kernels.pool.parallelFor(tokens, grain: max(1, 2048 / columns)) { range in

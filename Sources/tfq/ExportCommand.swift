@@ -81,6 +81,10 @@ struct ExportCommand: ParsableCommand {
                          ("--two-pass-classifier", twoPassClassifier), ("--table-group-size", tableGroupSize != nil)]
             if let flag = given.first(where: { $0.1 })?.0 { throw UsageError("\(flag) applies to --int8 exports only") }
         }
+        if let embedding, embedding != .int8, embedding != .auto,
+           let flag = twoPassClassifier ? "--two-pass-classifier" : tableGroupSize != nil ? "--table-group-size" : nil {
+            throw UsageError("\(flag) is for int8 vocabulary tables, and --embedding \(embedding.rawValue) keeps them \(embedding.rawValue)")
+        }
         if !gptq, let flag = calibrationData != nil ? "--calibration-data" : calibrationTokens != nil ? "--calibration-tokens" : nil {
             throw UsageError("\(flag) is for GPTQ, which --no-gptq turns off")
         }
@@ -103,7 +107,7 @@ struct ExportCommand: ParsableCommand {
         options.evalData = evalData
         options.evalTokens = evalTokens
         let summary = try Exporter.export(checkpoint: checkpoint, output: output, options: options)
-        if let note = summary.note { fputs("note: \(note.text(naming: TFQCommand.flag))\n", stderr) }
+        for note in [summary.note, summary.tableNote].compactMap({ $0 }) { fputs("note: \(note.text(naming: TFQCommand.flag))\n", stderr) }
         if summary.quality == nil {
             fputs("note: quality report skipped: the model was not trained by tfq, so it has no validation text; give --eval-data FILE\n", stderr)
         }
@@ -149,7 +153,6 @@ extension ExportCommand {
 
 extension ExportOptions.EmbeddingPrecision: ExpressibleByArgument {}
 
-/// `--group-size`: a number, `row` for one group per row, or `auto`.
 /// A number of blocks, or `all` of them.
 struct LayerCountArgument: ExpressibleByArgument {
     let value: Int
@@ -158,6 +161,7 @@ struct LayerCountArgument: ExpressibleByArgument {
     }
 }
 
+/// `--group-size`: a number, `row` for one group per row, or `auto`.
 struct GroupSizeArgument: ExpressibleByArgument {
     let value: ExportOptions.GroupSize
     init(_ value: ExportOptions.GroupSize) { self.value = value }

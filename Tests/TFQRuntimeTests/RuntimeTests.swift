@@ -118,7 +118,7 @@ enum Fixture {
 
     @Test(arguments: [ExportOptions.Precision.fp32, .int8])
     func prefillThenDecodeEqualsOneTokenAtATime(precision: ExportOptions.Precision) throws {
-        let (path, _) = try Fixture.export(precision)
+        let (path, _) = try Fixture.export(precision, embedding: precision == .int8 ? .int8 : .auto)
         let model = try Model(path: path)
         let batched = try Session(model: model, threads: 2), stepwise = try Session(model: model, threads: 2)
         let tokens = Fixture.prompt + [5, 9, 2, 7, 1, 0, 3]
@@ -236,10 +236,49 @@ enum Fixture {
         let source = try TFQFile(path: Fixture.checkpoint), exported = model.file
         let original = source.floats(try #require(source.info("tok_emb"))), halves = exported.floats(try #require(exported.info("tok_emb")))
         #expect(zip(original, halves).allSatisfy { Float(Float16($0)) == $1 })
-        let session = try Session(model: model, threads: 2)
+        // Read in place: only the position table was converted to fp32 at open.
+        let positions = try #require(model.file.info("pos_emb"))
+        #expect(model.convertedBytes == positions.elementCount * 4)
+        #expect(MemoryPlan(model: model).loadedWeightBytes >= model.convertedBytes)
+        // Every position's logits (blocks of the table widened for the GEMM) agree with one
+        // position at a time (MatVec), and greedy decoding runs.
+        let tokens = Fixture.prompt + (0..<30).map { Int32($0 % 20) }
+        let batched = try Session(model: model, threads: 2), stepwise = try Session(model: model, threads: 2)
+        let all = Array(try batched.evaluate(tokens, allLogits: true))
+        let vocab = model.config.vocabSize
+        for (t, token) in tokens.enumerated() {
+            let one = Array(try stepwise.evaluate([token]))
+            let error = Array(all[(t * vocab)..<((t + 1) * vocab)]).withUnsafeBufferPointer { a in one.withUnsafeBufferPointer { Self.relativeError(a, $0) } }
+            #expect(error < 1e-5, "position \(t): relative error \(error)")
+        }
         var generated: [Int32] = []
-        try session.generate(prompt: Fixture.prompt, maxTokens: 20) { token, _ in generated.append(token); return true }
+        try stepwise.generate(prompt: [Fixture.prompt[0]], maxTokens: 20) { token, _ in generated.append(token); return true }
         #expect(generated.count == 20)
+    }
+
+    /// fp16 holds nothing beyond ±65504: a table that does is refused when fp16 is asked for,
+    /// and `auto` quantizes it instead.
+    @Test func halfTablesRefuseValuesBeyondTheirRange() throws {
+        let source = try TFQFile(path: Fixture.checkpoint)
+        let path = Fixture.directory.appendingPathComponent("huge-\(UUID().uuidString).ckpt.tfq").path
+        let writer = try TFQWriter(path: path)
+        for info in source.tensors {
+            if info.name == "tok_emb" {
+                var values = source.floats(info)
+                values[5] = 70_000
+                try values.withUnsafeBufferPointer { _ = try writer.add(name: info.name, shape: info.shape, floats: $0) }
+            } else {
+                try writer.add(name: info.name, dtype: info.dtype, shape: info.shape, layout: info.layout, groupSize: info.groupSize,
+                               bytes: source.bytes(info), compression: .none)
+            }
+        }
+        try writer.finish(metadata: source.metadataJSON)
+        #expect(throws: ExportError.self) { try Fixture.export(.int8, from: path, embedding: .fp16) }
+        do { _ = try Fixture.export(.int8, from: path, embedding: .fp16) } catch {
+            #expect("\(error)".contains("tok_emb holds a value beyond fp16's range"), "\(error)")
+        }
+        let (auto, _) = try Fixture.export(.int8, from: path)
+        #expect(try TFQFile(path: auto).info("tok_emb")?.dtype == .q8)
     }
 
     /// A two_pass_activations list the model cannot honour is refused at open, by name.
