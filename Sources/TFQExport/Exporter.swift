@@ -31,6 +31,9 @@ public struct ExportSummary: Sendable {
     public var note: OptionMessage?
     /// Why options for int8 tables did nothing: `auto` kept the tables fp16 or fp32.
     public var tableNote: OptionMessage?
+    /// How the vocabulary tables were stored (`int8`, `fp16` or `fp32`, as `--embedding`
+    /// names them; `auto` resolved); nil unless int8.
+    public var tables: String?
 }
 
 /// Checkpoint → model file: drops training state, converts the weights (int8 with per-group
@@ -183,7 +186,8 @@ public enum Exporter {
         let size = try TFQFile(path: output).fileLength
         let fp32Bytes = tensors.reduce(0) { $0 + $1.elementCount * 4 }
         return ExportSummary(output: output, fileBytes: size, fp32WeightBytes: fp32Bytes, quality: quality,
-                             weightMethod: method, note: calibration.note, tableNote: tableNote)
+                             weightMethod: method, note: calibration.note, tableNote: tableNote,
+                             tables: options.precision == .int8 ? options.embedding.rawValue : nil)
     }
 
     /// Writes every tensor converted as `options` says (the `quantized` ones int8, choosing the

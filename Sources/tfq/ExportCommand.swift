@@ -113,14 +113,16 @@ struct ExportCommand: ParsableCommand {
         }
         if json {
             struct Output: Encodable {
-                var output: String, file_bytes: Int, fp32_weight_bytes: Int, weights: String?, note: String?, quality: QualityReport?
+                var output: String, file_bytes: Int, fp32_weight_bytes: Int, weights: String?, tables: String?, note: String?
+                var quality: QualityReport?
             }
             print(try JSONOutput.string(Output(output: summary.output, file_bytes: summary.fileBytes, fp32_weight_bytes: summary.fp32WeightBytes,
-                                               weights: summary.weightMethod, note: summary.note?.text(naming: TFQCommand.flag), quality: summary.quality)))
+                                               weights: summary.weightMethod, tables: summary.tables,
+                                               note: summary.note?.text(naming: TFQCommand.flag), quality: summary.quality)))
             return
         }
         print("wrote \(summary.output): \(summary.fileBytes) bytes (\(format2(Double(summary.fileBytes) / Double(summary.fp32WeightBytes))) × the fp32 weights)"
-              + (summary.weightMethod.map { ", int8 weights by \($0)" } ?? ""))
+              + (summary.weightMethod.map { ", int8 weights by \($0)" } ?? "") + (summary.tables.map { ", vocabulary tables \($0)" } ?? ""))
         guard let q = summary.quality else { return }
         print(Table.render(header: ["on \(q.positions) positions", "fp32", "exported"], rows: [
             ["cross-entropy", format4(q.referenceCrossEntropy), format4(q.modelCrossEntropy)],

@@ -24,6 +24,9 @@ import TFQFormat
             #expect(report["quality"]?[key] != nil, "quality lacks \(key)")
         }
         #expect(report["quality"]?["positions"] == .integer(500))
+        // The report names the tables' precision that --embedding auto chose, as the file has it.
+        let tableType = try TFQFile(path: model).info("tok_emb")?.dtype
+        #expect(report["tables"] == .string(tableType == .q8 ? "int8" : tableType == .f16 ? "fp16" : "fp32"))
         // The report was measured as `tfq run` runs the model: with its f16 cache.
         #expect(report["quality"]?["kv_cache"] == .string("f16"))
         let inspect = try CLI.run(["inspect", model])
