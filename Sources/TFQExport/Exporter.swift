@@ -46,8 +46,7 @@ public enum Exporter {
     /// while they are a small part of the model (BENCHMARKS.md, "int8 on BPE models").
     static func tablePrecision(_ tensors: [TensorInfo], options: ExportOptions) -> ExportOptions.EmbeddingPrecision {
         guard options.embedding == .auto else { return options.embedding }
-        let tableParameters = tensors.filter { ExportOptions.vocabularyTables.contains($0.name) }.reduce(0) { $0 + $1.elementCount }
-        let allParameters = tensors.reduce(0) { $0 + $1.elementCount }
+        let (tableParameters, allParameters) = parameterCounts(tensors)
         // Up to 1/64 of the parameters (character and byte vocabularies), fp32 adds at most
         // ~5% to the file; up to 1/6 (small BPE vocabularies), fp16 adds at most ~0.04× the
         // fp32 weights; larger tables are int8, or they would dominate the file.
@@ -64,23 +63,27 @@ public enum Exporter {
         guard options.precision == .int8 else { return (options, nil) }
         var resolved = options
         resolved.embedding = tablePrecision(tensors, options: options)
-        if resolved.embedding == .fp16,
-           let name = tensors.filter({ halfNames(tensors, options: resolved).contains($0.name) }).first(where: { info in
-               source.floats(info).contains { !Float16($0).isFinite }
-           })?.name {
+        let halves = halfNames(tensors, options: resolved)
+        if let name = tensors.first(where: { halves.contains($0.name) && source.floats($0).contains { !Float16($0).isFinite } })?.name {
             guard options.embedding == .auto else {
                 throw ExportError("\(name) holds a value beyond fp16's range (±65504): use \(option: "embedding") int8 or fp32")
             }
             resolved.embedding = .int8
         }
         guard resolved.embedding != .int8, options.twoPassClassifier || options.tableGroupSize != nil else { return (resolved, nil) }
-        let tables = tensors.filter { ExportOptions.vocabularyTables.contains($0.name) }.reduce(0) { $0 + $1.elementCount }
-        let permille = tables * 1000 / max(1, tensors.reduce(0) { $0 + $1.elementCount })
+        let (tables, all) = parameterCounts(tensors)
+        let permille = tables * 1000 / max(1, all)
         let kept = "the vocabulary tables are \(resolved.embedding.rawValue) (\(permille / 10).\(permille % 10)% of the parameters): "
         let note: OptionMessage = options.twoPassClassifier
             ? "\(option: "two_pass_classifier") applies to int8 tables only; give \(option: "embedding") int8 for them"
             : "\(option: "table_group_size") applies to int8 tables only; give \(option: "embedding") int8 for them"
         return (resolved, kept + note)
+    }
+
+    /// The parameters of the vocabulary tables, and of the whole model.
+    static func parameterCounts(_ tensors: [TensorInfo]) -> (tables: Int, all: Int) {
+        let tables = tensors.filter { ExportOptions.vocabularyTables.contains($0.name) }.reduce(0) { $0 + $1.elementCount }
+        return (tables, tensors.reduce(0) { $0 + $1.elementCount })
     }
 
     /// The matrices int8 export quantizes: every weight multiplied at inference, and the

@@ -47,7 +47,7 @@ extension Float16: CacheScalar {
 
     @inline(__always)
     static func load(_ base: UnsafeRawPointer, _ index: Int) -> Float {
-        HalfPrecision.widen(SIMD8(repeating: base.loadUnaligned(fromByteOffset: index * 2, as: Float16.self)))[0]
+        HalfPrecision.widen(base.loadUnaligned(fromByteOffset: index * 2, as: Float16.self))
     }
 
     @inline(__always)
@@ -69,6 +69,12 @@ public enum HalfPrecision {
         #else
         return SIMD16(lowHalf: widen(halves.lowHalf), highHalf: widen(halves.highHalf))
         #endif
+    }
+
+    /// One half to a float, exactly, through the vector conversion (no library call).
+    @inline(__always)
+    public static func widen(_ half: Float16) -> Float {
+        widen(SIMD8(repeating: half))[0]
     }
 
     /// Eight halves to eight floats, exactly (infinities and NaNs included).

@@ -136,5 +136,5 @@ extension Float16: MatVecWeight {
     }
 
     @inline(__always)
-    var float: Float { HalfPrecision.widen(SIMD8(repeating: self))[0] }
+    var float: Float { HalfPrecision.widen(self) }
 }

@@ -66,7 +66,7 @@ public enum VectorOps {
             ry.storeBytes(of: HalfPrecision.widen(rx.loadUnaligned(fromByteOffset: i * 2, as: SIMD8<Float16>.self)), toByteOffset: i * 4, as: V.self)
             i += 8
         }
-        while i < count { y[i] = HalfPrecision.widen(SIMD8(repeating: x[i]))[0]; i += 1 }
+        while i < count { y[i] = HalfPrecision.widen(x[i]); i += 1 }
     }
 
     /// Adds `bias` to each of `rows` rows of `x` [rows × columns].
