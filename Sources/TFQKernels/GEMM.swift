@@ -66,7 +66,11 @@ public enum Triangle: Sendable, BitwiseCopyable {
 public struct TileBlock: BitwiseCopyable {
     var m: Int, n: Int, k: Int
     var a: MatrixView
+    /// The block's first panel of B: `kc` rows of `nr` floats, `bRowStride` floats apart,
+    /// with the next panel `panelStride` floats on (packed: `nr` and `kc·nr`; a small B read
+    /// in place: its row stride and `nr`).
     var packedB: UnsafeMutablePointer<Float>
+    var bRowStride: Int, panelStride: Int
     var c: UnsafeMutablePointer<Float>
     var ldc: Int
     var pc: Int, kc: Int, jc: Int
@@ -92,7 +96,8 @@ public protocol TileSharing: AnyObject {
 /// Single-precision matrix multiply, C = A·B or C += A·B, with packed panels and a
 /// register-blocked SIMD microkernel (the BLIS design).
 ///
-/// B is packed into panels `kc × nr`, contiguous in the order the microkernel reads them.
+/// B is packed into panels `kc × nr`, contiguous in the order the microkernel reads them
+/// (a small row-major B of whole panels is read where it lies instead: ``readsInPlace``).
 /// A row-major A is read in place (a 6-row sliver stays in L1 across a row of panels); a
 /// transposed A, and a ragged last tile, are packed into `kc × mr` slivers. The inner loop
 /// is one vector load per B row, one broadcast per A row, and `mr·2` fused multiply-adds
@@ -146,6 +151,12 @@ public final class GEMM: @unchecked Sendable {
     /// covers is skipped (see ``Triangle``).
     public func multiply(m: Int, n: Int, k: Int, a: MatrixView, b: MatrixView,
                          c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, zeros: Triangle = .none) {
+        if Self.readsInPlace(b, n: n, k: k) {
+            multiply(m: m, n: n, k: k, a: a, c: c, ldc: ldc, accumulate: accumulate, zeros: zeros) { jc, pc, _, _ in
+                (UnsafeMutablePointer(mutating: b.base + pc * b.rowStride + jc), b.rowStride, Self.nr)
+            }
+            return
+        }
         let packedB = self.packedB
         multiply(m: m, n: n, k: k, a: a, c: c, ldc: ldc, accumulate: accumulate, zeros: zeros) { jc, pc, kc, panels in
             pool.parallelFor(panels) { range in
@@ -154,8 +165,17 @@ public final class GEMM: @unchecked Sendable {
                                into: packedB + panel * kc * Self.nr)
                 }
             }
-            return packedB
+            return (packedB, Self.nr, kc * Self.nr)
         }
+    }
+
+    /// Whether the microkernel reads B where it lies instead of from packed panels: a
+    /// row-major B of whole panels small enough to stay in L1 across the row tiles
+    /// (attention's V, K, Q and dY blocks), where packing would cost a third of the product.
+    /// A larger B is packed: its rows, a power-of-two stride apart, would collide in L1.
+    @inline(__always)
+    static func readsInPlace(_ b: MatrixView, n: Int, k: Int) -> Bool {
+        b.columnStride == 1 && n % nr == 0 && k * n <= 4096
     }
 
     /// C[m × b.n] (with row stride ldc) = A[m × b.k] · B, or += when `accumulate`, with B
@@ -163,16 +183,18 @@ public final class GEMM: @unchecked Sendable {
     /// on the matrix `b` was packed from.
     public func multiply(m: Int, a: MatrixView, b: PackedMatrix,
                          c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, zeros: Triangle = .none) {
-        multiply(m: m, n: b.n, k: b.k, a: a, c: c, ldc: ldc, accumulate: accumulate, zeros: zeros) { jc, pc, _, _ in
-            b.block(jc: jc, pc: pc)
+        multiply(m: m, n: b.n, k: b.k, a: a, c: c, ldc: ldc, accumulate: accumulate, zeros: zeros) { jc, pc, kc, _ in
+            (b.block(jc: jc, pc: pc), Self.nr, kc * Self.nr)
         }
     }
 
-    /// The blocked product; `panelsOfB(jc, pc, kc, panels)` returns the packed panels of the
-    /// block of B whose columns start at `jc` and rows at `pc`.
+    /// The blocked product; `panelsOfB(jc, pc, kc, panels)` returns the panels of the block
+    /// of B whose columns start at `jc` and rows at `pc`: the first, the floats between its
+    /// rows, and the floats between panels.
     private func multiply(m: Int, n: Int, k: Int, a: MatrixView, c: UnsafeMutablePointer<Float>, ldc: Int,
                           accumulate: Bool, zeros: Triangle,
-                          panelsOfB: (_ jc: Int, _ pc: Int, _ kc: Int, _ panels: Int) -> UnsafeMutablePointer<Float>) {
+                          panelsOfB: (_ jc: Int, _ pc: Int, _ kc: Int, _ panels: Int)
+                              -> (first: UnsafeMutablePointer<Float>, rowStride: Int, panelStride: Int)) {
         guard m > 0, n > 0 else { return }
         if k == 0 {
             if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
@@ -186,8 +208,9 @@ public final class GEMM: @unchecked Sendable {
             while pc < k {
                 let kc = min(Self.kc, k - pc)
                 let panels = (nc + Self.nr - 1) / Self.nr
-                let packedB = panelsOfB(jc, pc, kc, panels)
-                let block = TileBlock(m: m, n: n, k: k, a: a, packedB: packedB, c: c, ldc: ldc, pc: pc, kc: kc, jc: jc,
+                let b = panelsOfB(jc, pc, kc, panels)
+                let block = TileBlock(m: m, n: n, k: k, a: a, packedB: b.first, bRowStride: b.rowStride, panelStride: b.panelStride,
+                                      c: c, ldc: ldc, pc: pc, kc: kc, jc: jc,
                                       panels: panels, overwrite: !accumulate && pc == 0, zeros: zeros, tiles: tiles)
                 if let sharing {
                     sharing.exchange.run(block, participant: sharing.participant, packA: packedA[0])
@@ -231,7 +254,8 @@ public final class GEMM: @unchecked Sendable {
         for panel in 0..<block.panels {
             let column = block.jc + panel * nr
             if column > lastColumn { break }
-            microkernel(kc: count, a: sliver, b: block.packedB + (panel * kc + begin) * nr,
+            microkernel(kc: count, a: sliver, b: block.packedB + panel * block.panelStride + begin * block.bRowStride,
+                        bRowStride: block.bRowStride,
                         c: block.c + row * block.ldc + column, ldc: block.ldc, rows: rows,
                         columns: min(nr, block.n - column), overwrite: block.overwrite)
         }
@@ -337,7 +361,7 @@ public final class GEMM: @unchecked Sendable {
 
     /// The 6 × 2-vector tile: 12 accumulators in registers across the whole k loop.
     @inline(__always)
-    static func microkernel(kc: Int, a: ASliver, b: UnsafePointer<Float>,
+    static func microkernel(kc: Int, a: ASliver, b: UnsafePointer<Float>, bRowStride: Int,
                             c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, columns: Int, overwrite: Bool) {
         typealias V = FloatVector
         let w = V.scalarCount
@@ -347,8 +371,8 @@ public final class GEMM: @unchecked Sendable {
         let r1 = a.rowStride, r2 = 2 * a.rowStride, r3 = 3 * a.rowStride, r4 = 4 * a.rowStride, r5 = 5 * a.rowStride
         var ap = a.base
         for p in 0..<kc {
-            let b0 = rawB.loadUnaligned(fromByteOffset: p * nr * 4, as: V.self)
-            let b1 = rawB.loadUnaligned(fromByteOffset: (p * nr + w) * 4, as: V.self)
+            let b0 = rawB.loadUnaligned(fromByteOffset: p * bRowStride * 4, as: V.self)
+            let b1 = rawB.loadUnaligned(fromByteOffset: (p * bRowStride + w) * 4, as: V.self)
             var s = V(repeating: ap[0]); multiplyAdd(&c00, s, b0); multiplyAdd(&c01, s, b1)
             s = V(repeating: ap[r1]); multiplyAdd(&c10, s, b0); multiplyAdd(&c11, s, b1)
             s = V(repeating: ap[r2]); multiplyAdd(&c20, s, b0); multiplyAdd(&c21, s, b1)

@@ -60,8 +60,7 @@ public struct CausalAttention {
                                   b: keysTransposed, c: p + r0 * T, ldc: T, accumulate: false, zeros: .cBelowDiagonal(offset: r0))
                     for i in r0..<r1 {
                         let row = p + i * T
-                        VectorOps.scale(row, by: scale, count: i + 1)
-                        Softmax.inPlace(row, count: i + 1)
+                        Softmax.inPlace(row, count: i + 1, scale: scale)
                         (row + i + 1).update(repeating: 0, count: T - i - 1)
                     }
                     // Y[r0..<r1] = P[r0..<r1, 0..<r1] · V[0..<r1]

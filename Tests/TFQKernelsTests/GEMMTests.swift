@@ -93,6 +93,44 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
         }
     }
 
+    /// A small row-major B of whole panels is read where it lies (attention's views of the
+    /// fused qkv rows), and multiplies exactly as the same matrix packed: a view into a wider
+    /// matrix, starting mid-row, with ragged row tiles, a causal triangle, C overwritten or
+    /// accumulated, on 1 or 2 threads. A B too large for L1 is packed.
+    @Test func aSmallBIsReadInPlaceWithThePackedValues() {
+        let (m, n, k, stride, offset) = (13, 2 * GEMM.nr, 37, 2 * GEMM.nr * 3 + 5, 3)
+        #expect(GEMM.readsInPlace(MatrixView(UnsafePointer(bitPattern: 64)!, rowStride: stride, columnStride: 1), n: n, k: k))
+        #expect(!GEMM.readsInPlace(MatrixView(UnsafePointer(bitPattern: 64)!, rowStride: 1, columnStride: stride), n: n, k: k))
+        #expect(!GEMM.readsInPlace(MatrixView(UnsafePointer(bitPattern: 64)!, rowStride: 1024, columnStride: 1), n: 1024, k: 384))
+        #expect(!GEMM.readsInPlace(MatrixView(UnsafePointer(bitPattern: 64)!, rowStride: 64, columnStride: 1), n: GEMM.nr + 1, k: 8))
+        let a = randomFloats(m * k, seed: 21), wide = randomFloats(k * stride, seed: 22), initial = randomFloats(m * n, seed: 23)
+        let compact = (0..<k).flatMap { p in wide[(p * stride + offset)..<(p * stride + offset + n)] }
+        let packed = PackedMatrix(k: k, n: n)
+        compact.withUnsafeBufferPointer { packed.pack(MatrixView($0.baseAddress!, columns: n), pool: ThreadPool(threads: 1)) }
+        for threads in [1, 2] {
+            let gemm = GEMM(pool: ThreadPool(threads: threads))
+            for zeros in [Triangle.none, .cBelowDiagonal(offset: 4)] {
+                for accumulate in [false, true] {
+                    var inPlace = initial, fromPack = initial
+                    a.withUnsafeBufferPointer { ap in wide.withUnsafeBufferPointer { bp in
+                        let av = MatrixView(ap.baseAddress!, columns: k)
+                        inPlace.withUnsafeMutableBufferPointer { c in
+                            gemm.multiply(m: m, n: n, k: k, a: av, b: MatrixView(bp.baseAddress! + offset, rowStride: stride, columnStride: 1),
+                                          c: c.baseAddress!, ldc: n, accumulate: accumulate, zeros: zeros)
+                        }
+                        fromPack.withUnsafeMutableBufferPointer { c in
+                            gemm.multiply(m: m, a: av, b: packed, c: c.baseAddress!, ldc: n, accumulate: accumulate, zeros: zeros)
+                        }
+                    } }
+                    #expect(inPlace == fromPack, "threads \(threads) \(zeros) accumulate \(accumulate)")
+                    let expected = Self.naive(m: m, n: n, k: k, a: { a[$0 * k + $1] }, b: { compact[$0 * n + $1] })
+                    let i = 12, j = 16   // j ≤ i + 4: wanted under either triangle
+                    #expect(abs(Double(inPlace[i * n + j]) - ((accumulate ? Double(initial[i * n + j]) : 0) + expected[i * n + j])) < 1e-4)
+                }
+            }
+        }
+    }
+
     /// A row-major A is read in place: a view into a wider matrix (row stride > k, starting
     /// mid-row, as attention's views of the fused qkv rows are) must multiply like a copy,
     /// across two k blocks and a ragged last tile.

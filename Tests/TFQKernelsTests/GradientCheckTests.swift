@@ -260,4 +260,38 @@ import Testing
         #expect(FastMath.exp(-100) == 0)
         #expect(FastMath.exp(0) == 1)
     }
+
+    /// Softmax takes its maximum eight lanes at a time, and attention's folds the score
+    /// scale into the same pass: both give, bit for bit, what the scalar maximum and a
+    /// separate scaling pass gave (formats/tfq.md §11 fixes the sum's order, not the
+    /// maximum's), for every length up to 70, with ties, signed zeros and large spreads.
+    @Test func softmaxMatchesTheScalarMaximumAndASeparateScale() {
+        func reference(_ input: [Float], scale: Float?) -> [Float] {
+            var row = input.map { x in scale.map { x * $0 } ?? x }
+            var maximum = -Float.infinity
+            for x in row { maximum = max(maximum, x) }
+            var total: Float = 0, j = 0
+            while j + 8 <= row.count {
+                let e = FastMath.exp(SIMD8<Float>(row[j..<(j + 8)]) - SIMD8(repeating: maximum))
+                for l in 0..<8 { row[j + l] = e[l] }
+                total += e.sum()
+                j += 8
+            }
+            while j < row.count { let e = FastMath.exp(row[j] - maximum); row[j] = e; total += e; j += 1 }
+            let inverse = 1 / total
+            return row.map { $0 * inverse }
+        }
+        let values = randomFloats(70 * 70, seed: 31)
+        for count in 1...70 {
+            var input = values[((count - 1) * 70)...].prefix(count).map { $0 * Float(count % 7 + 1) * 3 }
+            if count > 3 { input[count / 2] = input.max()!; input[1] = -0.0; input[2] = 0 }
+            let scale: Float = 0.176_776_7
+            var plain = input, scaled = input
+            plain.withUnsafeMutableBufferPointer { Softmax.inPlace($0.baseAddress!, count: count) }
+            scaled.withUnsafeMutableBufferPointer { Softmax.inPlace($0.baseAddress!, count: count, scale: scale) }
+            #expect(plain.map(\.bitPattern) == reference(input, scale: nil).map(\.bitPattern), "count \(count)")
+            #expect(scaled.map(\.bitPattern) == reference(input, scale: scale).map(\.bitPattern), "count \(count) scaled")
+            #expect(abs(scaled.reduce(0, +) - 1) < 1e-5)
+        }
+    }
 }
