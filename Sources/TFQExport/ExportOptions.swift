@@ -68,6 +68,12 @@ public struct ExportOptions: Sendable {
     /// int8: the classifier's input is quantized in two int8 passes too (formats/tfq.md §8),
     /// at twice the head's integer work.
     public var twoPassClassifier = false
+    /// int8: in every block, the layers that read a norm's output (attention's `qkv`, the
+    /// feed-forward `up` and `gate`) quantize their inputs in two passes, whatever
+    /// ``twoPassLayers`` says of the block. Those inputs carry most of the one-pass error, at
+    /// about three fifths of the integer work of every layer in two passes
+    /// (BENCHMARKS.md, "Two passes where the error is").
+    public var twoPassNormInputs = false
     /// int8: choose the weights with GPTQ on calibration text (plain rounding without).
     public var gptq = true
     /// GPTQ's calibration text; nil uses the checkpoint's training split.

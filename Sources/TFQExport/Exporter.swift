@@ -104,7 +104,11 @@ public enum Exporter {
         return Set(tensors.map(\.name).filter { tables.contains($0) })
     }
 
-    /// The int8 layers of the first `options.twoPassLayers` blocks, and with
+    /// The block layers whose input is a norm's output (formats/tfq.md §9 names).
+    static let normInputLayers: Set<String> = ["attn.qkv.weight", "ffn.up.weight", "ffn.gate.weight"]
+
+    /// The int8 layers of the first `options.twoPassLayers` blocks, with
+    /// `options.twoPassNormInputs` every block's layers that read a norm's output, and with
     /// `options.twoPassClassifier` the classifier (`classifier`: `tok_emb` when tied): their
     /// inputs are quantized in two passes at run time. Layer 0's activations weigh most on
     /// accuracy (BENCHMARKS.md, "int8 quality").
@@ -113,6 +117,7 @@ public enum Exporter {
             if name == classifier { return options.twoPassClassifier }
             let parts = name.split(separator: ".")
             guard parts.count > 2, parts[0] == "blocks", let index = Int(parts[1]) else { return false }
+            if options.twoPassNormInputs && normInputLayers.contains(parts.dropFirst(2).joined(separator: ".")) { return true }
             return index < options.twoPassLayers
         }.sorted()
     }

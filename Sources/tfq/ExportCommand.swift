@@ -39,6 +39,8 @@ struct ExportCommand: ParsableCommand {
     var twoPassLayers: LayerCountArgument?
     @Flag(help: "int8: the classifier quantizes its input in two int8 passes too (twice the head's integer work).")
     var twoPassClassifier = false
+    @Flag(help: "int8: in every block, the layers that read a norm's output (attention's qkv, the feed-forward up and gate) quantize their inputs in two int8 passes: most of two passes' accuracy for about three fifths of their integer work.")
+    var twoPassNormInputs = false
     @Option(help: "int8: weights per scale group in the vocabulary tables (default: --group-size); finer groups cut the error of the lookup and the head.")
     var tableGroupSize: GroupSizeArgument?
     @Flag(inversion: .prefixedNo, help: "int8: choose the weights with GPTQ on calibration text (--no-gptq rounds each weight to nearest).")
@@ -62,8 +64,8 @@ struct ExportCommand: ParsableCommand {
         if chosen != 1 { throw UsageError("choose exactly one of --int8, --fp16, --fp32") }
         if gguf {
             let given = [("--group-size", groupSize.value != .auto), ("--embedding", embedding != nil), ("--two-pass-layers", twoPassLayers != nil),
-                         ("--two-pass-classifier", twoPassClassifier), ("--table-group-size", tableGroupSize != nil),
-                         ("--no-gptq", !gptq), ("--calibration-data", calibrationData != nil), ("--calibration-tokens", calibrationTokens != nil),
+                         ("--two-pass-classifier", twoPassClassifier), ("--two-pass-norm-inputs", twoPassNormInputs),
+                         ("--table-group-size", tableGroupSize != nil), ("--no-gptq", !gptq), ("--calibration-data", calibrationData != nil), ("--calibration-tokens", calibrationTokens != nil),
                          ("--zstd", !zstdLevels.isEmpty), ("--no-zstd", noZstd), ("--eval-data", evalData != nil)]
             if let flag = given.first(where: { $0.1 })?.0 {
                 throw UsageError("\(flag) does not apply to --gguf (Q8_0 is llama.cpp's: blocks of 32, rounded to nearest; no quality report)")
@@ -78,7 +80,8 @@ struct ExportCommand: ParsableCommand {
         if !int8 {
             let given = [("--embedding", embedding != nil), ("--two-pass-layers", twoPassLayers != nil), ("--no-gptq", !gptq),
                          ("--calibration-data", calibrationData != nil), ("--calibration-tokens", calibrationTokens != nil),
-                         ("--two-pass-classifier", twoPassClassifier), ("--table-group-size", tableGroupSize != nil)]
+                         ("--two-pass-classifier", twoPassClassifier), ("--two-pass-norm-inputs", twoPassNormInputs),
+                         ("--table-group-size", tableGroupSize != nil)]
             if let flag = given.first(where: { $0.1 })?.0 { throw UsageError("\(flag) applies to --int8 exports only") }
         }
         if let embedding, embedding != .int8, embedding != .auto,
@@ -99,6 +102,7 @@ struct ExportCommand: ParsableCommand {
         if let embedding { options.embedding = embedding }
         if let twoPassLayers { options.twoPassLayers = twoPassLayers.value }
         options.twoPassClassifier = twoPassClassifier
+        options.twoPassNormInputs = twoPassNormInputs
         options.tableGroupSize = tableGroupSize?.value
         options.gptq = gptq
         options.calibrationData = calibrationData

@@ -98,6 +98,27 @@ import Testing
                 == Exporter.twoPassNames(quantized, options: Self.options(.auto, twoPass: 9), linears: linears, classifier: "tok_emb"))
     }
 
+    /// --two-pass-norm-inputs adds, in every block, the layers that read a norm's output:
+    /// qkv and up (gpt), and gate (llama), on top of the first blocks' layers; not the
+    /// projection, the down layer or the classifier.
+    @Test(arguments: [0, 1])
+    func twoPassNormInputsCoverEveryBlock(layers: Int) {
+        let tensors = Self.gpt(vocab: 4000, dim: 64, layers: 3, tied: true)
+        var options = Self.options(.auto, twoPass: layers)
+        options.twoPassNormInputs = true
+        let quantized = Exporter.quantizedNames(tensors, options: options)
+        let linears = Set(tensors.map(\.name).filter { $0.contains(".attn.") || $0.contains(".ffn.") }).union(["tok_emb"])
+        let names = Exporter.twoPassNames(quantized, options: options, linears: linears, classifier: "tok_emb")
+        let normInputs = (0..<3).flatMap { ["blocks.\($0).attn.qkv.weight", "blocks.\($0).ffn.up.weight"] }
+        let firstBlock = layers == 0 ? [] : ["blocks.0.attn.proj.weight", "blocks.0.ffn.down.weight"]
+        #expect(names == (normInputs + firstBlock).sorted())
+        let llama = quantized.union((0..<3).map { "blocks.\($0).ffn.gate.weight" })
+        let gates = Exporter.twoPassNames(llama, options: options, linears: linears.union(llama), classifier: "tok_emb")
+        #expect(gates.filter { $0.hasSuffix("ffn.gate.weight") }.count == 3)
+        options.twoPassNormInputs = false
+        #expect(Exporter.twoPassNames(quantized, options: options, linears: linears, classifier: "tok_emb").count == 4 * layers)
+    }
+
     /// --two-pass-classifier adds the head, whatever it is called, when it is int8.
     @Test(arguments: [true, false])
     func twoPassClassifierAddsTheHead(tied: Bool) {

@@ -76,6 +76,14 @@ import TFQFormat
         #expect(listed == .array(layers))
         let bad = try CLI.run(["export", Self.checkpoint, "-o", model, "--int8", "--two-pass-layers", "most"])
         #expect(bad.status != 0 && bad.stderr.contains("--two-pass-layers"))
+        // --two-pass-norm-inputs: every block's qkv and up, and block 0 (the default) whole.
+        let norm = try CLI.run(["export", checkpoint, "-o", model, "--int8", "--group-size", "32", "--two-pass-norm-inputs",
+                                "--eval-tokens", "200"])
+        #expect(norm.status == 0, "\(norm.stderr)")
+        let normListed = try TFQFile(path: model).metadata["quantization"]?["two_pass_activations"]
+        let normLayers = ["blocks.0.attn.proj.weight", "blocks.0.ffn.down.weight"]
+            + (0..<3).flatMap { i in ["blocks.\(i).attn.qkv.weight", "blocks.\(i).ffn.up.weight"] }
+        #expect(normListed == .array(normLayers.sorted().map { JSONValue.string($0) }))
     }
 
     @Test func unpackMakesAZeroCopyFileWithTheSameTensors() throws {
@@ -121,6 +129,8 @@ import TFQFormat
              "--table-group-size 24 does not divide"),
             (["export", Self.checkpoint, "-o", out, "--int8", "--table-group-size", "6"], "--table-group-size 6 is not supported"),
             (["export", Self.checkpoint, "-o", out, "--fp32", "--two-pass-classifier"], "--two-pass-classifier applies to --int8 exports only"),
+            (["export", Self.checkpoint, "-o", out, "--fp16", "--two-pass-norm-inputs"], "--two-pass-norm-inputs applies to --int8 exports only"),
+            (["export", Self.checkpoint, "-o", out, "--int8", "--gguf", "--two-pass-norm-inputs"], "--two-pass-norm-inputs does not apply to --gguf"),
             (["export", Self.checkpoint, "-o", out, "--fp16", "--table-group-size", "16"], "--table-group-size applies to --int8 exports only"),
             (["export", Self.checkpoint, "-o", out, "--int8", "--gguf", "--two-pass-classifier"], "--two-pass-classifier does not apply to --gguf"),
             (["export", Self.checkpoint, "-o", Self.directory.path + "/no/such/dir/x.tfq", "--int8", "--group-size", "32"], "cannot create"),
