@@ -70,9 +70,9 @@ public struct ExportOptions: Sendable {
     public var twoPassClassifier = false
     /// int8: in every block, the layers that read a norm's output (attention's `qkv`, the
     /// feed-forward `up` and `gate`) quantize their inputs in two passes, whatever
-    /// ``twoPassLayers`` says of the block. Those inputs carry most of the one-pass error, at
-    /// about three fifths of the integer work of every layer in two passes
-    /// (BENCHMARKS.md, "Two passes where the error is").
+    /// ``twoPassLayers`` says of the block. Those inputs carry most of the one-pass error;
+    /// the layers hold 7/12 of a gpt block's weights (more of a llama block's), so they cost
+    /// that share of every layer in two passes (BENCHMARKS.md, "Two passes where the error is").
     public var twoPassNormInputs = false
     /// int8: choose the weights with GPTQ on calibration text (plain rounding without).
     public var gptq = true

@@ -34,6 +34,9 @@ public struct ExportSummary: Sendable {
     /// How the vocabulary tables were stored (`int8`, `fp16` or `fp32`, as `--embedding`
     /// names them; `auto` resolved); nil unless int8.
     public var tables: String?
+    /// The int8 layers whose inputs are quantized in two passes (`two_pass_activations`),
+    /// and how many int8 layers there are; nil unless int8.
+    public var twoPass: (layers: [String], of: Int)?
 }
 
 /// Checkpoint → model file: drops training state, converts the weights (int8 with per-group
@@ -104,9 +107,6 @@ public enum Exporter {
         return Set(tensors.map(\.name).filter { tables.contains($0) })
     }
 
-    /// The block layers whose input is a norm's output (formats/tfq.md §9 names).
-    static let normInputLayers: Set<String> = ["attn.qkv.weight", "ffn.up.weight", "ffn.gate.weight"]
-
     /// The int8 layers of the first `options.twoPassLayers` blocks, with
     /// `options.twoPassNormInputs` every block's layers that read a norm's output, and with
     /// `options.twoPassClassifier` the classifier (`classifier`: `tok_emb` when tied): their
@@ -117,7 +117,11 @@ public enum Exporter {
             if name == classifier { return options.twoPassClassifier }
             let parts = name.split(separator: ".")
             guard parts.count > 2, parts[0] == "blocks", let index = Int(parts[1]) else { return false }
-            if options.twoPassNormInputs && normInputLayers.contains(parts.dropFirst(2).joined(separator: ".")) { return true }
+            if options.twoPassNormInputs {
+                // The layers that read a norm's output: attention's and the feed-forward's first.
+                let block = TensorName.Block(index)
+                if [block.qkvWeight, block.upWeight, block.gateWeight].contains(name) { return true }
+            }
             return index < options.twoPassLayers
         }.sorted()
     }
@@ -154,13 +158,14 @@ public enum Exporter {
         model.provenance.sourceCheckpointCRC32 = fingerprint(source)
         model.provenance.sourceSteps = training?.step
         model.provenance.sourceValLoss = training?.lastValLoss
+        let linears = Set(reference.linearShapes.map(\.name))
+        let twoPass = twoPassNames(quantized, options: options, linears: linears, classifier: TensorName.head(config))
         model.sections["quantization"] = .object([
             "scheme": .string(options.precision == .int8 ? "q8_symmetric_grouped" : options.precision == .fp16 ? "f16" : "f32"),
             "group_size": options.precision == .int8 ? .string(options.groupSize.description) : .null,
             "layout": .string(options.precision == .int8 ? Q8Layout.interleaved16x4.description : "row-major"),
             "zstd_level": .integer(Int64(options.zstdLevel ?? 0)),
-            "two_pass_activations": .array(twoPassNames(quantized, options: options, linears: Set(reference.linearShapes.map(\.name)),
-                                                        classifier: TensorName.head(config)).map { .string($0) }),
+            "two_pass_activations": .array(twoPass.map { .string($0) }),
         ])
         if let imported = metadata.sections["import"] { model.sections["import"] = imported }
         let (errors, chosen) = try writeWeights(tensors, of: source, quantized: quantized, halves: halfNames(tensors, options: options),
@@ -195,7 +200,8 @@ public enum Exporter {
         let fp32Bytes = tensors.reduce(0) { $0 + $1.elementCount * 4 }
         return ExportSummary(output: output, fileBytes: size, fp32WeightBytes: fp32Bytes, quality: quality,
                              weightMethod: method, note: calibration.note, tableNote: tableNote,
-                             tables: options.precision == .int8 ? options.embedding.rawValue : nil)
+                             tables: options.precision == .int8 ? options.embedding.rawValue : nil,
+                             twoPass: options.precision == .int8 ? (twoPass, quantized.intersection(linears).count) : nil)
     }
 
     /// Writes every tensor converted as `options` says (the `quantized` ones int8, choosing the

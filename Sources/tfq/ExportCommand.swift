@@ -39,7 +39,7 @@ struct ExportCommand: ParsableCommand {
     var twoPassLayers: LayerCountArgument?
     @Flag(help: "int8: the classifier quantizes its input in two int8 passes too (twice the head's integer work).")
     var twoPassClassifier = false
-    @Flag(help: "int8: in every block, the layers that read a norm's output (attention's qkv, the feed-forward up and gate) quantize their inputs in two int8 passes: most of two passes' accuracy for about three fifths of their integer work.")
+    @Flag(help: "int8: in every block, the layers that read a norm's output (attention's qkv, the feed-forward up and gate) quantize their inputs in two int8 passes: most of the accuracy of --two-pass-layers all, for the integer work of those layers only.")
     var twoPassNormInputs = false
     @Option(help: "int8: weights per scale group in the vocabulary tables (default: --group-size); finer groups cut the error of the lookup and the head.")
     var tableGroupSize: GroupSizeArgument?
@@ -117,16 +117,19 @@ struct ExportCommand: ParsableCommand {
         }
         if json {
             struct Output: Encodable {
-                var output: String, file_bytes: Int, fp32_weight_bytes: Int, weights: String?, tables: String?, note: String?
+                var output: String, file_bytes: Int, fp32_weight_bytes: Int, weights: String?, tables: String?
+                var two_pass_activations: [String]?, note: String?
                 var quality: QualityReport?
             }
             print(try JSONOutput.string(Output(output: summary.output, file_bytes: summary.fileBytes, fp32_weight_bytes: summary.fp32WeightBytes,
                                                weights: summary.weightMethod, tables: summary.tables,
+                                               two_pass_activations: summary.twoPass?.layers,
                                                note: summary.note?.text(naming: TFQCommand.flag), quality: summary.quality)))
             return
         }
         print("wrote \(summary.output): \(summary.fileBytes) bytes (\(format2(Double(summary.fileBytes) / Double(summary.fp32WeightBytes))) × the fp32 weights)"
-              + (summary.weightMethod.map { ", int8 weights by \($0)" } ?? "") + (summary.tables.map { ", vocabulary tables \($0)" } ?? ""))
+              + (summary.weightMethod.map { ", int8 weights by \($0)" } ?? "") + (summary.tables.map { ", vocabulary tables \($0)" } ?? "")
+              + (summary.twoPass.map { ", inputs in two passes for \($0.layers.count) of \($0.of) int8 layers" } ?? ""))
         guard let q = summary.quality else { return }
         print(Table.render(header: ["on \(q.positions) positions", "fp32", "exported"], rows: [
             ["cross-entropy", format4(q.referenceCrossEntropy), format4(q.modelCrossEntropy)],

@@ -95,21 +95,26 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
 
     /// A small row-major B of whole panels is read where it lies (attention's views of the
     /// fused qkv rows), and multiplies exactly as the same matrix packed: a view into a wider
-    /// matrix, starting mid-row, with ragged row tiles, a causal triangle, C overwritten or
-    /// accumulated, on 1 or 2 threads. A B too large for L1 is packed.
+    /// matrix, starting mid-row, with ragged row tiles, causal triangles of C and of A (whose
+    /// tiles then start mid-panel), C overwritten or accumulated, on 1 or 2 threads. A B too
+    /// large for L1 is packed.
     @Test func aSmallBIsReadInPlaceWithThePackedValues() {
         let (m, n, k, stride, offset) = (13, 2 * GEMM.nr, 37, 2 * GEMM.nr * 3 + 5, 3)
         #expect(GEMM.readsInPlace(MatrixView(UnsafePointer(bitPattern: 64)!, rowStride: stride, columnStride: 1), n: n, k: k))
         #expect(!GEMM.readsInPlace(MatrixView(UnsafePointer(bitPattern: 64)!, rowStride: 1, columnStride: stride), n: n, k: k))
         #expect(!GEMM.readsInPlace(MatrixView(UnsafePointer(bitPattern: 64)!, rowStride: 1024, columnStride: 1), n: 1024, k: 384))
         #expect(!GEMM.readsInPlace(MatrixView(UnsafePointer(bitPattern: 64)!, rowStride: 64, columnStride: 1), n: GEMM.nr + 1, k: 8))
-        let a = randomFloats(m * k, seed: 21), wide = randomFloats(k * stride, seed: 22), initial = randomFloats(m * n, seed: 23)
+        let random = randomFloats(m * k, seed: 21), wide = randomFloats(k * stride, seed: 22), initial = randomFloats(m * n, seed: 23)
+        // Zero where .aAboveDiagonal(offset: 2) says A is (p < i − 2), as Pᵀ is.
+        let zeroed = (0..<(m * k)).map { $0 % k < $0 / k - 2 ? 0 : random[$0] }
         let compact = (0..<k).flatMap { p in wide[(p * stride + offset)..<(p * stride + offset + n)] }
         let packed = PackedMatrix(k: k, n: n)
         compact.withUnsafeBufferPointer { packed.pack(MatrixView($0.baseAddress!, columns: n), pool: ThreadPool(threads: 1)) }
         for threads in [1, 2] {
             let gemm = GEMM(pool: ThreadPool(threads: threads))
-            for zeros in [Triangle.none, .cBelowDiagonal(offset: 4)] {
+            for zeros in [Triangle.none, .cBelowDiagonal(offset: 4), .aAboveDiagonal(offset: 2)] {
+                let a: [Float]
+                if case .aAboveDiagonal = zeros { a = zeroed } else { a = random }
                 for accumulate in [false, true] {
                     var inPlace = initial, fromPack = initial
                     a.withUnsafeBufferPointer { ap in wide.withUnsafeBufferPointer { bp in
@@ -124,7 +129,7 @@ func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
                     } }
                     #expect(inPlace == fromPack, "threads \(threads) \(zeros) accumulate \(accumulate)")
                     let expected = Self.naive(m: m, n: n, k: k, a: { a[$0 * k + $1] }, b: { compact[$0 * n + $1] })
-                    let i = 12, j = 16   // j ≤ i + 4: wanted under either triangle
+                    let i = 12, j = 16   // j ≤ i + 4: wanted under every triangle
                     #expect(abs(Double(inPlace[i * n + j]) - ((accumulate ? Double(initial[i * n + j]) : 0) + expected[i * n + j])) < 1e-4)
                 }
             }

@@ -27,6 +27,10 @@ import TFQFormat
         // The report names the tables' precision that --embedding auto chose, as the file has it.
         let tableType = try TFQFile(path: model).info("tok_emb")?.dtype
         #expect(report["tables"] == .string(tableType == .q8 ? "int8" : tableType == .f16 ? "fp16" : "fp32"))
+        // And which layers' inputs it quantizes in two passes, as the file lists them (block 0 by default).
+        let listed = try TFQFile(path: model).metadata["quantization"]?["two_pass_activations"]
+        #expect(report["two_pass_activations"] == listed && listed == .array(["attn.proj", "attn.qkv", "ffn.down", "ffn.up"].map {
+            JSONValue.string("blocks.0.\($0).weight") }))
         // The report was measured as `tfq run` runs the model: with its f16 cache.
         #expect(report["quality"]?["kv_cache"] == .string("f16"))
         let inspect = try CLI.run(["inspect", model])
@@ -80,6 +84,7 @@ import TFQFormat
         let norm = try CLI.run(["export", checkpoint, "-o", model, "--int8", "--group-size", "32", "--two-pass-norm-inputs",
                                 "--eval-tokens", "200"])
         #expect(norm.status == 0, "\(norm.stderr)")
+        #expect(norm.stdout.contains("inputs in two passes for 8 of 12 int8 layers"), "\(norm.stdout)")
         let normListed = try TFQFile(path: model).metadata["quantization"]?["two_pass_activations"]
         let normLayers = ["blocks.0.attn.proj.weight", "blocks.0.ffn.down.weight"]
             + (0..<3).flatMap { i in ["blocks.\(i).attn.qkv.weight", "blocks.\(i).ffn.up.weight"] }
