@@ -65,7 +65,8 @@ struct ExportCommand: ParsableCommand {
         if gguf {
             let given = [("--group-size", groupSize.value != .auto), ("--embedding", embedding != nil), ("--two-pass-layers", twoPassLayers != nil),
                          ("--two-pass-classifier", twoPassClassifier), ("--two-pass-norm-inputs", twoPassNormInputs),
-                         ("--table-group-size", tableGroupSize != nil), ("--no-gptq", !gptq), ("--calibration-data", calibrationData != nil), ("--calibration-tokens", calibrationTokens != nil),
+                         ("--table-group-size", tableGroupSize != nil), ("--no-gptq", !gptq),
+                         ("--calibration-data", calibrationData != nil), ("--calibration-tokens", calibrationTokens != nil),
                          ("--zstd", !zstdLevels.isEmpty), ("--no-zstd", noZstd), ("--eval-data", evalData != nil)]
             if let flag = given.first(where: { $0.1 })?.0 {
                 throw UsageError("\(flag) does not apply to --gguf (Q8_0 is llama.cpp's: blocks of 32, rounded to nearest; no quality report)")
