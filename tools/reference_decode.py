@@ -194,7 +194,7 @@ class Linear:
     def __init__(self, f: tfq_read.TFQFile, name: str, bias, two_pass: bool):
         e = f.entry(name)
         self.name, self.bias, self.two_pass = name, bias, two_pass
-        if e.dtype == "q8":
+        if e.dtype in tfq_read.Q8_SCALES:     # q8 or q8f16: f.q8 widens f16 scales to f32 (§6.2)
             q, scales = f.q8(name)
             self.group = e.group_size
             self.rows, cols = q.shape
@@ -204,7 +204,7 @@ class Linear:
         else:
             self.W = f.tensor(name)
             if two_pass:
-                raise ValueError(f"{name} is listed in two_pass_activations but is not q8")
+                raise ValueError(f"{name} is listed in two_pass_activations but is not q8 or q8f16")
 
     def _pass(self, q, s):
         sums = np.einsum("rkg,kg->rk", self.q, q).astype(F)
@@ -287,7 +287,7 @@ class Model:
             return (vec(prefix + ".weight"), vec(prefix + ".bias") if bias and self.arch == "gpt" else None)
 
         emb = f.entry("tok_emb")
-        if emb.dtype == "q8":
+        if emb.dtype in tfq_read.Q8_SCALES:
             q, scales = f.q8("tok_emb")
             self.embedding = lambda t: (q[t].astype(F).reshape(-1, emb.group_size) * scales[t][:, None]).reshape(-1).astype(F)
         else:
@@ -312,7 +312,7 @@ class Model:
         self.head = linear("tok_emb" if c["tie_embeddings"] else "lm_head.weight", None)
         if two_pass:
             raise ValueError(f"two_pass_activations names {sorted(two_pass)[0]}, not a linear layer of this model")
-        quantized = f.entry("blocks.0.attn.qkv.weight").dtype == "q8"
+        quantized = f.entry("blocks.0.attn.qkv.weight").dtype in tfq_read.Q8_SCALES
         self.kv_cache = kv_cache or ("f16" if quantized else "f32")
         if self.arch == "llama":
             self.cos, self.sin = rotary_tables(c["rope_theta"], self.d_k, self.context)

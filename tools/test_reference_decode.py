@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import reference_decode as ref
+import tfq_read
 import tfq_write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -214,3 +215,83 @@ def test_f32_decode_steps_are_the_specs_bit_for_bit(models, model, tmp_path):
                 expected = m.step(token, position, cache, ar)
                 assert_same_bits(evaluate([token]), expected, f"{lib_path}, position {position}")
                 token = ref.argmax(expected)
+
+
+# ---------------------------------------------------------------- q8f16 (format 1.5)
+
+def with_f16_scales(source: str, out: str, dtype: str) -> None:
+    """source's tensors, raw, with every q8 tensor's scales rounded to binary16: stored as
+    q8f16 (dtype "q8f16") or as the same values in f32 (dtype "q8"). The scales keep their
+    stored order (§6.2: only z differs between the two dtypes), so either layout is kept."""
+    from test_tfq_read import Q8, Q8F16, RAW, T, build  # the byte-level writer of tfq_read's tests
+    codes = {"f32": 1, "f16": 2, "q8": Q8}
+    tensors = []
+    with tfq_read.read(source) as f:
+        for e in f.entries:
+            data = f.decoded_bytes(e.name)
+            if e.dtype != "q8":
+                tensors.append(T(e.name, codes[e.dtype], e.shape, data, RAW))
+                continue
+            rows, cols, groups, padded = tfq_read.q8_geometry(e.shape, e.group_size)
+            scales_at = tfq_read.align64(rows * cols) if e.layout == 0 else padded * cols
+            scales = np.frombuffer(data, "<f4", offset=scales_at).astype("<f2")
+            stored = scales if dtype == "q8f16" else scales.astype("<f4")
+            tensors.append(T(e.name, Q8F16 if dtype == "q8f16" else Q8, e.shape,
+                             data[:scales_at] + stored.tobytes(), RAW, e.layout, e.group_size))
+        metadata = f.metadata
+    with open(out, "wb") as fh:
+        fh.write(build(tensors, metadata, version=(1, 5)))
+
+
+@pytest.mark.parametrize("model", ["gpt-bpe.int8.tfq", "llama.int8.tfq"])
+def test_q8f16_runs_as_q8_with_widened_scales(model, tmp_path):
+    """§6.2: a q8f16 scale is widened to f32 and then used as q8's is. The fixture with its
+    scales rounded to binary16, once as q8f16 and once as q8 holding the same values, gives
+    the same logits in every bit (tied q8 table and two-pass layers in gpt-bpe, llama's
+    grouped-query attention), and the binary16 KV cache of int8 models."""
+    half, full = str(tmp_path / "half.tfq"), str(tmp_path / "full.tfq")
+    with_f16_scales(os.path.join(DECODE, model), half, "q8f16")
+    with_f16_scales(os.path.join(DECODE, model), full, "q8")
+    a, b = ref.Model(half), ref.Model(full)
+    assert a.file.entry("blocks.0.attn.qkv.weight").dtype == "q8f16" and a.file.version == (1, 5)
+    assert b.file.entry("blocks.0.attn.qkv.weight").dtype == "q8"
+    assert a.kv_cache == b.kv_cache == "f16"
+    assert a.blocks[0]["qkv"].two_pass == b.blocks[0]["qkv"].two_pass
+    assert a.blocks[0]["qkv"].scales.dtype == np.float32
+    np.testing.assert_array_equal(a.blocks[0]["qkv"].scales, b.blocks[0]["qkv"].scales)
+    case = next(c for c in CASES if c["model"] == model)
+    for fused in (False, True):
+        ar = ref.Arithmetic(fused)
+        caches = a.new_cache(), b.new_cache()
+        with np.errstate(over="ignore", invalid="ignore"):
+            for p, token in enumerate(case["prompt_token_ids"] + [5, 9, 2, 7]):
+                la, lb = a.step(token, p, caches[0], ar), b.step(token, p, caches[1], ar)
+                assert_same_bits(la, lb, f"{model} ({'fused' if fused else 'unfused'}), position {p}")
+    tokens, _ = ref.generate(a, case["prompt_token_ids"], 12, False, ignore_eos=True)
+    assert tokens == ref.generate(b, case["prompt_token_ids"], 12, False, ignore_eos=True)[0]
+
+
+@pytest.mark.parametrize("model", ["gpt-bpe.int8.tfq", "llama.int8.tfq"])
+def test_tfq_run_gives_the_specs_tokens_on_q8f16(model, tmp_path):
+    """tfq run on the q8f16 form of a fixture gives §11's tokens (the reference's). Skipped
+    for binaries built before format 1.5, which refuse dtype code 4."""
+    found = binaries()
+    if not found:
+        pytest.skip("no tfq binary built")
+    path = str(tmp_path / "half.tfq")
+    with_f16_scales(os.path.join(DECODE, model), path, "q8f16")
+    case = next(c for c in CASES if c["model"] == model)
+    m, ran = ref.Model(path), 0
+    for binary in found:
+        out = subprocess.run([binary, "run", path, "--prompt-ids", " ".join(map(str, case["prompt_token_ids"])),
+                              "-n", "40", "--ignore-eos", "--json"], capture_output=True, text=True)
+        if out.returncode != 0 and "dtype code 4" in out.stderr:
+            continue  # a binary from before 1.5
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout)
+        tokens, _ = ref.generate(m, case["prompt_token_ids"], 40, got["fused_multiply_add"], ignore_eos=True)
+        assert got["token_ids"] == tokens, binary
+        assert got["kv_cache"] == "f16"
+        ran += 1
+    if not ran:
+        pytest.skip("every tfq binary found predates q8f16 (unknown dtype code 4)")

@@ -37,7 +37,8 @@ HEADER_FIELDS = {  # name: (offset, struct format), section 3
     "metadata_length": (32, "Q"), "directory_offset": (40, "Q"),
     "directory_length": (48, "Q"), "index_crc32": (56, "I"), "header_crc32": (60, "I"),
 }
-F32, F16, Q8 = 1, 2, 3
+F32, F16, Q8, Q8F16 = 1, 2, 3, 4
+SCALE_FORMAT = {Q8: "<f", Q8F16: "<e"}  # §6.2: f32 scales (z = 4) or IEEE binary16 (z = 2)
 RAW, ZSTD, PLANES = 0, 1, 2
 
 
@@ -55,31 +56,35 @@ def to_planes(decoded: bytes, width: int) -> bytes:
     return bytes(decoded[i * width + p] for p in range(width) for i in range(n))
 
 
-def q8_layout0(q, scales) -> bytes:
+def q8_layout0(q, scales, dtype=Q8) -> bytes:
+    fmt = SCALE_FORMAT[dtype]
+    z = struct.calcsize(fmt)
     rows, cols = q.shape
     groups = scales.shape[1]
     s = align64(rows * cols)
-    out = bytearray(s + 4 * rows * groups)
+    out = bytearray(s + z * rows * groups)
     for r in range(rows):
         for c in range(cols):
             out[r * cols + c] = int(q[r, c]) & 0xFF
         for j in range(groups):
-            struct.pack_into("<f", out, s + 4 * (r * groups + j), float(scales[r, j]))
+            struct.pack_into(fmt, out, s + z * (r * groups + j), float(scales[r, j]))
     return bytes(out)
 
 
-def q8_layout1(q, scales) -> bytes:
+def q8_layout1(q, scales, dtype=Q8) -> bytes:
+    fmt = SCALE_FORMAT[dtype]
+    z = struct.calcsize(fmt)
     rows, cols = q.shape
     groups = scales.shape[1]
     padded = 16 * math.ceil(rows / 16)
     s = padded * cols
-    out = bytearray(s + 4 * padded * groups)  # padding rows stay zero
+    out = bytearray(s + z * padded * groups)  # padding rows stay zero
     for r in range(rows):
         for c in range(cols):
             out[(r // 16) * 16 * cols + (c // 4) * 64 + (r % 16) * 4 + c % 4] = int(q[r, c]) & 0xFF
         for j in range(groups):
-            at = s + 4 * (((r // 16) * groups + j) * 16 + r % 16)
-            struct.pack_into("<f", out, at, float(scales[r, j]))
+            at = s + z * (((r // 16) * groups + j) * 16 + r % 16)
+            struct.pack_into(fmt, out, at, float(scales[r, j]))
     return bytes(out)
 
 
@@ -107,10 +112,16 @@ def f16(name, values, encoding=RAW, **kw):
     return T(name, F16, a.shape, a.tobytes(), encoding, **kw)
 
 
-def q8(name, q, scales, group_size, layout=0, shape=None, encoding=RAW, **kw):
-    decoded = (q8_layout0 if layout == 0 else q8_layout1)(q, scales)
-    return T(name, Q8, q.shape if shape is None else shape, decoded, encoding, layout,
+def q8(name, q, scales, group_size, layout=0, shape=None, encoding=RAW, dtype=Q8, **kw):
+    decoded = (q8_layout0 if layout == 0 else q8_layout1)(q, scales, dtype)
+    return T(name, dtype, q.shape if shape is None else shape, decoded, encoding, layout,
              group_size, **kw)
+
+
+def q8f16(name, q, scales, group_size, layout=0, **kw):
+    """A q8f16 tensor (dtype 4, since 1.5): q8 with binary16 scales; `scales` must be float16
+    values (struct's "e" format would round others)."""
+    return q8(name, q, scales, group_size, layout, dtype=Q8F16, **kw)
 
 
 def stored_bytes(t: T) -> bytes:
@@ -224,8 +235,23 @@ def random_q8(seed, rows, cols, group_size):
     return q, scales
 
 
+def random_q8f16(seed, rows, cols, group_size):
+    """Like random_q8, with float16 scales, among them binary16's extremes: its smallest
+    subnormal, a subnormal, its largest finite value."""
+    rng = np.random.default_rng(seed)
+    q = rng.integers(-127, 128, (rows, cols), dtype=np.int8)
+    scales = rng.uniform(0, 0.05, (rows, cols // group_size)).astype(np.float16)
+    scales[0, 0] = 0  # an all-zero group
+    q[0, :group_size] = 0
+    extremes = [np.float16(2**-24), np.float16(3 * 2**-20), np.float16(65504)]
+    for k, v in enumerate(extremes[:scales.size - 1]):
+        scales.flat[k + 1] = v
+    return q, scales
+
+
 def dequantized(q, scales, group_size):
-    return q.astype(np.float32) * np.repeat(scales, group_size, axis=1)
+    """w = q * scale (§6.2); float16 scales are widened to float32 first."""
+    return q.astype(np.float32) * np.repeat(scales.astype(np.float32), group_size, axis=1)
 
 
 def small_file() -> bytes:
@@ -310,6 +336,77 @@ def test_q8_layout1_byte_positions(tmp_path):
     assert struct.unpack_from("<f", decoded, 32 * 8 + 4 * ((1 * 2 + 1) * 16 + 1))[0] == 0.5
     f = load(tmp_path, build([q8("m", q, scales, 4, layout=1)]))
     assert f.tensor("m")[17, 5] == np.float32(49.5)
+
+
+# q8f16 (dtype 4, since 1.5): q8 with binary16 scales, z = 2 in §6.2 and §6.4.
+
+@pytest.mark.parametrize("layout,rows,cols,g", [
+    (0, 3, 8, 4), (0, 5, 12, 12), (0, 16, 64, 16), (0, 2, 32, 32),
+    (1, 20, 8, 4), (1, 16, 16, 8), (1, 1, 12, 12), (1, 33, 8, 8),
+])
+@pytest.mark.parametrize("encoding", [RAW, ZSTD])
+def test_q8f16(tmp_path, layout, rows, cols, g, encoding):
+    q, scales = random_q8f16(rows * cols + layout, rows, cols, g)
+    f = load(tmp_path, build([q8f16("m", q, scales, g, layout, encoding=encoding)], version=(1, 5)))
+    assert f.version == (1, 5)
+    e = f.entry("m")
+    assert (e.dtype, e.layout, e.group_size, e.shape) == ("q8f16", layout, g, (rows, cols))
+    assert e.encoding == ["raw", "zstd"][encoding]
+    groups, padded = cols // g, 16 * math.ceil(rows / 16)
+    assert e.decoded_length == (align64(rows * cols) + 2 * rows * groups if layout == 0
+                                else padded * cols + 2 * padded * groups)
+    got_q, got_scales = f.q8("m")
+    assert got_q.dtype == np.int8 and got_scales.dtype == np.float32
+    np.testing.assert_array_equal(got_q, q)
+    np.testing.assert_array_equal(got_scales, scales.astype(np.float32))
+    expected = q.astype(np.float32) * np.repeat(scales.astype(np.float32), g, axis=1)
+    t = f.tensor("m")
+    assert t.dtype == np.float32
+    np.testing.assert_array_equal(t, expected)
+    f.verify()
+
+
+def test_q8f16_decoded_lengths(tmp_path):
+    """§6.4 with z = 2, next to q8's z = 4, for one [20, 8] tensor with group size 4."""
+    q, s = random_q8f16(2, 20, 8, 4)
+    f = load(tmp_path, build([q8f16("a", q, s, 4, 0), q8f16("b", q, s, 4, 1),
+                              q8("c", q, s.astype(np.float32), 4, 0), q8("d", q, s.astype(np.float32), 4, 1)]))
+    lengths = [f.entry(n).decoded_length for n in "abcd"]
+    assert lengths == [192 + 2 * 20 * 2, 256 + 2 * 32 * 2, 192 + 4 * 20 * 2, 256 + 4 * 32 * 2]
+    for a, b in (("a", "c"), ("b", "d")):  # the same values, as q8 and as q8f16
+        np.testing.assert_array_equal(f.tensor(a), f.tensor(b))
+        np.testing.assert_array_equal(f.q8(a)[1], f.q8(b)[1])
+    f.verify()
+
+
+@pytest.mark.parametrize("layout", [0, 1])
+def test_q8f16_rank_1_and_rank_3(tmp_path, layout):
+    q1, s1 = random_q8f16(1, 1, 12, 4)
+    q3, s3 = random_q8f16(3, 21, 8, 4)  # shape [3, 7, 8]: rows = 21
+    f = load(tmp_path, build([q8f16("v", q1, s1, 4, layout, shape=(12,)),
+                              q8f16("t", q3, s3, 4, layout, shape=(3, 7, 8))]))
+    np.testing.assert_array_equal(f.tensor("v"), dequantized(q1, s1, 4).reshape(12))
+    np.testing.assert_array_equal(f.tensor("t"), dequantized(q3, s3, 4).reshape(3, 7, 8))
+    np.testing.assert_array_equal(f.q8("t")[0], q3)
+    f.verify()
+
+
+def test_q8f16_byte_positions(tmp_path):
+    # Element (r=17, c=5) of a [20, 8] tensor: layout 1 puts it in block 1, quad 1, lane 1,
+    # byte 1, and scale[17][1] at S + 2·((1·2 + 1)·16 + 1), S = 32·8 (§6.2, z = 2).
+    q = np.zeros((20, 8), np.int8)
+    q[17, 5] = 99
+    scales = np.ones((20, 2), np.float16)
+    scales[17, 1] = 0.5
+    decoded = q8_layout1(q, scales, Q8F16)
+    assert len(decoded) == 32 * 8 + 2 * 32 * 2
+    assert decoded[1 * 16 * 8 + 1 * 64 + 1 * 4 + 1] == 99
+    assert decoded[32 * 8 + 2 * ((1 * 2 + 1) * 16 + 1):][:2] == b"\x00\x38"  # binary16 0.5
+    row_major = q8_layout0(q, scales, Q8F16)  # S = align64(160) = 192; scale[17][1] at 192 + 2·35
+    assert row_major[17 * 8 + 5] == 99 and row_major[192 + 2 * 35:][:2] == b"\x00\x38"
+    f = load(tmp_path, build([q8f16("m", q, scales, 4, layout=1), q8f16("r", q, scales, 4, layout=0)]))
+    assert f.tensor("m")[17, 5] == np.float32(49.5) == f.tensor("r")[17, 5]
+    assert f.q8("m")[1][17, 1] == np.float32(0.5)
 
 
 @pytest.fixture(params=["zstandard module", "zstd command"])
@@ -433,11 +530,10 @@ def test_cli(tmp_path):
 TESTDATA = Path(__file__).resolve().parent.parent / "formats" / "testdata"
 
 
-@pytest.mark.skipif(not (TESTDATA / "expected.json").exists(), reason="no formats/testdata")
-def test_formats_testdata(tmp_path):
-    """The spec's own test vectors: --json must agree with expected.json (values as f32)."""
-    for expected in json.loads((TESTDATA / "expected.json").read_text()):
-        out = run_cli(TESTDATA / expected["file"], "--json")
+def check_vectors(directory: Path):
+    """--json must agree with directory/expected.json (values as f32), --verify must pass."""
+    for expected in json.loads((directory / "expected.json").read_text()):
+        out = run_cli(directory / expected["file"], "--json")
         assert out.returncode == 0, out.stderr
         got = json.loads(out.stdout)
         assert got["metadata"] == expected["metadata"]
@@ -445,7 +541,31 @@ def test_formats_testdata(tmp_path):
         for g, e in zip(got["tensors"], expected["tensors"]):
             assert {k: g[k] for k in e if k != "values"} == {k: e[k] for k in e if k != "values"}
             np.testing.assert_array_equal(np.float32(g["values"]), np.float32(e["values"]))
-        assert run_cli(TESTDATA / expected["file"], "--verify").stdout == "OK\n"
+        assert run_cli(directory / expected["file"], "--verify").stdout == "OK\n"
+
+
+@pytest.mark.skipif(not (TESTDATA / "expected.json").exists(), reason="no formats/testdata")
+def test_formats_testdata(tmp_path):
+    """The spec's own test vectors."""
+    check_vectors(TESTDATA)
+
+
+def test_vectors_with_q8f16(tmp_path):
+    """A q8f16 vector in expected.json's form (as TestVectorTests writes it: dtype "q8f16",
+    layout by name, values as f32) goes through test_formats_testdata's check."""
+    q, s = random_q8f16(21, 18, 8, 4)
+    (tmp_path / "q8f16.tfq").write_bytes(build(
+        [q8f16("q8f16.rowmajor.g4", q[:3], s[:3], 4, 0), q8f16("q8f16.interleaved.g4", q, s, 4, 1),
+         q8f16("q8f16.rowmajor.zstd", q, s, 4, 0, encoding=ZSTD)],
+        {"kind": "model"}, version=(1, 5)))
+    tensors = [{"dtype": "q8f16", "encoding": encoding, "group_size": 4, "layout": layout, "name": name,
+                "shape": [rows, 8], "values": dequantized(q[:rows], s[:rows], 4).ravel().tolist()}
+               for name, rows, layout, encoding in [("q8f16.rowmajor.g4", 3, "row-major", "raw"),
+                                                    ("q8f16.interleaved.g4", 18, "interleaved-16x4", "raw"),
+                                                    ("q8f16.rowmajor.zstd", 18, "row-major", "zstd")]]
+    (tmp_path / "expected.json").write_text(json.dumps([{"file": "q8f16.tfq", "metadata": {"kind": "model"},
+                                                         "tensors": tensors}]))
+    check_vectors(tmp_path)
 
 
 def test_cli_errors(tmp_path):
@@ -571,9 +691,10 @@ def test_bad_names(tmp_path, name, text):
 
 
 @pytest.mark.parametrize("fix,text", [
-    (dict(dtype=0), "unknown dtype code 0"), (dict(dtype=4), "unknown dtype code 4"),
+    (dict(dtype=0), "unknown dtype code 0"), (dict(dtype=5), "unknown dtype code 5"),
     (dict(dtype=255), "unknown dtype code 255"), (dict(encoding=3), "unknown encoding code 3"),
-    (dict(layout=2), "unknown layout code 2"), (dict(layout=1), "layout 1 is only for q8"),
+    (dict(dtype=4), "group_size 0 does not divide"),  # q8f16 (since 1.5): a known code
+    (dict(layout=2), "unknown layout code 2"), (dict(layout=1), "layout 1 is only for q8 and q8f16"),
     (dict(rank=9, dims=(1,) * 8 + (20,)), "rank 9"),
     (dict(rank=2, dims=(0, 20)), "dimension < 1"),
     (dict(group_size=4), "group_size must be 0"),
@@ -615,6 +736,39 @@ def test_bad_q8_entries(tmp_path, layout, shape, g, fix, text):
     else:
         t = q8("q", q, s, g, layout, fix=fix)
     expect_error(tmp_path, build([t]), "tensor 'q'", text)
+
+
+@pytest.mark.parametrize("layout,shape,g,fix,text", [
+    (0, (2, 8), 4, dict(encoding=PLANES), "encoding zstd-planes is only for f32 and f16, not q8f16"),
+    (1, (2, 8), 4, dict(encoding=PLANES), "encoding zstd-planes is only for f32 and f16, not q8f16"),
+    (0, (2, 8), 4, dict(group_size=0), "group_size 0 does not divide"),
+    (0, (2, 8), 4, dict(group_size=3), "group_size 3 does not divide cols = 8"),
+    (0, (2, 8), 4, dict(group_size=16), "group_size 16 does not divide"),
+    (1, (2, 8), 2, {}, "layout 1 needs"),
+    (1, (2, 6), 6, {}, "layout 1 needs"),
+    (0, (2, 8), 4, dict(decoded_length=64 + 4 * 2 * 2), "decoded_length is 80, must be 72"),  # q8's z = 4
+    (0, (2, 8), 4, dict(decoded_length=2 * 8 + 2 * 2 * 2), "must be 72"),                     # no gap
+    (1, (2, 8), 4, dict(decoded_length=128 + 4 * 16 * 2), "decoded_length is 256, must be 192"),
+    (1, (2, 8), 4, dict(decoded_length=2 * 8 + 2 * 2 * 2), "must be 192"),                    # no padding rows
+    (0, (2, 8), 4, dict(rank=2, dims=(2**61, 8)), "overflows 64 bits"),
+    (1, (2, 8), 4, dict(rank=2, dims=(2**61 - 16, 8)), "overflows 64 bits"),  # 8R fits, 8R + 4R does not
+    (0, (2, 8), 4, dict(rank=2, dims=(2**60 + 2**58, 8), decoded_length=15 * 2**60),
+     "raw tensor has stored_length"),  # 12·rows fits in 64 bits (q8's 16·rows would not)
+    (0, (2, 8), 4, dict(rank=0, dims=()), "a q8f16 tensor must have rank >= 1"),
+    (0, (2, 8), 4, dict(dtype=Q8), "decoded_length is 72, must be 80"),  # q8f16 bytes labelled q8
+])
+def test_bad_q8f16_entries(tmp_path, layout, shape, g, fix, text):
+    q, s = random_q8f16(0, shape[0], shape[1], g)
+    if layout == 1 and (shape[1] % 4 or g % 4):  # no valid layout-1 bytes exist: use layout 0's
+        t = q8f16("q", q, s, g, 0, fix=dict(layout=1))
+    else:
+        t = q8f16("q", q, s, g, layout, fix=fix)
+    expect_error(tmp_path, build([t], version=(1, 5)), "tensor 'q'", text)
+
+
+def test_q8_layout_and_planes_refused_for_floats(tmp_path):
+    expect_error(tmp_path, build([f16("h", [1.0, 2.0], fix=dict(layout=1))]),
+                 "tensor 'h'", "layout 1 is only for q8 and q8f16, not f16")
 
 
 def test_tensors_overlapping(tmp_path):
@@ -693,6 +847,84 @@ def test_bad_q8_values(tmp_path, layout, edit, text):
     expect_error(tmp_path, bad_q8(layout, edit), "tensor 'm'", text, verify=True)
 
 
+def f16_bits(bits):
+    """An edit of a float16 scale array setting scale[3][1] to the binary16 with these bits."""
+    return lambda q, s: s.view(np.uint16).__setitem__((3, 1), bits)
+
+
+def bad_q8f16(layout, edit):
+    q, s = random_q8f16(7, 20, 8, 4)
+    edit(q, s)
+    return build([q8f16("m", q, s, 4, layout)], version=(1, 5))
+
+
+@pytest.mark.parametrize("layout", [0, 1])
+@pytest.mark.parametrize("edit,text", [
+    (lambda q, s: q.__setitem__((19, 7), -128), "value -128 at [row, col] [19, 7]"),
+    (lambda q, s: q.__setitem__((0, 0), -128), "value -128 at [row, col] [0, 0]"),
+    (f16_bits(0xB800), "scale[3][1] = -0.5 is not finite, >= 0"),    # -0.5
+    (f16_bits(0x8001), "scale[3][1]"),                                # the negative smallest subnormal
+    (f16_bits(0xFBFF), "scale[3][1] = -65504.0"),                     # the most negative finite
+    (f16_bits(0x7E00), "scale[3][1] = nan"),                          # quiet NaN
+    (f16_bits(0x7C01), "scale[3][1] = nan"),                          # signalling NaN
+    (f16_bits(0xFE00), "scale[3][1] = nan"),                          # negative NaN
+    (f16_bits(0x7C00), "scale[3][1] = inf"),
+    (f16_bits(0xFC00), "scale[3][1] = -inf"),
+], ids=["-128 last", "-128 first", "negative", "negative subnormal", "-65504", "nan", "snan",
+        "-nan", "inf", "-inf"])
+def test_bad_q8f16_values(tmp_path, layout, edit, text):
+    buf = bad_q8f16(layout, edit)
+    f = load(tmp_path, buf)  # the values are checked when read (verify, q8, tensor), not at open
+    with pytest.raises(TFQFormatError, match="tensor 'm'"):
+        f.tensor("m")
+    expect_error(tmp_path, buf, "tensor 'm'", text, verify=True)
+
+
+def test_q8f16_extreme_valid_scales(tmp_path):
+    """binary16's smallest subnormal and largest finite value are valid scales, widened to
+    float32 exactly."""
+    q, s = random_q8f16(11, 4, 8, 4)
+    s.view(np.uint16)[1, :] = [0x0001, 0x7BFF]   # 2^-24 and 65504
+    f = load(tmp_path, build([q8f16("m", q, s, 4)], version=(1, 5)))
+    f.verify()
+    assert f.q8("m")[1][1].tolist() == [2.0**-24, 65504.0]
+    np.testing.assert_array_equal(f.tensor("m"), dequantized(q, s, 4))
+
+
+@pytest.mark.parametrize("at,text", [(20 * 8, "padding after the values"),
+                                     (20 * 8 + 31, "padding after the values")])
+def test_q8f16_layout0_gap_not_zero(tmp_path, at, text):
+    q, s = random_q8f16(7, 20, 8, 4)
+    decoded = bytearray(q8_layout0(q, s, Q8F16))
+    assert len(decoded) == 192 + 2 * 20 * 2
+    decoded[at] = 1
+    expect_error(tmp_path, build([T("m", Q8F16, (20, 8), bytes(decoded), RAW, 0, 4)]), "tensor 'm'",
+                 text, verify=True)
+
+
+@pytest.mark.parametrize("at,text", [(16 * 8 + 4 * 4, "padding rows' values"),
+                                     (32 * 8 - 1, "padding rows' values"),
+                                     (32 * 8 + 2 * (2 * 16 + 5) + 1, "padding rows' scales"),
+                                     (32 * 8 + 2 * (3 * 16 + 15), "padding rows' scales")])
+@pytest.mark.parametrize("encoding", [RAW, ZSTD])
+def test_q8f16_layout1_padding_not_zero(tmp_path, at, text, encoding):
+    q, s = random_q8f16(7, 20, 8, 4)
+    decoded = bytearray(q8_layout1(q, s, Q8F16))
+    assert len(decoded) == 32 * 8 + 2 * 32 * 2
+    decoded[at] = 1
+    expect_error(tmp_path, build([T("m", Q8F16, (20, 8), bytes(decoded), encoding, 1, 4)]),
+                 "tensor 'm'", text, verify=True)
+
+
+def test_q8f16_padding_scale_negative_zero(tmp_path):
+    """A padding row's scale must be 0: the bytes of -0.0 are not zero."""
+    q, s = random_q8f16(7, 20, 8, 4)
+    decoded = bytearray(q8_layout1(q, s, Q8F16))
+    decoded[32 * 8 + 2 * (2 * 16 + 4) + 1] = 0x80  # scale[20][0] = -0.0
+    expect_error(tmp_path, build([T("m", Q8F16, (20, 8), bytes(decoded), RAW, 1, 4)]),
+                 "tensor 'm'", "padding rows' scales", verify=True)
+
+
 @pytest.mark.parametrize("at,text", [(20 * 8, "padding after the values")])
 def test_q8_layout0_padding_not_zero(tmp_path, at, text):
     q, s = random_q8(7, 20, 8, 4)
@@ -717,7 +949,9 @@ def test_q8_layout1_padding_not_zero(tmp_path, at, text):
 def fuzz_base() -> bytes:
     q, s = random_q8(9, 5, 8, 4)
     return build([f32("a", F32_VALUES), f16("b", [1.0, 2.0], encoding=PLANES),
-                  q8("c", q, s, 4, layout=1), q8("d", q, s, 4, layout=0, encoding=ZSTD)],
+                  q8("c", q, s, 4, layout=1), q8("d", q, s, 4, layout=0, encoding=ZSTD),
+                  q8f16("e", q, s.astype(np.float16), 4, layout=1),
+                  q8f16("f", q, s.astype(np.float16), 4, layout=0, encoding=ZSTD)],
                  {"kind": "model", "config": {"dim": 8}})
 
 

@@ -9,7 +9,7 @@ else with the `zstd` command-line tool.
 
     import tfq_read
     with tfq_read.read("model.tfq") as f:     # checks every invariant of §7, in order
-        f.verify()                             # tensor CRCs, full decode, q8 value checks
+        f.verify()                             # tensor CRCs, full decode, q8/q8f16 value checks
         w = f.tensor("blocks.0.ffn.up.weight") # float32 numpy array of the tensor's shape
 
 Command line:  tfq_read.py FILE [--json | --verify]
@@ -50,8 +50,11 @@ SUPPORTED_MAJOR = 1
 # their bytes are already in the file.
 MAX_ZSTD_DECODED = 1 << 34
 
-DTYPES = {1: ("f32", 4), 2: ("f16", 2), 3: ("q8", 1)}  # code: (name, element size), §6.1
+DTYPES = {1: ("f32", 4), 2: ("f16", 2), 3: ("q8", 1), 4: ("q8f16", 1)}  # code: (name, element size), §6.1
 DTYPES_BY_NAME = {name: size for name, size in DTYPES.values()}
+# §6.2: the int8 dtypes and their scales' numpy type; its size is the z of §6.2 and §6.4.
+# "q8" in the spec (and in this module's names) stands for both, outside §6.2's formulas.
+Q8_SCALES = {"q8": np.dtype("<f4"), "q8f16": np.dtype("<f2")}
 ENCODINGS = {0: "raw", 1: "zstd", 2: "zstd-planes"}     # §6.3
 LAYOUTS = {0: "row-major", 1: "interleaved-16x4"}        # §6.2
 
@@ -256,10 +259,10 @@ def _check_entry(path, r: _RawEntry, seen: dict, file_length: int) -> Entry:
     if r.layout not in LAYOUTS:
         raise _err(path, where, f"unknown layout code {r.layout}")
     dtype, encoding = DTYPES[r.dtype][0], ENCODINGS[r.encoding]
-    if r.layout != 0 and dtype != "q8":
-        raise _err(path, where, f"layout {r.layout} is only for q8, not {dtype}")
-    if encoding == "zstd-planes" and dtype == "q8":
-        raise _err(path, where, "encoding zstd-planes is only for f32 and f16")
+    if r.layout != 0 and dtype not in Q8_SCALES:
+        raise _err(path, where, f"layout {r.layout} is only for q8 and q8f16, not {dtype}")
+    if encoding == "zstd-planes" and dtype in Q8_SCALES:
+        raise _err(path, where, f"encoding zstd-planes is only for f32 and f16, not {dtype}")
     if r.rank > MAX_RANK:
         raise _err(path, where, f"rank {r.rank} is over {MAX_RANK}")
     if any(d < 1 for d in r.dims):
@@ -294,12 +297,12 @@ def _check_name(path, r: _RawEntry, seen: dict) -> str:
 
 def _check_group(path, where: str, dtype: str, r: _RawEntry) -> None:
     g = r.group_size
-    if dtype != "q8":
+    if dtype not in Q8_SCALES:
         if g != 0:
             raise _err(path, where, f"group_size must be 0 for {dtype}, is {g}")
         return
     if r.rank < 1:
-        raise _err(path, where, "a q8 tensor must have rank >= 1")
+        raise _err(path, where, f"a {dtype} tensor must have rank >= 1")
     cols = r.dims[-1]
     if g < 1 or cols % g:
         raise _err(path, where, f"group_size {g} does not divide cols = {cols}")
@@ -311,12 +314,13 @@ def _check_group(path, where: str, dtype: str, r: _RawEntry) -> None:
 def _decoded_length(dtype: str, layout: int, dims: tuple[int, ...], g: int) -> int:
     """§6.4. Every intermediate value is <= the result, so the caller's check of the result
     against 2**64 is the same as checking each step for 64-bit overflow."""
-    if dtype != "q8":
+    if dtype not in Q8_SCALES:
         return DTYPES_BY_NAME[dtype] * math.prod(dims)
+    z = Q8_SCALES[dtype].itemsize  # 4 for q8, 2 for q8f16
     rows, cols, groups, padded = q8_geometry(dims, g)
     if layout == 0:
-        return align64(rows * cols) + 4 * rows * groups
-    return padded * cols + 4 * padded * groups
+        return align64(rows * cols) + z * rows * groups
+    return padded * cols + z * padded * groups
 
 
 def _check_placement(path, where: str, encoding: str, r: _RawEntry, file_length: int) -> None:
@@ -562,9 +566,10 @@ class TFQFile:
         return data
 
     def tensor(self, name: str) -> np.ndarray:
-        """The tensor as float32 of its shape; q8 is dequantized, w = q * scale (§6.2)."""
+        """The tensor as float32 of its shape; q8 and q8f16 are dequantized, w = q * scale
+        (§6.2, a q8f16 scale widened to float32 first)."""
         e = self.entry(name)
-        if e.dtype == "q8":
+        if e.dtype in Q8_SCALES:
             q, scales = self.q8(name)
             rows, _, groups, _ = q8_geometry(e.shape, e.group_size)
             w = q.reshape(rows, groups, e.group_size).astype(np.float32) * scales[:, :, None]
@@ -574,29 +579,32 @@ class TFQFile:
 
     def q8(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(q int8 [rows, cols], scales float32 [rows, G]) in logical row order, either
-        layout, with the value checks of §6.2 (no -128, scales finite and >= 0, zero padding)."""
+        layout, with the value checks of §6.2 (no -128, scales finite and >= 0, zero padding).
+        A q8f16 tensor's f16 scales are widened to float32, which is exact (§6.2)."""
         e = self.entry(name)
-        if e.dtype != "q8":
-            raise ValueError(f"{self.path}: tensor {name!r} is {e.dtype}, not q8")
+        if e.dtype not in Q8_SCALES:
+            raise ValueError(f"{self.path}: tensor {name!r} is {e.dtype}, not q8 or q8f16")
+        scale_type = Q8_SCALES[e.dtype]
         data = self.decoded_bytes(name)
         rows, cols, groups, padded = q8_geometry(e.shape, e.group_size)
         if e.layout == 0:
             values_end, scales_start = rows * cols, align64(rows * cols)
             q = np.frombuffer(data, np.int8, rows * cols).reshape(rows, cols)
-            scales = np.frombuffer(data, "<f4", rows * groups, scales_start).reshape(rows, groups)
+            scales = np.frombuffer(data, scale_type, rows * groups, scales_start).reshape(rows, groups)
             self._check_zero(name, "padding after the values", data[values_end:scales_start])
         else:
             q = (np.frombuffer(data, np.int8, padded * cols)
                  .reshape(padded // 16, cols // 4, 16, 4).transpose(0, 2, 1, 3)
                  .reshape(padded, cols))
-            scales = (np.frombuffer(data, "<f4", padded * groups, padded * cols)
+            scales = (np.frombuffer(data, scale_type, padded * groups, padded * cols)
                       .reshape(padded // 16, groups, 16).transpose(0, 2, 1)
                       .reshape(padded, groups))
             self._check_zero(name, "padding rows' values", q[rows:].tobytes())
-            self._check_zero(name, "padding rows' scales", scales[rows:].tobytes())
+            self._check_zero(name, "padding rows' scales", scales[rows:].tobytes())  # stored bytes
             q, scales = q[:rows], scales[:rows]
+        scales = scales.astype(np.float32)  # f32 as it is; f16 widened exactly (NaN, inf kept)
         self._check_q8_values(name, q, scales)
-        return np.ascontiguousarray(q), scales.astype(np.float32)
+        return np.ascontiguousarray(q), scales
 
     def _check_zero(self, name: str, what: str, data: bytes) -> None:
         if any(data):
@@ -619,7 +627,7 @@ class TFQFile:
             if crc != e.crc32:
                 raise _err(self.path, f"tensor {e.name!r}",
                            f"crc32 stored {e.crc32:#010x}, computed {crc:#010x}")
-            if e.dtype == "q8":
+            if e.dtype in Q8_SCALES:
                 self.q8(e.name)
             else:
                 self.decoded_bytes(e.name)

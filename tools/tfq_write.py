@@ -23,7 +23,7 @@ MAGIC = b"\x89TFQ\r\n\x1a\n"
 HEADER = struct.Struct("<8sHHIQQQQQII")   # §3
 ENTRY_CODES = struct.Struct("<BBBBI")     # §5: dtype, encoding, layout, rank, group_size
 ENTRY_TAIL = struct.Struct("<QQQI")       # §5: offset, stored_length, decoded_length, crc32
-VERSION = (1, 4)
+VERSION = (1, 5)
 F32, RAW, ROW_MAJOR = 1, 0, 0             # §6.1, §6.3, §6.2 codes
 MAX_NAME, MAX_RANK = 1024, 8
 

@@ -1,3 +1,4 @@
+import TFQFormat
 import TFQModel
 
 /// What `tfq export` writes.
@@ -52,6 +53,16 @@ public struct ExportOptions: Sendable {
         case fp16
     }
 
+    /// How int8 export stores the group scales.
+    public enum ScalePrecision: String, Sendable, CaseIterable {
+        /// IEEE half precision (`q8f16`): 2 bytes a group. A scale rounds to 11 significant
+        /// bits, and the weights are quantized with the rounded scale, so the error grows by
+        /// at most that rounding (2⁻¹¹ of the scale).
+        case f16
+        /// fp32 (`q8`): 4 bytes a group, readable by tfq files before format 1.5.
+        case f32
+    }
+
     /// How the weight matrices are stored.
     public var precision: Precision
     /// int8: how the vocabulary tables are stored.
@@ -59,6 +70,10 @@ public struct ExportOptions: Sendable {
     /// int8 export: the first this many blocks quantize their layers' inputs in two int8
     /// passes at run time (formats/tfq.md §8, `two_pass_activations`).
     public var twoPassLayers = 1
+    /// int8: how the group scales are stored (f16: `q8f16`, f32: `q8`).
+    public var scales: ScalePrecision = .f16
+    /// The dtype of the int8 tensors ``scales`` makes.
+    public var int8DType: DType { scales == .f16 ? .q8f16 : .q8 }
     /// int8: the scale groups of every quantized matrix (the tables' too unless ``tableGroupSize`` is set).
     public var groupSize: GroupSize = .auto
     /// int8: the vocabulary tables' group size (nil: `groupSize`). A table's rounding error

@@ -223,19 +223,22 @@ public enum Exporter {
                     let bytes: [UInt8]
                     // Each H is freed once its last layer is chosen.
                     if let hessian = hessians.removeValue(forKey: tensor.name), hessian.columns == columns,
-                       let q = GPTQ.quantize(values, rows: rows, columns: columns, groupSize: group, hessian: hessian.doubles,
-                                             damping: Calibration.damping, pool: pool) {
+                       let q = GPTQ.quantize(values, rows: rows, columns: columns, groupSize: group, dtype: options.int8DType,
+                                             hessian: hessian.doubles, damping: Calibration.damping, pool: pool) {
                         bytes = try q.values.withUnsafeBufferPointer { v in
                             try q.scales.withUnsafeBufferPointer { s in
-                                try Q8Codec.pack(values: v, scales: s, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4)
+                                try Q8Codec.pack(values: v, scales: s, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4,
+                                                 dtype: options.int8DType)
                             }
                         }
                         chosen.insert(tensor.name)
                     } else {
-                        bytes = try Q8Codec.encode(values, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4)
+                        bytes = try Q8Codec.encode(values, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4,
+                                                   dtype: options.int8DType)
                     }
                     let info = try bytes.withUnsafeBytes {
-                        try writer.add(name: tensor.name, dtype: .q8, shape: tensor.shape, layout: .interleaved16x4, groupSize: group, bytes: $0)
+                        try writer.add(name: tensor.name, dtype: options.int8DType, shape: tensor.shape, layout: .interleaved16x4,
+                                       groupSize: group, bytes: $0)
                     }
                     errors[tensor.name] = relativeError(values, bytes.withUnsafeBytes { Q8Codec.decode($0, info: info) })
                 case .fp16 where tensor.shape.count == 2, .int8 where halves.contains(tensor.name):

@@ -1,3 +1,4 @@
+import TFQFormat
 import TFQKernels
 
 /// GPTQ (Frantar et al., 2022): int8 weights chosen for what the layer computes rather than
@@ -20,7 +21,7 @@ enum GPTQ {
     /// `hessian` [columns × columns]. `damping` × the mean of H's diagonal is added to the
     /// diagonal, tenfold more for each retry while H is not positive definite; nil if it never
     /// is (the caller then rounds plainly).
-    static func quantize(_ weights: UnsafeBufferPointer<Float>, rows: Int, columns: Int, groupSize: Int,
+    static func quantize(_ weights: UnsafeBufferPointer<Float>, rows: Int, columns: Int, groupSize: Int, dtype: DType = .q8,
                          hessian: [Double], damping: Double = Calibration.damping, pool: ThreadPool) -> Quantized? {
         precondition(weights.count == rows * columns && hessian.count == columns * columns && columns % groupSize == 0)
         var h = hessian
@@ -53,7 +54,7 @@ enum GPTQ {
                         defer { w.deallocate() }
                         for r in range {
                             for c in 0..<columns { w[c] = dead[c] ? 0 : weights[r * columns + c] }
-                            quantizeRow(w, columns: columns, groupSize: groupSize, u: u,
+                            quantizeRow(w, columns: columns, groupSize: groupSize, dtype: dtype, u: u,
                                         values: valuesOut.baseAddress! + r * columns, scales: scalesOut.baseAddress! + r * groups)
                         }
                     }
@@ -64,18 +65,18 @@ enum GPTQ {
     }
 
     /// One row's sweep: `w` is updated in place as columns are quantized.
-    static func quantizeRow(_ w: UnsafeMutablePointer<Float>, columns: Int, groupSize: Int, u: UnsafeBufferPointer<Float>,
-                            values: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
+    static func quantizeRow(_ w: UnsafeMutablePointer<Float>, columns: Int, groupSize: Int, dtype: DType = .q8,
+                            u: UnsafeBufferPointer<Float>, values: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
         var scale: Float = 0
         for i in 0..<columns {
             if i % groupSize == 0 {
                 var maximum: Float = 0
                 for c in i..<(i + groupSize) { maximum = max(maximum, abs(w[c])) }
-                scale = maximum / 127
+                scale = Q8Codec.scale(maxAbs: maximum, dtype: dtype)
                 scales[i / groupSize] = scale
             }
             // The same rounding as Q8Codec.encode.
-            let q = scale == 0 ? 0 : max(-127, min(127, (w[i] / scale).rounded()))
+            let q = Float(Q8Codec.quantize(w[i], scale: scale))
             values[i] = Int8(q)
             let error = (w[i] - q * scale) / u[i * columns + i]
             let row = u.baseAddress! + i * columns

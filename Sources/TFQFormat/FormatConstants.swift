@@ -5,7 +5,7 @@ public enum TFQFormatSpec {
     /// The major version this code reads and writes (formats/tfq.md §4).
     public static let versionMajor: UInt16 = 1
     /// The minor version of the specification the writer implements (formats/tfq.md §4).
-    public static let versionMinor: UInt16 = 4
+    public static let versionMinor: UInt16 = 5
     /// The header's size in bytes; every block and tensor starts at or after it (formats/tfq.md §3).
     public static let headerSize = 64
     /// Raw tensors start on cache-line (and `SIMD16<Float>`) boundaries: see formats/tfq.md §2.
@@ -33,22 +33,37 @@ public enum DType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case f16 = 2
     /// int8 values with one f32 scale per group along the last dimension.
     case q8 = 3
+    /// int8 values with one f16 scale per group (since 1.5): `q8` with half the scale bytes.
+    case q8f16 = 4
 
-    /// The dtype's name in formats/tfq.md §6.1: "f32", "f16" or "q8".
+    /// The dtype's name in formats/tfq.md §6.1: "f32", "f16", "q8" or "q8f16".
     public var description: String {
         switch self {
         case .f32: return "f32"
         case .f16: return "f16"
         case .q8: return "q8"
+        case .q8f16: return "q8f16"
         }
     }
 
-    /// Bytes per element for the float dtypes; `q8` is 1 plus its scales.
+    /// Bytes per element for the float dtypes; the int8 dtypes are 1 plus their scales.
     public var elementSize: Int {
         switch self {
         case .f32: return 4
         case .f16: return 2
-        case .q8: return 1
+        case .q8, .q8f16: return 1
+        }
+    }
+
+    /// Whether the tensor holds int8 values with per-group scales (formats/tfq.md §6.2).
+    public var isInt8: Bool { self == .q8 || self == .q8f16 }
+
+    /// Bytes per scale of an int8 dtype (4 for `q8`, 2 for `q8f16`); 0 for the others.
+    public var scaleSize: Int {
+        switch self {
+        case .q8: return 4
+        case .q8f16: return 2
+        case .f32, .f16: return 0
         }
     }
 }
@@ -70,7 +85,7 @@ public enum Encoding: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     }
 }
 
-/// The arrangement of a `q8` tensor's values and scales (formats/tfq.md §6.2).
+/// The arrangement of an int8 tensor's values and scales (formats/tfq.md §6.2).
 public enum Q8Layout: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case rowMajor = 0
     /// Blocks of 16 rows × 4 consecutive values: one 64-byte load feeds 16 dot-product lanes.

@@ -1,75 +1,104 @@
-/// Symmetric int8 quantization with one f32 scale per group, and the byte layouts of the
-/// `q8` dtype (formats/tfq.md §6.2).
+/// Symmetric int8 quantization with one scale per group, and the byte layouts of the `q8`
+/// (f32 scales) and `q8f16` (f16 scales) dtypes (formats/tfq.md §6.2).
 public enum Q8Codec {
+    /// The scale of a group whose largest magnitude is `maxAbs`, as `dtype` stores it:
+    /// `maxAbs / 127`, for `q8f16` rounded to binary16 (to nearest even). Values quantized
+    /// with the stored scale, so the rounding of the scale costs no accuracy beyond itself.
+    @inline(__always)
+    public static func scale(maxAbs: Float, dtype: DType) -> Float {
+        let scale = maxAbs / 127
+        return dtype == .q8f16 ? Float(Float16(scale)) : scale
+    }
+
+    /// round-half-away(w / scale) within ±127 (a binary16 scale may have rounded down, taking
+    /// the group's largest value a little past 127); 0 where the scale is 0.
+    @inline(__always)
+    public static func quantize(_ w: Float, scale: Float) -> Int8 {
+        guard scale > 0 else { return 0 }
+        return Int8(max(-127, min(127, (w / scale).rounded())))
+    }
+
     /// Quantizes a row-major `[rows, cols]` matrix and lays out values and scales as `layout`
-    /// says. `groupSize` must divide `cols` (and the layout's own conditions must hold).
+    /// and `dtype` (`q8` or `q8f16`) say. `groupSize` must divide `cols` (and the layout's own
+    /// conditions must hold).
     public static func encode(_ weights: UnsafeBufferPointer<Float>, rows: Int, cols: Int, groupSize: Int,
-                              layout: Q8Layout) throws -> [UInt8] {
-        precondition(weights.count == rows * cols)
-        let length = try TensorGeometry.decodedLength(dtype: .q8, layout: layout, shape: [rows, cols], groupSize: groupSize).get()
+                              layout: Q8Layout, dtype: DType = .q8) throws -> [UInt8] {
+        precondition(weights.count == rows * cols && dtype.isInt8)
         let groups = cols / groupSize
-        var out = [UInt8](repeating: 0, count: length)
-        out.withUnsafeMutableBytes { bytes in
-            let scalesStart = scalesOffset(rows: rows, cols: cols, layout: layout)
-            for r in 0..<rows {
-                for g in 0..<groups {
-                    let start = r * cols + g * groupSize
-                    var maxAbs: Float = 0
-                    for c in start..<(start + groupSize) { maxAbs = max(maxAbs, abs(weights[c])) }
-                    let scale = maxAbs / 127
-                    for c in 0..<groupSize {
-                        let column = g * groupSize + c
-                        let q = scale == 0 ? 0 : Int8(clamping: Int((weights[start + c] / scale).rounded()))
-                        bytes[valueOffset(row: r, col: column, cols: cols, layout: layout)] = UInt8(bitPattern: max(q, -127))
-                    }
-                    let at = scalesStart + 4 * scaleIndex(row: r, group: g, groups: groups, layout: layout)
-                    bytes.storeBytes(of: scale.bitPattern.littleEndian, toByteOffset: at, as: UInt32.self)
-                }
+        var values = [Int8](repeating: 0, count: rows * cols), scales = [Float](repeating: 0, count: rows * groups)
+        for r in 0..<rows {
+            for g in 0..<groups {
+                let start = r * cols + g * groupSize
+                var maxAbs: Float = 0
+                for c in start..<(start + groupSize) { maxAbs = max(maxAbs, abs(weights[c])) }
+                let scale = scale(maxAbs: maxAbs, dtype: dtype)
+                for c in start..<(start + groupSize) { values[c] = quantize(weights[c], scale: scale) }
+                scales[r * groups + g] = scale
             }
         }
-        return out
+        return try values.withUnsafeBufferPointer { v in
+            try scales.withUnsafeBufferPointer { s in
+                try pack(values: v, scales: s, rows: rows, cols: cols, groupSize: groupSize, layout: layout, dtype: dtype)
+            }
+        }
     }
 
     /// Lays out already-quantized values (row-major `[rows, cols]`, none −128) and their
-    /// scales (row-major `[rows, cols / groupSize]`) as `layout` says: an import keeps a
-    /// quantized checkpoint's own values instead of quantizing twice.
+    /// scales (row-major `[rows, cols / groupSize]`) as `layout` and `dtype` say: an import
+    /// keeps a quantized checkpoint's own values instead of quantizing twice. For `q8f16`
+    /// every scale must be a binary16 value already (``scale(maxAbs:dtype:)`` makes them).
     public static func pack(values: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>, rows: Int, cols: Int,
-                            groupSize: Int, layout: Q8Layout) throws -> [UInt8] {
+                            groupSize: Int, layout: Q8Layout, dtype: DType = .q8) throws -> [UInt8] {
         let groups = cols / groupSize
-        precondition(values.count == rows * cols && scales.count == rows * groups)
-        let length = try TensorGeometry.decodedLength(dtype: .q8, layout: layout, shape: [rows, cols], groupSize: groupSize).get()
+        precondition(values.count == rows * cols && scales.count == rows * groups && dtype.isInt8)
+        let length = try TensorGeometry.decodedLength(dtype: dtype, layout: layout, shape: [rows, cols], groupSize: groupSize).get()
         var out = [UInt8](repeating: 0, count: length)
         out.withUnsafeMutableBytes { bytes in
             let scalesStart = scalesOffset(rows: rows, cols: cols, layout: layout)
             for r in 0..<rows {
                 for c in 0..<cols { bytes[valueOffset(row: r, col: c, cols: cols, layout: layout)] = UInt8(bitPattern: values[r * cols + c]) }
                 for g in 0..<groups {
-                    let at = scalesStart + 4 * scaleIndex(row: r, group: g, groups: groups, layout: layout)
-                    bytes.storeBytes(of: scales[r * groups + g].bitPattern.littleEndian, toByteOffset: at, as: UInt32.self)
+                    let at = scalesStart + dtype.scaleSize * scaleIndex(row: r, group: g, groups: groups, layout: layout)
+                    let scale = scales[r * groups + g]
+                    if dtype == .q8f16 {
+                        let half = Float16(scale)
+                        precondition(Float(half) == scale, "a q8f16 scale must be a binary16 value")
+                        bytes.storeBytes(of: half.bitPattern.littleEndian, toByteOffset: at, as: UInt16.self)
+                    } else {
+                        bytes.storeBytes(of: scale.bitPattern.littleEndian, toByteOffset: at, as: UInt32.self)
+                    }
                 }
             }
         }
         return out
     }
 
-    /// The dequantized `[rows, cols]` matrix, row-major, of a `q8` tensor's decoded bytes.
+    /// The scale stored at byte `offset` of an int8 tensor's decoded bytes, as a float.
+    @inline(__always)
+    public static func storedScale(_ bytes: UnsafeRawBufferPointer, at offset: Int, dtype: DType) -> Float {
+        if dtype == .q8f16 {
+            return Float(Float16(bitPattern: UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self))))
+        }
+        return Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+    }
+
+    /// The dequantized `[rows, cols]` matrix, row-major, of an int8 tensor's decoded bytes.
     public static func decode(_ bytes: UnsafeRawBufferPointer, info: TensorInfo) -> [Float] {
-        precondition(info.dtype == .q8 && bytes.count == info.decodedLength)
+        precondition(info.dtype.isInt8 && bytes.count == info.decodedLength)
         let rows = info.rows, cols = info.columns, groups = cols / info.groupSize
         let scalesStart = scalesOffset(rows: rows, cols: cols, layout: info.layout)
         var out = [Float](repeating: 0, count: rows * cols)
         for r in 0..<rows {
             for c in 0..<cols {
                 let q = Int8(bitPattern: bytes[valueOffset(row: r, col: c, cols: cols, layout: info.layout)])
-                let at = scalesStart + 4 * scaleIndex(row: r, group: c / info.groupSize, groups: groups, layout: info.layout)
-                let scale = Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
-                out[r * cols + c] = Float(q) * scale
+                let at = scalesStart + info.dtype.scaleSize * scaleIndex(row: r, group: c / info.groupSize, groups: groups, layout: info.layout)
+                out[r * cols + c] = Float(q) * storedScale(bytes, at: at, dtype: info.dtype)
             }
         }
         return out
     }
 
-    /// Where the scales start in a q8 tensor's decoded bytes (formats/tfq.md §6.2).
+    /// Where the scales start in an int8 tensor's decoded bytes (formats/tfq.md §6.2).
     public static func scalesOffset(rows: Int, cols: Int, layout: Q8Layout) -> Int {
         layout == .rowMajor ? TensorGeometry.alignUp(rows * cols)! : paddedRows(rows) * cols
     }

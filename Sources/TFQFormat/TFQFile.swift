@@ -118,13 +118,13 @@ public final class TFQFile: @unchecked Sendable {
         return UnsafeRawBufferPointer(rebasing: mapping.bytes[info.offset..<(info.offset + info.storedLength)])
     }
 
-    /// A tensor's values as fp32, row-major: f32 copied, f16 widened, q8 dequantized.
+    /// A tensor's values as fp32, row-major: f32 copied, f16 widened, q8 and q8f16 dequantized.
     public func floats(_ info: TensorInfo) -> [Float] {
         let bytes = bytes(info)
         switch info.dtype {
         case .f32: return Array(bytes.bindMemory(to: Float.self))
         case .f16: return bytes.bindMemory(to: Float16.self).map(Float.init)
-        case .q8: return Q8Codec.decode(bytes, info: info)
+        case .q8, .q8f16: return Q8Codec.decode(bytes, info: info)
         }
     }
 
@@ -140,16 +140,16 @@ public final class TFQFile: @unchecked Sendable {
         }
     }
 
-    /// The full check of `tfq verify`: every checksum, then every `q8` tensor's values.
+    /// The full check of `tfq verify`: every checksum, then every int8 tensor's values.
     public func verify() throws {
         try verifyChecksums()
         try verifyValues()
     }
 
-    /// Checks what checksums cannot: every `q8` tensor's values (no −128, scales finite and
-    /// ≥ 0, layout 0's gap before the scales and layout 1's padding rows all zero).
+    /// Checks what checksums cannot: every `q8` and `q8f16` tensor's values (no −128, scales
+    /// finite and ≥ 0, layout 0's gap before the scales and layout 1's padding rows all zero).
     public func verifyValues() throws {
-        for info in tensors where info.dtype == .q8 { try verifyQ8Values(info) }
+        for info in tensors where info.dtype.isInt8 { try verifyQ8Values(info) }
     }
 
     private func verifyQ8Values(_ info: TensorInfo) throws {
@@ -164,8 +164,8 @@ public final class TFQFile: @unchecked Sendable {
         if let at = bytes[valuesEnd..<scalesStart].firstIndex(where: { $0 != 0 }) {
             throw bad("byte \(at) between the values and the scales is not zero")
         }
-        for offset in stride(from: scalesStart, to: bytes.count, by: 4) {
-            let scale = Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+        for offset in stride(from: scalesStart, to: bytes.count, by: info.dtype.scaleSize) {
+            let scale = Q8Codec.storedScale(bytes, at: offset, dtype: info.dtype)
             if !scale.isFinite || scale < 0 { throw bad("has an invalid scale \(scale)") }
         }
         guard info.layout == .interleaved16x4 else { return }
@@ -174,8 +174,8 @@ public final class TFQFile: @unchecked Sendable {
                 throw bad("padding row \(row) holds a non-zero value")
             }
             for group in 0..<groups {
-                let at = scalesStart + 4 * Q8Codec.scaleIndex(row: row, group: group, groups: groups, layout: info.layout)
-                if bytes.loadUnaligned(fromByteOffset: at, as: UInt32.self) != 0 { throw bad("padding row \(row) has a non-zero scale") }
+                let at = scalesStart + info.dtype.scaleSize * Q8Codec.scaleIndex(row: row, group: group, groups: groups, layout: info.layout)
+                if bytes[at..<(at + info.dtype.scaleSize)].contains(where: { $0 != 0 }) { throw bad("padding row \(row) has a non-zero scale") }
             }
         }
     }

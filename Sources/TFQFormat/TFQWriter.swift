@@ -58,13 +58,13 @@ public final class TFQWriter {
         var encoding = Encoding.raw
         var compressed: [UInt8]? = nil
         if case .zstdExactly(let planes, let level) = compression, !bytes.isEmpty {
-            guard !planes || dtype != .q8 else { throw bad("byte planes are for f32 and f16, not q8") }
+            guard !planes || !dtype.isInt8 else { throw bad("byte planes are for f32 and f16, not \(dtype)") }
             compressed = planes ? try BytePlanes.split(bytes, elementSize: dtype.elementSize).withUnsafeBytes { try Zstd.compress($0, level: level) }
                                 : try Zstd.compress(bytes, level: level)
             encoding = planes ? .zstdPlanes : .zstd
         } else if case .zstd(let level) = compression, !bytes.isEmpty {
             compressed = try Zstd.compress(bytes, level: level)
-            if dtype != .q8 {
+            if !dtype.isInt8 {
                 let planes = BytePlanes.split(bytes, elementSize: dtype.elementSize)
                 let planed = try planes.withUnsafeBytes { try Zstd.compress($0, level: level) }
                 if planed.count < compressed!.count { compressed = planed; encoding = .zstdPlanes }

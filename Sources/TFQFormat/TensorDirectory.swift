@@ -56,8 +56,8 @@ enum TensorDirectory {
                   let decoded = reader.read(UInt64.self), let crc = reader.read(UInt32.self) else {
                 throw fail("entry '\(name)' is cut off")
             }
-            if encoding == .zstdPlanes && dtype == .q8 { throw bad("zstd-planes encoding applies to f32 and f16 only") }
-            if dtype != .q8 && groupSize != 0 { throw bad("group size \(groupSize) set on a \(dtype) tensor") }
+            if encoding == .zstdPlanes && dtype.isInt8 { throw bad("zstd-planes encoding applies to f32 and f16 only") }
+            if !dtype.isInt8 && groupSize != 0 { throw bad("group size \(groupSize) set on a \(dtype) tensor") }
             let expected: Int
             switch TensorGeometry.decodedLength(dtype: dtype, layout: layout, shape: shape, groupSize: Int(groupSize)) {
             case .success(let length): expected = length

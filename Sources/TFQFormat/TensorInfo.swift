@@ -45,8 +45,8 @@ public enum TensorGeometry {
             guard layout == .rowMajor else { return failure("layout \(layout) set on a \(dtype) tensor") }
             guard let bytes = checkedProduct([count, dtype.elementSize]) else { return failure("byte size overflows") }
             return .success(bytes)
-        case .q8:
-            guard !shape.isEmpty else { return failure("a q8 tensor needs at least one dimension") }
+        case .q8, .q8f16:
+            guard !shape.isEmpty else { return failure("a \(dtype) tensor needs at least one dimension") }
             let cols = shape[shape.count - 1]
             let rows = count / cols
             guard groupSize >= 1, cols % groupSize == 0 else {
@@ -56,7 +56,7 @@ public enum TensorGeometry {
             switch layout {
             case .rowMajor:
                 guard let values = alignUp(count),
-                      let scales = checkedProduct([rows, groups, 4]),
+                      let scales = checkedProduct([rows, groups, dtype.scaleSize]),
                       case (let total, false) = values.addingReportingOverflow(scales) else { return failure("byte size overflows") }
                 return .success(total)
             case .interleaved16x4:
@@ -65,7 +65,7 @@ public enum TensorGeometry {
                 }
                 guard case (let padded16, false) = rows.addingReportingOverflow(15),
                       let values = checkedProduct([padded16 / 16 * 16, cols]),
-                      let scales = checkedProduct([padded16 / 16 * 16, groups, 4]),
+                      let scales = checkedProduct([padded16 / 16 * 16, groups, dtype.scaleSize]),
                       case (let total, false) = values.addingReportingOverflow(scales) else { return failure("byte size overflows") }
                 return .success(total)
             }

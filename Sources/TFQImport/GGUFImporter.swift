@@ -107,12 +107,13 @@ public enum GGUFImporter {
                         scales[block] = -scales[block]
                         for j in (block * 32)..<(block * 32 + 32) { values[j] = -values[j] }
                     }
+                    // Q8_0's scales are binary16: q8f16 keeps them as they are, at the same 2 bytes a block.
                     let packed = try values.withUnsafeBufferPointer { v in
                         try scales.withUnsafeBufferPointer { s in
-                            try Q8Codec.pack(values: v, scales: s, rows: rows, cols: columns, groupSize: 32, layout: .interleaved16x4)
+                            try Q8Codec.pack(values: v, scales: s, rows: rows, cols: columns, groupSize: 32, layout: .interleaved16x4, dtype: .q8f16)
                         }
                     }
-                    try packed.withUnsafeBytes { _ = try writer.add(name: target, dtype: .q8, shape: shape, layout: .interleaved16x4, groupSize: 32, bytes: $0) }
+                    try packed.withUnsafeBytes { _ = try writer.add(name: target, dtype: .q8f16, shape: shape, layout: .interleaved16x4, groupSize: 32, bytes: $0) }
                     kept += 1
                     return
                 }

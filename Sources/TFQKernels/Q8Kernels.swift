@@ -1,11 +1,14 @@
-/// An int8 weight matrix with per-group f32 scales, in the `interleaved-16x4` layout of
-/// formats/tfq.md §6.2: blocks of 16 rows, and within a block 64-byte chunks holding 4
-/// consecutive values of each of the 16 rows, so one 64-byte load feeds 16 row lanes.
+/// An int8 weight matrix with per-group scales (f32 for `q8`, f16 for `q8f16`), in the
+/// `interleaved-16x4` layout of formats/tfq.md §6.2: blocks of 16 rows, and within a block
+/// 64-byte chunks holding 4 consecutive values of each of the 16 rows, so one 64-byte load
+/// feeds 16 row lanes.
 public struct Q8Matrix: @unchecked Sendable {
     /// The int8 values in the interleaved layout, blocks of 16 rows × `columns`.
     public let values: UnsafePointer<Int8>
-    /// [rows/16 blocks][groups][16 rows]
-    public let scales: UnsafePointer<Float>
+    /// [rows/16 blocks][groups][16 rows] of f32, or of f16 when ``halfScales``.
+    public let scales: UnsafeRawPointer
+    /// Whether the scales are IEEE half precision (widened exactly where they are used).
+    public let halfScales: Bool
     /// The matrix's shape, and the values along a row that share one scale.
     public let rows: Int, columns: Int, groupSize: Int
     /// Scale groups per row.
@@ -13,20 +16,41 @@ public struct Q8Matrix: @unchecked Sendable {
     /// Blocks of 16 rows, the last one padded.
     public var blocks: Int { (rows + 15) / 16 }
 
-    /// A view of values and scales in that layout (not copied: they must outlive the matrix);
-    /// `columns` and `groupSize` must be multiples of 4, and `groupSize` must divide `columns`.
+    /// A view of values and f32 scales in that layout (not copied: they must outlive the
+    /// matrix); `columns` and `groupSize` must be multiples of 4, and `groupSize` must divide
+    /// `columns`.
     public init(values: UnsafePointer<Int8>, scales: UnsafePointer<Float>, rows: Int, columns: Int, groupSize: Int) {
+        self.init(values: values, scales: UnsafeRawPointer(scales), halfScales: false, rows: rows, columns: columns, groupSize: groupSize)
+    }
+
+    /// The same with f16 scales (a `q8f16` tensor).
+    public init(values: UnsafePointer<Int8>, halfScales scales: UnsafePointer<Float16>, rows: Int, columns: Int, groupSize: Int) {
+        self.init(values: values, scales: UnsafeRawPointer(scales), halfScales: true, rows: rows, columns: columns, groupSize: groupSize)
+    }
+
+    private init(values: UnsafePointer<Int8>, scales: UnsafeRawPointer, halfScales: Bool, rows: Int, columns: Int, groupSize: Int) {
         precondition(columns % 4 == 0 && groupSize % 4 == 0 && columns % groupSize == 0)
-        self.values = values; self.scales = scales; self.rows = rows; self.columns = columns; self.groupSize = groupSize
+        self.values = values; self.scales = scales; self.halfScales = halfScales
+        self.rows = rows; self.columns = columns; self.groupSize = groupSize
+    }
+
+    /// The scales of group `group` of the 16 rows of block `block`, as floats.
+    @inline(__always)
+    func scales(block: Int, group: Int) -> SIMD16<Float> {
+        let index = (block * groups + group) * 16
+        if halfScales { return HalfPrecision.widen(scales.loadUnaligned(fromByteOffset: 2 * index, as: SIMD16<Float16>.self)) }
+        return scales.loadUnaligned(fromByteOffset: 4 * index, as: SIMD16<Float>.self)
     }
 
     /// Row `r`, dequantized into `out` (the embedding lookup of a quantized table).
     public func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
         let block = r / 16, lane = r % 16
         let base = values + block * 16 * columns
-        for c in 0..<columns {
-            let scale = scales[(block * groups + c / groupSize) * 16 + lane]
-            out[c] = Float(base[(c / 4) * 64 + lane * 4 + c % 4]) * scale
+        for g in 0..<groups {
+            let scale = scales(block: block, group: g)[lane]
+            for c in (g * groupSize)..<((g + 1) * groupSize) {
+                out[c] = Float(base[(c / 4) * 64 + lane * 4 + c % 4]) * scale
+            }
         }
     }
 }
@@ -224,7 +248,7 @@ public enum Q8MatMul {
         var result = SIMD16<Float>()
         for g in 0..<w.groups {
             let sums = Int8Dot.group(base + g * quadsPerGroup * 64, x + g * w.groupSize, quads: quadsPerGroup)
-            let scale = UnsafeRawPointer(w.scales + (block * w.groups + g) * 16).loadUnaligned(as: SIMD16<Float>.self)
+            let scale = w.scales(block: block, group: g)
             result += Int8Dot.toFloat(sums) * scale * SIMD16(repeating: xScales[g])
         }
         return result
@@ -239,7 +263,7 @@ public enum Q8MatMul {
         var r0 = SIMD16<Float>(), r1 = SIMD16<Float>(), r2 = SIMD16<Float>(), r3 = SIMD16<Float>()
         for g in 0..<groups {
             let (s0, s1, s2, s3) = Int8Dot.group4(base + g * quadsPerGroup * 64, x + g * w.groupSize, stride: c, quads: quadsPerGroup)
-            let scale = UnsafeRawPointer(w.scales + (block * groups + g) * 16).loadUnaligned(as: SIMD16<Float>.self)
+            let scale = w.scales(block: block, group: g)
             r0 += Int8Dot.toFloat(s0) * scale * SIMD16(repeating: xScales[g])
             r1 += Int8Dot.toFloat(s1) * scale * SIMD16(repeating: xScales[groups + g])
             r2 += Int8Dot.toFloat(s2) * scale * SIMD16(repeating: xScales[2 * groups + g])

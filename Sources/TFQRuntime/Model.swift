@@ -122,8 +122,8 @@ public final class Model: @unchecked Sendable {
                 converted.append(copy)
                 convertedBytes += info.elementCount * 4
                 return UnsafePointer(copy)
-            case .q8:
-                throw fail(name, "is q8; this tensor must be f32 or f16")
+            case .q8, .q8f16:
+                throw fail(name, "is \(info.dtype); this tensor must be f32 or f16")
             }
         }
         func optionalFloats(_ name: String, _ shape: [Int]) throws -> UnsafePointer<Float>? {
@@ -131,11 +131,15 @@ public final class Model: @unchecked Sendable {
         }
         func q8(_ info: TensorInfo) throws -> Q8Matrix {
             guard info.layout == .interleaved16x4 else {
-                throw TFQFormatError(file: path, tensor: info.name, .unsupported("q8 in the row-major layout, which the runtime does not run (export the model again as int8: interleaved16x4)"))
+                throw TFQFormatError(file: path, tensor: info.name, .unsupported("\(info.dtype) in the row-major layout, which the runtime does not run (export the model again as int8: interleaved16x4)"))
             }
             let bytes = file.bytes(info)
             let values = bytes.baseAddress!.assumingMemoryBound(to: Int8.self)
             let offset = Q8Codec.scalesOffset(rows: info.rows, cols: info.columns, layout: info.layout)
+            if info.dtype == .q8f16 {
+                let scales = (bytes.baseAddress! + offset).assumingMemoryBound(to: Float16.self)
+                return Q8Matrix(values: values, halfScales: scales, rows: info.rows, columns: info.columns, groupSize: info.groupSize)
+            }
             let scales = (bytes.baseAddress! + offset).assumingMemoryBound(to: Float.self)
             return Q8Matrix(values: values, scales: scales, rows: info.rows, columns: info.columns, groupSize: info.groupSize)
         }
@@ -149,13 +153,13 @@ public final class Model: @unchecked Sendable {
         func linear(_ name: String, rows: Int, columns: Int, bias: String?, halvesInPlace: Bool = false) throws -> Linear {
             let info = try info(name, [rows, columns])
             let weights: LinearWeights = switch info.dtype {
-            case .q8: .q8(try q8(info))
+            case .q8, .q8f16: .q8(try q8(info))
             case .f16 where halvesInPlace: .f16(halves(info))
             default: .f32(try floats(name, [rows, columns]))
             }
             var layer = Linear(name: name, weights: weights, bias: try bias.flatMap { try optionalFloats($0, [rows]) }, rows: rows, columns: columns)
             if twoPass.remove(name) != nil {
-                guard info.dtype == .q8 else { throw fail(name, "is listed in two_pass_activations but is not q8") }
+                guard info.dtype.isInt8 else { throw fail(name, "is listed in two_pass_activations but is not int8 (q8 or q8f16)") }
                 layer.twoPass = true
             }
             return layer
@@ -169,7 +173,7 @@ public final class Model: @unchecked Sendable {
         }
         let tokens = try info(TensorName.tokenEmbedding, [v, d])
         tokenEmbedding = switch tokens.dtype {
-        case .q8: .q8(try q8(tokens))
+        case .q8, .q8f16: .q8(try q8(tokens))
         case .f16: .f16(halves(tokens))
         case .f32: .f32(try floats(TensorName.tokenEmbedding, [v, d]))
         }

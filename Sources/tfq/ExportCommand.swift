@@ -13,8 +13,8 @@ struct ExportCommand: ParsableCommand {
         abstract: "Turn a training checkpoint (or an imported fp32 model) into a model file for the runtime (int8, fp16 or fp32).",
         discussion: """
         --int8 quantizes every matrix multiplied at inference and the token embedding to int8,
-        symmetric, one fp32 scale per --group-size weights along the reduction dimension, in
-        the runtime's interleaved layout; LayerNorm parameters and biases stay fp32, small
+        symmetric, one scale per --group-size weights along the reduction dimension (fp16 by
+        default, see --scales), in the runtime's interleaved layout; LayerNorm parameters and biases stay fp32, small
         vocabulary tables too, and mid-sized ones are fp16 (see --embedding). The first block's layers quantize their
         inputs in two int8 passes at run time (see --two-pass-layers). Tensors
         are zstd-compressed where that pays (--no-zstd keeps every tensor raw, for a fully
@@ -33,6 +33,8 @@ struct ExportCommand: ParsableCommand {
     @Flag(help: "fp32, as trained.") var fp32 = false
     @Option(help: "Weights per scale group: a multiple of 4 dividing every row, 'row', or 'auto' (the largest multiple of 4 up to 64 dividing the row).")
     var groupSize: GroupSizeArgument = .init(.auto)
+    @Option(help: "int8: the group scales as f16 (the default: format 1.5's q8f16, 2 bytes a group) or f32 (q8, 4 bytes a group, readable by tfq before format 1.5).")
+    var scales: ExportOptions.ScalePrecision?
     @Option(help: "int8: the vocabulary tables (tok_emb, lm_head) as int8, fp16 (the position table too), fp32, or auto (fp32 when they hold at most 1/64 of the parameters, fp16 up to 1/6, int8 beyond).")
     var embedding: ExportOptions.EmbeddingPrecision?
     @Option(help: "int8: the first N blocks (or 'all') quantize their layers' inputs in two int8 passes at run time (more accurate, twice the integer work there).")
@@ -65,7 +67,7 @@ struct ExportCommand: ParsableCommand {
         if gguf {
             let given = [("--group-size", groupSize.value != .auto), ("--embedding", embedding != nil), ("--two-pass-layers", twoPassLayers != nil),
                          ("--two-pass-classifier", twoPassClassifier), ("--two-pass-norm-inputs", twoPassNormInputs),
-                         ("--table-group-size", tableGroupSize != nil), ("--no-gptq", !gptq),
+                         ("--table-group-size", tableGroupSize != nil), ("--no-gptq", !gptq), ("--scales", scales != nil),
                          ("--calibration-data", calibrationData != nil), ("--calibration-tokens", calibrationTokens != nil),
                          ("--zstd", !zstdLevels.isEmpty), ("--no-zstd", noZstd), ("--eval-data", evalData != nil)]
             if let flag = given.first(where: { $0.1 })?.0 {
@@ -82,7 +84,7 @@ struct ExportCommand: ParsableCommand {
             let given = [("--embedding", embedding != nil), ("--two-pass-layers", twoPassLayers != nil), ("--no-gptq", !gptq),
                          ("--calibration-data", calibrationData != nil), ("--calibration-tokens", calibrationTokens != nil),
                          ("--two-pass-classifier", twoPassClassifier), ("--two-pass-norm-inputs", twoPassNormInputs),
-                         ("--table-group-size", tableGroupSize != nil)]
+                         ("--table-group-size", tableGroupSize != nil), ("--scales", scales != nil)]
             if let flag = given.first(where: { $0.1 })?.0 { throw UsageError("\(flag) applies to --int8 exports only") }
         }
         if let embedding, embedding != .int8, embedding != .auto,
@@ -101,6 +103,7 @@ struct ExportCommand: ParsableCommand {
         var options = ExportOptions(precision: int8 ? .int8 : fp16 ? .fp16 : .fp32, threads: threading.count)
         options.groupSize = groupSize.value
         if let embedding { options.embedding = embedding }
+        if let scales { options.scales = scales }
         if let twoPassLayers { options.twoPassLayers = twoPassLayers.value }
         options.twoPassClassifier = twoPassClassifier
         options.twoPassNormInputs = twoPassNormInputs
@@ -162,6 +165,7 @@ extension ExportCommand {
 }
 
 extension ExportOptions.EmbeddingPrecision: ExpressibleByArgument {}
+extension ExportOptions.ScalePrecision: ExpressibleByArgument {}
 
 /// A number of blocks, or `all` of them.
 struct LayerCountArgument: ExpressibleByArgument {

@@ -53,7 +53,7 @@ struct InspectCommand: ParsableCommand {
             printSection(value, indent: "  ")
         }
         let rows = model.tensors.map { info -> [String] in
-            let layout = info.dtype == .q8 ? "\(info.layout) g\(info.groupSize)" : ""
+            let layout = info.dtype.isInt8 ? "\(info.layout) g\(info.groupSize)" : ""
             let ratio = Double(info.storedLength) / Double(max(1, info.decodedLength))
             return [info.name, info.dtype.description, "[" + info.shape.map(String.init).joined(separator: ", ") + "]",
                     info.encoding.description, layout, String(info.storedLength), String(info.decodedLength),

@@ -28,8 +28,17 @@ struct TFQCommand: ParsableCommand {
             let next = index + 1 < arguments.count ? arguments[index + 1] : nil
             if next.map({ Int32($0) == nil }) ?? true { arguments.insert(String(ExportCommand.defaultZstdLevel), at: index + 1) }
         }
+        var parsed: ParsableCommand
         do {
-            var command = try parseAsRoot(arguments)
+            parsed = try parseAsRoot(arguments)
+        } catch {
+            let code = exitCode(for: error)
+            guard code != .success else { exit(withError: error) }   // --help, --version
+            FileHandle.standardError.write(Data("Error: \(oneLine(error))\n".utf8))
+            Foundation.exit(code.rawValue)
+        }
+        do {
+            var command = parsed
             try command.run()
         } catch let error as OptionNamingError {
             // The library names options as it stores them; here they are flags.
@@ -37,6 +46,15 @@ struct TFQCommand: ParsableCommand {
         } catch {
             exit(withError: error)
         }
+    }
+
+    /// A command-line error in one line: ArgumentParser's message (its first line), and where
+    /// to look for the usage it would have printed below it.
+    static func oneLine(_ error: Error) -> String {
+        let full = fullMessage(for: error).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        let first = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+        guard let see = full.first(where: { $0.hasPrefix("See '") }), let end = see.dropFirst(5).firstIndex(of: "'") else { return first }
+        return first + " (see '" + see[see.index(see.startIndex, offsetBy: 5)..<end] + "')"
     }
 
     /// The flag that sets the option a library message names `option` (its stored name).

@@ -7,15 +7,15 @@ import Testing
 @Suite struct Q8ValueTests {
     /// A one-tensor file of 5 × 32 q8 values (groups of 8) in `layout`, with `edit` applied
     /// to the decoded bytes before they are written (the checksum covers the edit).
-    static func file(_ layout: Q8Layout, rows: Int = 5, edit: (inout [UInt8]) -> Void = { _ in }) throws -> TFQFile {
+    static func file(_ layout: Q8Layout, rows: Int = 5, dtype: DType = .q8, edit: (inout [UInt8]) -> Void = { _ in }) throws -> TFQFile {
         var bytes = try Support.floats(rows * 32, seed: 9).withUnsafeBufferPointer {
-            try Q8Codec.encode($0, rows: rows, cols: 32, groupSize: 8, layout: layout)
+            try Q8Codec.encode($0, rows: rows, cols: 32, groupSize: 8, layout: layout, dtype: dtype)
         }
         edit(&bytes)
         let path = try Support.temporaryDirectory().appendingPathComponent("q.tfq").path
         let writer = try TFQWriter(path: path)
         _ = try bytes.withUnsafeBytes {
-            try writer.add(name: "w", dtype: .q8, shape: [rows, 32], layout: layout, groupSize: 8, bytes: $0, compression: .none)
+            try writer.add(name: "w", dtype: dtype, shape: [rows, 32], layout: layout, groupSize: 8, bytes: $0, compression: .none)
         }
         try writer.finish(metadata: Support.metadata)
         return try TFQFile(path: path)
@@ -26,8 +26,62 @@ import Testing
     }
 
     @Test func validTensorsPass() throws {
-        #expect(Self.problem(try Self.file(.rowMajor)) == nil)
-        #expect(Self.problem(try Self.file(.interleaved16x4)) == nil)
+        for dtype in [DType.q8, .q8f16] {
+            #expect(Self.problem(try Self.file(.rowMajor, dtype: dtype)) == nil)
+            #expect(Self.problem(try Self.file(.interleaved16x4, dtype: dtype)) == nil)
+        }
+    }
+
+    /// f16 scales (§6.2, z = 2): the scales start at the same S, two bytes each; a NaN, an
+    /// infinity or a negative half is refused, and so is a non-zero padding row's scale.
+    @Test func halfScalesAreChecked() throws {
+        for (bits, shown) in [(UInt16(0x7E00), "nan"), (0x7C00, "inf"), (0xBC00, "-1.0")] {
+            let file = try Self.file(.rowMajor, dtype: .q8f16) { bytes in
+                withUnsafeBytes(of: bits.littleEndian) { bytes.replaceSubrange(194..<196, with: $0) }
+            }
+            #expect(Self.problem(file)?.hasSuffix("has an invalid scale \(shown)") == true, "\(shown)")
+        }
+        // -0 is ≥ 0: allowed, as in q8.
+        let negativeZero = try Self.file(.rowMajor, dtype: .q8f16) { bytes in
+            withUnsafeBytes(of: UInt16(0x8000).littleEndian) { bytes.replaceSubrange(192..<194, with: $0) }
+        }
+        #expect(Self.problem(negativeZero) == nil)
+        // Layout 1, 5 rows padded to 16: the scales start at 16·32 = 512; group 0's lanes
+        // 5…15 are padding rows, lane 9's half at 512 + 2·9.
+        let padding = try Self.file(.interleaved16x4, dtype: .q8f16) { $0[512 + 18] = 1 }
+        #expect(Self.problem(padding)?.hasSuffix("padding row 9 has a non-zero scale") == true)
+        #expect(Self.problem(try Self.file(.interleaved16x4, dtype: .q8f16) { $0[3] = 0x80 })?.hasSuffix("holds the invalid int8 value -128") == true)
+    }
+
+    /// q8f16's scales are binary16 values, and the values are chosen with them: within half a
+    /// step of the weights (plus the clamp at ±127 when the scale rounded down), and the
+    /// same tensor decodes to the same floats as q8 given those scales.
+    @Test func halfScalesQuantizeWithTheRoundedScale() throws {
+        let rows = 4, cols = 64, group = 16
+        var weights = Support.floats(rows * cols, seed: 3)
+        weights[5] = 1e-7        // a group whose scale is subnormal in binary16
+        for c in 16..<32 { weights[c] = c == 16 ? 3e-9 : 0 }   // a scale that rounds to zero
+        let bytes = try weights.withUnsafeBufferPointer { try Q8Codec.encode($0, rows: rows, cols: cols, groupSize: group, layout: .rowMajor, dtype: .q8f16) }
+        let f32Bytes = try weights.withUnsafeBufferPointer { try Q8Codec.encode($0, rows: rows, cols: cols, groupSize: group, layout: .rowMajor) }
+        #expect(bytes.count == 256 + 2 * rows * cols / group && f32Bytes.count == 256 + 4 * rows * cols / group)
+        let info = TensorInfo(name: "w", dtype: .q8f16, encoding: .raw, layout: .rowMajor, groupSize: group, shape: [rows, cols],
+                              offset: 0, storedLength: bytes.count, decodedLength: bytes.count, crc32: 0)
+        let decoded = bytes.withUnsafeBytes { Q8Codec.decode($0, info: info) }
+        for r in 0..<rows {
+            for g in 0..<(cols / group) {
+                let slice = (r * cols + g * group)..<(r * cols + (g + 1) * group)
+                let maxAbs = weights[slice].map(abs).max()!
+                let scale = Float(Float16(maxAbs / 127))
+                let stored = bytes.withUnsafeBytes { Q8Codec.storedScale($0, at: 256 + 2 * (r * cols / group + g), dtype: .q8f16) }
+                #expect(stored == scale)
+                for i in slice {
+                    let q = scale == 0 ? 0 : max(-127, min(127, (weights[i] / scale).rounded()))
+                    #expect(decoded[i] == q * scale, "\(i)")
+                    if scale > 0 && abs(weights[i] / scale) <= 127 { #expect(abs(decoded[i] - weights[i]) <= scale / 2) }
+                }
+            }
+        }
+        #expect(decoded[16..<32].allSatisfy { $0 == 0 })
     }
 
     /// Layout 0: 5 × 32 = 160 value bytes, then 32 zero bytes up to S = 192, where the

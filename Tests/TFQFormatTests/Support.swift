@@ -56,7 +56,7 @@ enum Support {
         switch info.dtype {
         case .f32: return Array(bytes.bindMemory(to: Float.self))
         case .f16: return bytes.bindMemory(to: Float16.self).map(Float.init)
-        case .q8: return Q8Codec.decode(bytes, info: info)
+        case .q8, .q8f16: return Q8Codec.decode(bytes, info: info)
         }
     }
 }

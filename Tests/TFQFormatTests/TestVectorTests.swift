@@ -57,13 +57,15 @@ import TFQTestSupport
                           group_size: 0, values: halves.map(Float.init))
         }
         func add(_ writer: TFQWriter, _ name: String, rows: Int, cols: Int, group: Int, layout: Q8Layout,
-                 weights: [Float], zstd: Bool = false) throws -> Tensor {
-            let bytes = try weights.withUnsafeBufferPointer { try Q8Codec.encode($0, rows: rows, cols: cols, groupSize: group, layout: layout) }
+                 weights: [Float], zstd: Bool = false, dtype: DType = .q8) throws -> Tensor {
+            let bytes = try weights.withUnsafeBufferPointer {
+                try Q8Codec.encode($0, rows: rows, cols: cols, groupSize: group, layout: layout, dtype: dtype)
+            }
             let info = try bytes.withUnsafeBytes {
-                try writer.add(name: name, dtype: .q8, shape: [rows, cols], layout: layout, groupSize: group, bytes: $0,
+                try writer.add(name: name, dtype: dtype, shape: [rows, cols], layout: layout, groupSize: group, bytes: $0,
                                compression: compression(zstd, planes: false))
             }
-            return Tensor(name: name, dtype: "q8", shape: [rows, cols], encoding: info.encoding.description,
+            return Tensor(name: name, dtype: dtype.description, shape: [rows, cols], encoding: info.encoding.description,
                           layout: layout.description, group_size: group,
                           values: bytes.withUnsafeBytes { Q8Codec.decode($0, info: info) })
         }
@@ -86,6 +88,21 @@ import TFQTestSupport
              try add(w, "q8.interleaved.g32", rows: 18, cols: 64, group: 32, layout: .interleaved16x4, weights: weights),
              try add(w, "q8.rowmajor.zstd", rows: 16, cols: 64, group: 64, layout: .rowMajor,
                      weights: smooth(1024, step: 16), zstd: true)]
+        }
+        // f16 scales: the same shapes, plus groups whose binary16 scale is subnormal (weights
+        // near 1e-6) or rounds to zero (near 1e-10), and an all-zero group.
+        var edges = Array(weights[..<64])
+        for i in 0..<8 { edges[i] = Float(i + 1) * 1e-6 * (i % 2 == 0 ? 1 : -1) }
+        for i in 8..<16 { edges[i] = Float(i) * 1e-10 }
+        for i in 16..<24 { edges[i] = 0 }
+        try file("q8f16.tfq", metadata: #"{"kind":"model","quantization":{"scheme":"q8_symmetric_grouped"}}"#) { w in
+            [try add(w, "q8f16.rowmajor.g4", rows: 3, cols: 8, group: 4, layout: .rowMajor, weights: Array(weights[..<24]), dtype: .q8f16),
+             try add(w, "q8f16.interleaved.g8", rows: 18, cols: 8, group: 8, layout: .interleaved16x4, weights: Array(weights[..<144]),
+                     dtype: .q8f16),
+             try add(w, "q8f16.interleaved.g32", rows: 18, cols: 64, group: 32, layout: .interleaved16x4, weights: weights, dtype: .q8f16),
+             try add(w, "q8f16.edges.g8", rows: 1, cols: 64, group: 8, layout: .rowMajor, weights: edges, dtype: .q8f16),
+             try add(w, "q8f16.rowmajor.zstd", rows: 16, cols: 64, group: 64, layout: .rowMajor,
+                     weights: smooth(1024, step: 16), zstd: true, dtype: .q8f16)]
         }
         return vectors
     }

@@ -66,7 +66,7 @@ import TFQRuntime
             for j in 0..<32 { expected.append(Float(Int8(bitPattern: bytes[block * 34 + 2 + j])) * scale) }
         }
         let info = try #require(imported.info("tok_emb"))
-        #expect(info.dtype == .q8 && info.groupSize == 32)
+        #expect(info.dtype == .q8f16 && info.groupSize == 32)
         #expect(imported.floats(info) == expected)
         let model = try Model(path: back, verify: true)
         #expect(model.isQuantized)

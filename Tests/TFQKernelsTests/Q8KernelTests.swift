@@ -108,6 +108,51 @@ import Testing
         }
     }
 
+    /// f16 scales (`q8f16`) are widened exactly where they are used: one-pass and two-pass
+    /// products, decode and prefill, and the table lookup give the same bits as f32 scales
+    /// holding the same values.
+    @Test(arguments: [(37, 96, 32), (5, 48, 48), (130, 384, 64)])
+    func halfScalesGiveTheBitsOfTheirFloats(shape: (Int, Int, Int)) {
+        let (rows, columns, groupSize) = shape
+        let w = Packed(rows: rows, columns: columns, groupSize: groupSize, seed: 77)
+        defer { w.free() }
+        let count = (rows + 15) / 16 * 16 * (columns / groupSize)
+        let halves = UnsafeMutablePointer<Float16>.allocate(capacity: count)
+        defer { halves.deallocate() }
+        for i in 0..<count { halves[i] = Float16(w.scales[i]); w.scales[i] = Float(halves[i]) }
+        let h = Q8Matrix(values: w.values, halfScales: halves, rows: rows, columns: columns, groupSize: groupSize)
+        let pool = ThreadPool(threads: 2)
+        for tokens in [1, 3, 5] {
+            let x = randomFloats(2 * tokens * columns, seed: UInt64(tokens)).map { Int8(($0 * 127).rounded()) }
+            let xScales = randomFloats(2 * tokens * h.groups, seed: 5).map { abs($0) * 0.02 + 1e-3 }
+            func products(_ m: Q8Matrix, twoPass: Bool) -> [UInt32] {
+                var y = [Float](repeating: .nan, count: tokens * rows)
+                x.withUnsafeBufferPointer { xp in xScales.withUnsafeBufferPointer { sp in y.withUnsafeMutableBufferPointer { yp in
+                    let (x, s, y) = (xp.baseAddress!, sp.baseAddress!, yp.baseAddress!)
+                    switch (tokens, twoPass) {
+                    case (1, false): Q8MatMul.vector(m, x: x, xScales: s, y: y, pool: pool)
+                    case (1, true): Q8MatMul.vectorTwoPass(m, x: x, xScales: s, y: y, pool: pool)
+                    case (_, false): Q8MatMul.matrix(m, x: x, xScales: s, tokens: tokens, y: y, pool: pool)
+                    case (_, true): Q8MatMul.matrixTwoPass(m, x: x, xScales: s, tokens: tokens, y: y, pool: pool)
+                    }
+                } } }
+                return y.map(\.bitPattern)
+            }
+            for twoPass in [false, true] {
+                let half = products(h, twoPass: twoPass)
+                #expect(half == products(w.matrix, twoPass: twoPass), "\(shape) tokens \(tokens) two-pass \(twoPass)")
+                #expect(!half.contains(Float.nan.bitPattern))
+            }
+        }
+        var fromHalves = [Float](repeating: .nan, count: columns), fromFloats = fromHalves
+        for r in [0, rows / 2, rows - 1] {
+            h.dequantizeRow(r, into: &fromHalves)
+            w.matrix.dequantizeRow(r, into: &fromFloats)
+            #expect(fromHalves.map(\.bitPattern) == fromFloats.map(\.bitPattern), "row \(r)")
+            #expect(fromHalves[0] == Float(w.rowMajor[r * columns]) * w.scalesRowMajor[r * (columns / groupSize)].roundedToHalf)
+        }
+    }
+
     /// Two passes: q₁ is exactly the one-pass result; q₂ is the scalar rounding of the
     /// residual; together they rebuild x to within half the second scale.
     @Test(arguments: [4, 12, 32, 64])
@@ -174,4 +219,8 @@ import Testing
             }
         }
     }
+}
+
+private extension Float {
+    var roundedToHalf: Float { Float(Float16(self)) }
 }

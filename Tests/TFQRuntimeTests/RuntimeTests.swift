@@ -55,8 +55,10 @@ enum Fixture {
 
     static func export(_ precision: ExportOptions.Precision, group: ExportOptions.GroupSize = .size(32), zstd: Bool = false,
                        from source: String = checkpoint, embedding: ExportOptions.EmbeddingPrecision = .auto,
-                       twoPassLayers: Int = 1, gptq: Bool = true) throws -> (String, ExportSummary) {
+                       twoPassLayers: Int = 1, gptq: Bool = true,
+                       scales: ExportOptions.ScalePrecision = .f16) throws -> (String, ExportSummary) {
         var options = ExportOptions(precision: precision, threads: 2)
+        options.scales = scales
         options.groupSize = group
         options.zstdLevel = zstd ? 3 : nil
         options.evalTokens = 4096
@@ -64,7 +66,7 @@ enum Fixture {
         options.twoPassLayers = twoPassLayers
         options.gptq = gptq
         let name = URL(fileURLWithPath: source).lastPathComponent
-        let path = directory.appendingPathComponent("\(name)-\(precision)-\(group)-\(zstd)-\(embedding)-\(twoPassLayers)-\(gptq).tfq").path
+        let path = directory.appendingPathComponent("\(name)-\(precision)-\(group)-\(zstd)-\(embedding)-\(twoPassLayers)-\(gptq)-\(scales).tfq").path
         return (path, try Exporter.export(checkpoint: source, output: path, options: options))
     }
 
@@ -199,7 +201,7 @@ enum Fixture {
         let model = try Model(path: path)
         let file = model.file
         #expect(file.info("tok_emb")?.dtype == .f32 && file.info("lm_head.weight")?.dtype == .f32)
-        #expect(file.info("blocks.0.attn.qkv.weight")?.dtype == .q8 && model.isQuantized)
+        #expect(file.info("blocks.0.attn.qkv.weight")?.dtype == .q8f16 && model.isQuantized)
         let firstBlock = ["attn.proj", "attn.qkv", "ffn.down", "ffn.up"].map { JSONValue.string("blocks.0.\($0).weight") }
         #expect(file.metadata["quantization"]?["two_pass_activations"] == .array(firstBlock))
         #expect(file.metadata["quantization"]?["weights"] == .string("gptq"))
@@ -209,7 +211,7 @@ enum Fixture {
 
         let (plainPath, plain) = try Fixture.export(.int8, embedding: .int8, twoPassLayers: 0, gptq: false)
         let plainModel = try Model(path: plainPath)
-        #expect(plainModel.file.info("tok_emb")?.dtype == .q8 && plainModel.file.info("lm_head.weight")?.dtype == .q8)
+        #expect(plainModel.file.info("tok_emb")?.dtype == .q8f16 && plainModel.file.info("lm_head.weight")?.dtype == .q8f16)
         #expect(plainModel.file.metadata["quantization"]?["two_pass_activations"] == .array([]))
         #expect(plain.weightMethod == "round-to-nearest" && !plainModel.hasTwoPassLayers)
         #expect(plainModel.file.metadata["quantization"]?["calibration"] == .null)
@@ -226,7 +228,7 @@ enum Fixture {
         let (path, summary) = try Fixture.export(.int8, embedding: .fp16)
         let model = try Model(path: path)
         for name in ["tok_emb", "lm_head.weight", "pos_emb"] { #expect(model.file.info(name)?.dtype == .f16, "\(name)") }
-        #expect(model.file.info("blocks.1.ffn.up.weight")?.dtype == .q8 && model.isQuantized && !model.head.twoPass)
+        #expect(model.file.info("blocks.1.ffn.up.weight")?.dtype == .q8f16 && model.isQuantized && !model.head.twoPass)
         let (_, int8Tables) = try Fixture.export(.int8, embedding: .int8)
         let half = try #require(summary.quality), int8 = try #require(int8Tables.quality)
         #expect(half.meanKL < int8.meanKL, "mean KL \(half.meanKL) with f16 tables, \(int8.meanKL) with int8")
@@ -278,7 +280,7 @@ enum Fixture {
             #expect("\(error)".contains("tok_emb holds a value beyond fp16's range"), "\(error)")
         }
         let (auto, _) = try Fixture.export(.int8, from: path)
-        #expect(try TFQFile(path: auto).info("tok_emb")?.dtype == .q8)
+        #expect(try TFQFile(path: auto).info("tok_emb")?.dtype == .q8f16)
     }
 
     /// A two_pass_activations list the model cannot honour is refused at open, by name.
@@ -286,7 +288,7 @@ enum Fixture {
         (JSONValue.array([.string("blocks.0.attn.qkv.weight"), .string("blocks.9.attn.qkv.weight")]), "blocks.9.attn.qkv.weight"),
         (.array([.string("pos_emb")]), "pos_emb"),
         (.array([.string("tok_emb")]), "tok_emb"),
-        (.array([.string("lm_head.weight")]), "not q8"),
+        (.array([.string("lm_head.weight")]), "not int8"),
         (.array([.string("blocks.0.attn.qkv.weight"), .string("blocks.0.attn.qkv.weight")]), "repeated"),
         (.string("blocks.0.attn.qkv.weight"), "not a list"),
     ])
@@ -323,6 +325,30 @@ enum Fixture {
         #expect(outputs[0] == outputs[1] && outputs[1] == outputs[2])
     }
 
+    /// `--scales`: f16 scales (q8f16, the default) against f32 ones (q8) on the same weights
+    /// and GPTQ calibration: every int8 tensor the same but for half the scale bytes, and
+    /// the same quality to a small tolerance. (The codec's rounding is checked exactly in
+    /// Q8ValueTests and the kernels' widening in Q8KernelTests.)
+    @Test func halfScalesHalveTheScaleBytes() throws {
+        let (halfPath, half) = try Fixture.export(.int8, group: .size(32), embedding: .int8)
+        let (floatPath, float) = try Fixture.export(.int8, group: .size(32), embedding: .int8, scales: .f32)
+        let h = try TFQFile(path: halfPath), f = try TFQFile(path: floatPath)
+        var scaleBytes = 0
+        for info in f.tensors where info.dtype == .q8 {
+            let other = try #require(h.info(info.name))
+            #expect(other.dtype == .q8f16 && other.groupSize == info.groupSize && other.layout == info.layout, "\(info.name)")
+            let groups = Q8Codec.paddedRows(info.rows) * info.columns / info.groupSize
+            #expect(info.decodedLength - other.decodedLength == 2 * groups, "\(info.name)")
+            scaleBytes += 2 * groups
+            #expect(h.floats(other).count == f.floats(info).count)
+        }
+        let model = try Model(path: halfPath)
+        #expect(scaleBytes > 0 && model.isQuantized)
+        let hq = try #require(half.quality), fq = try #require(float.quality)
+        #expect(abs(hq.top1AgreementPercent - fq.top1AgreementPercent) < 1.5 && hq.meanKL < fq.meanKL * 1.5 + 1e-6,
+                "f16 scales \(hq.top1AgreementPercent)% \(hq.meanKL), f32 \(fq.top1AgreementPercent)% \(fq.meanKL)")
+    }
+
     @Test func int8FileIsUnderAThirdOfTheFp32Weights() throws {
         let (path, summary) = try Fixture.export(.int8, group: .size(64), from: Fixture.wideCheckpoint, embedding: .int8)
         let file = try TFQFile(path: path)
@@ -330,7 +356,7 @@ enum Fixture {
         let ratio = Double(summary.fileBytes) / Double(summary.fp32WeightBytes)
         #expect(ratio <= 0.3, "int8 file is \(ratio) × the fp32 weights")
         for name in ["tok_emb", "blocks.0.attn.qkv.weight", "blocks.1.ffn.down.weight", "lm_head.weight"] {
-            #expect(file.info(name)?.dtype == .q8 && file.info(name)?.layout == .interleaved16x4, "\(name)")
+            #expect(file.info(name)?.dtype == .q8f16 && file.info(name)?.layout == .interleaved16x4, "\(name)")
         }
         for name in ["pos_emb", "blocks.0.ln1.weight", "blocks.0.attn.qkv.bias", "ln_f.bias"] {
             #expect(file.info(name)?.dtype == .f32, "\(name)")

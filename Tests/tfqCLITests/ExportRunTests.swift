@@ -89,6 +89,20 @@ import TFQFormat
         let normLayers = ["blocks.0.attn.proj.weight", "blocks.0.ffn.down.weight"]
             + (0..<3).flatMap { i in ["blocks.\(i).attn.qkv.weight", "blocks.\(i).ffn.up.weight"] }
         #expect(normListed == .array(normLayers.sorted().map { JSONValue.string($0) }))
+        // --scales f32 writes format 1.4's q8; the default, q8f16, half the scale bytes.
+        let f32Scales = Self.directory.appendingPathComponent("m.f32scales.tfq").path
+        let f32Export = try CLI.run(["export", checkpoint, "-o", f32Scales, "--int8", "--group-size", "32", "--scales", "f32",
+                                     "--no-zstd", "--eval-tokens", "200"])
+        #expect(f32Export.status == 0, "\(f32Export.stderr)")
+        let halfExport = try CLI.run(["export", checkpoint, "-o", model, "--int8", "--group-size", "32", "--no-zstd", "--eval-tokens", "200"])
+        #expect(halfExport.status == 0, "\(halfExport.stderr)")
+        let f32File = try TFQFile(path: f32Scales), halfFile = try TFQFile(path: model)
+        let name = "blocks.1.ffn.up.weight"
+        let (a, b) = (try #require(f32File.info(name)), try #require(halfFile.info(name)))
+        #expect(a.dtype == .q8 && b.dtype == .q8f16)
+        #expect(a.decodedLength - b.decodedLength == 2 * Q8Codec.paddedRows(a.rows) * a.columns / 32)
+        let inspect = try CLI.run(["inspect", model])
+        #expect(inspect.stdout.contains("q8f16") && inspect.stdout.contains("tfq 1.5"), "\(inspect.stdout)")
     }
 
     @Test func unpackMakesAZeroCopyFileWithTheSameTensors() throws {
@@ -135,6 +149,13 @@ import TFQFormat
             (["export", Self.checkpoint, "-o", out, "--int8", "--table-group-size", "6"], "--table-group-size 6 is not supported"),
             (["export", Self.checkpoint, "-o", out, "--fp32", "--two-pass-classifier"], "--two-pass-classifier applies to --int8 exports only"),
             (["export", Self.checkpoint, "-o", out, "--fp16", "--two-pass-norm-inputs"], "--two-pass-norm-inputs applies to --int8 exports only"),
+            (["export", Self.checkpoint, "-o", out, "--fp32", "--scales", "f16"], "--scales applies to --int8 exports only"),
+            (["export", Self.checkpoint, "-o", out, "--int8", "--gguf", "--scales", "f32"], "--scales does not apply to --gguf"),
+            // ArgumentParser's own errors, cut to their first line with where the usage is.
+            (["export", Self.checkpoint, "-o", out, "--int8", "--scales", "bf16"],
+             "The value 'bf16' is invalid for '--scales <scales>'. Please provide one of 'f16' and 'f32'. (see 'tfq export --help')"),
+            (["export", Self.checkpoint, "-o", out, "--int8", "--bogus"], "Unknown option '--bogus'"),
+            (["run"], "Missing expected argument '<model>' (see 'tfq run --help')"),
             (["export", Self.checkpoint, "-o", out, "--int8", "--gguf", "--two-pass-norm-inputs"], "--two-pass-norm-inputs does not apply to --gguf"),
             (["export", Self.checkpoint, "-o", out, "--fp16", "--table-group-size", "16"], "--table-group-size applies to --int8 exports only"),
             (["export", Self.checkpoint, "-o", out, "--int8", "--gguf", "--two-pass-classifier"], "--two-pass-classifier does not apply to --gguf"),

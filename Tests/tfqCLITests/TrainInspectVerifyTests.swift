@@ -41,7 +41,7 @@ import TFQFormat
         let json = try CLI.run(["inspect", out, "--json"])
         let report = try JSONDecoder().decode(JSONValue.self, from: Data(json.stdout.utf8))
         #expect(report["metadata"]?["config"]?["dim"] == .integer(16))
-        #expect(report["format_version"] == .string("1.4"))
+        #expect(report["format_version"] == .string("1.5"))
 
         let verify = try CLI.run(["verify", out])
         #expect(verify.status == 0)

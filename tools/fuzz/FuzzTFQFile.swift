@@ -90,7 +90,7 @@ private func exercise(_ bytes: UnsafeRawBufferPointer) {
         }
         try file.verify()
         // A verified q8 tensor must dequantize in bounds (small ones only, to keep runs fast).
-        for info in file.tensors where info.dtype == .q8 && info.elementCount <= 1 << 16 {
+        for info in file.tensors where info.dtype.isInt8 && info.elementCount <= 1 << 16 {
             // (Not checked finite: a valid scale near Float.greatestFiniteMagnitude times 127 is inf.)
             let values = Q8Codec.decode(file.bytes(info), info: info)
             precondition(values.count == info.elementCount)
