@@ -31,6 +31,9 @@ public struct ExportSummary: Sendable {
     public var note: OptionMessage?
     /// Why options for int8 tables did nothing: `auto` kept the tables fp16 or fp32.
     public var tableNote: OptionMessage?
+    /// Which int8 tensors kept f32 scales although f16 ones were asked for (their weights
+    /// are beyond what an f16 scale can hold).
+    public var scalesNote: OptionMessage?
     /// How the vocabulary tables were stored (`int8`, `fp16` or `fp32`, as `--embedding`
     /// names them; `auto` resolved); nil unless int8.
     public var tables: String?
@@ -168,8 +171,11 @@ public enum Exporter {
             "two_pass_activations": .array(twoPass.map { .string($0) }),
         ])
         if let imported = metadata.sections["import"] { model.sections["import"] = imported }
-        let (errors, chosen) = try writeWeights(tensors, of: source, quantized: quantized, halves: halfNames(tensors, options: options),
-                                                hessians: &calibration.hessians, options: options, to: stagingWriter)
+        let (errors, chosen, fullScales) = try writeWeights(tensors, of: source, quantized: quantized,
+                                                            halves: halfNames(tensors, options: options),
+                                                            hessians: &calibration.hessians, options: options, to: stagingWriter)
+        let scalesNote: OptionMessage? = fullScales.isEmpty ? nil
+            : "\(fullScales.joined(separator: ", ")) kept f32 scales (q8): \(fullScales.count == 1 ? "its" : "their") weights reach beyond what an f16 scale can hold (|w| above about 8.3 million)"
         let staging = try stagingWriter.finishStaged(metadata: model.encoded())
         // How the int8 values were chosen, as it happened: GPTQ for the layers it ran on, and
         // plain rounding for the rest (a token-embedding table always).
@@ -199,20 +205,22 @@ public enum Exporter {
         let size = try TFQFile(path: output).fileLength
         let fp32Bytes = tensors.reduce(0) { $0 + $1.elementCount * 4 }
         return ExportSummary(output: output, fileBytes: size, fp32WeightBytes: fp32Bytes, quality: quality,
-                             weightMethod: method, note: calibration.note, tableNote: tableNote,
+                             weightMethod: method, note: calibration.note, tableNote: tableNote, scalesNote: scalesNote,
                              tables: options.precision == .int8 ? options.embedding.rawValue : nil,
                              twoPass: options.precision == .int8 ? (twoPass, quantized.intersection(linears).count) : nil)
     }
 
     /// Writes every tensor converted as `options` says (the `quantized` ones int8, choosing the
-    /// values with GPTQ where `hessians` has the layer's input; the `halves` f16); returns each converted tensor's relative error and
-    /// the tensors GPTQ chose. The caller finishes `writer`.
+    /// values with GPTQ where `hessians` has the layer's input; the `halves` f16); returns each converted tensor's relative error,
+    /// the tensors GPTQ chose, and the int8 tensors that kept f32 scales although `options` asked for f16 ones (their
+    /// scales would overflow binary16). The caller finishes `writer`.
     static func writeWeights(_ tensors: [TensorInfo], of source: TFQFile, quantized: Set<String>, halves: Set<String>,
                              hessians: inout [String: Calibration.Hessian], options: ExportOptions,
-                             to writer: TFQWriter) throws -> (errors: [String: Double], gptq: Set<String>) {
+                             to writer: TFQWriter) throws -> (errors: [String: Double], gptq: Set<String>, fullScales: [String]) {
         let pool = ThreadPool(threads: options.threads)
         var errors: [String: Double] = [:]
         var chosen = Set<String>()
+        var fullScales: [String] = []
         for tensor in tensors {
             let floats = source.floats(tensor)
             try floats.withUnsafeBufferPointer { values in
@@ -220,24 +228,37 @@ public enum Exporter {
                 case .int8 where quantized.contains(tensor.name):
                     let rows = tensor.shape[0], columns = tensor.shape[1]
                     let group = options.group(for: tensor.name, columns: columns)
-                    let bytes: [UInt8]
                     // Each H is freed once its last layer is chosen.
-                    if let hessian = hessians.removeValue(forKey: tensor.name), hessian.columns == columns,
-                       let q = GPTQ.quantize(values, rows: rows, columns: columns, groupSize: group, dtype: options.int8DType,
-                                             hessian: hessian.doubles, damping: Calibration.damping, pool: pool) {
-                        bytes = try q.values.withUnsafeBufferPointer { v in
-                            try q.scales.withUnsafeBufferPointer { s in
-                                try Q8Codec.pack(values: v, scales: s, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4,
-                                                 dtype: options.int8DType)
+                    let hessian = hessians.removeValue(forKey: tensor.name).flatMap { $0.columns == columns ? $0 : nil }
+                    /// The tensor's bytes as `dtype`, and whether GPTQ chose them; nil when an f16
+                    /// scale would overflow.
+                    func quantize(_ dtype: DType) throws -> (bytes: [UInt8], gptq: Bool)? {
+                        if let hessian, let q = GPTQ.quantize(values, rows: rows, columns: columns, groupSize: group, dtype: dtype,
+                                                              hessian: hessian.doubles, damping: Calibration.damping, pool: pool) {
+                            guard q.scales.allSatisfy(\.isFinite) else { return nil }
+                            let bytes = try q.values.withUnsafeBufferPointer { v in
+                                try q.scales.withUnsafeBufferPointer { s in
+                                    try Q8Codec.pack(values: v, scales: s, rows: rows, cols: columns, groupSize: group,
+                                                     layout: .interleaved16x4, dtype: dtype)
+                                }
                             }
+                            return (bytes, true)
                         }
-                        chosen.insert(tensor.name)
-                    } else {
-                        bytes = try Q8Codec.encode(values, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4,
-                                                   dtype: options.int8DType)
+                        guard dtype != .q8f16 || Q8Codec.halfScalesFit(values) else { return nil }
+                        return (try Q8Codec.encode(values, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4, dtype: dtype), false)
                     }
+                    var dtype = options.int8DType
+                    var result = try quantize(dtype)
+                    if result == nil {
+                        dtype = .q8
+                        result = try quantize(dtype)
+                        fullScales.append(tensor.name)
+                    }
+                    guard let made = result else { throw ExportError("\(tensor.name): its weights could not be quantized") }
+                    let bytes = made.bytes
+                    if made.gptq { chosen.insert(tensor.name) }
                     let info = try bytes.withUnsafeBytes {
-                        try writer.add(name: tensor.name, dtype: options.int8DType, shape: tensor.shape, layout: .interleaved16x4,
+                        try writer.add(name: tensor.name, dtype: dtype, shape: tensor.shape, layout: .interleaved16x4,
                                        groupSize: group, bytes: $0)
                     }
                     errors[tensor.name] = relativeError(values, bytes.withUnsafeBytes { Q8Codec.decode($0, info: info) })
@@ -250,7 +271,7 @@ public enum Exporter {
                 }
             }
         }
-        return (errors, chosen)
+        return (errors, chosen, fullScales)
     }
 
     static func relativeError(_ original: UnsafeBufferPointer<Float>, _ restored: [Float]) -> Double {

@@ -10,6 +10,14 @@ public enum Q8Codec {
         return dtype == .q8f16 ? Float(Float16(scale)) : scale
     }
 
+    /// Whether every group of `weights` has a scale binary16 can hold: max |w| / 127 rounds
+    /// to a finite half (|w| up to about 8.3 million).
+    public static func halfScalesFit(_ weights: UnsafeBufferPointer<Float>) -> Bool {
+        var maxAbs: Float = 0
+        for w in weights { maxAbs = max(maxAbs, abs(w)) }
+        return Float16(maxAbs / 127).isFinite
+    }
+
     /// round-half-away(w / scale) within ±127 (a binary16 scale may have rounded down, taking
     /// the group's largest value a little past 127); 0 where the scale is 0.
     @inline(__always)

@@ -115,20 +115,21 @@ struct ExportCommand: ParsableCommand {
         options.evalData = evalData
         options.evalTokens = evalTokens
         let summary = try Exporter.export(checkpoint: checkpoint, output: output, options: options)
-        for note in [summary.note, summary.tableNote].compactMap({ $0 }) { fputs("note: \(note.text(naming: TFQCommand.flag))\n", stderr) }
+        for note in [summary.note, summary.tableNote, summary.scalesNote].compactMap({ $0 }) { fputs("note: \(note.text(naming: TFQCommand.flag))\n", stderr) }
         if summary.quality == nil {
             fputs("note: quality report skipped: the model was not trained by tfq, so it has no validation text; give --eval-data FILE\n", stderr)
         }
         if json {
             struct Output: Encodable {
                 var output: String, file_bytes: Int, fp32_weight_bytes: Int, weights: String?, tables: String?
-                var two_pass_activations: [String]?, note: String?
+                var two_pass_activations: [String]?, note: String?, scales_note: String?
                 var quality: QualityReport?
             }
             print(try JSONOutput.string(Output(output: summary.output, file_bytes: summary.fileBytes, fp32_weight_bytes: summary.fp32WeightBytes,
                                                weights: summary.weightMethod, tables: summary.tables,
                                                two_pass_activations: summary.twoPass?.layers,
-                                               note: summary.note?.text(naming: TFQCommand.flag), quality: summary.quality)))
+                                               note: summary.note?.text(naming: TFQCommand.flag),
+                                               scales_note: summary.scalesNote?.text(naming: TFQCommand.flag), quality: summary.quality)))
             return
         }
         print("wrote \(summary.output): \(summary.fileBytes) bytes (\(format2(Double(summary.fileBytes) / Double(summary.fp32WeightBytes))) × the fp32 weights)"

@@ -283,6 +283,37 @@ enum Fixture {
         #expect(try TFQFile(path: auto).info("tok_emb")?.dtype == .q8f16)
     }
 
+    /// f16 scales hold up to 65504 (weights up to about 8.3 million): a tensor beyond that
+    /// keeps f32 scales (q8), said in the summary, and the others stay q8f16; the file is valid.
+    @Test func weightsBeyondHalfScalesKeepFloatScales() throws {
+        let source = try TFQFile(path: Fixture.checkpoint)
+        let path = Fixture.directory.appendingPathComponent("wide-\(UUID().uuidString).ckpt.tfq").path
+        let writer = try TFQWriter(path: path)
+        let wide = "blocks.1.ffn.down.weight"
+        for info in source.tensors {
+            if info.name == wide {
+                var values = source.floats(info)
+                values[3] = 9e6
+                try values.withUnsafeBufferPointer { _ = try writer.add(name: info.name, shape: info.shape, floats: $0) }
+            } else {
+                try writer.add(name: info.name, dtype: info.dtype, shape: info.shape, layout: info.layout, groupSize: info.groupSize,
+                               bytes: source.bytes(info), compression: .none)
+            }
+        }
+        try writer.finish(metadata: source.metadataJSON)
+        for gptq in [true, false] {
+            let (exported, summary) = try Fixture.export(.int8, from: path, embedding: .int8, gptq: gptq)
+            let model = try Model(path: exported, verify: true)
+            #expect(model.file.info(wide)?.dtype == .q8, "GPTQ \(gptq)")
+            #expect(model.file.info("blocks.0.ffn.down.weight")?.dtype == .q8f16 && model.file.info("tok_emb")?.dtype == .q8f16)
+            #expect(summary.scalesNote?.text(naming: { $0 }).hasPrefix("\(wide) kept f32 scales (q8)") == true, "\(String(describing: summary.scalesNote))")
+            let w = try #require(model.file.info(wide))
+            #expect(model.file.floats(w)[3] > 8.9e6)
+        }
+        let (_, plain) = try Fixture.export(.int8)
+        #expect(plain.scalesNote == nil)
+    }
+
     /// A two_pass_activations list the model cannot honour is refused at open, by name.
     @Test(arguments: [
         (JSONValue.array([.string("blocks.0.attn.qkv.weight"), .string("blocks.9.attn.qkv.weight")]), "blocks.9.attn.qkv.weight"),
