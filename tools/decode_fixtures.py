@@ -22,6 +22,9 @@ The models cover what §11 describes:
   grouped-query attention (4 heads, 2 kv heads), d_k = 12 (not a multiple of 8 or 16),
   group size 12 (not a multiple of 8), the first block in two passes, rotary tables.
 
+The int8 matrices are `q8` (`--scales f32`), as committed; test_reference_decode.py runs
+the same files with their scales rounded to binary16 as `q8f16`.
+
 Training needs ../shared/data (Tiny Shakespeare, War and Peace) and is not bit-reproducible
 across builds; the expected tokens are recomputed from whatever models it writes.
 """
@@ -69,18 +72,18 @@ def models(tfq: str, work: str, out: str) -> None:
               "--eval-every", "0", "--threads", "2"]
     run(tfq, "train", "--data", shake, "--out", f"{work}/char.tfq", "--ff", "256", "--activation", "gelu",
         "--steps", "1500", *common)
-    run(tfq, "export", f"{work}/char.tfq", "--int8", "--embedding", "fp32", "--output", f"{out}/gpt-char.int8.tfq", "--eval-data", shake)
+    run(tfq, "export", f"{work}/char.tfq", "--int8", "--scales", "f32", "--embedding", "fp32", "--output", f"{out}/gpt-char.int8.tfq", "--eval-data", shake)
     run(tfq, "train", "--data", wp, "--out", f"{work}/bpe.tfq", "--tokenizer", "bpe", "--vocab-size", "512",
         "--ff", "192", "--activation", "relu", "--tie-embeddings", "--no-bias", "--steps", "1000", *common)
-    run(tfq, "export", f"{work}/bpe.tfq", "--int8", "--two-pass-layers", "2", "--group-size", "32",
+    run(tfq, "export", f"{work}/bpe.tfq", "--int8", "--scales", "f32", "--two-pass-layers", "2", "--group-size", "32",
         "--output", f"{out}/gpt-bpe.int8.tfq", "--eval-data", wp)
-    run(tfq, "export", f"{work}/bpe.tfq", "--int8", "--two-pass-layers", "0", "--two-pass-classifier", "--group-size", "32",
+    run(tfq, "export", f"{work}/bpe.tfq", "--int8", "--scales", "f32", "--two-pass-layers", "0", "--two-pass-classifier", "--group-size", "32",
         "--table-group-size", "16", "--output", f"{out}/gpt-bpe-head.int8.tfq", "--eval-data", wp)
     config = llama2c.Config(dim=48, hidden_dim=144, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=384, seq_len=256)
     llama2c.write_checkpoint(f"{work}/llama.bin", config, llama2c.random_model(config, 11, False), 0)
     llama2c.write_tokenizer(f"{work}/tokenizer.bin", *llama2c.random_tokenizer(384, 7))
     run(tfq, "import", "llama2c", f"{work}/llama.bin", "--tokenizer", f"{work}/tokenizer.bin", "--output", f"{work}/llama.tfq")
-    run(tfq, "export", f"{work}/llama.tfq", "--int8", "--group-size", "12", "--two-pass-layers", "1",
+    run(tfq, "export", f"{work}/llama.tfq", "--int8", "--scales", "f32", "--group-size", "12", "--two-pass-layers", "1",
         "--output", f"{out}/llama.int8.tfq")
 
 
@@ -90,7 +93,7 @@ def half_tables(tfq: str, out: str) -> None:
         source = os.path.join(work, "bpe-f32.tfq")
         tfq_write.write(source, [(e.name, f.tensor(e.name)) for e in f.entries],
                         {"kind": "model", "config": f.metadata["config"], "tokenizer": f.metadata["tokenizer"]})
-        run(tfq, "export", source, "--int8", "--embedding", "fp16", "--group-size", "32", "--two-pass-layers", "1",
+        run(tfq, "export", source, "--int8", "--scales", "f32", "--embedding", "fp16", "--group-size", "32", "--two-pass-layers", "1",
             "--output", os.path.join(out, "gpt-bpe-f16.int8.tfq"))
 
 

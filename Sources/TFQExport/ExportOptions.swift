@@ -55,9 +55,9 @@ public struct ExportOptions: Sendable {
 
     /// How int8 export stores the group scales.
     public enum ScalePrecision: String, Sendable, CaseIterable {
-        /// IEEE half precision (`q8f16`): 2 bytes a group. A scale rounds to 11 significant
-        /// bits, and the weights are quantized with the rounded scale, so the error grows by
-        /// at most that rounding (2⁻¹¹ of the scale).
+        /// IEEE half precision (`q8f16`): 2 bytes a group. A scale is rounded to binary16
+        /// (2⁻¹¹ of itself at most, where it is normal) and the weights are quantized with the
+        /// rounded scale, each within half a step (``Q8Codec/scale(maxAbs:dtype:)``).
         case f16
         /// fp32 (`q8`): 4 bytes a group, readable by tfq files before format 1.5.
         case f32

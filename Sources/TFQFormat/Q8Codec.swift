@@ -2,12 +2,18 @@
 /// (f32 scales) and `q8f16` (f16 scales) dtypes (formats/tfq.md §6.2).
 public enum Q8Codec {
     /// The scale of a group whose largest magnitude is `maxAbs`, as `dtype` stores it:
-    /// `maxAbs / 127`, for `q8f16` rounded to binary16 (to nearest even). Values quantized
-    /// with the stored scale, so the rounding of the scale costs no accuracy beyond itself.
+    /// `maxAbs / 127`, for `q8f16` rounded to the nearest binary16 value, or to the next one
+    /// up when the nearest is 0 (a non-zero group) or would take the largest weight past 127.5
+    /// steps (only a subnormal binary16 scale, a group below about 0.0078, is that coarse: a
+    /// normal one rounds by at most 2⁻¹¹ of itself, 127.06 steps). So no value is clamped,
+    /// and every weight stays within half a step of its stored value. Infinite beyond 65504.
     @inline(__always)
     public static func scale(maxAbs: Float, dtype: DType) -> Float {
         let scale = maxAbs / 127
-        return dtype == .q8f16 ? Float(Float16(scale)) : scale
+        guard dtype == .q8f16 else { return scale }
+        let half = Float16(scale)
+        let coarse = half == 0 ? maxAbs > 0 : (maxAbs / Float(half)).rounded() > 127
+        return coarse ? Float(half.nextUp) : Float(half)
     }
 
     /// Whether every group of `weights` has a scale binary16 can hold: max |w| / 127 rounds
@@ -18,8 +24,8 @@ public enum Q8Codec {
         return Float16(maxAbs / 127).isFinite
     }
 
-    /// round-half-away(w / scale) within ±127 (a binary16 scale may have rounded down, taking
-    /// the group's largest value a little past 127); 0 where the scale is 0.
+    /// round-half-away(w / scale) within ±127 (a guard: ``scale(maxAbs:dtype:)`` keeps every
+    /// rounded |w / scale| ≤ 127); 0 where the scale is 0.
     @inline(__always)
     public static func quantize(_ w: Float, scale: Float) -> Int8 {
         guard scale > 0 else { return 0 }

@@ -5,8 +5,8 @@ import TFQModel
 /// A GGUF file of the `llama` or `gpt2` architecture (F32, F16, BF16 or Q8_0 tensors) → a
 /// .tfq model, with its tokenizer.
 ///
-/// Q8_0 maps onto tfq's q8 with groups of 32 without requantizing: the same int8 values,
-/// and each block's f16 scale widened exactly to f32, so the model computes with llama.cpp's
+/// Q8_0 maps onto tfq's q8f16 with groups of 32 without requantizing: the same int8 values
+/// and each block's f16 scale as it is, so the model computes with llama.cpp's
 /// weights (a negative scale is flipped with its values). A tensor with a −128, which
 /// llama.cpp never writes, is stored f32 instead, and so is a gpt2 position table.
 /// GGUF's llama tensors already have the interleaved rotary order tfq uses.
@@ -21,7 +21,7 @@ public enum GGUFImporter {
         public var fileBytes: Int
         /// How many tensors of each GGUF type were read.
         public var types: [String: Int]
-        /// Q8_0 tensors kept as tfq q8 without requantizing (the other Q8_0 tensors were
+        /// Q8_0 tensors kept as tfq q8f16 without requantizing (the other Q8_0 tensors were
         /// stored f32).
         public var keptQuantized: Int
     }

@@ -104,7 +104,7 @@ struct GGUFImport: ParsableCommand {
         commandName: "gguf",
         abstract: "Import a llama.cpp GGUF file (llama or gpt2 architecture; F32, F16, BF16 or Q8_0).",
         discussion: """
-        Q8_0 tensors keep their int8 values and scales as tfq's q8 with groups of 32, so the
+        Q8_0 tensors keep their int8 values and f16 scales as tfq's q8f16 with groups of 32, so the
         model runs with the weights llama.cpp runs; float tensors are stored fp32. The
         tokenizer comes along: llama (SentencePiece) as llama2.c's, gpt2 as byte-level BPE
         with GPT-2's pre-tokenizer (other pre-tokenizers are refused).

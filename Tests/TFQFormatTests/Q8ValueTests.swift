@@ -53,35 +53,44 @@ import Testing
         #expect(Self.problem(try Self.file(.interleaved16x4, dtype: .q8f16) { $0[3] = 0x80 })?.hasSuffix("holds the invalid int8 value -128") == true)
     }
 
-    /// q8f16's scales are binary16 values, and the values are chosen with them: within half a
-    /// step of the weights (plus the clamp at ±127 when the scale rounded down), and the
-    /// same tensor decodes to the same floats as q8 given those scales.
-    @Test func halfScalesQuantizeWithTheRoundedScale() throws {
+    /// q8f16's scales are max|w|/127 rounded to the nearest binary16 value, or up where the
+    /// nearest (a coarse subnormal one) would clamp the group's largest weight, and the values
+    /// are chosen with them: every weight is within half a step of its decoded value.
+    @Test func halfScalesKeepEveryWeightWithinHalfAStep() throws {
         let rows = 4, cols = 64, group = 16
         var weights = Support.floats(rows * cols, seed: 3)
-        weights[5] = 1e-7        // a group whose scale is subnormal in binary16
-        for c in 16..<32 { weights[c] = c == 16 ? 3e-9 : 0 }   // a scale that rounds to zero
+        for c in 16..<32 { weights[c] = Float(c - 15) * 1e-6 * (c % 2 == 0 ? 1 : -1) }   // a subnormal binary16 scale
+        for c in 32..<48 { weights[c] = c == 32 ? 3e-9 : 0 }   // below the smallest binary16 step: all zero
+        for c in 48..<64 { weights[c] = 0 }                    // a zero scale
         let bytes = try weights.withUnsafeBufferPointer { try Q8Codec.encode($0, rows: rows, cols: cols, groupSize: group, layout: .rowMajor, dtype: .q8f16) }
         let f32Bytes = try weights.withUnsafeBufferPointer { try Q8Codec.encode($0, rows: rows, cols: cols, groupSize: group, layout: .rowMajor) }
         #expect(bytes.count == 256 + 2 * rows * cols / group && f32Bytes.count == 256 + 4 * rows * cols / group)
         let info = TensorInfo(name: "w", dtype: .q8f16, encoding: .raw, layout: .rowMajor, groupSize: group, shape: [rows, cols],
                               offset: 0, storedLength: bytes.count, decodedLength: bytes.count, crc32: 0)
         let decoded = bytes.withUnsafeBytes { Q8Codec.decode($0, info: info) }
+        var subnormal = 0
         for r in 0..<rows {
             for g in 0..<(cols / group) {
                 let slice = (r * cols + g * group)..<(r * cols + (g + 1) * group)
-                let maxAbs = weights[slice].map(abs).max()!
-                let scale = Float(Float16(maxAbs / 127))
+                let largest = weights[slice].map(abs).max()!, ideal = largest / 127
                 let stored = bytes.withUnsafeBytes { Q8Codec.storedScale($0, at: 256 + 2 * (r * cols / group + g), dtype: .q8f16) }
-                #expect(stored == scale)
+                let nearest = Float(Float16(ideal))
+                let clamps = nearest == 0 ? largest > 0 : (largest / nearest).rounded() > 127
+                #expect(stored == (clamps ? Float(Float16(nearest).nextUp) : nearest), "\(r), \(g)")
+                if clamps { #expect(nearest < 0x1p-14, "only a subnormal scale is rounded up") }
+                if stored > 0 && stored < 0x1p-14 { subnormal += 1 }
                 for i in slice {
-                    let q = scale == 0 ? 0 : max(-127, min(127, (weights[i] / scale).rounded()))
-                    #expect(decoded[i] == q * scale, "\(i)")
-                    if scale > 0 && abs(weights[i] / scale) <= 127 { #expect(abs(decoded[i] - weights[i]) <= scale / 2) }
+                    let q = stored == 0 ? 0 : (weights[i] / stored).rounded()
+                    #expect(abs(q) <= 127 && decoded[i] == q * stored, "\(i)")
+                    #expect(abs(decoded[i] - weights[i]) <= stored / 2, "\(i)")
                 }
             }
         }
-        #expect(decoded[16..<32].allSatisfy { $0 == 0 })
+        #expect(subnormal == 2)   // the 1e-6 group and the 3e-9 one
+        #expect(decoded[32..<64].allSatisfy { $0 == 0 })
+        // The subnormal group keeps its largest weight to within 1% (rounded to nearest, its
+        // scale would have clamped it by 5%).
+        #expect(abs(decoded[31] - weights[31]) <= abs(weights[31]) * 0.01)
     }
 
     /// Layout 0: 5 × 32 = 160 value bytes, then 32 zero bytes up to S = 192, where the
