@@ -48,13 +48,20 @@ struct TFQCommand: ParsableCommand {
         }
     }
 
-    /// A command-line error in one line: ArgumentParser's message (its first line), and where
-    /// to look for the usage it would have printed below it.
+    /// A command-line error in one line: ArgumentParser's message (its first line), the
+    /// option's help when it printed one and the message does not list the valid values,
+    /// and where to look for the usage it would have printed below.
     static func oneLine(_ error: Error) -> String {
         let full = fullMessage(for: error).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-        let first = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-        guard let see = full.first(where: { $0.hasPrefix("See '") }), let end = see.dropFirst(5).firstIndex(of: "'") else { return first }
-        return first + " (see '" + see[see.index(see.startIndex, offsetBy: 5)..<end] + "')"
+        var line = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+        if !line.contains("Please provide one of"), let help = full.first(where: { $0.hasPrefix("Help:") }) {
+            // "Help:  --group-size <group-size>  Weights per scale group: …": the text after the option.
+            let words = help.dropFirst(5).split(separator: " ", omittingEmptySubsequences: true)
+            let text = words.drop { $0.hasPrefix("-") || $0.hasPrefix("<") }.joined(separator: " ")
+            if !text.isEmpty { line += " — " + text }
+        }
+        guard let see = full.first(where: { $0.hasPrefix("See '") }), let end = see.dropFirst(5).firstIndex(of: "'") else { return line }
+        return line + " (see '" + see[see.index(see.startIndex, offsetBy: 5)..<end] + "')"
     }
 
     /// The flag that sets the option a library message names `option` (its stored name).
