@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The fast build: release mode, code generated for one CPU, and the compile-time defines that
 # switch on the kernels' ISA paths. The defines follow what clang says the CPU has:
-#   x86-64:  TFQ_FMA and TFQ_AVX2 (FMA + AVX2), TFQ_AVX512 (AVX-512F + BW: 16-lane vectors)
+#   x86-64:  TFQ_FMA and TFQ_AVX2 (FMA + AVX2), TFQ_AVX512 (AVX-512F + BW: 16-lane vectors),
+#            TFQ_AVX512VNNI (AVX-512 VNNI + VL: the int8 kernels' vpdpbusd path)
 #   aarch64: TFQ_FMA always; TFQ_ARM_DOTPROD with the dot product (ARMv8.2 sdot). Without it
 #            the int8 kernels use ARMv8.0 NEON widening multiplies.
 #
@@ -82,6 +83,7 @@ if [ "$portable" = 0 ]; then
     x86_64)
       if has __FMA__ && has __AVX2__; then flags+=(-Xswiftc -DTFQ_FMA -Xswiftc -DTFQ_AVX2); fi
       if has __AVX512F__ && has __AVX512BW__; then flags+=(-Xswiftc -DTFQ_AVX512); fi
+      if has __AVX2__ && has __AVX512VNNI__ && has __AVX512VL__; then flags+=(-Xswiftc -DTFQ_AVX512VNNI); fi
       ;;
     aarch64)
       flags+=(-Xswiftc -DTFQ_FMA)

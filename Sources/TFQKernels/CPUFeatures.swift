@@ -13,4 +13,7 @@ public enum CPUFeatures {
 
     /// Whether this CPU has ARMv8.2's dot product (the sdot int8 path can run here).
     public static var hasDotProduct: Bool { tfq_cpu_features() & TFQ_CPU_DOTPROD != 0 }
+
+    /// Whether this CPU has AVX-512 VNNI with AVX-512VL (the vpdpbusd int8 path can run here).
+    public static var hasAVX512VNNI: Bool { tfq_cpu_features() & TFQ_CPU_AVX512VNNI != 0 }
 }

@@ -6,8 +6,9 @@ import CKernels
 /// activations, as 16 exact int32 sums.
 ///
 /// The ISA paths are C (CKernels/tfq_int8.h), chosen by the build's defines: `sdot` with
-/// `-DTFQ_ARM_DOTPROD`, NEON widening multiplies on every other ARM64 build, AVX2 with
-/// `-DTFQ_AVX2`. Everywhere else the portable path widens with shifts on `SIMD16<Int32>`.
+/// `-DTFQ_ARM_DOTPROD`, NEON widening multiplies on every other ARM64 build, AVX-512 VNNI
+/// with `-DTFQ_AVX512VNNI`, AVX2 with `-DTFQ_AVX2`. Everywhere else the portable path widens
+/// with shifts on `SIMD16<Int32>`.
 /// The sums are integers, so every path gives the same bits (the tests compare them).
 enum Int8Dot {
     /// The path this build compiled (the tests check it against the defines).
@@ -16,6 +17,8 @@ enum Int8Dot {
         return "sdot"
         #elseif arch(arm64)
         return "neon"
+        #elseif TFQ_AVX512VNNI && arch(x86_64)
+        return "vnni"
         #elseif TFQ_AVX2 && arch(x86_64)
         return "avx2"
         #else
@@ -39,6 +42,8 @@ enum Int8Dot {
         return tfq_int8_group_sdot(weights.assumingMemoryBound(to: Int8.self), x, quads)
         #elseif arch(arm64)
         return tfq_int8_group_neon(weights.assumingMemoryBound(to: Int8.self), x, quads)
+        #elseif TFQ_AVX512VNNI && arch(x86_64)
+        return one { tfq_int8_group_vnni(weights.assumingMemoryBound(to: Int8.self), x, quads, $0) }
         #elseif TFQ_AVX2 && arch(x86_64)
         return tfq_int8_group_avx2(weights.assumingMemoryBound(to: Int8.self), x, quads)
         #else
@@ -57,11 +62,21 @@ enum Int8Dot {
         return four { tfq_int8_group4_sdot(w, x, stride, quads, $0) }
         #elseif arch(arm64)
         return four { tfq_int8_group4_neon(w, x, stride, quads, $0) }
+        #elseif TFQ_AVX512VNNI && arch(x86_64)
+        return four { tfq_int8_group4_vnni(w, x, stride, quads, $0) }
         #elseif TFQ_AVX2 && arch(x86_64)
         return four { tfq_int8_group4_avx2(w, x, stride, quads, $0) }
         #else
         return portableGroup4(weights, x, stride: stride, quads: quads)
         #endif
+    }
+
+    /// The VNNI one-token function writes its 16 sums through a pointer (tfq_int8.h says why).
+    @inline(__always)
+    static func one(_ body: (UnsafeMutablePointer<Int32>) -> Void) -> SIMD16<Int32> {
+        var sums = SIMD16<Int32>()
+        withUnsafeMutableBytes(of: &sums) { body($0.baseAddress!.assumingMemoryBound(to: Int32.self)) }
+        return sums
     }
 
     /// The C four-token functions write 4 × 16 sums through a pointer.
@@ -82,6 +97,19 @@ enum Int8Dot {
     static func sdotGroup4(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
         -> (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>) {
         four { tfq_int8_group4_sdot(weights.assumingMemoryBound(to: Int8.self), x, stride, quads, $0) }
+    }
+    #endif
+
+    #if arch(x86_64)
+    /// The AVX-512 VNNI path in any x86-64 build (a call, not inlined, without
+    /// TFQ_AVX512VNNI), so the tests check it wherever the CPU has it (`CPUFeatures.hasAVX512VNNI`).
+    static func vnniGroup(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, quads: Int) -> SIMD16<Int32> {
+        one { tfq_int8_group_vnni(weights.assumingMemoryBound(to: Int8.self), x, quads, $0) }
+    }
+
+    static func vnniGroup4(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
+        -> (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>) {
+        four { tfq_int8_group4_vnni(weights.assumingMemoryBound(to: Int8.self), x, stride, quads, $0) }
     }
     #endif
 

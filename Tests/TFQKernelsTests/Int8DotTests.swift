@@ -2,7 +2,7 @@ import CKernels
 import Testing
 @testable import TFQKernels
 
-/// The int8 inner loop of this build's ISA path (sdot, NEON, AVX2 or portable) against the
+/// The int8 inner loop of this build's ISA path (sdot, NEON, AVX-512 VNNI, AVX2 or portable) against the
 /// portable path and against sums of single products: integer sums, so equal bit for bit.
 @Suite struct Int8DotTests {
     /// The path the build compiled is the one its defines ask for (a define without the
@@ -12,6 +12,8 @@ import Testing
         #expect(Int8Dot.path == "sdot")
         #elseif arch(arm64)
         #expect(Int8Dot.path == "neon")
+        #elseif TFQ_AVX512VNNI && arch(x86_64)
+        #expect(Int8Dot.path == "vnni")
         #elseif TFQ_AVX2 && arch(x86_64)
         #expect(Int8Dot.path == "avx2")
         #else
@@ -26,6 +28,11 @@ import Testing
         #if TFQ_AVX2 && arch(x86_64)
         #expect(CPUFeatures.missing(from: 0) == "FMA")
         #expect(CPUFeatures.missing(from: TFQ_CPU_FMA) == "AVX2")
+        #if TFQ_AVX512VNNI
+        // A VNNI build is made for a CPU with AVX-512F and BW too; without VNNI it is refused.
+        #expect(CPUFeatures.missing(from: TFQ_CPU_FMA | TFQ_CPU_AVX2 | TFQ_CPU_AVX512F | TFQ_CPU_AVX512BW) == "AVX-512 VNNI")
+        #expect(CPUFeatures.hasAVX512VNNI)
+        #endif
         #elseif TFQ_ARM_DOTPROD && arch(arm64)
         #expect(CPUFeatures.missing(from: TFQ_CPU_FMA) == "the dot product (ARMv8.2 sdot)")
         #expect(CPUFeatures.missing(from: TFQ_CPU_FMA | TFQ_CPU_DOTPROD) == nil)
@@ -80,6 +87,12 @@ import Testing
                     let sdot = Int8Dot.sdotGroup4(wb.baseAddress!, xb.baseAddress!, stride: stride, quads: quads)
                     #expect([sdot.0, sdot.1, sdot.2, sdot.3] == expected)
                 }
+                #elseif arch(x86_64)
+                if CPUFeatures.hasAVX512VNNI {
+                    #expect(Int8Dot.vnniGroup(wb.baseAddress!, xb.baseAddress!, quads: quads) == expected[0])
+                    let vnni = Int8Dot.vnniGroup4(wb.baseAddress!, xb.baseAddress!, stride: stride, quads: quads)
+                    #expect([vnni.0, vnni.1, vnni.2, vnni.3] == expected)
+                }
                 #endif
             }
         }
@@ -103,6 +116,11 @@ import Testing
                     if CPUFeatures.hasDotProduct {
                         #expect(Int8Dot.sdotGroup(wb.baseAddress!, xb.baseAddress!, quads: quads) == fast)
                         #expect(Int8Dot.sdotGroup4(wb.baseAddress!, xb.baseAddress!, stride: quads * 4, quads: quads) == portable)
+                    }
+                    #elseif arch(x86_64)
+                    if CPUFeatures.hasAVX512VNNI {
+                        #expect(Int8Dot.vnniGroup(wb.baseAddress!, xb.baseAddress!, quads: quads) == fast)
+                        #expect(Int8Dot.vnniGroup4(wb.baseAddress!, xb.baseAddress!, stride: quads * 4, quads: quads) == portable)
                     }
                     #endif
                 }

@@ -10,6 +10,7 @@
 #define TFQ_CPU_AVX512F 4u
 #define TFQ_CPU_AVX512BW 8u
 #define TFQ_CPU_DOTPROD 16u
+#define TFQ_CPU_AVX512VNNI 32u   /* AVX-512 VNNI with AVX-512VL: vpdpbusd on 256-bit vectors */
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -26,6 +27,7 @@ static inline unsigned tfq_cpu_features(void) {
         if (((b >> 5) & 1) && avxState) features |= TFQ_CPU_AVX2;
         if (((b >> 16) & 1) && avx512State) features |= TFQ_CPU_AVX512F;
         if (((b >> 30) & 1) && avx512State) features |= TFQ_CPU_AVX512BW;
+        if (((c >> 11) & 1) && ((b >> 31) & 1) && avx512State) features |= TFQ_CPU_AVX512VNNI;
     }
     return features;
 }
@@ -56,6 +58,9 @@ static inline const char *tfq_cpu_missing_feature(unsigned features) {
 #endif
 #if defined(__x86_64__) && defined(__AVX512BW__)
     if (!(features & TFQ_CPU_AVX512BW)) return "AVX-512BW";
+#endif
+#if defined(__x86_64__) && defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    if (!(features & TFQ_CPU_AVX512VNNI)) return "AVX-512 VNNI";
 #endif
 #if defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
     if (!(features & TFQ_CPU_DOTPROD)) return "the dot product (ARMv8.2 sdot)";

@@ -2,8 +2,8 @@
 #define TFQ_INT8_H
 
 /* The int8 kernels' inner loop, one quantization group of one 16-row block, in each ISA's
- * instructions: ARMv8.2 dot product (sdot), ARMv8.0 NEON (smull/smlal/sadalp) and AVX2
- * (vpmaddubsw/vpmaddwd). C with the vendors' intrinsic headers because Swift 6.0's Builtin
+ * instructions: ARMv8.2 dot product (sdot), ARMv8.0 NEON (smull/smlal/sadalp), AVX2
+ * (vpmaddubsw/vpmaddwd) and AVX-512 VNNI (vpdpbusd). C with the vendors' intrinsic headers because Swift 6.0's Builtin
  * has no target intrinsics. The Swift side (Int8Dot.swift) picks a path by the build's
  * defines. The AVX2 path exists only when the compiler targets an AVX2 CPU, so the define
  * without the CPU flag fails to compile. The sdot path is compiled into every ARM64 build
@@ -202,5 +202,59 @@ static inline void tfq_int8_group4_avx2(const int8_t *w, const int8_t *x, long s
     tfq_store16(out + 48, tfq_join2(low3, high3));
 }
 #endif /* __x86_64__ && __AVX2__ */
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* AVX-512 VNNI on 256-bit vectors (with AVX-512VL): vpdpbusd adds the four products of each
+ * lane's unsigned bytes (|x|) and signed bytes (w with x's sign, as in the AVX2 path) into
+ * int32 directly, one instruction where AVX2 needs three (vpmaddubsw, vpmaddwd, vpaddd); no
+ * int16 step, so nothing to saturate. Compiled into every x86-64 build (a function-level
+ * target), so the tests check it wherever the CPU has it; a TFQ_AVX512VNNI build targets
+ * such a CPU and inlines it. */
+#define TFQ_VNNI_TARGET __attribute__((target("avx2,avx512f,avx512vl,avx512vnni")))
+
+/* Writes the 16 sums to `out`: a 64-byte vector returned from a function with AVX-512 enabled
+ * comes back in a zmm register, which a caller built without AVX-512 does not read. */
+TFQ_VNNI_TARGET
+static inline void tfq_int8_group_vnni(const int8_t *w, const int8_t *x, long quads, int32_t *out) {
+    __m256i low = _mm256_setzero_si256(), high = low;
+    for (long q = 0; q < quads; q++, w += 64, x += 4) {
+        __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
+        int32_t word;
+        __builtin_memcpy(&word, x, 4);
+        __m256i xv = _mm256_set1_epi32(word), magnitude = _mm256_sign_epi8(xv, xv);
+        low = _mm256_dpbusd_epi32(low, magnitude, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)w), xv));
+        high = _mm256_dpbusd_epi32(high, magnitude, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(w + 32)), xv));
+    }
+    tfq_i32x16 sums = __builtin_shufflevector((tfq_i32x8)low, (tfq_i32x8)high, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __builtin_memcpy(out, &sums, sizeof sums);
+}
+
+#define TFQ_VNNI_TOKEN(t) do {                                                                 \
+        int32_t word;                                                                          \
+        __builtin_memcpy(&word, x + (t) * stride, 4);                                          \
+        __m256i xv = _mm256_set1_epi32(word), magnitude = _mm256_sign_epi8(xv, xv);            \
+        low##t = _mm256_dpbusd_epi32(low##t, magnitude, _mm256_sign_epi8(w0, xv));             \
+        high##t = _mm256_dpbusd_epi32(high##t, magnitude, _mm256_sign_epi8(w1, xv));           \
+    } while (0)
+
+#define TFQ_VNNI_STORE(t) do {                                                                 \
+        tfq_i32x16 sums = __builtin_shufflevector((tfq_i32x8)low##t, (tfq_i32x8)high##t,       \
+                                                  0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); \
+        __builtin_memcpy(out + 16 * (t), &sums, sizeof sums);                                  \
+    } while (0)
+
+TFQ_VNNI_TARGET
+static inline void tfq_int8_group4_vnni(const int8_t *w, const int8_t *x, long stride, long quads, int32_t *out) {
+    __m256i low0 = _mm256_setzero_si256(), high0 = low0, low1 = low0, high1 = low0, low2 = low0, high2 = low0, low3 = low0, high3 = low0;
+    for (long q = 0; q < quads; q++, w += 64, x += 4) {
+        __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)w), w1 = _mm256_loadu_si256((const __m256i *)(w + 32));
+        TFQ_VNNI_TOKEN(0); TFQ_VNNI_TOKEN(1); TFQ_VNNI_TOKEN(2); TFQ_VNNI_TOKEN(3);
+    }
+    TFQ_VNNI_STORE(0); TFQ_VNNI_STORE(1); TFQ_VNNI_STORE(2); TFQ_VNNI_STORE(3);
+}
+#endif /* __x86_64__ */
 
 #endif
