@@ -315,14 +315,17 @@ def test_q8(tmp_path, layout, rows, cols, g, encoding):
 
 
 @pytest.mark.parametrize("layout", [0, 1])
-def test_q8_rank_1_and_rank_3(tmp_path, layout):
-    q1, s1 = random_q8(1, 1, 12, 4)
-    q3, s3 = random_q8(3, 21, 8, 4)  # shape [3, 7, 8]: rows = 21
-    f = load(tmp_path, build([q8("v", q1, s1, 4, layout, shape=(12,)),
-                              q8("t", q3, s3, 4, layout, shape=(3, 7, 8))]))
+@pytest.mark.parametrize("dtype", ["q8", "q8f16"])
+def test_q8_rank_1_and_rank_3(tmp_path, layout, dtype):
+    entry, random = (q8, random_q8) if dtype == "q8" else (q8f16, random_q8f16)
+    q1, s1 = random(1, 1, 12, 4)
+    q3, s3 = random(3, 21, 8, 4)  # shape [3, 7, 8]: rows = 21
+    f = load(tmp_path, build([entry("v", q1, s1, 4, layout, shape=(12,)),
+                              entry("t", q3, s3, 4, layout, shape=(3, 7, 8))]))
     np.testing.assert_array_equal(f.tensor("v"), dequantized(q1, s1, 4).reshape(12))
     np.testing.assert_array_equal(f.tensor("t"), dequantized(q3, s3, 4).reshape(3, 7, 8))
     np.testing.assert_array_equal(f.q8("t")[0], q3)
+    f.verify()
 
 
 def test_q8_layout1_byte_positions(tmp_path):
@@ -376,18 +379,6 @@ def test_q8f16_decoded_lengths(tmp_path):
     for a, b in (("a", "c"), ("b", "d")):  # the same values, as q8 and as q8f16
         np.testing.assert_array_equal(f.tensor(a), f.tensor(b))
         np.testing.assert_array_equal(f.q8(a)[1], f.q8(b)[1])
-    f.verify()
-
-
-@pytest.mark.parametrize("layout", [0, 1])
-def test_q8f16_rank_1_and_rank_3(tmp_path, layout):
-    q1, s1 = random_q8f16(1, 1, 12, 4)
-    q3, s3 = random_q8f16(3, 21, 8, 4)  # shape [3, 7, 8]: rows = 21
-    f = load(tmp_path, build([q8f16("v", q1, s1, 4, layout, shape=(12,)),
-                              q8f16("t", q3, s3, 4, layout, shape=(3, 7, 8))]))
-    np.testing.assert_array_equal(f.tensor("v"), dequantized(q1, s1, 4).reshape(12))
-    np.testing.assert_array_equal(f.tensor("t"), dequantized(q3, s3, 4).reshape(3, 7, 8))
-    np.testing.assert_array_equal(f.q8("t")[0], q3)
     f.verify()
 
 

@@ -70,6 +70,25 @@ enum Fixture {
         return (path, try Exporter.export(checkpoint: source, output: path, options: options))
     }
 
+    /// A copy of the checkpoint with one tensor's values changed by `edit`, in a new file.
+    static func checkpoint(editing name: String, _ edit: (inout [Float]) -> Void) throws -> String {
+        let source = try TFQFile(path: checkpoint)
+        let path = directory.appendingPathComponent("edited-\(UUID().uuidString).ckpt.tfq").path
+        let writer = try TFQWriter(path: path)
+        for info in source.tensors {
+            if info.name == name {
+                var values = source.floats(info)
+                edit(&values)
+                try values.withUnsafeBufferPointer { _ = try writer.add(name: info.name, shape: info.shape, floats: $0) }
+            } else {
+                try writer.add(name: info.name, dtype: info.dtype, shape: info.shape, layout: info.layout, groupSize: info.groupSize,
+                               bytes: source.bytes(info), compression: .none)
+            }
+        }
+        try writer.finish(metadata: source.metadataJSON)
+        return path
+    }
+
     /// The training model on the checkpoint's weights.
     static func reference() throws -> GPT {
         let file = try TFQFile(path: checkpoint)
@@ -261,20 +280,7 @@ enum Fixture {
     /// fp16 holds nothing beyond ±65504: a table that does is refused when fp16 is asked for,
     /// and `auto` quantizes it instead.
     @Test func halfTablesRefuseValuesBeyondTheirRange() throws {
-        let source = try TFQFile(path: Fixture.checkpoint)
-        let path = Fixture.directory.appendingPathComponent("huge-\(UUID().uuidString).ckpt.tfq").path
-        let writer = try TFQWriter(path: path)
-        for info in source.tensors {
-            if info.name == "tok_emb" {
-                var values = source.floats(info)
-                values[5] = 70_000
-                try values.withUnsafeBufferPointer { _ = try writer.add(name: info.name, shape: info.shape, floats: $0) }
-            } else {
-                try writer.add(name: info.name, dtype: info.dtype, shape: info.shape, layout: info.layout, groupSize: info.groupSize,
-                               bytes: source.bytes(info), compression: .none)
-            }
-        }
-        try writer.finish(metadata: source.metadataJSON)
+        let path = try Fixture.checkpoint(editing: "tok_emb") { $0[5] = 70_000 }
         #expect(throws: ExportError.self) { try Fixture.export(.int8, from: path, embedding: .fp16) }
         do { _ = try Fixture.export(.int8, from: path, embedding: .fp16) } catch {
             #expect("\(error)".contains("tok_emb holds a value beyond fp16's range"), "\(error)")
@@ -286,21 +292,8 @@ enum Fixture {
     /// f16 scales hold up to 65504 (weights up to about 8.3 million): a tensor beyond that
     /// keeps f32 scales (q8), said in the summary, and the others stay q8f16; the file is valid.
     @Test func weightsBeyondHalfScalesKeepFloatScales() throws {
-        let source = try TFQFile(path: Fixture.checkpoint)
-        let path = Fixture.directory.appendingPathComponent("wide-\(UUID().uuidString).ckpt.tfq").path
-        let writer = try TFQWriter(path: path)
         let wide = "blocks.1.ffn.down.weight"
-        for info in source.tensors {
-            if info.name == wide {
-                var values = source.floats(info)
-                values[3] = 9e6
-                try values.withUnsafeBufferPointer { _ = try writer.add(name: info.name, shape: info.shape, floats: $0) }
-            } else {
-                try writer.add(name: info.name, dtype: info.dtype, shape: info.shape, layout: info.layout, groupSize: info.groupSize,
-                               bytes: source.bytes(info), compression: .none)
-            }
-        }
-        try writer.finish(metadata: source.metadataJSON)
+        let path = try Fixture.checkpoint(editing: wide) { $0[3] = 9e6 }
         for gptq in [true, false] {
             let (exported, summary) = try Fixture.export(.int8, from: path, embedding: .int8, gptq: gptq)
             let model = try Model(path: exported, verify: true)
