@@ -43,7 +43,7 @@ enum Int8Dot {
         #elseif arch(arm64)
         return tfq_int8_group_neon(weights.assumingMemoryBound(to: Int8.self), x, quads)
         #elseif TFQ_AVX512VNNI && arch(x86_64)
-        return one { tfq_int8_group_vnni(weights.assumingMemoryBound(to: Int8.self), x, quads, $0) }
+        return one { tfq_int8_group_vnni_selected(weights.assumingMemoryBound(to: Int8.self), x, quads, $0) }
         #elseif TFQ_AVX2 && arch(x86_64)
         return tfq_int8_group_avx2(weights.assumingMemoryBound(to: Int8.self), x, quads)
         #else
@@ -55,7 +55,7 @@ enum Int8Dot {
     @inline(__always)
     static func group4(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
         -> (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>) {
-        #if arch(arm64) || (TFQ_AVX2 && arch(x86_64))
+        #if arch(arm64) || ((TFQ_AVX2 || TFQ_AVX512VNNI) && arch(x86_64))
         let w = weights.assumingMemoryBound(to: Int8.self)
         #endif
         #if arch(arm64) && TFQ_ARM_DOTPROD
@@ -63,7 +63,7 @@ enum Int8Dot {
         #elseif arch(arm64)
         return four { tfq_int8_group4_neon(w, x, stride, quads, $0) }
         #elseif TFQ_AVX512VNNI && arch(x86_64)
-        return four { tfq_int8_group4_vnni(w, x, stride, quads, $0) }
+        return four { tfq_int8_group4_vnni_selected(w, x, stride, quads, $0) }
         #elseif TFQ_AVX2 && arch(x86_64)
         return four { tfq_int8_group4_avx2(w, x, stride, quads, $0) }
         #else

@@ -48,12 +48,14 @@ struct TFQCommand: ParsableCommand {
         }
     }
 
-    /// A command-line error in one line: ArgumentParser's message (its first line), the
+    /// A command-line error in one line: ArgumentParser's message (its lines joined), the
     /// option's help when it printed one and the message does not list the valid values,
     /// and where to look for the usage it would have printed below.
     static func oneLine(_ error: Error) -> String {
         let full = fullMessage(for: error).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-        var line = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+        let parts = message(for: error).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("Help:") && !$0.hasPrefix("Usage:") && !$0.hasPrefix("See '") }
+        var line = parts.isEmpty ? "\(error)" : parts.joined(separator: " ")
         if !line.contains("Please provide one of"), let help = full.first(where: { $0.hasPrefix("Help:") }) {
             // "Help:  --group-size <group-size>  Weights per scale group: …": the text after the option.
             let words = help.dropFirst(5).split(separator: " ", omittingEmptySubsequences: true)

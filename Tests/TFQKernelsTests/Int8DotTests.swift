@@ -25,6 +25,7 @@ import Testing
     /// feature is told which one this build needs.
     @Test func theBuildsCPUFeaturesAreCheckedAtStart() {
         #expect(CPUFeatures.missingFromThisCPU == nil)
+        #expect(CPUFeatures.missing(from: .max) == nil)
         #if TFQ_AVX2 && arch(x86_64)
         #expect(CPUFeatures.missing(from: 0) == "FMA")
         #expect(CPUFeatures.missing(from: TFQ_CPU_FMA) == "AVX2")
@@ -32,6 +33,8 @@ import Testing
         // A VNNI build is made for a CPU with AVX-512F and BW too; without VNNI it is refused.
         #expect(CPUFeatures.missing(from: TFQ_CPU_FMA | TFQ_CPU_AVX2 | TFQ_CPU_AVX512F | TFQ_CPU_AVX512BW) == "AVX-512 VNNI")
         #expect(CPUFeatures.hasAVX512VNNI)
+        // Every CPU with VNNI has DQ, which such a build may use anywhere: it is checked too.
+        #expect(CPUFeatures.missing(from: TFQ_CPU_FMA | TFQ_CPU_AVX2 | TFQ_CPU_AVX512F | TFQ_CPU_AVX512BW | TFQ_CPU_AVX512VNNI) == "AVX-512DQ")
         #endif
         #elseif TFQ_ARM_DOTPROD && arch(arm64)
         #expect(CPUFeatures.missing(from: TFQ_CPU_FMA) == "the dot product (ARMv8.2 sdot)")

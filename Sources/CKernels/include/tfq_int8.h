@@ -5,8 +5,9 @@
  * instructions: ARMv8.2 dot product (sdot), ARMv8.0 NEON (smull/smlal/sadalp), AVX2
  * (vpmaddubsw/vpmaddwd) and AVX-512 VNNI (vpdpbusd). C with the vendors' intrinsic headers because Swift 6.0's Builtin
  * has no target intrinsics. The Swift side (Int8Dot.swift) picks a path by the build's
- * defines. The AVX2 path exists only when the compiler targets an AVX2 CPU, so the define
- * without the CPU flag fails to compile. The sdot path is compiled into every ARM64 build
+ * defines. The AVX2 path exists only when the compiler targets an AVX2 CPU, and the VNNI
+ * path's entry points for a TFQ_AVX512VNNI build only when it targets VNNI and VL, so a
+ * define without the CPU flag fails to compile. The sdot path is compiled into every ARM64 build
  * (a function-level target), so the tests check it wherever the CPU has the instruction;
  * a TFQ_ARM_DOTPROD build targets such a CPU and inlines it.
  *
@@ -255,6 +256,18 @@ static inline void tfq_int8_group4_vnni(const int8_t *w, const int8_t *x, long s
     }
     TFQ_VNNI_STORE(0); TFQ_VNNI_STORE(1); TFQ_VNNI_STORE(2); TFQ_VNNI_STORE(3);
 }
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+/* What a TFQ_AVX512VNNI build calls: defined only when the compiler targets a CPU with VNNI
+ * and VL, so that define without the CPU flag fails to compile instead of building a binary
+ * whose start-up check (tfq_cpu.h) knows nothing of the instructions it uses. */
+static inline void tfq_int8_group_vnni_selected(const int8_t *w, const int8_t *x, long quads, int32_t *out) {
+    tfq_int8_group_vnni(w, x, quads, out);
+}
+static inline void tfq_int8_group4_vnni_selected(const int8_t *w, const int8_t *x, long stride, long quads, int32_t *out) {
+    tfq_int8_group4_vnni(w, x, stride, quads, out);
+}
+#endif
 #endif /* __x86_64__ */
 
 #endif
