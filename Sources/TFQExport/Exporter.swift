@@ -230,8 +230,8 @@ public enum Exporter {
                     let group = options.group(for: tensor.name, columns: columns)
                     // Each H is freed once its last layer is chosen.
                     let hessian = hessians.removeValue(forKey: tensor.name).flatMap { $0.columns == columns ? $0 : nil }
-                    /// The tensor's bytes as `dtype`, and whether GPTQ chose them; nil when an f16
-                    /// scale would overflow.
+                    /// The tensor's bytes as `dtype`, and whether GPTQ chose them; nil when GPTQ's
+                    /// updated weights took a scale past what `dtype` holds.
                     func quantize(_ dtype: DType) throws -> (bytes: [UInt8], gptq: Bool)? {
                         if let hessian, let q = GPTQ.quantize(values, rows: rows, columns: columns, groupSize: group, dtype: dtype,
                                                               hessian: hessian.doubles, damping: Calibration.damping, pool: pool) {
@@ -244,16 +244,16 @@ public enum Exporter {
                             }
                             return (bytes, true)
                         }
-                        guard dtype != .q8f16 || Q8Codec.halfScalesFit(values) else { return nil }
                         return (try Q8Codec.encode(values, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4, dtype: dtype), false)
                     }
-                    var dtype = options.int8DType
+                    // Weights an f16 scale cannot hold keep f32 scales, decided before GPTQ runs.
+                    var dtype = options.int8DType == .q8f16 && !Q8Codec.halfScalesFit(values) ? .q8 : options.int8DType
                     var result = try quantize(dtype)
-                    if result == nil {
+                    if result == nil && dtype == .q8f16 {
                         dtype = .q8
                         result = try quantize(dtype)
-                        fullScales.append(tensor.name)
                     }
+                    if dtype != options.int8DType { fullScales.append(tensor.name) }
                     guard let made = result else { throw ExportError("\(tensor.name): its weights could not be quantized") }
                     let bytes = made.bytes
                     if made.gptq { chosen.insert(tensor.name) }
