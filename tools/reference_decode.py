@@ -181,10 +181,11 @@ def rms_norm(x, weight, eps):
 def quantize(x, group: int):
     """One pass of §11.4: (q int64 [groups, G], s float32 [groups])."""
     g = x.reshape(-1, group)
-    s = np.abs(g).max(axis=1) / F(127)
-    with np.errstate(divide="ignore"):
+    a = np.abs(g)
+    s = np.where(np.isnan(a), F(0), a).max(axis=1) / F(127)   # a NaN is ignored by the maximum
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         inv = np.where(s == 0, F(0), F(1) / s).astype(F)
-    v = (g * inv[:, None]).astype(F64)             # binary32 products; float64 rounds them exactly
+        v = (g * inv[:, None]).astype(F64)         # binary32 products; float64 rounds them exactly
     q = np.sign(v) * np.floor(np.abs(v) + 0.5)
     q = np.where(np.isnan(q), 0, np.clip(q, -127, 127))
     return q.astype(np.int64), s.astype(F)

@@ -1,3 +1,5 @@
+import CKernels
+
 /// An int8 weight matrix with per-group scales (f32 for `q8`, f16 for `q8f16`), in the
 /// `interleaved-16x4` layout of formats/tfq.md §6.2: blocks of 16 rows, and within a block
 /// 64-byte chunks holding 4 consecutive values of each of the 16 rows, so one 64-byte load
@@ -61,15 +63,23 @@ public enum ActivationQuantizer {
     typealias V = SIMD8<Float>
 
     /// q = round(x · (1/s)), s = max|x| / 127 over each group of `groupSize` values (a
-    /// multiple of 4); ties round away from zero, as `Float.rounded()` and C's `roundf` do.
+    /// multiple of 4); ties round away from zero, as `Float.rounded()` and C's `roundf` do,
+    /// into ±127, a NaN giving 0 (formats/tfq.md §11.4). ARM64 and AVX2 builds run the C
+    /// quantizer of CKernels/tfq_quantize.h, the others the same arithmetic in Swift SIMD.
     public static func quantize(_ x: UnsafePointer<Float>, count: Int, groupSize: Int,
                                 values: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
         precondition(groupSize % 4 == 0)
+        #if arch(arm64) || (TFQ_AVX2 && arch(x86_64))
+        for g in 0..<(count / groupSize) {
+            scales[g] = intrinsicGroup(x + g * groupSize, groupSize, values + g * groupSize)
+        }
+        #else
         let source = UnsafeRawPointer(x)
         for g in 0..<(count / groupSize) {
             scales[g] = quantizeGroup(g * groupSize, (g + 1) * groupSize, into: values,
                                       lanes: { source.loadUnaligned(fromByteOffset: $0 * 4, as: V.self) }, element: { x[$0] })
         }
+        #endif
     }
 
     /// Two int8 passes over each group, for the layers where one pass loses too much:
@@ -81,6 +91,11 @@ public enum ActivationQuantizer {
                                        values: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
         quantize(x, count: count, groupSize: groupSize, values: values, scales: scales)
         let groups = count / groupSize
+        #if arch(arm64) || (TFQ_AVX2 && arch(x86_64))
+        for g in 0..<groups {
+            scales[groups + g] = intrinsicResidualGroup(x + g * groupSize, groupSize, scales[g], values + count + g * groupSize)
+        }
+        #else
         let source = UnsafeRawPointer(x)
         // The residual is recomputed rather than stored, so nothing needs a buffer: eight
         // lanes redo the first pass's rounding (the same float q₁ it stored), the tail
@@ -90,12 +105,36 @@ public enum ActivationQuantizer {
             let firstInverse: Float = first == 0 ? 0 : 1 / first
             @inline(__always) func residual(_ at: Int) -> V {
                 let v = source.loadUnaligned(fromByteOffset: at * 4, as: V.self)
-                return v - roundedHalfAway(v * V(repeating: firstInverse)) * V(repeating: first)
+                return v - clampedRounded(v * V(repeating: firstInverse)) * V(repeating: first)
             }
             scales[groups + g] = quantizeGroup(g * groupSize, (g + 1) * groupSize, into: values + count, lanes: residual,
                                                element: { x[$0] - Float(values[$0]) * first })
         }
+        #endif
     }
+
+    #if arch(arm64)
+    /// The C quantizer (CKernels/tfq_quantize.h): the same values, in the ISA's instructions.
+    @inline(__always)
+    static func intrinsicGroup(_ x: UnsafePointer<Float>, _ n: Int, _ q: UnsafeMutablePointer<Int8>) -> Float {
+        tfq_quantize_group_neon(x, n, q)
+    }
+
+    @inline(__always)
+    static func intrinsicResidualGroup(_ x: UnsafePointer<Float>, _ n: Int, _ first: Float, _ q: UnsafeMutablePointer<Int8>) -> Float {
+        tfq_quantize_residual_group_neon(x, n, first, q)
+    }
+    #elseif TFQ_AVX2 && arch(x86_64)
+    @inline(__always)
+    static func intrinsicGroup(_ x: UnsafePointer<Float>, _ n: Int, _ q: UnsafeMutablePointer<Int8>) -> Float {
+        tfq_quantize_group_avx2(x, n, q)
+    }
+
+    @inline(__always)
+    static func intrinsicResidualGroup(_ x: UnsafePointer<Float>, _ n: Int, _ first: Float, _ q: UnsafeMutablePointer<Int8>) -> Float {
+        tfq_quantize_residual_group_avx2(x, n, first, q)
+    }
+    #endif
 
     /// One group, elements start..<end: returns its scale s = max|v| / 127 and writes
     /// round(v · (1/s)) to `values[start..<end]`. `lanes(i)` gives elements i..<i+8,
@@ -133,17 +172,29 @@ public enum ActivationQuantizer {
         return r.isNaN ? 0 : Int8(max(-127, min(127, r)))
     }
 
-    /// Round half away from zero, |v| ≤ 2²²: adding 1.5·2²³ rounds to the nearest integer
-    /// (ties to even) and leaves it in the low mantissa bits; a tie that went toward zero
-    /// then takes one step away from it. Plain SIMD arithmetic: no rounding instruction,
-    /// which baseline x86-64 lacks.
+    /// v rounded half away from zero into ±127, NaN giving 0, as int32: adding 1.5·2²³ to
+    /// the rounded value leaves it in the low mantissa bits. Plain SIMD arithmetic: no
+    /// rounding instruction, which baseline x86-64 lacks.
     @inline(__always)
     static func integers(_ v: V) -> SIMD8<Int32> {
         let magic = V(repeating: 12_582_912)
-        return unsafeBitCast(roundedHalfAway(v) + magic, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: SIMD8<Int32>.self)
+        return unsafeBitCast(clampedRounded(v) + magic, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: SIMD8<Int32>.self)
     }
 
-    /// v rounded half away from zero, as floats (|v| ≤ 2²²).
+    /// v rounded half away from zero and clamped to ±127, NaN giving 0: what `int8` gives,
+    /// as floats. The clamp matters only for a group whose maximum is so small (below about
+    /// 3.7e−37) that 1/s overflows to infinity.
+    @inline(__always)
+    static func clampedRounded(_ v: V) -> V {
+        let r = roundedHalfAway(v)
+        let limit = V(repeating: 127)
+        return r.replacing(with: limit, where: r .> limit).replacing(with: -limit, where: r .< -limit)
+            .replacing(with: 0, where: r .!= r)
+    }
+
+    /// v rounded half away from zero, as floats: adding 1.5·2²³ rounds to the nearest
+    /// integer (ties to even), a tie that went toward zero then takes one step away from it
+    /// (exact for |v| ≤ 2²²; larger values are clamped after).
     @inline(__always)
     static func roundedHalfAway(_ v: V) -> V {
         let magic = V(repeating: 12_582_912)

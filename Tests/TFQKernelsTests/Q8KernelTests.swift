@@ -17,10 +17,13 @@ import Testing
         var values = [Int8](), scales = [Float]()
         for g in 0..<(x.count / groupSize) {
             let group = x[(g * groupSize)..<((g + 1) * groupSize)]
-            let scale = group.map { abs($0) }.max()! / 127
+            let scale = (group.map { abs($0) }.filter { !$0.isNaN }.max() ?? 0) / 127
             let inverse: Float = scale == 0 ? 0 : 1 / scale
             scales.append(scale)
-            values += group.map { Int8(($0 * inverse).rounded()) }
+            values += group.map { v in
+                let r = (v * inverse).rounded()
+                return r.isNaN ? 0 : Int8(max(-127, min(127, r)))
+            }
         }
         return (values, scales)
     }
@@ -42,6 +45,37 @@ import Testing
             #expect(values == expected.values, "group \(groupSize), \(groups) groups")
             #expect(values[1] == 3 && values[2] == -4 && values[3] == 1, "ties round away from zero")
         }
+    }
+
+    /// Groups at the edges of §11.4: a NaN (ignored by the maximum, quantized to 0), an
+    /// infinity (s = inf, so 1/s = 0 and every value 0), values so small that 1/s overflows
+    /// (clamped to ±127, zeros 0), and negative zeros. One pass and two, every group size the
+    /// runtime meets, against the scalar rule.
+    @Test(arguments: [4, 12, 32, 48, 64])
+    func quantizerEdgeGroupsFollowTheRule(groupSize: Int) {
+        let groups = 5, count = groupSize * groups
+        var x = Self.activations(count, seed: 77)
+        x[1] = .nan
+        x[groupSize + 2] = .infinity; x[groupSize + 3] = -1
+        for i in (2 * groupSize)..<(3 * groupSize) { x[i] = Float(i % 3 - 1) * 1e-38 }    // 1/s overflows
+        x[2 * groupSize] = 1e-38; x[2 * groupSize + 1] = 2e-40; x[2 * groupSize + 2] = -3e-39; x[2 * groupSize + 3] = 0
+        for i in (3 * groupSize)..<(4 * groupSize) { x[i] = -0.0 }
+        let first = Self.referenceQuantize(x, groupSize: groupSize)
+        #expect(first.scales[0] > 0 && first.scales[1] == .infinity && first.scales[3] == 0)
+        #expect(first.values[1] == 0 && first.values[groupSize + 3] == 0)
+        #expect(1 / first.scales[2] == .infinity && first.values[(2 * groupSize)..<(2 * groupSize + 4)] == [127, 127, -127, 0])
+        var one = [Int8](repeating: 99, count: count), oneScales = [Float](repeating: -1, count: groups)
+        var two = [Int8](repeating: 99, count: 2 * count), twoScales = [Float](repeating: -1, count: 2 * groups)
+        x.withUnsafeBufferPointer { xp in
+            ActivationQuantizer.quantize(xp.baseAddress!, count: count, groupSize: groupSize, values: &one, scales: &oneScales)
+            ActivationQuantizer.quantizeTwoPass(xp.baseAddress!, count: count, groupSize: groupSize, values: &two, scales: &twoScales)
+        }
+        #expect(one == first.values && oneScales.map(\.bitPattern) == first.scales.map(\.bitPattern))
+        #expect(Array(two[..<count]) == first.values && Array(twoScales[..<groups]).map(\.bitPattern) == first.scales.map(\.bitPattern))
+        let residual = (0..<count).map { x[$0] - Float(first.values[$0]) * first.scales[$0 / groupSize] }
+        let second = Self.referenceQuantize(residual, groupSize: groupSize)
+        #expect(Array(two[count...]) == second.values, "second pass, group \(groupSize)")
+        #expect(Array(twoScales[groups...]).map(\.bitPattern) == second.scales.map(\.bitPattern))
     }
 
     /// A random int8 matrix in the interleaved-16×4 layout (rows padded to 16), with the same
