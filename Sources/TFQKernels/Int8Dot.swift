@@ -71,6 +71,27 @@ enum Int8Dot {
         #endif
     }
 
+    /// `group` for two tokens whose activations are `stride` bytes apart (a two-pass
+    /// activation's q₁ and q₂), sharing each load.
+    @inline(__always)
+    static func group2(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
+        -> (SIMD16<Int32>, SIMD16<Int32>) {
+        #if arch(arm64) || ((TFQ_AVX2 || TFQ_AVX512VNNI) && arch(x86_64))
+        let w = weights.assumingMemoryBound(to: Int8.self)
+        #endif
+        #if arch(arm64) && TFQ_ARM_DOTPROD
+        return two { tfq_int8_group2_sdot(w, x, stride, quads, $0) }
+        #elseif arch(arm64)
+        return two { tfq_int8_group2_neon(w, x, stride, quads, $0) }
+        #elseif TFQ_AVX512VNNI && arch(x86_64)
+        return two { tfq_int8_group2_vnni_selected(w, x, stride, quads, $0) }
+        #elseif TFQ_AVX2 && arch(x86_64)
+        return two { tfq_int8_group2_avx2(w, x, stride, quads, $0) }
+        #else
+        return (portableGroup(weights, x, quads: quads), portableGroup(weights, x + stride, quads: quads))
+        #endif
+    }
+
     /// The VNNI one-token function writes its 16 sums through a pointer (tfq_int8.h says why).
     @inline(__always)
     static func one(_ body: (UnsafeMutablePointer<Int32>) -> Void) -> SIMD16<Int32> {
@@ -87,6 +108,14 @@ enum Int8Dot {
         return sums
     }
 
+    /// The C two-token functions write 2 × 16 sums through a pointer.
+    @inline(__always)
+    static func two(_ body: (UnsafeMutablePointer<Int32>) -> Void) -> (SIMD16<Int32>, SIMD16<Int32>) {
+        var sums = (SIMD16<Int32>(), SIMD16<Int32>())
+        withUnsafeMutableBytes(of: &sums) { body($0.baseAddress!.assumingMemoryBound(to: Int32.self)) }
+        return sums
+    }
+
     #if arch(arm64)
     /// The sdot path in any ARM64 build (a call, not inlined, without TFQ_ARM_DOTPROD), so
     /// the tests check it wherever the CPU has the instruction (`CPUFeatures.hasDotProduct`).
@@ -97,6 +126,11 @@ enum Int8Dot {
     static func sdotGroup4(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
         -> (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>) {
         four { tfq_int8_group4_sdot(weights.assumingMemoryBound(to: Int8.self), x, stride, quads, $0) }
+    }
+
+    static func sdotGroup2(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
+        -> (SIMD16<Int32>, SIMD16<Int32>) {
+        two { tfq_int8_group2_sdot(weights.assumingMemoryBound(to: Int8.self), x, stride, quads, $0) }
     }
     #endif
 
@@ -110,6 +144,11 @@ enum Int8Dot {
     static func vnniGroup4(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
         -> (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>) {
         four { tfq_int8_group4_vnni(weights.assumingMemoryBound(to: Int8.self), x, stride, quads, $0) }
+    }
+
+    static func vnniGroup2(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
+        -> (SIMD16<Int32>, SIMD16<Int32>) {
+        two { tfq_int8_group2_vnni(weights.assumingMemoryBound(to: Int8.self), x, stride, quads, $0) }
     }
     #endif
 

@@ -245,14 +245,13 @@ public enum Q8MatMul {
     }
 
     /// `vector` for an activation in two passes (``ActivationQuantizer/quantizeTwoPass``):
-    /// y = W·(s₁q₁) + W·(s₂q₂). The second pass finds the block's weights in L1.
+    /// y = W·(s₁q₁) + W·(s₂q₂), both passes from one load of each weight chunk.
     public static func vectorTwoPass(_ w: Q8Matrix, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>,
                                      y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
         pool.parallelFor(w.blocks, evenlyWithAtLeast: max(1, 1024 / max(1, w.columns))) { range in
             for block in range {
-                let result = blockDot(w, block: block, x: x, xScales: xScales)
-                    + blockDot(w, block: block, x: x + w.columns, xScales: xScales + w.groups)
-                store(result, block: block, rows: w.rows, into: y)
+                let (first, second) = blockDot2(w, block: block, x: x, xScales: xScales)
+                store(first + second, block: block, rows: w.rows, into: y)
             }
         }
     }
@@ -272,10 +271,8 @@ public enum Q8MatMul {
                     t += 2
                 }
                 if t < tokens {
-                    let row = x + 2 * t * w.columns, rowScales = xScales + 2 * t * w.groups
-                    let result = blockDot(w, block: block, x: row, xScales: rowScales)
-                        + blockDot(w, block: block, x: row + w.columns, xScales: rowScales + w.groups)
-                    store(result, block: block, rows: w.rows, into: y + t * w.rows)
+                    let (first, second) = blockDot2(w, block: block, x: x + 2 * t * w.columns, xScales: xScales + 2 * t * w.groups)
+                    store(first + second, block: block, rows: w.rows, into: y + t * w.rows)
                 }
             }
         }
@@ -303,6 +300,23 @@ public enum Q8MatMul {
             result += Int8Dot.toFloat(sums) * scale * SIMD16(repeating: xScales[g])
         }
         return result
+    }
+
+    /// blockDot for two consecutive activation rows (a two-pass token's q₁ and q₂), sharing
+    /// each weight load; each row's sums are added in blockDot's order.
+    @inline(__always)
+    static func blockDot2(_ w: Q8Matrix, block: Int, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>) -> (SIMD16<Float>, SIMD16<Float>) {
+        let base = UnsafeRawPointer(w.values + block * 16 * w.columns)
+        let quadsPerGroup = w.groupSize / 4
+        let groups = w.groups
+        var r0 = SIMD16<Float>(), r1 = SIMD16<Float>()
+        for g in 0..<groups {
+            let (s0, s1) = Int8Dot.group2(base + g * quadsPerGroup * 64, x + g * w.groupSize, stride: w.columns, quads: quadsPerGroup)
+            let scale = w.scales(block: block, group: g)
+            r0 += Int8Dot.toFloat(s0) * scale * SIMD16(repeating: xScales[g])
+            r1 += Int8Dot.toFloat(s1) * scale * SIMD16(repeating: xScales[groups + g])
+        }
+        return (r0, r1)
     }
 
     /// blockDot for four consecutive tokens, sharing each weight load.

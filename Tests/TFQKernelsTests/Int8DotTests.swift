@@ -2,8 +2,9 @@ import CKernels
 import Testing
 @testable import TFQKernels
 
-/// The int8 inner loop of this build's ISA path (sdot, NEON, AVX-512 VNNI, AVX2 or portable) against the
-/// portable path and against sums of single products: integer sums, so equal bit for bit.
+/// The int8 inner loop of this build's ISA path (sdot, NEON, AVX-512 VNNI, AVX2 or portable), for
+/// one, two and four tokens, against the portable path and against sums of single products:
+/// integer sums, so equal bit for bit.
 @Suite struct Int8DotTests {
     /// The path the build compiled is the one its defines ask for (a define without the
     /// matching CPU flag does not compile at all; see CKernels/tfq_int8.h).
@@ -84,17 +85,23 @@ import Testing
                 #expect([four.0, four.1, four.2, four.3] == expected)
                 let portable = Int8Dot.portableGroup4(wb.baseAddress!, xb.baseAddress!, stride: stride, quads: quads)
                 #expect([portable.0, portable.1, portable.2, portable.3] == expected)
+                let two = Int8Dot.group2(wb.baseAddress!, xb.baseAddress! + stride, stride: stride, quads: quads)
+                #expect([two.0, two.1] == [expected[1], expected[2]])
                 #if arch(arm64)
                 if CPUFeatures.hasDotProduct {
                     #expect(Int8Dot.sdotGroup(wb.baseAddress!, xb.baseAddress!, quads: quads) == expected[0])
                     let sdot = Int8Dot.sdotGroup4(wb.baseAddress!, xb.baseAddress!, stride: stride, quads: quads)
                     #expect([sdot.0, sdot.1, sdot.2, sdot.3] == expected)
+                    let sdot2 = Int8Dot.sdotGroup2(wb.baseAddress!, xb.baseAddress! + stride, stride: stride, quads: quads)
+                    #expect([sdot2.0, sdot2.1] == [expected[1], expected[2]])
                 }
                 #elseif arch(x86_64)
                 if CPUFeatures.hasAVX512VNNI {
                     #expect(Int8Dot.vnniGroup(wb.baseAddress!, xb.baseAddress!, quads: quads) == expected[0])
                     let vnni = Int8Dot.vnniGroup4(wb.baseAddress!, xb.baseAddress!, stride: stride, quads: quads)
                     #expect([vnni.0, vnni.1, vnni.2, vnni.3] == expected)
+                    let vnni2 = Int8Dot.vnniGroup2(wb.baseAddress!, xb.baseAddress! + stride, stride: stride, quads: quads)
+                    #expect([vnni2.0, vnni2.1] == [expected[1], expected[2]])
                 }
                 #endif
             }
@@ -115,15 +122,19 @@ import Testing
                     let portable = Int8Dot.portableGroup4(wb.baseAddress!, xb.baseAddress!, stride: quads * 4, quads: quads)
                     #expect(four == portable)
                     #expect(four.0 == fast)
+                    let two = Int8Dot.group2(wb.baseAddress!, xb.baseAddress!, stride: quads * 4, quads: quads)
+                    #expect(two.0 == portable.0 && two.1 == portable.1)
                     #if arch(arm64)
                     if CPUFeatures.hasDotProduct {
                         #expect(Int8Dot.sdotGroup(wb.baseAddress!, xb.baseAddress!, quads: quads) == fast)
                         #expect(Int8Dot.sdotGroup4(wb.baseAddress!, xb.baseAddress!, stride: quads * 4, quads: quads) == portable)
+                        #expect(Int8Dot.sdotGroup2(wb.baseAddress!, xb.baseAddress!, stride: quads * 4, quads: quads) == (portable.0, portable.1))
                     }
                     #elseif arch(x86_64)
                     if CPUFeatures.hasAVX512VNNI {
                         #expect(Int8Dot.vnniGroup(wb.baseAddress!, xb.baseAddress!, quads: quads) == fast)
                         #expect(Int8Dot.vnniGroup4(wb.baseAddress!, xb.baseAddress!, stride: quads * 4, quads: quads) == portable)
+                        #expect(Int8Dot.vnniGroup2(wb.baseAddress!, xb.baseAddress!, stride: quads * 4, quads: quads) == (portable.0, portable.1))
                     }
                     #endif
                 }

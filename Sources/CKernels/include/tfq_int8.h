@@ -49,6 +49,15 @@ static inline tfq_i32x16 tfq_join4(int32x4_t a, int32x4_t b, int32x4_t c, int32x
         tfq_store16((out) + 48, tfq_join4(a30, a31, a32, a33));     \
     } while (0)
 
+/* Two tokens' sums (the two passes of one token's activations): a<token><rows 4i..4i+3>. */
+#define TFQ_TWO_TOKEN_SUMS                                                                                  \
+    int32x4_t a00 = vdupq_n_s32(0), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00
+
+#define TFQ_STORE_TWO_TOKEN_SUMS(out) do {                          \
+        tfq_store16((out), tfq_join4(a00, a01, a02, a03));          \
+        tfq_store16((out) + 16, tfq_join4(a10, a11, a12, a13));     \
+    } while (0)
+
 /* The 4 activation bytes at x repeated across a register. */
 static inline int8x16_t tfq_quad(const int8_t *x) {
     uint32_t word;
@@ -105,6 +114,18 @@ static inline void tfq_int8_group4_sdot(const int8_t *w, const int8_t *x, long s
     TFQ_STORE_FOUR_TOKEN_SUMS(out);
 }
 
+/* Two tokens (a two-pass activation's q₁ and q₂), each chunk loaded once. */
+__attribute__((target("dotprod")))
+static inline void tfq_int8_group2_sdot(const int8_t *w, const int8_t *x, long stride, long quads, int32_t *out) {
+    TFQ_TWO_TOKEN_SUMS;
+    for (long q = 0; q < quads; q++, w += 64, x += 4) {
+        __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
+        int8x16_t w0 = vld1q_s8(w), w1 = vld1q_s8(w + 16), w2 = vld1q_s8(w + 32), w3 = vld1q_s8(w + 48);
+        TFQ_SDOT_TOKEN(0); TFQ_SDOT_TOKEN(1);
+    }
+    TFQ_STORE_TWO_TOKEN_SUMS(out);
+}
+
 /* ARMv8.0 NEON. smull multiplies 8 byte pairs into int16; two chunks' products of the same
  * row and column add in int16 (smlal, at most 2·127·127); sadalp adds neighbouring int16
  * lanes into int32 accumulators that hold [row r: columns 0+1, columns 2+3, row r+1: ...].
@@ -139,6 +160,45 @@ static inline tfq_i32x16 tfq_int8_group_neon(const int8_t *w, const int8_t *x, l
         TFQ_NEON_QUARTER1(0); TFQ_NEON_QUARTER1(1); TFQ_NEON_QUARTER1(2); TFQ_NEON_QUARTER1(3);
     }
     return tfq_join4(vpaddq_s32(p0l, p0h), vpaddq_s32(p1l, p1h), vpaddq_s32(p2l, p2h), vpaddq_s32(p3l, p3h));
+}
+
+/* tfq_int8_group_neon for two tokens (x and x + stride: a two-pass activation's q₁ and q₂),
+ * each pair of chunks loaded once: 62 instructions per 2 chunks for both, where two calls
+ * take 80. p… accumulate token 0, r… token 1. */
+#define TFQ_NEON_QUARTER_TWO(i) do {                                                                      \
+        int8x16_t wa = vld1q_s8(w + 16 * (i)), wb = vld1q_s8(w + 64 + 16 * (i));                          \
+        p##i##l = vpadalq_s16(p##i##l, vmlal_s8(vmull_s8(vget_low_s8(wa), vget_low_s8(xa)), vget_low_s8(wb), vget_low_s8(xb))); \
+        p##i##h = vpadalq_s16(p##i##h, vmlal_high_s8(vmull_high_s8(wa, xa), wb, xb));                     \
+        r##i##l = vpadalq_s16(r##i##l, vmlal_s8(vmull_s8(vget_low_s8(wa), vget_low_s8(ya)), vget_low_s8(wb), vget_low_s8(yb))); \
+        r##i##h = vpadalq_s16(r##i##h, vmlal_high_s8(vmull_high_s8(wa, ya), wb, yb));                     \
+    } while (0)
+
+#define TFQ_NEON_QUARTER1_TWO(i) do {                                                                     \
+        int8x16_t wa = vld1q_s8(w + 16 * (i));                                                            \
+        p##i##l = vpadalq_s16(p##i##l, vmull_s8(vget_low_s8(wa), vget_low_s8(xa)));                       \
+        p##i##h = vpadalq_s16(p##i##h, vmull_high_s8(wa, xa));                                            \
+        r##i##l = vpadalq_s16(r##i##l, vmull_s8(vget_low_s8(wa), vget_low_s8(ya)));                       \
+        r##i##h = vpadalq_s16(r##i##h, vmull_high_s8(wa, ya));                                            \
+    } while (0)
+
+static inline void tfq_int8_group2_neon(const int8_t *w, const int8_t *x, long stride, long quads, int32_t *out) {
+    int32x4_t p0l = vdupq_n_s32(0), p0h = p0l, p1l = p0l, p1h = p0l, p2l = p0l, p2h = p0l, p3l = p0l, p3h = p0l;
+    int32x4_t r0l = p0l, r0h = p0l, r1l = p0l, r1h = p0l, r2l = p0l, r2h = p0l, r3l = p0l, r3h = p0l;
+    const int8_t *y = x + stride;
+    long q = 0;
+    for (; q + 2 <= quads; q += 2, w += 128, x += 8, y += 8) {
+        __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
+        __builtin_prefetch(w + 64 + TFQ_PREFETCH_AHEAD, 0, 3);
+        int8x16_t xa = tfq_quad_opaque(x), xb = tfq_quad_opaque(x + 4), ya = tfq_quad_opaque(y), yb = tfq_quad_opaque(y + 4);
+        TFQ_NEON_QUARTER_TWO(0); TFQ_NEON_QUARTER_TWO(1); TFQ_NEON_QUARTER_TWO(2); TFQ_NEON_QUARTER_TWO(3);
+    }
+    if (q < quads) {
+        __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
+        int8x16_t xa = tfq_quad_opaque(x), ya = tfq_quad_opaque(y);
+        TFQ_NEON_QUARTER1_TWO(0); TFQ_NEON_QUARTER1_TWO(1); TFQ_NEON_QUARTER1_TWO(2); TFQ_NEON_QUARTER1_TWO(3);
+    }
+    tfq_store16(out, tfq_join4(vpaddq_s32(p0l, p0h), vpaddq_s32(p1l, p1h), vpaddq_s32(p2l, p2h), vpaddq_s32(p3l, p3h)));
+    tfq_store16(out + 16, tfq_join4(vpaddq_s32(r0l, r0h), vpaddq_s32(r1l, r1h), vpaddq_s32(r2l, r2h), vpaddq_s32(r3l, r3h)));
 }
 
 /* Four tokens (activations `stride` bytes apart): each chunk is loaded once and multiplied
@@ -213,6 +273,18 @@ static inline void tfq_int8_group4_avx2(const int8_t *w, const int8_t *x, long s
     tfq_store16(out + 32, tfq_join2(low2, high2));
     tfq_store16(out + 48, tfq_join2(low3, high3));
 }
+
+/* Two tokens (a two-pass activation's q₁ and q₂), each chunk loaded once. */
+static inline void tfq_int8_group2_avx2(const int8_t *w, const int8_t *x, long stride, long quads, int32_t *out) {
+    __m256i low0 = _mm256_setzero_si256(), high0 = low0, low1 = low0, high1 = low0;
+    for (long q = 0; q < quads; q++, w += 64, x += 4) {
+        __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)w), w1 = _mm256_loadu_si256((const __m256i *)(w + 32));
+        TFQ_AVX2_TOKEN(0); TFQ_AVX2_TOKEN(1);
+    }
+    tfq_store16(out, tfq_join2(low0, high0));
+    tfq_store16(out + 16, tfq_join2(low1, high1));
+}
 #endif /* __x86_64__ && __AVX2__ */
 
 #if defined(__x86_64__)
@@ -268,6 +340,17 @@ static inline void tfq_int8_group4_vnni(const int8_t *w, const int8_t *x, long s
     TFQ_VNNI_STORE(0); TFQ_VNNI_STORE(1); TFQ_VNNI_STORE(2); TFQ_VNNI_STORE(3);
 }
 
+TFQ_VNNI_TARGET
+static inline void tfq_int8_group2_vnni(const int8_t *w, const int8_t *x, long stride, long quads, int32_t *out) {
+    __m256i low0 = _mm256_setzero_si256(), high0 = low0, low1 = low0, high1 = low0;
+    for (long q = 0; q < quads; q++, w += 64, x += 4) {
+        __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)w), w1 = _mm256_loadu_si256((const __m256i *)(w + 32));
+        TFQ_VNNI_TOKEN(0); TFQ_VNNI_TOKEN(1);
+    }
+    TFQ_VNNI_STORE(0); TFQ_VNNI_STORE(1);
+}
+
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
 /* What a TFQ_AVX512VNNI build calls: defined only when the compiler targets a CPU with VNNI
  * and VL, so that define without the CPU flag fails to compile instead of building a binary
@@ -277,6 +360,9 @@ static inline void tfq_int8_group_vnni_selected(const int8_t *w, const int8_t *x
 }
 static inline void tfq_int8_group4_vnni_selected(const int8_t *w, const int8_t *x, long stride, long quads, int32_t *out) {
     tfq_int8_group4_vnni(w, x, stride, quads, out);
+}
+static inline void tfq_int8_group2_vnni_selected(const int8_t *w, const int8_t *x, long stride, long quads, int32_t *out) {
+    tfq_int8_group2_vnni(w, x, stride, quads, out);
 }
 #endif
 #endif /* __x86_64__ */
