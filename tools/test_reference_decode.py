@@ -96,12 +96,13 @@ def test_fma_rounds_once():
 def test_quantize_edge_groups():
     """§11.4 at its edges, the groups Q8KernelTests.quantizerEdgeGroupsFollowTheRule gives the
     runtime: a NaN is ignored by the maximum and quantized to 0; an infinite maximum makes
-    1/s = 0; a maximum below ~3.7e-37 makes 1/s infinite, so non-zero values clamp to ±127;
-    negative zeros give a zero scale."""
-    x = np.array([1, np.nan, -2, 0.5, np.inf, -1, 0, 0, 1e-38, 2e-40, -3e-39, 0, -0.0, -0.0, -0.0, -0.0], np.float32)
+    1/s = 0; a maximum between ~9e-44 and ~3.7e-37 makes 1/s infinite, so non-zero values
+    clamp to ±127; below that s rounds to 0; negative zeros give a zero scale."""
+    x = np.array([1, np.nan, -2, 0.5, np.inf, -1, 0, 0, 1e-38, 2e-40, -3e-39, 0, -0.0, -0.0, -0.0, -0.0,
+                  1e-44, -2e-44, 0, 1e-44], np.float32)
     q, s = ref.quantize(x, 4)
-    assert q.tolist() == [[64, 0, -127, 32], [0, 0, 0, 0], [127, 127, -127, 0], [0, 0, 0, 0]]
-    assert s[0] == np.float32(2) / np.float32(127) and s[1] == np.inf and s[3] == 0
+    assert q.tolist() == [[64, 0, -127, 32], [0, 0, 0, 0], [127, 127, -127, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    assert s[0] == np.float32(2) / np.float32(127) and s[1] == np.inf and s[3] == 0 and s[4] == 0   # 2e-44/127 rounds to 0
     assert s[2] < np.float32(2.0**-128)                  # so 1/s overflows
 
 

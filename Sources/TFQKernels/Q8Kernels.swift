@@ -113,26 +113,24 @@ public enum ActivationQuantizer {
         #endif
     }
 
-    #if arch(arm64)
+    #if arch(arm64) || (TFQ_AVX2 && arch(x86_64))
     /// The C quantizer (CKernels/tfq_quantize.h): the same values, in the ISA's instructions.
     @inline(__always)
     static func intrinsicGroup(_ x: UnsafePointer<Float>, _ n: Int, _ q: UnsafeMutablePointer<Int8>) -> Float {
-        tfq_quantize_group_neon(x, n, q)
+        #if arch(arm64)
+        return tfq_quantize_group_neon(x, n, q)
+        #else
+        return tfq_quantize_group_avx2(x, n, q)
+        #endif
     }
 
     @inline(__always)
     static func intrinsicResidualGroup(_ x: UnsafePointer<Float>, _ n: Int, _ first: Float, _ q: UnsafeMutablePointer<Int8>) -> Float {
-        tfq_quantize_residual_group_neon(x, n, first, q)
-    }
-    #elseif TFQ_AVX2 && arch(x86_64)
-    @inline(__always)
-    static func intrinsicGroup(_ x: UnsafePointer<Float>, _ n: Int, _ q: UnsafeMutablePointer<Int8>) -> Float {
-        tfq_quantize_group_avx2(x, n, q)
-    }
-
-    @inline(__always)
-    static func intrinsicResidualGroup(_ x: UnsafePointer<Float>, _ n: Int, _ first: Float, _ q: UnsafeMutablePointer<Int8>) -> Float {
-        tfq_quantize_residual_group_avx2(x, n, first, q)
+        #if arch(arm64)
+        return tfq_quantize_residual_group_neon(x, n, first, q)
+        #else
+        return tfq_quantize_residual_group_avx2(x, n, first, q)
+        #endif
     }
     #endif
 

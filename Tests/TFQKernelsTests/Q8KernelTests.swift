@@ -47,35 +47,40 @@ import Testing
         }
     }
 
-    /// Groups at the edges of §11.4: a NaN (ignored by the maximum, quantized to 0), an
-    /// infinity (s = inf, so 1/s = 0 and every value 0), values so small that 1/s overflows
-    /// (clamped to ±127, zeros 0), and negative zeros. One pass and two, every group size the
-    /// runtime meets, against the scalar rule.
+    /// Groups at the edges of §11.4: NaNs, quiet and signalling (ignored by the maximum,
+    /// quantized to 0), an infinity (s = inf, so 1/s = 0 and every value 0), values so small
+    /// that 1/s overflows (clamped to ±127, zeros 0), smaller still (s rounds to 0: all 0), and
+    /// negative zeros. One pass and two, every group size the runtime meets, against the
+    /// scalar rule; nothing is written past the values.
     @Test(arguments: [4, 12, 32, 48, 64])
     func quantizerEdgeGroupsFollowTheRule(groupSize: Int) {
-        let groups = 5, count = groupSize * groups
+        let groups = 6, count = groupSize * groups
         var x = Self.activations(count, seed: 77)
-        x[1] = .nan
+        x[1] = .nan; x[2] = .signalingNaN
         x[groupSize + 2] = .infinity; x[groupSize + 3] = -1
         for i in (2 * groupSize)..<(3 * groupSize) { x[i] = Float(i % 3 - 1) * 1e-38 }    // 1/s overflows
         x[2 * groupSize] = 1e-38; x[2 * groupSize + 1] = 2e-40; x[2 * groupSize + 2] = -3e-39; x[2 * groupSize + 3] = 0
         for i in (3 * groupSize)..<(4 * groupSize) { x[i] = -0.0 }
+        for i in (5 * groupSize)..<(6 * groupSize) { x[i] = Float(i % 5 - 2) * 1e-44 }   // s = max/127 rounds to 0
         let first = Self.referenceQuantize(x, groupSize: groupSize)
-        #expect(first.scales[0] > 0 && first.scales[1] == .infinity && first.scales[3] == 0)
-        #expect(first.values[1] == 0 && first.values[groupSize + 3] == 0)
+        #expect(first.scales[0] > 0 && first.scales[1] == .infinity && first.scales[3] == 0 && first.scales[5] == 0)
+        #expect(first.values[1] == 0 && first.values[2] == 0 && first.values[groupSize + 3] == 0)
         #expect(1 / first.scales[2] == .infinity && first.values[(2 * groupSize)..<(2 * groupSize + 4)] == [127, 127, -127, 0])
-        var one = [Int8](repeating: 99, count: count), oneScales = [Float](repeating: -1, count: groups)
-        var two = [Int8](repeating: 99, count: 2 * count), twoScales = [Float](repeating: -1, count: 2 * groups)
+        #expect(x[(5 * groupSize)..<(6 * groupSize)].contains { $0 != 0 } && first.values[(5 * groupSize)...].allSatisfy { $0 == 0 })
+        // 8 bytes beyond what each call should write, to catch a store that runs over.
+        var one = [Int8](repeating: 99, count: count + 8), oneScales = [Float](repeating: -1, count: groups)
+        var two = [Int8](repeating: 99, count: 2 * count + 8), twoScales = [Float](repeating: -1, count: 2 * groups)
         x.withUnsafeBufferPointer { xp in
             ActivationQuantizer.quantize(xp.baseAddress!, count: count, groupSize: groupSize, values: &one, scales: &oneScales)
             ActivationQuantizer.quantizeTwoPass(xp.baseAddress!, count: count, groupSize: groupSize, values: &two, scales: &twoScales)
         }
-        #expect(one == first.values && oneScales.map(\.bitPattern) == first.scales.map(\.bitPattern))
+        #expect(Array(one[..<count]) == first.values && oneScales.map(\.bitPattern) == first.scales.map(\.bitPattern))
         #expect(Array(two[..<count]) == first.values && Array(twoScales[..<groups]).map(\.bitPattern) == first.scales.map(\.bitPattern))
         let residual = (0..<count).map { x[$0] - Float(first.values[$0]) * first.scales[$0 / groupSize] }
         let second = Self.referenceQuantize(residual, groupSize: groupSize)
-        #expect(Array(two[count...]) == second.values, "second pass, group \(groupSize)")
+        #expect(Array(two[count..<(2 * count)]) == second.values, "second pass, group \(groupSize)")
         #expect(Array(twoScales[groups...]).map(\.bitPattern) == second.scales.map(\.bitPattern))
+        #expect(one[count...].allSatisfy { $0 == 99 } && two[(2 * count)...].allSatisfy { $0 == 99 })
     }
 
     /// A random int8 matrix in the interleaved-16×4 layout (rows padded to 16), with the same

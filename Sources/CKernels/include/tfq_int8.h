@@ -163,7 +163,7 @@ static inline tfq_i32x16 tfq_int8_group_neon(const int8_t *w, const int8_t *x, l
 }
 
 /* tfq_int8_group_neon for two tokens (x and x + stride: a two-pass activation's q₁ and q₂),
- * each pair of chunks loaded once: 62 instructions per 2 chunks for both, where two calls
+ * each pair of chunks loaded once: 67 instructions per 2 chunks for both, where two calls
  * take 80. p… accumulate token 0, r… token 1. */
 #define TFQ_NEON_QUARTER_TWO(i) do {                                                                      \
         int8x16_t wa = vld1q_s8(w + 16 * (i)), wb = vld1q_s8(w + 64 + 16 * (i));                          \

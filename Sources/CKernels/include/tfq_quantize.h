@@ -16,9 +16,15 @@
 #if defined(__aarch64__)
 #include <arm_neon.h>
 
+/* m where it is not below a: a NaN (quiet or signalling) loses, as the Swift quantizer's
+ * `>` has it. (fmaxnm would not do: a signalling NaN wins there.) */
+static inline float32x4_t tfq_quantize_larger_neon(float32x4_t m, float32x4_t a) {
+    return vbslq_f32(vcgtq_f32(a, m), a, m);
+}
+
 static inline float tfq_quantize_max_neon(const float *x, long n) {
     float32x4_t m = vdupq_n_f32(0);
-    for (long i = 0; i < n; i += 4) m = vmaxnmq_f32(m, vabsq_f32(vld1q_f32(x + i)));   /* maxnm: a NaN loses */
+    for (long i = 0; i < n; i += 4) m = tfq_quantize_larger_neon(m, vabsq_f32(vld1q_f32(x + i)));
     return vmaxvq_f32(m);
 }
 
@@ -30,8 +36,8 @@ static inline int32x4_t tfq_quantize_lanes_neon(float32x4_t v, float32x4_t inv) 
     return vmaxq_s32(vminq_s32(q, vdupq_n_s32(127)), vdupq_n_s32(-127));
 }
 
-/* Writes q for values[0..<n] of `x` scaled by `inv`; `residual` (0 for the first pass) makes
- * the input x − float(q₁)·s₁ with q₁ re-derived from x and the first pass's s₁, inv₁. */
+/* Writes q[0..<n] from INPUT(i), the 4 input values at i (x itself in the first pass, the
+ * residual x − float(q₁)·s₁ in the second), scaled by `inv`: 8 bytes a step, 4 in the tail. */
 #define TFQ_QUANTIZE_LOOP(INPUT)                                                                  \
     do {                                                                                          \
         long i = 0;                                                                               \
@@ -68,7 +74,7 @@ static inline float32x4_t tfq_quantize_residual_lanes_neon(const float *x, float
 static inline float tfq_quantize_residual_group_neon(const float *x, long n, float first, int8_t *q) {
     float32x4_t s1 = vdupq_n_f32(first), inv1 = vdupq_n_f32(tfq_quantize_inverse(first));
     float32x4_t m = vdupq_n_f32(0);
-    for (long i = 0; i < n; i += 4) m = vmaxnmq_f32(m, vabsq_f32(tfq_quantize_residual_lanes_neon(x + i, inv1, s1)));
+    for (long i = 0; i < n; i += 4) m = tfq_quantize_larger_neon(m, vabsq_f32(tfq_quantize_residual_lanes_neon(x + i, inv1, s1)));
     float scale = vmaxvq_f32(m) / 127;
     float32x4_t inv = vdupq_n_f32(tfq_quantize_inverse(scale));
 #define TFQ_INPUT_RESIDUAL(at) tfq_quantize_residual_lanes_neon(x + (at), inv1, s1)
