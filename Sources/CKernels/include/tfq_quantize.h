@@ -13,6 +13,9 @@
 
 #include <stdint.h>
 
+/* 1/s, or 0 for a zero scale (every value of such a group is 0). */
+static inline float tfq_quantize_inverse(float scale) { return scale == 0 ? 0 : 1 / scale; }
+
 #if defined(__aarch64__)
 #include <arm_neon.h>
 
@@ -27,8 +30,6 @@ static inline float tfq_quantize_max_neon(const float *x, long n) {
     for (long i = 0; i < n; i += 4) m = tfq_quantize_larger_neon(m, vabsq_f32(vld1q_f32(x + i)));
     return vmaxvq_f32(m);
 }
-
-static inline float tfq_quantize_inverse(float scale) { return scale == 0 ? 0 : 1 / scale; }
 
 /* round(v · inv), clamped to ±127 (fcvtas gives 0 for NaN and saturates ±inf). */
 static inline int32x4_t tfq_quantize_lanes_neon(float32x4_t v, float32x4_t inv) {
@@ -126,8 +127,6 @@ static inline float tfq_quantize_max_avx2(__m256 m8, __m128 m4) {
     return _mm_cvtss_f32(m);
 }
 
-static inline float tfq_quantize_inverse_avx2(float scale) { return scale == 0 ? 0 : 1 / scale; }
-
 #define TFQ_QUANTIZE_PASS_AVX2(INPUT8, INPUT4)                                                    \
     do {                                                                                          \
         __m256 m8 = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);                          \
@@ -137,7 +136,7 @@ static inline float tfq_quantize_inverse_avx2(float scale) { return scale == 0 ?
         if (i < n) m4 = _mm_andnot_ps(_mm256_castps256_ps128(sign), INPUT4(i));                  \
         m4 = _mm_max_ps(m4, _mm_setzero_ps());                                                    \
         scale = tfq_quantize_max_avx2(m8, m4) / 127;                                              \
-        __m256 inv = _mm256_set1_ps(tfq_quantize_inverse_avx2(scale));                          \
+        __m256 inv = _mm256_set1_ps(tfq_quantize_inverse(scale));                          \
         for (i = 0; i + 8 <= n; i += 8) tfq_quantize_store8(q + i, tfq_quantize_round8(_mm256_mul_ps(INPUT8(i), inv))); \
         if (i < n) tfq_quantize_store4(q + i, tfq_quantize_round4(_mm_mul_ps(INPUT4(i), _mm256_castps256_ps128(inv)))); \
     } while (0)
@@ -156,7 +155,7 @@ static inline float tfq_quantize_group_avx2(const float *x, long n, int8_t *q) {
 /* The second pass, as tfq_quantize_residual_group_neon: x − float(q₁)·s₁, not fused. */
 static inline float tfq_quantize_residual_group_avx2(const float *x, long n, float first, int8_t *q) {
     float scale;
-    __m256 s1 = _mm256_set1_ps(first), inv1 = _mm256_set1_ps(tfq_quantize_inverse_avx2(first));
+    __m256 s1 = _mm256_set1_ps(first), inv1 = _mm256_set1_ps(tfq_quantize_inverse(first));
 #define TFQ_R8(at) _mm256_sub_ps(_mm256_loadu_ps(x + (at)), _mm256_mul_ps(tfq_quantize_round8(_mm256_mul_ps(_mm256_loadu_ps(x + (at)), inv1)), s1))
 #define TFQ_R4(at) _mm_sub_ps(_mm_loadu_ps(x + (at)), _mm_mul_ps(tfq_quantize_round4(_mm_mul_ps(_mm_loadu_ps(x + (at)), _mm256_castps256_ps128(inv1))), _mm256_castps256_ps128(s1)))
     TFQ_QUANTIZE_PASS_AVX2(TFQ_R8, TFQ_R4);
