@@ -72,7 +72,7 @@ def models(tfq: str, work: str, out: str) -> None:
               "--eval-every", "0", "--threads", "2"]
     run(tfq, "train", "--data", shake, "--out", f"{work}/char.tfq", "--ff", "256", "--activation", "gelu",
         "--steps", "1500", *common)
-    run(tfq, "export", f"{work}/char.tfq", "--int8", "--scales", "f32", "--embedding", "fp32", "--output", f"{out}/gpt-char.int8.tfq", "--eval-data", shake)
+    run(tfq, "export", f"{work}/char.tfq", "--int8", "--accuracy", "fast", "--scales", "f32", "--embedding", "fp32", "--output", f"{out}/gpt-char.int8.tfq", "--eval-data", shake)
     run(tfq, "train", "--data", wp, "--out", f"{work}/bpe.tfq", "--tokenizer", "bpe", "--vocab-size", "512",
         "--ff", "192", "--activation", "relu", "--tie-embeddings", "--no-bias", "--steps", "1000", *common)
     run(tfq, "export", f"{work}/bpe.tfq", "--int8", "--scales", "f32", "--two-pass-layers", "2", "--group-size", "32",

@@ -43,7 +43,7 @@ export ARM64_JOBS=${ARM64_JOBS:-$(nproc)}
 subset='TFQKernelsTests|TFQFormatTests|TFQRuntimeTests|TFQCAPITests|TFQImportTests|LoadingTests|ExportRunTests'
 # Left to the x86-64 runs and --all: the runtime tests that first train their fixture model
 # (150 steps: ~4.5 min under qemu) and the mutation fuzzer.
-slow='RuntimeTests[./](fp32RuntimeMatchesTheTrainingModel|prefillThenDecode|int8StaysCloseToFp32|halfKVCache|int8AccuracyChoices|badTwoPassLists|threadCountDoesNotChange|int8FileIsUnderAThird|everyGroupSize|fp16RoundTrips|sessionErrorsAreTyped|exportRejectsBadInput|halfPrecisionTables|halfTablesRefuse)|mutationFuzz'
+slow='RuntimeTests[./](fp32RuntimeMatchesTheTrainingModel|prefillThenDecode|int8StaysCloseToFp32|halfKVCache|int8AccuracyChoices|badTwoPassLists|threadCountDoesNotChange|int8FileIsUnderAThird|everyGroupSize|fp16RoundTrips|sessionErrorsAreTyped|exportRejectsBadInput|halfPrecisionTables|halfTablesRefuse)|AccuracyTargetTests[./]theFirstSetting|mutationFuzz'
 
 build=(tools/build.sh --arm64 --cpu cortex-a72 test --)
 if [ "$all" = 1 ]; then

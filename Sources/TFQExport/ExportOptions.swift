@@ -89,6 +89,11 @@ public struct ExportOptions: Sendable {
     /// the layers hold 7/12 of a gpt block's weights (more of a llama block's), so they cost
     /// that share of every layer in two passes (BENCHMARKS.md, "Two passes where the error is").
     public var twoPassNormInputs = false
+    /// int8: how the group sizes and the layers in two passes are chosen. ``Accuracy/target``
+    /// (the default) sets them itself, so it refuses options that set them too.
+    public var accuracy: Accuracy = .target
+    /// int8 with ``Accuracy/target``: what the chosen setting's quality report must meet.
+    public var target = QualityTarget()
     /// int8: choose the weights with GPTQ on calibration text (plain rounding without).
     public var gptq = true
     /// GPTQ's calibration text; nil uses the checkpoint's training split.

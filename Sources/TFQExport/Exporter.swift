@@ -40,6 +40,14 @@ public struct ExportSummary: Sendable {
     /// The int8 layers whose inputs are quantized in two passes (`two_pass_activations`),
     /// and how many int8 layers there are; nil unless int8.
     public var twoPass: (layers: [String], of: Int)?
+    /// The settings measured against ``ExportOptions/target``, fastest first, when the export
+    /// chose by it (``ExportOptions/Accuracy/target`` with text to measure on). The file
+    /// written is the first that met it, or when none did, the one ``accuracyNote`` names.
+    public var accuracyTrials: [AccuracyTrial] = []
+    /// Which of ``accuracyTrials`` was written; nil when there are none.
+    public var accuracyKept: Int?
+    /// Why the target did not decide the settings: no text to measure on, or no setting met it.
+    public var accuracyNote: OptionMessage?
 }
 
 /// Checkpoint → model file: drops training state, converts the weights (int8 with per-group
@@ -137,27 +145,120 @@ public enum Exporter {
     /// Exports the checkpoint (or imported model) at `checkpoint` to a model file at `output`
     /// as `options` say, and returns what was written; throws naming the first problem.
     public static func export(checkpoint: String, output: String, options: ExportOptions) throws -> ExportSummary {
+        if options.precision == .int8 && options.accuracy == .target && options.setsAccuracySettings {
+            throw ExportError("\(option: "accuracy") target chooses the group sizes and the layers in two passes itself; "
+                              + "give \(option: "accuracy") fast to set them")
+        }
         try OutputPath.check(output)  // before calibration and measurement, which take a while
         // Opened once, by the runtime: that checks every tensor the architecture needs, and
         // the same model is the fp32 reference the quality report measures against.
         let reference = try Model(path: checkpoint)
-        let source = reference.file, metadata = reference.metadata
-        let config = metadata.config
+        let source = reference.file
         let tensors = parameters(of: source)
         let (options, tableNote) = try resolvingTables(tensors, of: source, options: options)
+        let target = options.precision == .int8 && options.accuracy == .target
         let training = try source.metadataSection("training", as: TrainingState.self)
         let evalText = try evaluationText(options: options, training: training, checkpoint: checkpoint)
         let quantized = quantizedNames(tensors, options: options)
-        try checkGroupSizes(options: options, tensors: tensors.filter { quantized.contains($0.name) })
-        var calibration = try Calibration.run(reference, weights: quantized.subtracting([TensorName.tokenEmbedding]), options: options, training: training)
+        let quantizedTensors = tensors.filter { quantized.contains($0.name) }
+        try checkGroupSizes(options: options, tensors: quantizedTensors)
+        let calibration = try Calibration.run(reference, weights: quantized.subtracting([TensorName.tokenEmbedding]), options: options, training: training)
+        let fp32Bytes = tensors.reduce(0) { $0 + $1.elementCount * 4 }
 
-        // The model is written raw next to the output first, measured with the runtime, and
-        // then written again with the quality report and the requested compression. The
-        // staged copy is the first writer's unpublished file: locked, so no other write of
-        // `output` takes it for a dead run's leftover, and removed when `stagingWriter` goes.
+        // The settings to measure, fastest first: one unless the target chooses, and there
+        // is text to measure on. All are staged and measured in one pass of the reference
+        // model, which costs about as much as each of them.
+        let tables = quantizedTensors.filter { ExportOptions.vocabularyTables.contains($0.name) }
+        let steps = target && evalText != nil
+            ? options.accuracySteps(columns: quantizedTensors.filter { !tables.contains($0) }.map { $0.shape[1] },
+                                    tableColumns: tables.first?.shape[1])
+            : [options]
+        for step in steps.dropFirst() { try checkGroupSizes(options: step, tensors: quantizedTensors) }
+        var staged: [Staged] = []
+        defer { for step in staged { step.writer.discard() } }
+        var quantizedBytes = QuantizedTensors()  // the steps share many tensors' int8 bytes
+        for step in steps {
+            staged.append(try stage(reference, tensors: tensors, quantized: quantized, calibration: calibration, options: step,
+                                    output: output, cache: &quantizedBytes))
+        }
+        let qualities = try evalText.map {
+            try measure(reference: reference, exported: staged.map(\.path), text: $0, tokenizer: reference.metadata.tokenizer,
+                        options: options, tensorErrors: staged.map(\.errors))
+        }
+        // Each step's metadata with its report, and the length its output file would have.
+        let metadata = try staged.indices.map { i in
+            var model = staged[i].model
+            if let quality = qualities?[i] { model.sections["quality"] = try JSONValue(encoding: quality) }
+            return try model.encoded()
+        }
+        let fileBytes = staged.indices.map { staged[$0].outputBytes(metadataBytes: metadata[$0].count) }
+        var kept = 0
+        var trials: [AccuracyTrial] = []
+        var accuracyNote: OptionMessage?
+        if target, let qualities {
+            trials = steps.indices.map {
+                AccuracyTrial(settings: steps[$0].accuracySettings, quality: qualities[$0], fileBytes: fileBytes[$0],
+                              met: options.target.isMet(by: qualities[$0], fileBytes: fileBytes[$0], fp32Bytes: fp32Bytes))
+            }
+            if let met = trials.firstIndex(where: \.met) {
+                kept = met
+            } else {
+                // Nothing met the target: the closest setting within the size, by mean KL.
+                let fits = trials.indices.filter { Double(trials[$0].fileBytes) <= options.target.sizeRatio * Double(fp32Bytes) }
+                kept = (fits.isEmpty ? Array(trials.indices) : fits).min { trials[$0].quality.meanKL < trials[$1].quality.meanKL }!
+                let settings = trials[kept].settings.options.isEmpty ? "the fast settings" : trials[kept].settings
+                accuracyNote = "no setting met the accuracy target; kept the closest (by mean KL" + (fits.isEmpty ? "" : " within the size") + "): " + settings
+            }
+        } else if target {
+            accuracyNote = "the accuracy target needs text to measure on, and there is none: the fast settings; give \(option: "eval_data") FILE to choose by the target"
+        }
+        let stagedFile = try TFQFile(path: staged[kept].path)
+        let writer = try TFQWriter(path: output)
+        let compression: TensorCompression = options.zstdLevel.map { .zstd(level: $0) } ?? .none
+        for info in stagedFile.tensors {
+            try writer.add(name: info.name, dtype: info.dtype, shape: info.shape, layout: info.layout, groupSize: info.groupSize,
+                           bytes: stagedFile.bytes(info), compression: compression)
+        }
+        try writer.finish(metadata: metadata[kept])
+        let size = try TFQFile(path: output).fileLength
+        return ExportSummary(output: output, fileBytes: size, fp32WeightBytes: fp32Bytes, quality: qualities?[kept],
+                             weightMethod: staged[kept].method, note: calibration.note, tableNote: tableNote, scalesNote: staged[kept].scalesNote,
+                             tables: options.precision == .int8 ? options.embedding.rawValue : nil,
+                             twoPass: options.precision == .int8 ? staged[kept].twoPass : nil,
+                             accuracyTrials: trials, accuracyKept: trials.isEmpty ? nil : kept, accuracyNote: accuracyNote)
+    }
+
+    /// A model written raw next to its output (so the runtime maps it in place), to be
+    /// measured and then written again, compressed as asked, with its quality report.
+    struct Staged {
+        /// The staged copy is its writer's unpublished file: locked, so no other write of the
+        /// output takes it for a dead run's leftover, and removed when the writer discards it.
+        var writer: TFQWriter
+        var path: String
+        /// Its metadata, without the quality report.
+        var model: ModelMetadata
+        var errors: [String: Double]
+        var method: String?
+        var scalesNote: OptionMessage?
+        var twoPass: (layers: [String], of: Int)
+        /// Where the output's tensors would end, compressed as asked, and its directory's length.
+        var tensorsEnd: Int, directoryBytes: Int
+
+        /// The output file's length with `metadataBytes` of metadata: the header and tensors,
+        /// then the metadata, then the directory (formats/tfq.md §4).
+        func outputBytes(metadataBytes: Int) -> Int { tensorsEnd + metadataBytes + directoryBytes }
+    }
+
+    /// Writes the model as `options` say, raw, to a staged file beside `output`; int8 tensors
+    /// already in `cache` (the same tensor, group size and scale type) are not made again.
+    static func stage(_ reference: Model, tensors: [TensorInfo], quantized: Set<String>, calibration: Calibration.Result,
+                      options: ExportOptions, output: String, cache: inout QuantizedTensors) throws -> Staged {
+        let source = reference.file, metadata = reference.metadata, config = metadata.config
         let stagingWriter = try TFQWriter(path: output)
-        defer { stagingWriter.discard() }
+        var finished = false
+        defer { if !finished { stagingWriter.discard() } }
         var model = ModelMetadata(kind: "model", config: config, tokenizer: metadata.tokenizer)
+        let training = try source.metadataSection("training", as: TrainingState.self)
         model.provenance.sourceCheckpointCRC32 = fingerprint(source)
         model.provenance.sourceSteps = training?.step
         model.provenance.sourceValLoss = training?.lastValLoss
@@ -171,56 +272,70 @@ public enum Exporter {
             "two_pass_activations": .array(twoPass.map { .string($0) }),
         ])
         if let imported = metadata.sections["import"] { model.sections["import"] = imported }
-        let (errors, chosen, fullScales) = try writeWeights(tensors, of: source, quantized: quantized,
-                                                            halves: halfNames(tensors, options: options),
-                                                            hessians: &calibration.hessians, options: options, to: stagingWriter)
-        let scalesNote: OptionMessage? = fullScales.isEmpty ? nil
-            : "\(fullScales.joined(separator: ", ")) kept f32 scales (q8): \(fullScales.count == 1 ? "its" : "their") weights reach beyond what an f16 scale can hold (|w| above about 8.3 million)"
-        let staging = try stagingWriter.finishStaged(metadata: model.encoded())
+        let written = try writeWeights(tensors, of: source, quantized: quantized, halves: halfNames(tensors, options: options),
+                                       hessians: calibration.hessians, cache: &cache, options: options, to: stagingWriter)
+        let scalesNote: OptionMessage? = written.fullScales.isEmpty ? nil
+            : "\(written.fullScales.joined(separator: ", ")) kept f32 scales (q8): \(written.fullScales.count == 1 ? "its" : "their") weights reach beyond what an f16 scale can hold (|w| above about 8.3 million)"
+        let stagedMetadata = try model.encoded()
+        let path = try stagingWriter.finishStaged(metadata: stagedMetadata)
         // How the int8 values were chosen, as it happened: GPTQ for the layers it ran on, and
         // plain rounding for the rest (a token-embedding table always).
-        let rounded = quantized.subtracting(chosen).sorted()
-        let method = options.precision != .int8 ? nil : chosen.isEmpty ? "round-to-nearest" : rounded.isEmpty ? "gptq" : "gptq+rounded"
+        let rounded = quantized.subtracting(written.gptq).sorted()
+        let method = options.precision != .int8 ? nil : written.gptq.isEmpty ? "round-to-nearest" : rounded.isEmpty ? "gptq" : "gptq+rounded"
         if case .object(var section) = model.sections["quantization"] {
             section["weights"] = method.map { .string($0) } ?? .null
-            section["calibration"] = chosen.isEmpty ? .null : .object([
+            section["calibration"] = written.gptq.isEmpty ? .null : .object([
                 "source": .string(calibration.source ?? ""), "tokens": .integer(Int64(calibration.tokens)),
                 "damping": .number(Calibration.damping), "rounded": .array(rounded.map { .string($0) }),
             ])
             model.sections["quantization"] = .object(section)
         }
-
-        let quality = try evalText.map {
-            try measure(reference: reference, exported: staging, text: $0, tokenizer: metadata.tokenizer, options: options, tensorErrors: errors)
+        // The output holds the same tensors in the same order, each aligned as here but
+        // stored compressed where that pays.
+        var tensorsEnd = written.stored.first?.info.offset ?? 0, rawEnd = tensorsEnd
+        for (info, storedBytes) in written.stored {
+            tensorsEnd = TensorGeometry.alignUp(tensorsEnd)! + storedBytes
+            rawEnd = info.offset + info.storedLength
         }
-        if let quality { model.sections["quality"] = try JSONValue(encoding: quality) }
-        let staged = try TFQFile(path: staging)
-        let writer = try TFQWriter(path: output)
-        let compression: TensorCompression = options.zstdLevel.map { .zstd(level: $0) } ?? .none
-        for info in staged.tensors {
-            try writer.add(name: info.name, dtype: info.dtype, shape: info.shape, layout: info.layout, groupSize: info.groupSize,
-                           bytes: staged.bytes(info), compression: compression)
-        }
-        try writer.finish(metadata: model.encoded())
-        let size = try TFQFile(path: output).fileLength
-        let fp32Bytes = tensors.reduce(0) { $0 + $1.elementCount * 4 }
-        return ExportSummary(output: output, fileBytes: size, fp32WeightBytes: fp32Bytes, quality: quality,
-                             weightMethod: method, note: calibration.note, tableNote: tableNote, scalesNote: scalesNote,
-                             tables: options.precision == .int8 ? options.embedding.rawValue : nil,
-                             twoPass: options.precision == .int8 ? (twoPass, quantized.intersection(linears).count) : nil)
+        let stagedBytes = try TFQFile(path: path).fileLength  // raw: mapped, not read
+        finished = true
+        return Staged(writer: stagingWriter, path: path, model: model, errors: written.errors, method: method, scalesNote: scalesNote,
+                      twoPass: (twoPass, quantized.intersection(linears).count),
+                      tensorsEnd: tensorsEnd, directoryBytes: stagedBytes - rawEnd - stagedMetadata.count)
     }
 
-    /// Writes every tensor converted as `options` says (the `quantized` ones int8, choosing the
-    /// values with GPTQ where `hessians` has the layer's input; the `halves` f16); returns each converted tensor's relative error,
-    /// the tensors GPTQ chose, and the int8 tensors that kept f32 scales although `options` asked for f16 ones (their
-    /// scales would overflow binary16). The caller finishes `writer`.
+    /// int8 tensors already made by an export, by name, group size and scale type: the same
+    /// weights, Hessian and group give the same values, so a later step takes them from here.
+    struct QuantizedTensors {
+        struct Key: Hashable { var name: String, group: Int, dtype: DType }
+        /// The bytes, whether GPTQ chose them, and the scale type they ended with.
+        var made: [Key: (bytes: [UInt8], gptq: Bool, dtype: DType)] = [:]
+    }
+
+    /// Writes every tensor converted as `options` says, raw (the `quantized` ones int8, choosing
+    /// the values with GPTQ where `hessians` has the layer's input; the `halves` f16). Returns
+    /// each converted tensor's relative error, the tensors GPTQ chose, the int8 tensors that
+    /// kept f32 scales although `options` asked for f16 ones (their scales would overflow
+    /// binary16), and each tensor as written with the bytes it would take compressed as
+    /// `options` ask. The caller finishes `writer`.
     static func writeWeights(_ tensors: [TensorInfo], of source: TFQFile, quantized: Set<String>, halves: Set<String>,
-                             hessians: inout [String: Calibration.Hessian], options: ExportOptions,
-                             to writer: TFQWriter) throws -> (errors: [String: Double], gptq: Set<String>, fullScales: [String]) {
+                             hessians: [String: Calibration.Hessian], cache: inout QuantizedTensors, options: ExportOptions,
+                             to writer: TFQWriter) throws
+        -> (errors: [String: Double], gptq: Set<String>, fullScales: [String], stored: [(info: TensorInfo, storedBytes: Int)]) {
         let pool = ThreadPool(threads: options.threads)
+        let compression: TensorCompression = options.zstdLevel.map { .zstd(level: $0) } ?? .none
         var errors: [String: Double] = [:]
         var chosen = Set<String>()
         var fullScales: [String] = []
+        var stored: [(info: TensorInfo, storedBytes: Int)] = []
+        /// Writes `bytes` raw and notes what they take compressed.
+        func add(_ name: String, dtype: DType, shape: [Int], layout: Q8Layout = .rowMajor, groupSize: Int = 0,
+                 bytes: UnsafeRawBufferPointer) throws -> TensorInfo {
+            let info = try writer.add(name: name, dtype: dtype, shape: shape, layout: layout, groupSize: groupSize, bytes: bytes)
+            let form = try TFQWriter.storedForm(bytes, dtype: dtype, compression: compression)
+            stored.append((info, form.compressed?.count ?? bytes.count))
+            return info
+        }
         for tensor in tensors {
             let floats = source.floats(tensor)
             try floats.withUnsafeBufferPointer { values in
@@ -228,50 +343,52 @@ public enum Exporter {
                 case .int8 where quantized.contains(tensor.name):
                     let rows = tensor.shape[0], columns = tensor.shape[1]
                     let group = options.group(for: tensor.name, columns: columns)
-                    // Each H is freed once its last layer is chosen.
-                    let hessian = hessians.removeValue(forKey: tensor.name).flatMap { $0.columns == columns ? $0 : nil }
-                    /// The tensor's bytes as `dtype`, and whether GPTQ chose them; nil when GPTQ's
-                    /// updated weights took a scale past what `dtype` holds.
-                    func quantize(_ dtype: DType) throws -> (bytes: [UInt8], gptq: Bool)? {
-                        if let hessian, let q = GPTQ.quantize(values, rows: rows, columns: columns, groupSize: group, dtype: dtype,
-                                                              hessian: hessian.doubles, damping: Calibration.damping, pool: pool) {
-                            guard q.scales.allSatisfy(\.isFinite) else { return nil }
-                            let bytes = try q.values.withUnsafeBufferPointer { v in
-                                try q.scales.withUnsafeBufferPointer { s in
-                                    try Q8Codec.pack(values: v, scales: s, rows: rows, cols: columns, groupSize: group,
-                                                     layout: .interleaved16x4, dtype: dtype)
+                    let key = QuantizedTensors.Key(name: tensor.name, group: group, dtype: options.int8DType)
+                    if cache.made[key] == nil {
+                        let hessian = hessians[tensor.name].flatMap { $0.columns == columns ? $0 : nil }
+                        /// The tensor's bytes as `dtype`, and whether GPTQ chose them; nil when GPTQ's
+                        /// updated weights took a scale past what `dtype` holds.
+                        func quantize(_ dtype: DType) throws -> (bytes: [UInt8], gptq: Bool)? {
+                            if let hessian, let q = GPTQ.quantize(values, rows: rows, columns: columns, groupSize: group, dtype: dtype,
+                                                                  hessian: hessian.doubles, damping: Calibration.damping, pool: pool) {
+                                guard q.scales.allSatisfy(\.isFinite) else { return nil }
+                                let bytes = try q.values.withUnsafeBufferPointer { v in
+                                    try q.scales.withUnsafeBufferPointer { s in
+                                        try Q8Codec.pack(values: v, scales: s, rows: rows, cols: columns, groupSize: group,
+                                                         layout: .interleaved16x4, dtype: dtype)
+                                    }
                                 }
+                                return (bytes, true)
                             }
-                            return (bytes, true)
+                            return (try Q8Codec.encode(values, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4, dtype: dtype), false)
                         }
-                        return (try Q8Codec.encode(values, rows: rows, cols: columns, groupSize: group, layout: .interleaved16x4, dtype: dtype), false)
+                        // Weights an f16 scale cannot hold keep f32 scales, decided before GPTQ runs.
+                        var dtype = options.int8DType == .q8f16 && !Q8Codec.halfScalesFit(values) ? .q8 : options.int8DType
+                        var result = try quantize(dtype)
+                        if result == nil && dtype == .q8f16 {
+                            dtype = .q8
+                            result = try quantize(dtype)
+                        }
+                        guard let made = result else { throw ExportError("\(tensor.name): its weights could not be quantized") }
+                        cache.made[key] = (made.bytes, made.gptq, dtype)
                     }
-                    // Weights an f16 scale cannot hold keep f32 scales, decided before GPTQ runs.
-                    var dtype = options.int8DType == .q8f16 && !Q8Codec.halfScalesFit(values) ? .q8 : options.int8DType
-                    var result = try quantize(dtype)
-                    if result == nil && dtype == .q8f16 {
-                        dtype = .q8
-                        result = try quantize(dtype)
-                    }
-                    if dtype != options.int8DType { fullScales.append(tensor.name) }
-                    guard let made = result else { throw ExportError("\(tensor.name): its weights could not be quantized") }
-                    let bytes = made.bytes
+                    let made = cache.made[key]!
+                    if made.dtype != options.int8DType { fullScales.append(tensor.name) }
                     if made.gptq { chosen.insert(tensor.name) }
-                    let info = try bytes.withUnsafeBytes {
-                        try writer.add(name: tensor.name, dtype: dtype, shape: tensor.shape, layout: .interleaved16x4,
-                                       groupSize: group, bytes: $0)
+                    let info = try made.bytes.withUnsafeBytes {
+                        try add(tensor.name, dtype: made.dtype, shape: tensor.shape, layout: .interleaved16x4, groupSize: group, bytes: $0)
                     }
-                    errors[tensor.name] = relativeError(values, bytes.withUnsafeBytes { Q8Codec.decode($0, info: info) })
+                    errors[tensor.name] = relativeError(values, made.bytes.withUnsafeBytes { Q8Codec.decode($0, info: info) })
                 case .fp16 where tensor.shape.count == 2, .int8 where halves.contains(tensor.name):
                     let halves = values.map { Float16($0) }
-                    try halves.withUnsafeBytes { _ = try writer.add(name: tensor.name, dtype: .f16, shape: tensor.shape, bytes: $0) }
+                    _ = try halves.withUnsafeBytes { try add(tensor.name, dtype: .f16, shape: tensor.shape, bytes: $0) }
                     errors[tensor.name] = relativeError(values, halves.map(Float.init))
                 default:
-                    try writer.add(name: tensor.name, shape: tensor.shape, floats: values)
+                    _ = try add(tensor.name, dtype: .f32, shape: tensor.shape, bytes: UnsafeRawBufferPointer(values))
                 }
             }
         }
-        return (errors, chosen, fullScales)
+        return (errors, chosen, fullScales, stored)
     }
 
     static func relativeError(_ original: UnsafeBufferPointer<Float>, _ restored: [Float]) -> Double {
@@ -321,26 +438,31 @@ public enum Exporter {
         return String(tail)
     }
 
-    /// Cross-entropy, agreement and divergence of the exported model against the fp32
-    /// checkpoint, both run by the runtime, on the same positions.
-    static func measure(reference model: Model, exported path: String, text: String, tokenizer: Tokenizer,
-                        options: ExportOptions, tensorErrors: [String: Double]) throws -> QualityReport {
+    /// Cross-entropy, agreement and divergence of each exported model against the fp32
+    /// checkpoint, all run by the runtime, on the same positions.
+    static func measure(reference model: Model, exported paths: [String], text: String, tokenizer: Tokenizer,
+                        options: ExportOptions, tensorErrors: [[String: Double]]) throws -> [QualityReport] {
         let reference = try Session(model: model, threads: options.threads)
-        let candidate = try Session(model: try Model(path: path), threads: options.threads)
-        let c = try ModelComparison.measure(reference: reference, candidate: candidate,
-                                            tokens: tokenizer.encodeAllowingUnknown(text), maxPositions: options.evalTokens)
-        guard c.positions > 0 else { throw ExportError("the evaluation text has no position the model's vocabulary can encode") }
+        let candidates = try paths.map { try Session(model: try Model(path: $0), threads: options.threads) }
+        let comparisons = try ModelComparison.measure(reference: reference, candidates: candidates,
+                                                      tokens: tokenizer.encodeAllowingUnknown(text), maxPositions: options.evalTokens)
+        guard let first = comparisons.first, first.positions > 0 else {
+            throw ExportError("the evaluation text has no position the model's vocabulary can encode")
+        }
         // Finite but huge weights (a run that diverged after its last finite step) overflow
         // in the forward pass: such a model predicts nothing, and exporting it helps no one.
-        guard c.referenceCrossEntropy.isFinite else {
+        guard first.referenceCrossEntropy.isFinite else {
             throw ExportError("\(model.file.path): the model's own predictions are not finite on the evaluation text "
-                              + "(cross-entropy \(c.referenceCrossEntropy)): its weights have diverged; nothing was exported")
+                              + "(cross-entropy \(first.referenceCrossEntropy)): its weights have diverged; nothing was exported")
         }
-        return QualityReport(positions: c.positions, skipped: c.skipped, referenceCrossEntropy: c.referenceCrossEntropy,
-                             modelCrossEntropy: c.candidateCrossEntropy, top1AgreementPercent: c.top1AgreementPercent,
-                             meanKL: c.meanKL, maxAbsLogitError: c.maxAbsLogitError, tensorRelativeError: tensorErrors,
-                             referenceBitsPerByte: c.referenceBitsPerByte, modelBitsPerByte: c.candidateBitsPerByte,
-                             kvCache: candidate.kvCachePrecision.rawValue)
+        return comparisons.indices.map { i in
+            let c = comparisons[i]
+            return QualityReport(positions: c.positions, skipped: c.skipped, referenceCrossEntropy: c.referenceCrossEntropy,
+                                 modelCrossEntropy: c.candidateCrossEntropy, top1AgreementPercent: c.top1AgreementPercent,
+                                 meanKL: c.meanKL, maxAbsLogitError: c.maxAbsLogitError, tensorRelativeError: tensorErrors[i],
+                                 referenceBitsPerByte: c.referenceBitsPerByte, modelBitsPerByte: c.candidateBitsPerByte,
+                                 kvCache: candidates[i].kvCachePrecision.rawValue)
+        }
     }
 
     static func fingerprint(_ file: TFQFile) -> String {

@@ -55,22 +55,10 @@ public final class TFQWriter {
         }
         guard bytes.count == expected else { throw bad("has \(bytes.count) bytes, \(dtype) \(shape) needs \(expected)") }
 
-        var encoding = Encoding.raw
-        var compressed: [UInt8]? = nil
-        if case .zstdExactly(let planes, let level) = compression, !bytes.isEmpty {
-            guard !planes || !dtype.isInt8 else { throw bad("byte planes are for f32 and f16, not \(dtype)") }
-            compressed = planes ? try BytePlanes.split(bytes, elementSize: dtype.elementSize).withUnsafeBytes { try Zstd.compress($0, level: level) }
-                                : try Zstd.compress(bytes, level: level)
-            encoding = planes ? .zstdPlanes : .zstd
-        } else if case .zstd(let level) = compression, !bytes.isEmpty {
-            compressed = try Zstd.compress(bytes, level: level)
-            if !dtype.isInt8 {
-                let planes = BytePlanes.split(bytes, elementSize: dtype.elementSize)
-                let planed = try planes.withUnsafeBytes { try Zstd.compress($0, level: level) }
-                if planed.count < compressed!.count { compressed = planed; encoding = .zstdPlanes }
-            }
-            if compressed!.count >= bytes.count { compressed = nil; encoding = .raw } else if encoding == .raw { encoding = .zstd }
+        if case .zstdExactly(let planes, _) = compression, planes, dtype.isInt8, !bytes.isEmpty {
+            throw bad("byte planes are for f32 and f16, not \(dtype)")
         }
+        let (encoding, compressed) = try Self.storedForm(bytes, dtype: dtype, compression: compression)
 
         guard let offset = TensorGeometry.alignUp(file.bytesWritten) else { throw bad("file too large") }
         try file.writeZeros(offset - file.bytesWritten)
@@ -90,6 +78,28 @@ public final class TFQWriter {
         tensors.append(info)
         names.insert(name)
         return info
+    }
+
+    /// How ``add(name:dtype:shape:layout:groupSize:bytes:compression:)`` stores `bytes`: the
+    /// encoding, and the compressed bytes unless raw. `.zstd` keeps whichever of zstd and
+    /// zstd over byte planes (f32, f16) is smaller, and raw when neither is smaller than raw.
+    public static func storedForm(_ bytes: UnsafeRawBufferPointer, dtype: DType,
+                                  compression: TensorCompression) throws -> (encoding: Encoding, compressed: [UInt8]?) {
+        guard !bytes.isEmpty else { return (.raw, nil) }
+        switch compression {
+        case .none:
+            return (.raw, nil)
+        case .zstdExactly(let planes, let level):
+            return planes ? (.zstdPlanes, try BytePlanes.split(bytes, elementSize: dtype.elementSize).withUnsafeBytes { try Zstd.compress($0, level: level) })
+                          : (.zstd, try Zstd.compress(bytes, level: level))
+        case .zstd(let level):
+            var best = (encoding: Encoding.zstd, compressed: try Zstd.compress(bytes, level: level))
+            if !dtype.isInt8 {
+                let planed = try BytePlanes.split(bytes, elementSize: dtype.elementSize).withUnsafeBytes { try Zstd.compress($0, level: level) }
+                if planed.count < best.compressed.count { best = (.zstdPlanes, planed) }
+            }
+            return best.compressed.count < bytes.count ? (best.encoding, best.compressed) : (.raw, nil)
+        }
     }
 
     /// Appends an f32 tensor.

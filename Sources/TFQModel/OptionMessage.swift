@@ -39,6 +39,11 @@ public struct OptionMessage: Error, CustomStringConvertible, Equatable, Sendable
         OptionMessage(parts: [.text(text)] + message.parts)
     }
 
+    /// One message after the other.
+    public static func + (first: OptionMessage, second: OptionMessage) -> OptionMessage {
+        OptionMessage(parts: first.parts + second.parts)
+    }
+
     private init(parts: [Part]) { self.parts = parts }
 
     /// The options the message names, by stored name, in order.

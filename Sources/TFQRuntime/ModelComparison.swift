@@ -31,49 +31,77 @@ public struct ModelComparison: Sendable, Equatable {
     /// Compares over at most `maxPositions` next-token predictions of `tokens` (ids, with -1
     /// where the text has a character the vocabulary lacks).
     public static func measure(reference: Session, candidate: Session, tokens: [Int32], maxPositions: Int) throws -> ModelComparison {
+        try measure(reference: reference, candidates: [candidate], tokens: tokens, maxPositions: maxPositions)[0]
+    }
+
+    /// Compares each candidate with the reference on the same positions, running the
+    /// reference once; windows are as long as the shortest context of them all, so for
+    /// candidates of the reference's shape each result is what
+    /// ``measure(reference:candidate:tokens:maxPositions:)`` gives, in order.
+    public static func measure(reference: Session, candidates: [Session], tokens: [Int32], maxPositions: Int) throws -> [ModelComparison] {
         let context = reference.model.config.contextLength, vocab = reference.model.config.vocabSize
-        precondition(candidate.model.config.vocabSize == vocab)
-        var result = ModelComparison()
-        var agree = 0, referenceLoss = 0.0, candidateLoss = 0.0, kl = 0.0
+        precondition(candidates.allSatisfy { $0.model.config.vocabSize == vocab })
+        guard let first = candidates.first else { return [] }
+        let window = candidates.reduce(context) { min($0, $1.model.config.contextLength) }
+        var results = [ModelComparison](repeating: ModelComparison(), count: candidates.count)
+        var sums = [Sums](repeating: Sums(), count: candidates.count)
+        var positions = 0, skipped = 0, targetBytes = 0, referenceLoss = 0.0
         var start = 0
-        while start + 1 < tokens.count && result.positions < maxPositions {
+        while start + 1 < tokens.count && positions < maxPositions {
             // A window of known tokens: an unknown one ends it, and the next starts after it.
             var end = start
-            while end < tokens.count - 1 && end - start < min(context, candidate.model.config.contextLength) && tokens[end] >= 0 { end += 1 }
-            if end == start { result.skipped += 1; start += 1; continue }
-            let window = Array(tokens[start..<end])
-            reference.reset(); candidate.reset()
-            let p = try reference.evaluate(window, allLogits: true)
-            let q = try candidate.evaluate(window, allLogits: true)
-            for t in 0..<window.count where result.positions < maxPositions {
+            while end < tokens.count - 1 && end - start < window && tokens[end] >= 0 { end += 1 }
+            if end == start { skipped += 1; start += 1; continue }
+            let ids = Array(tokens[start..<end])
+            reference.reset()
+            let p = try reference.evaluate(ids, allLogits: true)
+            let q = try candidates.map { candidate in
+                candidate.reset()
+                return try candidate.evaluate(ids, allLogits: true)
+            }
+            for t in 0..<ids.count where positions < maxPositions {
                 let target = Int(tokens[start + t + 1])
-                if target < 0 { result.skipped += 1; continue }
+                if target < 0 { skipped += 1; continue }
                 let pLog = logSoftmax(p, offset: t * vocab, count: vocab)
-                let qLog = logSoftmax(Array(q[(t * vocab)..<((t + 1) * vocab)]), offset: 0, count: vocab)
-                result.targetBytes += candidate.model.tokenizer.bytes(of: Int32(target), after: window[t]).count
+                let pProbability = pLog.map { exp($0) }
+                var bestP = 0
+                for v in 0..<vocab where p[t * vocab + v] > p[t * vocab + bestP] { bestP = v }
+                targetBytes += first.model.tokenizer.bytes(of: Int32(target), after: ids[t]).count
                 referenceLoss -= pLog[target]
-                candidateLoss -= qLog[target]
-                var divergence = 0.0, bestP = 0, bestQ = 0
-                for v in 0..<vocab {
-                    divergence += exp(pLog[v]) * (pLog[v] - qLog[v])
-                    result.maxAbsLogitError = max(result.maxAbsLogitError, abs(Double(p[t * vocab + v]) - Double(q[t * vocab + v])))
-                    if p[t * vocab + v] > p[t * vocab + bestP] { bestP = v }
-                    if q[t * vocab + v] > q[t * vocab + bestQ] { bestQ = v }
+                for c in candidates.indices {
+                    let qLog = logSoftmax(q[c], offset: t * vocab, count: vocab)
+                    sums[c].loss -= qLog[target]
+                    var divergence = 0.0, bestQ = 0
+                    for v in 0..<vocab {
+                        divergence += pProbability[v] * (pLog[v] - qLog[v])
+                        results[c].maxAbsLogitError = max(results[c].maxAbsLogitError, abs(Double(p[t * vocab + v]) - Double(q[c][t * vocab + v])))
+                        if q[c][t * vocab + v] > q[c][t * vocab + bestQ] { bestQ = v }
+                    }
+                    sums[c].kl += divergence
+                    results[c].maxKL = max(results[c].maxKL, divergence)
+                    if bestP == bestQ { sums[c].agree += 1 }
                 }
-                kl += divergence
-                result.maxKL = max(result.maxKL, divergence)
-                if bestP == bestQ { agree += 1 }
-                result.positions += 1
+                positions += 1
             }
             start = end
         }
-        guard result.positions > 0 else { return result }
-        let n = Double(result.positions)
-        result.referenceCrossEntropy = referenceLoss / n
-        result.candidateCrossEntropy = candidateLoss / n
-        result.top1AgreementPercent = Double(agree) / n * 100
-        result.meanKL = kl / n
-        return result
+        for c in results.indices {
+            results[c].positions = positions
+            results[c].skipped = skipped
+            results[c].targetBytes = targetBytes
+            guard positions > 0 else { continue }
+            let n = Double(positions)
+            results[c].referenceCrossEntropy = referenceLoss / n
+            results[c].candidateCrossEntropy = sums[c].loss / n
+            results[c].top1AgreementPercent = Double(sums[c].agree) / n * 100
+            results[c].meanKL = sums[c].kl / n
+        }
+        return results
+    }
+
+    /// One candidate's running totals.
+    private struct Sums {
+        var agree = 0, loss = 0.0, kl = 0.0
     }
 
     static func logSoftmax(_ logits: [Float], offset: Int, count: Int) -> [Double] {

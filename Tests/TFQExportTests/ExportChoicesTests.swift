@@ -156,4 +156,35 @@ import Testing
         options.tableGroupSize = .size(32)
         try Exporter.checkGroupSizes(options: options, tensors: tensors)
     }
+
+    /// The settings the accuracy target measures, fastest first.
+    @Test func accuracyStepsGoFromFastToFine() {
+        let fast = Self.options(.auto)
+        #expect(!fast.setsAccuracySettings)
+        // Tables kept fp16 or fp32: the fast settings, then groups of 32 with the norms' readers in two passes.
+        let two = fast.accuracySteps(columns: [128, 512], tableColumns: nil)
+        #expect(two.map(\.accuracySettings.description) == ["", "group_size 32 two_pass_norm_inputs"])
+        #expect(two.allSatisfy { $0.accuracy == .fast } && two[0].twoPassLayers == 1 && two[1].twoPassLayers == 1)
+        // int8 tables add the classifier in two passes and finer table groups.
+        let five = fast.accuracySteps(columns: [128, 512], tableColumns: 128)
+        #expect(Array(five.map(\.accuracySettings.description).dropFirst(2)) == [16, 8, 4].map {
+            "group_size 32 two_pass_norm_inputs two_pass_classifier table_group_size \($0)" })
+        // Rows that 32 does not divide: the largest multiple of 4 below it that divides them
+        // all, and only table groups finer than that.
+        let odd = fast.accuracySteps(columns: [48, 192], tableColumns: 48)
+        #expect(Array(odd.map(\.accuracySettings.description).dropFirst()) == [
+            "group_size 24 two_pass_norm_inputs", "group_size 24 two_pass_norm_inputs two_pass_classifier table_group_size 16",
+            "group_size 24 two_pass_norm_inputs two_pass_classifier table_group_size 8",
+            "group_size 24 two_pass_norm_inputs two_pass_classifier table_group_size 4"])
+        #expect(fast.accuracySteps(columns: [40], tableColumns: 40).map(\.accuracySettings.description) == [
+            "", "group_size 20 two_pass_norm_inputs", "group_size 20 two_pass_norm_inputs two_pass_classifier table_group_size 8",
+            "group_size 20 two_pass_norm_inputs two_pass_classifier table_group_size 4"])
+        // Any of those set by hand is a setting the target would choose.
+        for edit: (inout ExportOptions) -> Void in [{ $0.groupSize = .size(64) }, { $0.tableGroupSize = .size(16) }, { $0.twoPassLayers = 0 },
+                                                    { $0.twoPassClassifier = true }, { $0.twoPassNormInputs = true }] {
+            var options = fast
+            edit(&options)
+            #expect(options.setsAccuracySettings)
+        }
+    }
 }

@@ -195,6 +195,8 @@ enum HuggingFaceFixtures {
         #expect(summary.quality == nil)
         #expect(summary.weightMethod == "round-to-nearest")
         #expect(summary.note?.description.contains("the model was not trained by tfq") == true)
+        // Nothing to measure the accuracy target on: the fast settings, and a note says so.
+        #expect(summary.accuracyTrials.isEmpty && summary.accuracyNote?.description.hasPrefix("the accuracy target needs text to measure on") == true)
         let exported = try Model(path: out, verify: true)
         #expect(exported.isQuantized)
         #expect(exported.file.metadata["quality"] == nil)
@@ -207,6 +209,8 @@ enum HuggingFaceFixtures {
         options.calibrationData = text.path
         let measured = try Exporter.export(checkpoint: model.file.path, output: out, options: options)
         #expect(measured.weightMethod == "gptq+rounded")
+        #expect(measured.accuracyTrials.count == 5)
+        #expect((measured.accuracyNote == nil) == measured.accuracyTrials.contains(where: \.met))
         let quality = try #require(measured.quality)
         #expect(quality.positions > 500)
         #expect(quality.top1AgreementPercent > 90)

@@ -58,6 +58,7 @@ enum Fixture {
                        twoPassLayers: Int = 1, gptq: Bool = true,
                        scales: ExportOptions.ScalePrecision = .f16) throws -> (String, ExportSummary) {
         var options = ExportOptions(precision: precision, threads: 2)
+        options.accuracy = .fast  // the settings as given
         options.scales = scales
         options.groupSize = group
         options.zstdLevel = zstd ? 3 : nil
@@ -412,6 +413,7 @@ enum Fixture {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let out = directory.appendingPathComponent("never.tfq").path
         var options = ExportOptions(precision: .int8, threads: 2)
+        options.accuracy = .fast
         options.groupSize = .size(48)  // does not divide 64
         #expect(throws: ExportError.self) { try Exporter.export(checkpoint: Fixture.checkpoint, output: out, options: options) }
         options.groupSize = .size(6)

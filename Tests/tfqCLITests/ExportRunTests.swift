@@ -14,6 +14,42 @@ import TFQFormat
         return out
     }()
 
+    /// Without settings given, int8 export measures them from the fastest against the
+    /// accuracy target and says what it measured; the file has the settings of the one kept.
+    @Test func int8ExportChoosesItsSettingsByTheTarget() throws {
+        let model = Self.directory.appendingPathComponent("m.target.tfq").path
+        let export = try CLI.run(["export", Self.checkpoint, "-o", model, "--int8", "--eval-tokens", "300", "--json"])
+        #expect(export.status == 0, "\(export.stderr)")
+        let report = try JSONDecoder().decode(JSONValue.self, from: Data(export.stdout.utf8))
+        guard case .array(let trials)? = report["accuracy_trials"] else { Issue.record("no accuracy_trials: \(export.stdout)"); return }
+        // The fast settings first, then finer groups with the norms' readers in two passes;
+        // this model's 65-character table stays fp32, so there is no table step.
+        let settings = trials.map { $0["settings"] }
+        #expect(settings == [.string(""), .string("--group-size 32 --two-pass-norm-inputs")])
+        let met = trials.map { $0["met"] == .bool(true) }
+        let quantization = try TFQFile(path: model).metadata["quantization"]
+        if let kept = met.firstIndex(of: true) {
+            // The fastest setting that meets the target is written.
+            #expect(trials.count == 2 && report["accuracy_note"] == nil)
+            #expect(quantization?["group_size"] == .string(kept == 0 ? "auto" : "32"))
+            #expect(report["quality"]?["mean_kl"] == trials[kept]["mean_kl"])
+            #expect(report["accuracy_kept"] == .integer(Int64(kept)))
+        } else {
+            // None met: the closer by mean KL is written.
+            func number(_ value: JSONValue?) -> Double { if case .number(let x)? = value { x } else { .nan } }
+            let closer: Int64 = number(trials[1]["mean_kl"]) < number(trials[0]["mean_kl"]) ? 1 : 0
+            #expect(report["accuracy_kept"] == .integer(closer) && report["quality"]?["mean_kl"] == trials[Int(closer)]["mean_kl"])
+            guard case .string(let note)? = report["accuracy_note"] else { Issue.record("no accuracy_note: \(export.stdout)"); return }
+            #expect(note.hasPrefix("no setting met the accuracy target; kept the closest"), "\(note)")
+        }
+        let text = try CLI.run(["export", Self.checkpoint, "-o", model, "--int8", "--eval-tokens", "300"])
+        #expect(text.status == 0 && text.stdout.hasPrefix("settings measured against the accuracy target (top-1 >= 99.50%"), "\(text.stdout)")
+        // Settings given by hand are taken as given, with nothing measured against the target.
+        let given = try CLI.run(["export", Self.checkpoint, "-o", model, "--int8", "--group-size", "32", "--eval-tokens", "300", "--json"])
+        let givenReport = try JSONDecoder().decode(JSONValue.self, from: Data(given.stdout.utf8))
+        #expect(given.status == 0 && givenReport["accuracy_trials"] == nil && givenReport["accuracy_note"] == nil, "\(given.stdout)")
+    }
+
     @Test func exportInt8ThenRunGreedyAndSampled() throws {
         let model = Self.directory.appendingPathComponent("m.int8.tfq").path
         let export = try CLI.run(["export", Self.checkpoint, "-o", model, "--int8", "--group-size", "32", "--zstd", "--eval-tokens", "500", "--json"])
@@ -161,6 +197,13 @@ import TFQFormat
             (["export", Self.checkpoint, "-o", out, "--int8", "--gguf", "--two-pass-norm-inputs"], "--two-pass-norm-inputs does not apply to --gguf"),
             (["export", Self.checkpoint, "-o", out, "--fp16", "--table-group-size", "16"], "--table-group-size applies to --int8 exports only"),
             (["export", Self.checkpoint, "-o", out, "--int8", "--gguf", "--two-pass-classifier"], "--two-pass-classifier does not apply to --gguf"),
+            (["export", Self.checkpoint, "-o", out, "--int8", "--accuracy", "target", "--group-size", "32"],
+             "--accuracy target chooses the group sizes and the layers in two passes itself; give --accuracy fast to set them"),
+            (["export", Self.checkpoint, "-o", out, "--int8", "--accuracy", "target", "--two-pass-layers", "1"], "--accuracy target chooses"),
+            (["export", Self.checkpoint, "-o", out, "--fp32", "--accuracy", "fast"], "--accuracy applies to --int8 exports only"),
+            (["export", Self.checkpoint, "-o", out, "--int8", "--gguf", "--accuracy", "fast"], "--accuracy does not apply to --gguf"),
+            (["export", Self.checkpoint, "-o", out, "--int8", "--accuracy", "best"],
+             "The value 'best' is invalid for '--accuracy <accuracy>'"),
             (["export", Self.checkpoint, "-o", Self.directory.path + "/no/such/dir/x.tfq", "--int8", "--group-size", "32"], "cannot create"),
             (["export", Self.directory.path + "/corpus.txt", "-o", out, "--int8"], "not a tfq file"),
             (["export", Self.checkpoint, "-o", out, "--int8", "--zstd", "30"], "--zstd level must be 1 to 19"),

@@ -46,7 +46,7 @@ import Testing
         #expect(export.status == 0, "\(export.stderr)")
         #expect(export.stdout.contains("top-1 agreement"))
         // KL as people read it: one decimal and an exponent (2.9e-05), or 0.
-        let kl = export.stdout.split(separator: "\n").first { $0.contains("mean KL") }.map(String.init) ?? ""
+        let kl = export.stdout.split(separator: "\n").first { $0.hasPrefix("Δppl") && $0.contains("mean KL") }.map(String.init) ?? ""
         let figure = kl.components(separatedBy: "mean KL ").last?.split(separator: " ").first.map(String.init) ?? ""
         let mantissa = figure.split(separator: "e").first ?? ""
         #expect(figure == "0" || (figure.contains("e") && Double(figure) != nil && mantissa.count <= 4), "\(kl)")
