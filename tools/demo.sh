@@ -42,7 +42,7 @@ echo "== tfq train ($steps steps)" >&2
 echo "== tfq verify (checkpoint)" >&2
 "$tfq" verify "$out/model.ckpt.tfq"
 
-echo "== tfq export --int8 (zstd where it pays; quality measured on the validation split)" >&2
+echo "== tfq export --int8 (settings chosen by the accuracy target; zstd where it pays; quality measured on the validation split)" >&2
 "$tfq" export "$out/model.ckpt.tfq" -o "$out/model.int8.tfq" --int8 --eval-tokens 8192 | tee "$out/export.txt"
 
 echo "== tfq unpack (a raw copy that loads zero-copy)" >&2

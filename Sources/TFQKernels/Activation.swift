@@ -83,7 +83,7 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
     func forward(_ v: V) -> V {
         switch self {
         case .relu:
-            return v.replacing(with: 0, where: v .< 0)
+            return v.replacing(with: 0, where: v .< V.zero)  // a vector, not 0: see FastMath.exp
         case .gelu:
             let halfV = V(repeating: 0.5) * v
             return FastMath.multiplyAdd(halfV, Self.geluTanh(v), halfV)
@@ -96,7 +96,7 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
     func derivative(_ v: V) -> V {
         switch self {
         case .relu:
-            return V(repeating: 1).replacing(with: 0, where: v .<= 0)
+            return V(repeating: 1).replacing(with: 0, where: v .<= V.zero)
         case .gelu:
             return Self.geluDerivative(v, tanh: Self.geluTanh(v))
         case .silu:

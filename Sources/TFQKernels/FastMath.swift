@@ -10,7 +10,10 @@ public enum FastMath {
     /// 2^n by writing n into the exponent bits.
     @inline(__always)
     public static func exp(_ x: V) -> V {
-        let clamped = x.replacing(with: -87.3, where: x .< -87.3).replacing(with: 88.3, where: x .> 88.3)
+        // Comparisons with a vector, not a scalar: Swift 6.0 compiles `x .< -87.3` for aarch64
+        // into a loop over the lanes with a branch each (the same values either way).
+        let low = V(repeating: -87.3), high = V(repeating: 88.3)
+        let clamped = x.replacing(with: low, where: x .< low).replacing(with: high, where: x .> high)
         // Adding 1.5·2²³ rounds to the nearest integer and leaves it in the low mantissa bits.
         let magic = V(repeating: 12_582_912)
         let shifted = multiplyAdd(clamped, V(repeating: 1.442_695_04), magic)
@@ -26,13 +29,14 @@ public enum FastMath {
         let integer = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: SIMD8<Int32>.self)
         let scale = unsafeBitCast((integer &+ 127) &<< 23, to: V.self)
         let result = p * scale
-        return result.replacing(with: 0, where: x .< V(repeating: -87.3))
+        return result.replacing(with: 0, where: x .< low)
     }
 
     /// tanh(x) = 1 − 2/(e^{2x} + 1); absolute error about 1e-7.
     @inline(__always)
     public static func tanh(_ x: V) -> V {
-        let clamped = x.replacing(with: -10, where: x .< -10).replacing(with: 10, where: x .> 10)
+        let low = V(repeating: -10), high = V(repeating: 10)  // vectors: see exp
+        let clamped = x.replacing(with: low, where: x .< low).replacing(with: high, where: x .> high)
         let e = exp(2 * clamped)
         return V(repeating: 1) - V(repeating: 2) / (e + V(repeating: 1))
     }

@@ -261,6 +261,23 @@ import Testing
         #expect(FastMath.exp(0) == 1)
     }
 
+    /// The clamps, the underflow to 0 and ReLU's rule, lane by lane: a NaN compares false
+    /// everywhere, so it stays NaN (and ReLU's slope there is 1), and ReLU keeps −0.
+    @Test func edgesFollowTheirRules() {
+        let x = SIMD8<Float>(-.infinity, -87.4, -87.3, 0, 88.3, 200, .infinity, .nan)
+        let e = FastMath.exp(x)
+        #expect(e[0] == 0 && e[1] == 0 && e[2] > 0 && e[3] == 1 && e[5] == e[4] && e[6] == e[4] && e[4].isFinite && e[7].isNaN)
+        let t = FastMath.tanh(SIMD8<Float>(-.infinity, -10, -30, 0, 10, 30, .infinity, .nan))
+        #expect(t[0] == t[1] && t[2] == t[1] && t[3] == 0 && t[5] == t[4] && t[6] == t[4] && t[4] == -t[1] && t[7].isNaN)
+        let values: [Float] = [-1, -0.0, 0, 1, .nan, -.infinity, .infinity, -1e-45, 3, -3]
+        var y = [Float](repeating: 7, count: values.count), slope = y
+        let pool = ThreadPool(threads: 1)
+        Activation.relu.forward(values, &y, count: values.count, pool: pool)
+        #expect(y.map(\.bitPattern) == ([0, -0.0, 0, 1, .nan, 0, .infinity, 0, 3, 0] as [Float]).map(\.bitPattern))
+        Activation.relu.backward([Float](repeating: 1, count: values.count), x: values, dx: &slope, count: values.count, pool: pool)
+        #expect(slope == [0, 0, 0, 1, 1, 0, 1, 0, 1, 0])
+    }
+
     /// Softmax takes its maximum eight lanes at a time, and attention's folds the score
     /// scale into the same pass: both give, bit for bit, what the scalar maximum and a
     /// separate scaling pass gave (formats/tfq.md §11 fixes the sum's order, not the
