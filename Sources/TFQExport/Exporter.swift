@@ -145,7 +145,8 @@ public enum Exporter {
     /// Exports the checkpoint (or imported model) at `checkpoint` to a model file at `output`
     /// as `options` say, and returns what was written; throws naming the first problem.
     public static func export(checkpoint: String, output: String, options: ExportOptions) throws -> ExportSummary {
-        if options.precision == .int8 && options.accuracy == .target && options.setsAccuracySettings {
+        let target = options.precision == .int8 && options.accuracy == .target
+        if target && options.setsAccuracySettings {
             throw ExportError("\(option: "accuracy") target chooses the group sizes and the layers in two passes itself; "
                               + "give \(option: "accuracy") fast to set them")
         }
@@ -156,7 +157,6 @@ public enum Exporter {
         let source = reference.file
         let tensors = parameters(of: source)
         let (options, tableNote) = try resolvingTables(tensors, of: source, options: options)
-        let target = options.precision == .int8 && options.accuracy == .target
         let training = try source.metadataSection("training", as: TrainingState.self)
         let evalText = try evaluationText(options: options, training: training, checkpoint: checkpoint)
         let quantized = quantizedNames(tensors, options: options)
@@ -308,8 +308,9 @@ public enum Exporter {
     /// weights, Hessian and group give the same values, so a later step takes them from here.
     struct QuantizedTensors {
         struct Key: Hashable { var name: String, group: Int, dtype: DType }
-        /// The bytes, whether GPTQ chose them, and the scale type they ended with.
-        var made: [Key: (bytes: [UInt8], gptq: Bool, dtype: DType)] = [:]
+        /// The bytes, whether GPTQ chose them, the scale type they ended with, and their
+        /// relative error against the fp32 weights.
+        var made: [Key: (bytes: [UInt8], gptq: Bool, dtype: DType, error: Double?)] = [:]
     }
 
     /// Writes every tensor converted as `options` says, raw (the `quantized` ones int8, choosing
@@ -370,7 +371,7 @@ public enum Exporter {
                             result = try quantize(dtype)
                         }
                         guard let made = result else { throw ExportError("\(tensor.name): its weights could not be quantized") }
-                        cache.made[key] = (made.bytes, made.gptq, dtype)
+                        cache.made[key] = (made.bytes, made.gptq, dtype, nil)
                     }
                     let made = cache.made[key]!
                     if made.dtype != options.int8DType { fullScales.append(tensor.name) }
@@ -378,7 +379,10 @@ public enum Exporter {
                     let info = try made.bytes.withUnsafeBytes {
                         try add(tensor.name, dtype: made.dtype, shape: tensor.shape, layout: .interleaved16x4, groupSize: group, bytes: $0)
                     }
-                    errors[tensor.name] = relativeError(values, made.bytes.withUnsafeBytes { Q8Codec.decode($0, info: info) })
+                    // Measured once per made tensor, like the bytes.
+                    let error = made.error ?? relativeError(values, made.bytes.withUnsafeBytes { Q8Codec.decode($0, info: info) })
+                    cache.made[key]?.error = error
+                    errors[tensor.name] = error
                 case .fp16 where tensor.shape.count == 2, .int8 where halves.contains(tensor.name):
                     let halves = values.map { Float16($0) }
                     _ = try halves.withUnsafeBytes { try add(tensor.name, dtype: .f16, shape: tensor.shape, bytes: $0) }
