@@ -35,15 +35,35 @@ enum Int8Dot {
         return result
     }
 
-    /// Σ over `quads` chunks at `weights` (64 bytes apart) with the activation quads at `x`.
+    /// Whether this build's kernels read the activations' group offsets (``offsets(_:groups:groupSize:into:)``):
+    /// only the VNNI path, which multiplies the weights as unsigned bytes (tfq_int8.h).
+    static var needsOffsets: Bool {
+        #if TFQ_AVX512VNNI && arch(x86_64)
+        return true
+        #else
+        return false
+        #endif
+    }
+
+    /// 128·Σ x over each of `groups` consecutive groups of `groupSize` activations at `x`,
+    /// where ``needsOffsets``; otherwise writes nothing (the other paths never read them).
     @inline(__always)
-    static func group(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, quads: Int) -> SIMD16<Int32> {
+    static func offsets(_ x: UnsafePointer<Int8>, groups: Int, groupSize: Int, into offsets: UnsafeMutablePointer<Int32>) {
+        #if TFQ_AVX512VNNI && arch(x86_64)
+        tfq_int8_offsets_vnni_selected(x, groups, groupSize, offsets)
+        #endif
+    }
+
+    /// Σ over `quads` chunks at `weights` (64 bytes apart) with the activation quads at `x`;
+    /// `offsets` points at the group's offset (read where ``needsOffsets``).
+    @inline(__always)
+    static func group(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, quads: Int, offsets: UnsafePointer<Int32>) -> SIMD16<Int32> {
         #if arch(arm64) && TFQ_ARM_DOTPROD
         return tfq_int8_group_sdot(weights.assumingMemoryBound(to: Int8.self), x, quads)
         #elseif arch(arm64)
         return tfq_int8_group_neon(weights.assumingMemoryBound(to: Int8.self), x, quads)
         #elseif TFQ_AVX512VNNI && arch(x86_64)
-        return one { tfq_int8_group_vnni_selected(weights.assumingMemoryBound(to: Int8.self), x, quads, $0) }
+        return one { tfq_int8_group_vnni_selected(weights.assumingMemoryBound(to: Int8.self), x, quads, offsets, $0) }
         #elseif TFQ_AVX2 && arch(x86_64)
         return tfq_int8_group_avx2(weights.assumingMemoryBound(to: Int8.self), x, quads)
         #else
@@ -51,9 +71,11 @@ enum Int8Dot {
         #endif
     }
 
-    /// `group` for four tokens whose activations are `stride` bytes apart, sharing each load.
+    /// `group` for four tokens whose activations are `stride` bytes apart, sharing each load;
+    /// their offsets are `offsetStride` apart.
     @inline(__always)
-    static func group4(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
+    static func group4(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int,
+                       offsets: UnsafePointer<Int32>, offsetStride: Int)
         -> (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>) {
         #if arch(arm64) || ((TFQ_AVX2 || TFQ_AVX512VNNI) && arch(x86_64))
         let w = weights.assumingMemoryBound(to: Int8.self)
@@ -63,7 +85,7 @@ enum Int8Dot {
         #elseif arch(arm64)
         return four { tfq_int8_group4_neon(w, x, stride, quads, $0) }
         #elseif TFQ_AVX512VNNI && arch(x86_64)
-        return four { tfq_int8_group4_vnni_selected(w, x, stride, quads, $0) }
+        return four { tfq_int8_group4_vnni_selected(w, x, stride, quads, offsets, offsetStride, $0) }
         #elseif TFQ_AVX2 && arch(x86_64)
         return four { tfq_int8_group4_avx2(w, x, stride, quads, $0) }
         #else
@@ -72,9 +94,10 @@ enum Int8Dot {
     }
 
     /// `group` for two tokens whose activations are `stride` bytes apart (a two-pass
-    /// activation's q₁ and q₂), sharing each load.
+    /// activation's q₁ and q₂), sharing each load; their offsets are `offsetStride` apart.
     @inline(__always)
-    static func group2(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
+    static func group2(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int,
+                       offsets: UnsafePointer<Int32>, offsetStride: Int)
         -> (SIMD16<Int32>, SIMD16<Int32>) {
         #if arch(arm64) || ((TFQ_AVX2 || TFQ_AVX512VNNI) && arch(x86_64))
         let w = weights.assumingMemoryBound(to: Int8.self)
@@ -84,7 +107,7 @@ enum Int8Dot {
         #elseif arch(arm64)
         return two { tfq_int8_group2_neon(w, x, stride, quads, $0) }
         #elseif TFQ_AVX512VNNI && arch(x86_64)
-        return two { tfq_int8_group2_vnni_selected(w, x, stride, quads, $0) }
+        return two { tfq_int8_group2_vnni_selected(w, x, stride, quads, offsets, offsetStride, $0) }
         #elseif TFQ_AVX2 && arch(x86_64)
         return two { tfq_int8_group2_avx2(w, x, stride, quads, $0) }
         #else
@@ -136,19 +159,30 @@ enum Int8Dot {
 
     #if arch(x86_64)
     /// The AVX-512 VNNI path in any x86-64 build (a call, not inlined, without
-    /// TFQ_AVX512VNNI), so the tests check it wherever the CPU has it (`CPUFeatures.hasAVX512VNNI`).
+    /// TFQ_AVX512VNNI), so the tests check it wherever the CPU has it (`CPUFeatures.hasAVX512VNNI`);
+    /// each computes its tokens' offsets as the kernels' callers do.
+    static func vnniOffsets(_ x: UnsafePointer<Int8>, groups: Int, groupSize: Int, into offsets: UnsafeMutablePointer<Int32>) {
+        tfq_int8_offsets_vnni(x, groups, groupSize, offsets)
+    }
+
     static func vnniGroup(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, quads: Int) -> SIMD16<Int32> {
-        one { tfq_int8_group_vnni(weights.assumingMemoryBound(to: Int8.self), x, quads, $0) }
+        var offset: Int32 = 0
+        tfq_int8_offsets_vnni(x, 1, quads * 4, &offset)
+        return one { tfq_int8_group_vnni(weights.assumingMemoryBound(to: Int8.self), x, quads, &offset, $0) }
     }
 
     static func vnniGroup4(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
         -> (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>) {
-        four { tfq_int8_group4_vnni(weights.assumingMemoryBound(to: Int8.self), x, stride, quads, $0) }
+        var offsets = [Int32](repeating: 0, count: 4)
+        for t in 0..<4 { tfq_int8_offsets_vnni(x + t * stride, 1, quads * 4, &offsets[t]) }
+        return four { tfq_int8_group4_vnni(weights.assumingMemoryBound(to: Int8.self), x, stride, quads, offsets, 1, $0) }
     }
 
     static func vnniGroup2(_ weights: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
         -> (SIMD16<Int32>, SIMD16<Int32>) {
-        two { tfq_int8_group2_vnni(weights.assumingMemoryBound(to: Int8.self), x, stride, quads, $0) }
+        var offsets = [Int32](repeating: 0, count: 2)
+        for t in 0..<2 { tfq_int8_offsets_vnni(x + t * stride, 1, quads * 4, &offsets[t]) }
+        return two { tfq_int8_group2_vnni(weights.assumingMemoryBound(to: Int8.self), x, stride, quads, offsets, 1, $0) }
     }
     #endif
 

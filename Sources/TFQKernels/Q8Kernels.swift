@@ -210,10 +210,12 @@ public enum Q8MatMul {
     /// the pool.
     public static func vector(_ w: Q8Matrix, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>,
                               y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-        pool.parallelFor(w.blocks, evenlyWithAtLeast: max(1, 2048 / max(1, w.columns))) { range in
-            for block in range {
-                let result = blockDot(w, block: block, x: x, xScales: xScales)
-                store(result, block: block, rows: w.rows, into: y)
+        withOffsets(w, x: x, rows: 1) { offsets in
+            pool.parallelFor(w.blocks, evenlyWithAtLeast: max(1, 2048 / max(1, w.columns))) { range in
+                for block in range {
+                    let result = blockDot(w, block: block, x: x, xScales: xScales, offsets: offsets)
+                    store(result, block: block, rows: w.rows, into: y)
+                }
             }
         }
     }
@@ -222,21 +224,25 @@ public enum Q8MatMul {
     /// Each 64-byte weight chunk is decoded once and used for up to four tokens.
     public static func matrix(_ w: Q8Matrix, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>, tokens: Int,
                               y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-        pool.parallelFor(w.blocks) { range in
-            for block in range {
-                var t = 0
-                while t + 4 <= tokens {
-                    let (r0, r1, r2, r3) = blockDot4(w, block: block, x: x + t * w.columns, xScales: xScales + t * w.groups)
-                    store(r0, block: block, rows: w.rows, into: y + t * w.rows)
-                    store(r1, block: block, rows: w.rows, into: y + (t + 1) * w.rows)
-                    store(r2, block: block, rows: w.rows, into: y + (t + 2) * w.rows)
-                    store(r3, block: block, rows: w.rows, into: y + (t + 3) * w.rows)
-                    t += 4
-                }
-                while t < tokens {
-                    let result = blockDot(w, block: block, x: x + t * w.columns, xScales: xScales + t * w.groups)
-                    store(result, block: block, rows: w.rows, into: y + t * w.rows)
-                    t += 1
+        withOffsets(w, x: x, rows: tokens) { offsets in
+            pool.parallelFor(w.blocks) { range in
+                for block in range {
+                    var t = 0
+                    while t + 4 <= tokens {
+                        let (r0, r1, r2, r3) = blockDot4(w, block: block, x: x + t * w.columns, xScales: xScales + t * w.groups,
+                                                         offsets: offsets + t * w.groups)
+                        store(r0, block: block, rows: w.rows, into: y + t * w.rows)
+                        store(r1, block: block, rows: w.rows, into: y + (t + 1) * w.rows)
+                        store(r2, block: block, rows: w.rows, into: y + (t + 2) * w.rows)
+                        store(r3, block: block, rows: w.rows, into: y + (t + 3) * w.rows)
+                        t += 4
+                    }
+                    while t < tokens {
+                        let result = blockDot(w, block: block, x: x + t * w.columns, xScales: xScales + t * w.groups,
+                                              offsets: offsets + t * w.groups)
+                        store(result, block: block, rows: w.rows, into: y + t * w.rows)
+                        t += 1
+                    }
                 }
             }
         }
@@ -246,10 +252,12 @@ public enum Q8MatMul {
     /// y = W·(s₁q₁) + W·(s₂q₂), both passes from one load of each weight chunk.
     public static func vectorTwoPass(_ w: Q8Matrix, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>,
                                      y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-        pool.parallelFor(w.blocks, evenlyWithAtLeast: max(1, 1024 / max(1, w.columns))) { range in
-            for block in range {
-                let (first, second) = blockDot2(w, block: block, x: x, xScales: xScales)
-                store(first + second, block: block, rows: w.rows, into: y)
+        withOffsets(w, x: x, rows: 2) { offsets in
+            pool.parallelFor(w.blocks, evenlyWithAtLeast: max(1, 1024 / max(1, w.columns))) { range in
+                for block in range {
+                    let (first, second) = blockDot2(w, block: block, x: x, xScales: xScales, offsets: offsets)
+                    store(first + second, block: block, rows: w.rows, into: y)
+                }
             }
         }
     }
@@ -259,20 +267,43 @@ public enum Q8MatMul {
     /// as `vectorTwoPass` adds them, so prefill and decode agree bit for bit.
     public static func matrixTwoPass(_ w: Q8Matrix, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>, tokens: Int,
                                      y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-        pool.parallelFor(w.blocks) { range in
-            for block in range {
-                var t = 0
-                while t + 2 <= tokens {
-                    let (a1, a2, b1, b2) = blockDot4(w, block: block, x: x + 2 * t * w.columns, xScales: xScales + 2 * t * w.groups)
-                    store(a1 + a2, block: block, rows: w.rows, into: y + t * w.rows)
-                    store(b1 + b2, block: block, rows: w.rows, into: y + (t + 1) * w.rows)
-                    t += 2
-                }
-                if t < tokens {
-                    let (first, second) = blockDot2(w, block: block, x: x + 2 * t * w.columns, xScales: xScales + 2 * t * w.groups)
-                    store(first + second, block: block, rows: w.rows, into: y + t * w.rows)
+        withOffsets(w, x: x, rows: 2 * tokens) { offsets in
+            pool.parallelFor(w.blocks) { range in
+                for block in range {
+                    var t = 0
+                    while t + 2 <= tokens {
+                        let (a1, a2, b1, b2) = blockDot4(w, block: block, x: x + 2 * t * w.columns, xScales: xScales + 2 * t * w.groups,
+                                                         offsets: offsets + 2 * t * w.groups)
+                        store(a1 + a2, block: block, rows: w.rows, into: y + t * w.rows)
+                        store(b1 + b2, block: block, rows: w.rows, into: y + (t + 1) * w.rows)
+                        t += 2
+                    }
+                    if t < tokens {
+                        let (first, second) = blockDot2(w, block: block, x: x + 2 * t * w.columns, xScales: xScales + 2 * t * w.groups,
+                                                        offsets: offsets + 2 * t * w.groups)
+                        store(first + second, block: block, rows: w.rows, into: y + t * w.rows)
+                    }
                 }
             }
+        }
+    }
+
+    /// Runs `body` with the offsets that the VNNI kernels subtract (``Int8Dot/offsets(_:groups:groupSize:into:)``)
+    /// for `rows` rows of `x`, one per group, row after row; other builds compute none and
+    /// their kernels never read the pointer. A decode step's few fit on the stack; a long
+    /// prompt's go on the heap, so that no prompt length can exhaust a thread's stack.
+    @inline(__always)
+    static func withOffsets<R>(_ w: Q8Matrix, x: UnsafePointer<Int8>, rows: Int, _ body: (UnsafePointer<Int32>) -> R) -> R {
+        let count = Int8Dot.needsOffsets ? rows * w.groups : 1
+        if count > 1024 {
+            let buffer = UnsafeMutablePointer<Int32>.allocate(capacity: count)
+            defer { buffer.deallocate() }
+            Int8Dot.offsets(x, groups: rows * w.groups, groupSize: w.groupSize, into: buffer)
+            return body(UnsafePointer(buffer))
+        }
+        return withUnsafeTemporaryAllocation(of: Int32.self, capacity: count) { buffer in
+            Int8Dot.offsets(x, groups: rows * w.groups, groupSize: w.groupSize, into: buffer.baseAddress!)
+            return body(UnsafePointer(buffer.baseAddress!))
         }
     }
 
@@ -288,12 +319,13 @@ public enum Q8MatMul {
 
     /// The 16 dot products of one block of rows with one quantized vector.
     @inline(__always)
-    static func blockDot(_ w: Q8Matrix, block: Int, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>) -> SIMD16<Float> {
+    static func blockDot(_ w: Q8Matrix, block: Int, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>,
+                         offsets: UnsafePointer<Int32>) -> SIMD16<Float> {
         let base = UnsafeRawPointer(w.values + block * 16 * w.columns)
         let quadsPerGroup = w.groupSize / 4
         var result = SIMD16<Float>()
         for g in 0..<w.groups {
-            let sums = Int8Dot.group(base + g * quadsPerGroup * 64, x + g * w.groupSize, quads: quadsPerGroup)
+            let sums = Int8Dot.group(base + g * quadsPerGroup * 64, x + g * w.groupSize, quads: quadsPerGroup, offsets: offsets + g)
             let scale = w.scales(block: block, group: g)
             result += Int8Dot.toFloat(sums) * scale * SIMD16(repeating: xScales[g])
         }
@@ -303,13 +335,15 @@ public enum Q8MatMul {
     /// blockDot for two consecutive activation rows (a two-pass token's q₁ and q₂), sharing
     /// each weight load; each row's sums are added in blockDot's order.
     @inline(__always)
-    static func blockDot2(_ w: Q8Matrix, block: Int, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>) -> (SIMD16<Float>, SIMD16<Float>) {
+    static func blockDot2(_ w: Q8Matrix, block: Int, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>,
+                          offsets: UnsafePointer<Int32>) -> (SIMD16<Float>, SIMD16<Float>) {
         let base = UnsafeRawPointer(w.values + block * 16 * w.columns)
         let quadsPerGroup = w.groupSize / 4
         let groups = w.groups
         var r0 = SIMD16<Float>(), r1 = SIMD16<Float>()
         for g in 0..<groups {
-            let (s0, s1) = Int8Dot.group2(base + g * quadsPerGroup * 64, x + g * w.groupSize, stride: w.columns, quads: quadsPerGroup)
+            let (s0, s1) = Int8Dot.group2(base + g * quadsPerGroup * 64, x + g * w.groupSize, stride: w.columns, quads: quadsPerGroup,
+                                          offsets: offsets + g, offsetStride: groups)
             let scale = w.scales(block: block, group: g)
             r0 += Int8Dot.toFloat(s0) * scale * SIMD16(repeating: xScales[g])
             r1 += Int8Dot.toFloat(s1) * scale * SIMD16(repeating: xScales[groups + g])
@@ -319,13 +353,15 @@ public enum Q8MatMul {
 
     /// blockDot for four consecutive tokens, sharing each weight load.
     @inline(__always)
-    static func blockDot4(_ w: Q8Matrix, block: Int, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+    static func blockDot4(_ w: Q8Matrix, block: Int, x: UnsafePointer<Int8>, xScales: UnsafePointer<Float>,
+                          offsets: UnsafePointer<Int32>) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
         let base = UnsafeRawPointer(w.values + block * 16 * w.columns)
         let quadsPerGroup = w.groupSize / 4
         let c = w.columns, groups = w.groups
         var r0 = SIMD16<Float>(), r1 = SIMD16<Float>(), r2 = SIMD16<Float>(), r3 = SIMD16<Float>()
         for g in 0..<groups {
-            let (s0, s1, s2, s3) = Int8Dot.group4(base + g * quadsPerGroup * 64, x + g * w.groupSize, stride: c, quads: quadsPerGroup)
+            let (s0, s1, s2, s3) = Int8Dot.group4(base + g * quadsPerGroup * 64, x + g * w.groupSize, stride: c, quads: quadsPerGroup,
+                                                      offsets: offsets + g, offsetStride: groups)
             let scale = w.scales(block: block, group: g)
             r0 += Int8Dot.toFloat(s0) * scale * SIMD16(repeating: xScales[g])
             r1 += Int8Dot.toFloat(s1) * scale * SIMD16(repeating: xScales[groups + g])

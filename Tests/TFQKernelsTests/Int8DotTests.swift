@@ -59,6 +59,50 @@ import Testing
         }
     }
 
+    /// The build's kernels called as Q8MatMul calls them: each token's offsets first.
+    static func offsets(_ x: UnsafePointer<Int8>, tokens: Int, stride: Int, quads: Int) -> [Int32] {
+        var offsets = [Int32](repeating: 0, count: tokens)
+        for t in 0..<tokens { Int8Dot.offsets(x + t * stride, groups: 1, groupSize: quads * 4, into: &offsets[t]) }
+        return offsets
+    }
+
+    static func group(_ w: UnsafeRawPointer, _ x: UnsafePointer<Int8>, quads: Int) -> SIMD16<Int32> {
+        Int8Dot.group(w, x, quads: quads, offsets: offsets(x, tokens: 1, stride: 0, quads: quads))
+    }
+
+    static func group4(_ w: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int)
+        -> (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>) {
+        Int8Dot.group4(w, x, stride: stride, quads: quads, offsets: offsets(x, tokens: 4, stride: stride, quads: quads), offsetStride: 1)
+    }
+
+    static func group2(_ w: UnsafeRawPointer, _ x: UnsafePointer<Int8>, stride: Int, quads: Int) -> (SIMD16<Int32>, SIMD16<Int32>) {
+        Int8Dot.group2(w, x, stride: stride, quads: quads, offsets: offsets(x, tokens: 2, stride: stride, quads: quads), offsetStride: 1)
+    }
+
+    /// The VNNI path's offsets: 128·Σ x per group, over groups that fill its 32-byte steps,
+    /// leave a tail of whole words, or are a single word, at the extremes of x.
+    @Test(arguments: [4, 28, 32, 36, 64, 132])
+    func offsetsAreTheGroupSumsTimes128(groupSize: Int) {
+        let groups = 5
+        var x = Self.bytes(groups * groupSize, seed: UInt64(groupSize))
+        for i in 0..<groupSize { x[i] = -127 }   // the most negative group
+        for i in groupSize..<(2 * groupSize) { x[i] = 127 }
+        let expected = (0..<groups).map { g in 128 * x[(g * groupSize)..<((g + 1) * groupSize)].reduce(Int32(0)) { $0 + Int32($1) } }
+        var offsets = [Int32](repeating: 0, count: groups)
+        #if arch(x86_64)
+        if CPUFeatures.hasAVX512VNNI {
+            Int8Dot.vnniOffsets(x, groups: groups, groupSize: groupSize, into: &offsets)
+            #expect(offsets == expected)
+        }
+        #endif
+        if Int8Dot.needsOffsets {
+            offsets = [Int32](repeating: 0, count: groups)
+            Int8Dot.offsets(x, groups: groups, groupSize: groupSize, into: &offsets)
+            #expect(offsets == expected)
+        }
+        #expect(Int8Dot.needsOffsets == (Int8Dot.path == "vnni"))
+    }
+
     /// Row r's sum over `quads` chunks: chunk q holds row r's 4 weights at bytes 4r..4r+3.
     static func reference(_ w: [Int8], _ x: [Int8], xOffset: Int, quads: Int) -> [Int32] {
         (0..<16).map { r in
@@ -79,13 +123,13 @@ import Testing
         w.withUnsafeBytes { wb in
             x.withUnsafeBufferPointer { xb in
                 let expected = (0..<4).map { t in SIMD16(Self.reference(w, x, xOffset: t * stride, quads: quads)) }
-                #expect(Int8Dot.group(wb.baseAddress!, xb.baseAddress!, quads: quads) == expected[0])
+                #expect(Self.group(wb.baseAddress!, xb.baseAddress!, quads: quads) == expected[0])
                 #expect(Int8Dot.portableGroup(wb.baseAddress!, xb.baseAddress!, quads: quads) == expected[0])
-                let four = Int8Dot.group4(wb.baseAddress!, xb.baseAddress!, stride: stride, quads: quads)
+                let four = Self.group4(wb.baseAddress!, xb.baseAddress!, stride: stride, quads: quads)
                 #expect([four.0, four.1, four.2, four.3] == expected)
                 let portable = Int8Dot.portableGroup4(wb.baseAddress!, xb.baseAddress!, stride: stride, quads: quads)
                 #expect([portable.0, portable.1, portable.2, portable.3] == expected)
-                let two = Int8Dot.group2(wb.baseAddress!, xb.baseAddress! + stride, stride: stride, quads: quads)
+                let two = Self.group2(wb.baseAddress!, xb.baseAddress! + stride, stride: stride, quads: quads)
                 #expect([two.0, two.1] == [expected[1], expected[2]])
                 #if arch(arm64)
                 if CPUFeatures.hasDotProduct {
@@ -116,13 +160,13 @@ import Testing
             let x = Self.bytes(quads * 16, seed: UInt64(seed) << 9)
             w.withUnsafeBytes { wb in
                 x.withUnsafeBufferPointer { xb in
-                    let fast = Int8Dot.group(wb.baseAddress!, xb.baseAddress!, quads: quads)
+                    let fast = Self.group(wb.baseAddress!, xb.baseAddress!, quads: quads)
                     #expect(fast == Int8Dot.portableGroup(wb.baseAddress!, xb.baseAddress!, quads: quads))
-                    let four = Int8Dot.group4(wb.baseAddress!, xb.baseAddress!, stride: quads * 4, quads: quads)
+                    let four = Self.group4(wb.baseAddress!, xb.baseAddress!, stride: quads * 4, quads: quads)
                     let portable = Int8Dot.portableGroup4(wb.baseAddress!, xb.baseAddress!, stride: quads * 4, quads: quads)
                     #expect(four == portable)
                     #expect(four.0 == fast)
-                    let two = Int8Dot.group2(wb.baseAddress!, xb.baseAddress!, stride: quads * 4, quads: quads)
+                    let two = Self.group2(wb.baseAddress!, xb.baseAddress!, stride: quads * 4, quads: quads)
                     #expect(two.0 == portable.0 && two.1 == portable.1)
                     #if arch(arm64)
                     if CPUFeatures.hasDotProduct {

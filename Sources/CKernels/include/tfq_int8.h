@@ -291,61 +291,95 @@ static inline void tfq_int8_group2_avx2(const int8_t *w, const int8_t *x, long s
 #include <immintrin.h>
 
 /* AVX-512 VNNI on 256-bit vectors (with AVX-512VL): vpdpbusd adds the four products of each
- * lane's unsigned bytes (|x|) and signed bytes (w with x's sign, as in the AVX2 path) into
- * int32 directly, one instruction where AVX2 needs three (vpmaddubsw, vpmaddwd, vpaddd); no
- * int16 step, so nothing to saturate. Compiled into every x86-64 build (a function-level
- * target), so the tests check it wherever the CPU has it; a TFQ_AVX512VNNI build targets
- * such a CPU and inlines it. */
+ * lane's unsigned bytes and signed bytes into int32 directly, one instruction where AVX2 needs
+ * three (vpmaddubsw, vpmaddwd, vpaddd); no int16 step, so nothing to saturate. The weights
+ * are the unsigned side: w + 128 (w xor 0x80, in 1..255), times the activations as they are,
+ * so the sum is Σ w·x + 128·Σ x, and the caller passes each activation group's 128·Σ x
+ * (`offsets`, from tfq_int8_offsets_vnni) to subtract. One xor per weight vector, shared by
+ * every token of a call, replaces AVX2's two sign instructions per weight vector per token
+ * and the activation's own. Compiled into every x86-64 build (a function-level target), so
+ * the tests check it wherever the CPU has it; a TFQ_AVX512VNNI build targets such a CPU and
+ * inlines it. */
 #define TFQ_VNNI_TARGET __attribute__((target("avx2,avx512f,avx512vl,avx512vnni")))
 
-/* Writes the 16 sums to `out`: a 64-byte vector returned from a function with AVX-512 enabled
- * comes back in a zmm register, which a caller built without AVX-512 does not read. */
+/* 128·Σ x over each of `groups` groups of `groupSize` bytes (a multiple of 4) at `x`, in order:
+ * what the VNNI functions below subtract. */
 TFQ_VNNI_TARGET
-static inline void tfq_int8_group_vnni(const int8_t *w, const int8_t *x, long quads, int32_t *out) {
-    __m256i low = _mm256_setzero_si256(), high = low;
-    for (long q = 0; q < quads; q++, w += 64, x += 4) {
-        __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
-        int32_t word;
-        __builtin_memcpy(&word, x, 4);
-        __m256i xv = _mm256_set1_epi32(word), magnitude = _mm256_sign_epi8(xv, xv);
-        low = _mm256_dpbusd_epi32(low, magnitude, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)w), xv));
-        high = _mm256_dpbusd_epi32(high, magnitude, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(w + 32)), xv));
+static inline void tfq_int8_offsets_vnni(const int8_t *x, long groups, long groupSize, int32_t *offsets) {
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    for (long g = 0; g < groups; g++, x += groupSize) {
+        __m256i sums = _mm256_setzero_si256();
+        long i = 0;
+        for (; i + 32 <= groupSize; i += 32) sums = _mm256_dpbusd_epi32(sums, bias, _mm256_loadu_si256((const __m256i *)(x + i)));
+        __m128i half = _mm_add_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+        half = _mm_add_epi32(half, _mm_shuffle_epi32(half, 0x4e));
+        half = _mm_add_epi32(half, _mm_shuffle_epi32(half, 0xb1));
+        int32_t offset = _mm_cvtsi128_si32(half);
+        for (; i < groupSize; i++) offset += 128 * x[i];
+        offsets[g] = offset;
     }
-    tfq_i32x16 sums = __builtin_shufflevector((tfq_i32x8)low, (tfq_i32x8)high, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    __builtin_memcpy(out, &sums, sizeof sums);
 }
+
+/* One quad's two weight vectors, moved to unsigned. */
+#define TFQ_VNNI_WEIGHTS                                                                       \
+    __m256i w0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w), bias),               \
+            w1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + 32)), bias)
 
 #define TFQ_VNNI_TOKEN(t) do {                                                                 \
         int32_t word;                                                                          \
         __builtin_memcpy(&word, x + (t) * stride, 4);                                          \
-        __m256i xv = _mm256_set1_epi32(word), magnitude = _mm256_sign_epi8(xv, xv);            \
-        low##t = _mm256_dpbusd_epi32(low##t, magnitude, _mm256_sign_epi8(w0, xv));             \
-        high##t = _mm256_dpbusd_epi32(high##t, magnitude, _mm256_sign_epi8(w1, xv));           \
+        __m256i xv = _mm256_set1_epi32(word);                                                  \
+        low##t = _mm256_dpbusd_epi32(low##t, w0, xv);                                          \
+        high##t = _mm256_dpbusd_epi32(high##t, w1, xv);                                        \
     } while (0)
 
 #define TFQ_VNNI_STORE(t) do {                                                                 \
+        __m256i offset = _mm256_set1_epi32(offsets[(t) * offsetStride]);                       \
+        low##t = _mm256_sub_epi32(low##t, offset);                                             \
+        high##t = _mm256_sub_epi32(high##t, offset);                                           \
         tfq_i32x16 sums = __builtin_shufflevector((tfq_i32x8)low##t, (tfq_i32x8)high##t,       \
                                                   0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); \
         __builtin_memcpy(out + 16 * (t), &sums, sizeof sums);                                  \
     } while (0)
 
+/* Writes the 16 sums to `out`: a 64-byte vector returned from a function with AVX-512 enabled
+ * comes back in a zmm register, which a caller built without AVX-512 does not read.
+ * `offsets[0]`: the group's 128·Σ x. */
 TFQ_VNNI_TARGET
-static inline void tfq_int8_group4_vnni(const int8_t *w, const int8_t *x, long stride, long quads, int32_t *out) {
+static inline void tfq_int8_group_vnni(const int8_t *w, const int8_t *x, long quads, const int32_t *offsets, int32_t *out) {
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    const long stride = 0, offsetStride = 0;
+    __m256i low0 = _mm256_setzero_si256(), high0 = low0;
+    for (long q = 0; q < quads; q++, w += 64, x += 4) {
+        __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
+        TFQ_VNNI_WEIGHTS;
+        TFQ_VNNI_TOKEN(0);
+    }
+    TFQ_VNNI_STORE(0);
+}
+
+/* Four tokens, their activations `stride` bytes apart and their offsets `offsetStride` apart. */
+TFQ_VNNI_TARGET
+static inline void tfq_int8_group4_vnni(const int8_t *w, const int8_t *x, long stride, long quads,
+                                        const int32_t *offsets, long offsetStride, int32_t *out) {
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
     __m256i low0 = _mm256_setzero_si256(), high0 = low0, low1 = low0, high1 = low0, low2 = low0, high2 = low0, low3 = low0, high3 = low0;
     for (long q = 0; q < quads; q++, w += 64, x += 4) {
         __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)w), w1 = _mm256_loadu_si256((const __m256i *)(w + 32));
+        TFQ_VNNI_WEIGHTS;
         TFQ_VNNI_TOKEN(0); TFQ_VNNI_TOKEN(1); TFQ_VNNI_TOKEN(2); TFQ_VNNI_TOKEN(3);
     }
     TFQ_VNNI_STORE(0); TFQ_VNNI_STORE(1); TFQ_VNNI_STORE(2); TFQ_VNNI_STORE(3);
 }
 
 TFQ_VNNI_TARGET
-static inline void tfq_int8_group2_vnni(const int8_t *w, const int8_t *x, long stride, long quads, int32_t *out) {
+static inline void tfq_int8_group2_vnni(const int8_t *w, const int8_t *x, long stride, long quads,
+                                        const int32_t *offsets, long offsetStride, int32_t *out) {
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
     __m256i low0 = _mm256_setzero_si256(), high0 = low0, low1 = low0, high1 = low0;
     for (long q = 0; q < quads; q++, w += 64, x += 4) {
         __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)w), w1 = _mm256_loadu_si256((const __m256i *)(w + 32));
+        TFQ_VNNI_WEIGHTS;
         TFQ_VNNI_TOKEN(0); TFQ_VNNI_TOKEN(1);
     }
     TFQ_VNNI_STORE(0); TFQ_VNNI_STORE(1);
@@ -355,14 +389,19 @@ static inline void tfq_int8_group2_vnni(const int8_t *w, const int8_t *x, long s
 /* What a TFQ_AVX512VNNI build calls: defined only when the compiler targets a CPU with VNNI
  * and VL, so that define without the CPU flag fails to compile instead of building a binary
  * whose start-up check (tfq_cpu.h) knows nothing of the instructions it uses. */
-static inline void tfq_int8_group_vnni_selected(const int8_t *w, const int8_t *x, long quads, int32_t *out) {
-    tfq_int8_group_vnni(w, x, quads, out);
+static inline void tfq_int8_offsets_vnni_selected(const int8_t *x, long groups, long groupSize, int32_t *offsets) {
+    tfq_int8_offsets_vnni(x, groups, groupSize, offsets);
 }
-static inline void tfq_int8_group4_vnni_selected(const int8_t *w, const int8_t *x, long stride, long quads, int32_t *out) {
-    tfq_int8_group4_vnni(w, x, stride, quads, out);
+static inline void tfq_int8_group_vnni_selected(const int8_t *w, const int8_t *x, long quads, const int32_t *offsets, int32_t *out) {
+    tfq_int8_group_vnni(w, x, quads, offsets, out);
 }
-static inline void tfq_int8_group2_vnni_selected(const int8_t *w, const int8_t *x, long stride, long quads, int32_t *out) {
-    tfq_int8_group2_vnni(w, x, stride, quads, out);
+static inline void tfq_int8_group4_vnni_selected(const int8_t *w, const int8_t *x, long stride, long quads,
+                                                 const int32_t *offsets, long offsetStride, int32_t *out) {
+    tfq_int8_group4_vnni(w, x, stride, quads, offsets, offsetStride, out);
+}
+static inline void tfq_int8_group2_vnni_selected(const int8_t *w, const int8_t *x, long stride, long quads,
+                                                 const int32_t *offsets, long offsetStride, int32_t *out) {
+    tfq_int8_group2_vnni(w, x, stride, quads, offsets, offsetStride, out);
 }
 #endif
 #endif /* __x86_64__ */
