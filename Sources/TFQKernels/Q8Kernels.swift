@@ -294,17 +294,15 @@ public enum Q8MatMul {
     /// prompt's go on the heap, so that no prompt length can exhaust a thread's stack.
     @inline(__always)
     static func withOffsets<R>(_ w: Q8Matrix, x: UnsafePointer<Int8>, rows: Int, _ body: (UnsafePointer<Int32>) -> R) -> R {
-        let count = Int8Dot.needsOffsets ? rows * w.groups : 1
-        if count > 1024 {
-            let buffer = UnsafeMutablePointer<Int32>.allocate(capacity: count)
-            defer { buffer.deallocate() }
+        func filled(_ buffer: UnsafeMutablePointer<Int32>) -> R {
             Int8Dot.offsets(x, groups: rows * w.groups, groupSize: w.groupSize, into: buffer)
             return body(UnsafePointer(buffer))
         }
-        return withUnsafeTemporaryAllocation(of: Int32.self, capacity: count) { buffer in
-            Int8Dot.offsets(x, groups: rows * w.groups, groupSize: w.groupSize, into: buffer.baseAddress!)
-            return body(UnsafePointer(buffer.baseAddress!))
-        }
+        let count = Int8Dot.needsOffsets ? rows * w.groups : 1
+        guard count > 1024 else { return withUnsafeTemporaryAllocation(of: Int32.self, capacity: count) { filled($0.baseAddress!) } }
+        let buffer = UnsafeMutablePointer<Int32>.allocate(capacity: count)
+        defer { buffer.deallocate() }
+        return filled(buffer)
     }
 
     @inline(__always)

@@ -348,7 +348,7 @@ static inline void tfq_int8_offsets_vnni(const int8_t *x, long groups, long grou
 TFQ_VNNI_TARGET
 static inline void tfq_int8_group_vnni(const int8_t *w, const int8_t *x, long quads, const int32_t *offsets, int32_t *out) {
     const __m256i bias = _mm256_set1_epi8((char)0x80);
-    const long stride = 0, offsetStride = 0;
+    const long stride = 0, offsetStride = 0;  /* what the shared macros read, for one token */
     __m256i low0 = _mm256_setzero_si256(), high0 = low0;
     for (long q = 0; q < quads; q++, w += 64, x += 4) {
         __builtin_prefetch(w + TFQ_PREFETCH_AHEAD, 0, 3);
